@@ -1,0 +1,32 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Kernels are plain pointer loops; skip exclusivity checks in them.
+let fastMath: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked"])]
+
+let package = Package(
+    name: "Nodus",
+    products: [
+        .library(name: "nodus", type: .dynamic, targets: ["Nodus"]),
+        .executable(name: "nodus-cli", targets: ["nodus-cli"]),
+    ],
+    targets: [
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .target(name: "NodusCore", dependencies: ["CBLAS"], swiftSettings: fastMath),
+        .target(name: "NodusFormats", dependencies: ["NodusCore"]),
+        .target(name: "NodusGraph", dependencies: ["NodusCore"], swiftSettings: fastMath),
+        .target(name: "NodusModels", dependencies: ["NodusCore", "NodusGraph", "NodusFormats"]),
+        .target(name: "NodusPipelines", dependencies: ["NodusCore", "NodusFormats", "NodusModels"],
+                swiftSettings: fastMath),
+        .target(name: "Nodus", dependencies: ["NodusCore", "NodusFormats", "NodusModels", "NodusPipelines"],
+                linkerSettings: [.unsafeFlags(["-Xlinker", "-soname=libnodus.so"])]),
+        // The public header as a Clang module, so the CLI is a client of the C ABI like any host.
+        .target(name: "CNodus", path: "Sources/CNodus"),
+        .executableTarget(name: "nodus-cli", dependencies: ["Nodus", "CNodus"]),
+        .testTarget(name: "NodusTests",
+                    dependencies: ["NodusCore", "NodusFormats", "NodusGraph", "NodusModels", "NodusPipelines"],
+                    path: "Tests/NodusTests", resources: []),
+    ],
+    swiftLanguageModes: [.v5]
+)

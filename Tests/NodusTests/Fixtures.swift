@@ -1,0 +1,22 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import NodusCore
+
+/// Locates files under `Tests/Fixtures` (made by the scripts in `tests/reference`).
+enum Fixtures {
+    static let directory: String = {
+        var components = #filePath.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        components.removeLast(2)  // NodusTests/Fixtures.swift
+        return components.joined(separator: "/") + "/Fixtures"
+    }()
+
+    static func path(_ name: String) -> String { directory + "/" + name }
+
+    /// A fresh temporary directory for a test's own files.
+    static func temporaryDirectory(_ label: String) -> String {
+        let path = "/tmp/nodus-tests-\(label)-\(UInt64.random(in: 0...UInt64.max))"
+        _ = path.withCString { mkdir($0, 0o755) }
+        return path
+    }
+}
