@@ -1,0 +1,266 @@
+/*
+ * nodus.h: the C interface of Nodus, an embeddable diffusion inference runtime.
+ *
+ * Conventions (they hold for every function below):
+ *   - Objects are opaque handles created by a constructor (`*_load`, `*_create`)
+ *     and released by a destructor (`*_free`). Passing NULL to a destructor is a
+ *     no-op.
+ *   - Every fallible call returns a nodus_status. NODUS_OK (0) means success;
+ *     any other value means the call failed, changed nothing that the caller
+ *     can observe (unless the function says otherwise) and left a message for
+ *     nodus_last_error().
+ *   - No call aborts the process on bad input: NULL pointers, wrong shapes,
+ *     malformed files all come back as a status code.
+ *   - Memory: a pointer the library returns stays owned by the library (and
+ *     says how long it is valid); a buffer the caller passes stays owned by the
+ *     caller. Nothing needs to be freed with free().
+ *   - Params structs start with `struct_size`, must be filled by their
+ *     `*_params_init()` function first, and only ever grow at the end.
+ *   - Functions are safe to call from any thread, but one handle must not be
+ *     used by two threads at the same time.
+ */
+#ifndef NODUS_H
+#define NODUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#    define NODUS_API __attribute__((visibility("default")))
+#    define NODUS_NODISCARD __attribute__((warn_unused_result))
+#else
+#    define NODUS_API
+#    define NODUS_NODISCARD
+#endif
+
+/* ---- Version ------------------------------------------------------------ */
+
+/* X.Y.Z is encoded as X*1000000 + Y*1000 + Z. */
+#define NODUS_VERSION_STRING "0.1.0"
+#define NODUS_VERSION_NUMBER 1000
+
+/* The version of the library actually loaded (compare with the macro). */
+NODUS_API int32_t nodus_version_number(void);
+/* "X.Y.Z"; a static string. */
+NODUS_API const char *nodus_version(void);
+
+/* ---- Status and errors -------------------------------------------------- */
+
+typedef int32_t nodus_status;
+
+enum {
+    NODUS_OK = 0,
+    NODUS_ERROR_INVALID_ARGUMENT = 1, /* NULL pointer, out-of-range value, wrong name  */
+    NODUS_ERROR_IO = 2,               /* a file could not be opened, read or written  */
+    NODUS_ERROR_FORMAT = 3,           /* a file or JSON document is malformed          */
+    NODUS_ERROR_UNSUPPORTED = 4,      /* valid, but a feature Nodus does not implement */
+    NODUS_ERROR_SHAPE = 5,            /* a tensor's shape or dtype does not fit        */
+    NODUS_ERROR_CANCELLED = 6,        /* a progress callback asked to stop             */
+    NODUS_ERROR_OUT_OF_MEMORY = 7,
+    NODUS_ERROR_INTERNAL = 8          /* a bug in Nodus: please report it              */
+};
+
+/* "ok", "invalid_argument", ...; a static string ("unknown" for other values). */
+NODUS_API const char *nodus_status_name(nodus_status status);
+
+/* The message of the last failed call on this thread, or "" if none failed yet.
+ * Valid until the next failing call on the same thread. Never NULL. */
+NODUS_API const char *nodus_last_error(void);
+
+/* ---- Tensors ------------------------------------------------------------ */
+
+typedef int32_t nodus_dtype;
+
+enum {
+    NODUS_DTYPE_FLOAT32 = 0,
+    NODUS_DTYPE_FLOAT16 = 1,
+    NODUS_DTYPE_BFLOAT16 = 2,
+    NODUS_DTYPE_INT64 = 3,
+    NODUS_DTYPE_INT32 = 4,
+    NODUS_DTYPE_UINT8 = 5,
+    NODUS_DTYPE_BOOL = 6,
+    NODUS_DTYPE_FLOAT64 = 7
+};
+
+/* "float32", "float16", ...; a static string, or NULL for an unknown value. */
+NODUS_API const char *nodus_dtype_name(nodus_dtype dtype);
+/* Parses a name made by nodus_dtype_name(). NODUS_ERROR_INVALID_ARGUMENT if unknown. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_dtype_from_name(const char *name, nodus_dtype *out_dtype);
+/* Bytes per element, or 0 for an unknown value. */
+NODUS_API size_t nodus_dtype_size(nodus_dtype dtype);
+
+#define NODUS_MAX_DIMS 8
+
+/* A dense, C-contiguous tensor crossing the ABI. The caller owns `data`.
+ * As an input: `name` (where the call takes named inputs), `dtype`, `ndim`,
+ * `shape` and `data` are read; `size_bytes` is ignored.
+ * As an output: the library writes `dtype`, `ndim` and `shape`; if `data` is
+ * NULL it only reports them (and the bytes needed in `size_bytes`) and returns
+ * NODUS_OK, otherwise it writes the values into `data`, which must hold
+ * `size_bytes` >= the bytes needed (else NODUS_ERROR_SHAPE, nothing written). */
+typedef struct nodus_tensor {
+    const char *name;
+    nodus_dtype dtype;
+    int32_t ndim;
+    int64_t shape[NODUS_MAX_DIMS];
+    void *data;
+    size_t size_bytes;
+} nodus_tensor;
+
+/* ---- Progress ----------------------------------------------------------- */
+
+/* Called after each unit of a long call (a sampling step). Return non-zero to
+ * cancel: the call then stops and returns NODUS_ERROR_CANCELLED. */
+typedef int32_t (*nodus_progress_callback)(int32_t done, int32_t total, void *user_data);
+
+/* ---- Models ------------------------------------------------------------- */
+
+typedef struct nodus_model nodus_model;
+
+typedef int32_t nodus_model_kind;
+
+enum {
+    NODUS_MODEL_DIT = 0,       /* diffusers DiTTransformer2DModel */
+    NODUS_MODEL_UNET = 1,      /* diffusers UNet2DConditionModel  */
+    NODUS_MODEL_VAE = 2,       /* diffusers AutoencoderKL         */
+    NODUS_MODEL_CLIP_TEXT = 3, /* transformers CLIPTextModel      */
+    NODUS_MODEL_ONNX = 4       /* an ONNX graph                   */
+};
+
+/* "dit", "unet", "vae", "clip_text", "onnx"; static, or NULL for an unknown value. */
+NODUS_API const char *nodus_model_kind_name(nodus_model_kind kind);
+NODUS_API NODUS_NODISCARD nodus_status nodus_model_kind_from_name(const char *name, nodus_model_kind *out_kind);
+
+typedef struct nodus_model_params {
+    uint32_t struct_size;  /* sizeof(nodus_model_params), set by nodus_model_params_init */
+    int32_t threads;       /* worker threads for this model; 0 = all cores (default)     */
+    nodus_dtype dtype;     /* compute precision; NODUS_DTYPE_FLOAT32 (default)           */
+} nodus_model_params;
+
+/* Fills `params` with the defaults. */
+NODUS_API void nodus_model_params_init(nodus_model_params *params);
+
+/* Loads a diffusers model folder (config.json + safetensors weights, possibly
+ * sharded). Weights are memory-mapped. `params` may be NULL for the defaults.
+ * On success *out_model is a new model the caller frees with nodus_model_free();
+ * on failure it is set to NULL. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_model_load(const char *path, const nodus_model_params *params,
+                                                        nodus_model **out_model);
+NODUS_API void nodus_model_free(nodus_model *model);
+
+NODUS_API nodus_model_kind nodus_model_get_kind(const nodus_model *model);
+
+/* The model's config.json as a JSON string, owned by the model and valid until
+ * it is freed; NULL if `model` is NULL. */
+NODUS_API const char *nodus_model_config_json(const nodus_model *model);
+
+/* One forward pass, `output = model(**inputs).sample` as in diffusers.
+ * DiT inputs: "sample" float32 [B, C, H, W]; "timestep" int64 or float32 [B]
+ * (or one value, broadcast); "class_labels" int64 [B].
+ * See nodus_tensor for how `output` is filled (call with output->data = NULL
+ * to learn the shape). NODUS_ERROR_SHAPE names the input that does not fit. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_model_forward(nodus_model *model, const nodus_tensor *inputs,
+                                                           size_t input_count, nodus_tensor *output);
+
+/* VAE decode, `image = vae.decode(latent).sample` as in diffusers: the latent is
+ * z = latent / scaling_factor, float32 [B, latent_channels, h, w]; the image is
+ * float32 [B, out_channels, 8h, 8w] in about [-1, 1]. Output as in nodus_model_forward. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_model_decode(nodus_model *model, const nodus_tensor *latent,
+                                                          nodus_tensor *output);
+
+/* ---- Schedulers --------------------------------------------------------- */
+
+typedef struct nodus_scheduler nodus_scheduler;
+
+typedef int32_t nodus_scheduler_kind;
+
+enum {
+    NODUS_SCHEDULER_DDIM = 0,              /* DDIMScheduler                   */
+    NODUS_SCHEDULER_DDPM = 1,              /* DDPMScheduler                   */
+    NODUS_SCHEDULER_FLOW_MATCH_EULER = 2   /* FlowMatchEulerDiscreteScheduler */
+};
+
+/* The diffusers class name ("DDIMScheduler", ...); static, or NULL if unknown. */
+NODUS_API const char *nodus_scheduler_kind_name(nodus_scheduler_kind kind);
+NODUS_API NODUS_NODISCARD nodus_status nodus_scheduler_kind_from_name(const char *name,
+                                                                      nodus_scheduler_kind *out_kind);
+
+/* Creates a scheduler from a diffusers scheduler_config.json: a path to the file
+ * or to a folder holding it. The class comes from `_class_name`. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_scheduler_load(const char *path, nodus_scheduler **out_scheduler);
+/* The same from the JSON text itself. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_scheduler_from_json(const char *json, nodus_scheduler **out_scheduler);
+NODUS_API void nodus_scheduler_free(nodus_scheduler *scheduler);
+
+NODUS_API nodus_scheduler_kind nodus_scheduler_get_kind(const nodus_scheduler *scheduler);
+
+/* Prepares `steps` inference steps (diffusers `set_timesteps`). */
+NODUS_API NODUS_NODISCARD nodus_status nodus_scheduler_set_timesteps(nodus_scheduler *scheduler, int32_t steps);
+
+/* Copies up to `capacity` timesteps into `out` (may be NULL when capacity is 0)
+ * and stores their total number in *out_count. *out_is_integer is set to 1 when
+ * the model takes them as int64 (DDIM, DDPM), 0 for float32 (flow matching). */
+NODUS_API NODUS_NODISCARD nodus_status nodus_scheduler_timesteps(const nodus_scheduler *scheduler, double *out,
+                                                                 size_t capacity, size_t *out_count,
+                                                                 int32_t *out_is_integer);
+
+/* The standard deviation the initial noise is scaled by (init_noise_sigma). */
+NODUS_API float nodus_scheduler_init_noise_sigma(const nodus_scheduler *scheduler);
+
+/* One step: prev_sample from `model_output` ([B, C or 2C, ...]) and `sample`
+ * ([B, C, ...]) at `timestep`. `noise` (same shape as `sample`, may be NULL) is
+ * the noise diffusers would draw inside step (DDPM, DDIM with eta > 0); a step
+ * that needs it fails with NODUS_ERROR_INVALID_ARGUMENT when it is NULL.
+ * Output as in nodus_model_forward. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_scheduler_step(nodus_scheduler *scheduler,
+                                                            const nodus_tensor *model_output, double timestep,
+                                                            const nodus_tensor *sample, const nodus_tensor *noise,
+                                                            nodus_tensor *prev_sample);
+
+/* ---- Sampling ----------------------------------------------------------- */
+
+typedef struct nodus_sample_params {
+    uint32_t struct_size;      /* sizeof(nodus_sample_params), set by nodus_sample_params_init     */
+    int32_t steps;             /* inference steps (default 50)                                     */
+    float guidance_scale;      /* classifier-free guidance; <= 1 disables it (default 4.0)         */
+    /* The starting latent [B, C, H, W] float32, already scaled by init_noise_sigma
+     * as diffusers pipelines do (required). */
+    const nodus_tensor *init_noise;
+    /* DiT: class labels, int64. With guidance: B labels (the null class
+     * num_embeds_ada_norm is added) or 2B labels [cond..., null...]. */
+    const int64_t *class_labels;
+    size_t class_label_count;
+    /* Noise for steps that draw it (DDPM): [steps, B, C, H, W] float32, or NULL. */
+    const nodus_tensor *step_noise;
+    /* If not NULL: receives the latent after every step, [steps, B, C, H, W]
+     * float32; must hold that many bytes (size_bytes). */
+    nodus_tensor *trajectory;
+    nodus_progress_callback progress; /* may be NULL */
+    void *progress_user_data;
+} nodus_sample_params;
+
+NODUS_API void nodus_sample_params_init(nodus_sample_params *params);
+
+/* Runs the denoising loop of diffusers' pipelines with classifier-free guidance
+ * (DiT batch order [cond, null], e = e_null + g (e_cond - e_null)); calls
+ * nodus_scheduler_set_timesteps(scheduler, params->steps) first. Writes the
+ * final latent [B, C, H, W] to `output` (as in nodus_model_forward). */
+NODUS_API NODUS_NODISCARD nodus_status nodus_sample(nodus_model *model, nodus_scheduler *scheduler,
+                                                    const nodus_sample_params *params, nodus_tensor *output);
+
+/* ---- Noise -------------------------------------------------------------- */
+
+/* Fills a float32 tensor with the values of
+ * torch.randn(shape, generator=torch.Generator().manual_seed(seed)) on CPU, bit
+ * for bit. `output` must have dtype, ndim, shape and data set. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_randn(uint64_t seed, nodus_tensor *output);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NODUS_H */

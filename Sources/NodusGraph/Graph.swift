@@ -1,1 +1,44 @@
+import NodusCore
 
+/// A value in a graph: a graph input, a constant (a weight), or a node's result.
+public struct ValueID: Hashable, Sendable, CustomStringConvertible {
+    public let index: Int
+    public var description: String { "%\(index)" }
+}
+
+/// What a value is and where its data comes from.
+public struct ValueInfo: Sendable {
+    public enum Origin: Sendable {
+        case input(name: String)
+        /// A weight, by its source name (`transformer_blocks.0.attn1.to_q.weight`).
+        case constant(name: String, tensor: Tensor)
+        case node(Int)
+    }
+
+    public var shape: [Int]
+    public var dtype: DType
+    public var origin: Origin
+
+    public var byteCount: Int { shape.reduce(1, *) * dtype.byteSize }
+}
+
+/// One operation applied to values.
+public struct Node: Sendable {
+    public var operation: Operation
+    /// nil for an absent optional input (a Linear without bias).
+    public var inputs: [ValueID?]
+    public var output: ValueID
+}
+
+/// A dataflow graph in execution order: built once per model and input shape,
+/// then planned and executed.
+public struct Graph: Sendable {
+    public internal(set) var values: [ValueInfo] = []
+    public internal(set) var nodes: [Node] = []
+    public internal(set) var inputs: [String: ValueID] = [:]
+    public internal(set) var output: ValueID?
+
+    public init() {}
+
+    public subscript(value: ValueID) -> ValueInfo { values[value.index] }
+}

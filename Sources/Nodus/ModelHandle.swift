@@ -1,0 +1,32 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import NodusCore
+import NodusModels
+
+/// What a `nodus_model *` points to: a loaded model and its config.json as a C
+/// string (returned by `nodus_model_config_json`, freed with the handle).
+final class ModelHandle {
+    let model: any DiffusionModel
+    let configJSON: UnsafeMutablePointer<CChar>
+
+    init(model: any DiffusionModel) throws {
+        self.model = model
+        guard let text = strdup(model.config.serialized()) else {
+            throw NodusError(.outOfMemory, "cannot copy the model's config")
+        }
+        self.configJSON = text
+    }
+
+    deinit { free(configJSON) }
+
+    /// A new retained opaque pointer to `self` (released by `nodus_model_free`).
+    func retainedPointer() -> OpaquePointer {
+        OpaquePointer(Unmanaged.passRetained(self).toOpaque())
+    }
+
+    /// The handle behind `pointer`, which must come from `retainedPointer()`.
+    static func from(_ pointer: OpaquePointer) -> ModelHandle {
+        Unmanaged<ModelHandle>.fromOpaque(UnsafeRawPointer(pointer)).takeUnretainedValue()
+    }
+}

@@ -1,0 +1,88 @@
+import CNodus
+import NodusCore
+import NodusPipelines
+
+enum SampleParameters {
+    static var defaults: nodus_sample_params {
+        var params = nodus_sample_params()
+        params.struct_size = UInt32(MemoryLayout<nodus_sample_params>.stride)
+        params.steps = 50
+        params.guidance_scale = 4.0
+        return params
+    }
+}
+
+/// `void nodus_sample_params_init(nodus_sample_params *)`: 50 steps, guidance 4.0, every pointer NULL.
+@_cdecl("nodus_sample_params_init")
+public func nodusSampleParamsInit(_ params: UnsafeMutablePointer<nodus_sample_params>?) {
+    guard let params else { return }
+    params.pointee = SampleParameters.defaults
+}
+
+/// `nodus_status nodus_sample(nodus_model *, nodus_scheduler *, const nodus_sample_params *, nodus_tensor *output)`:
+/// the guided denoising loop. With `output->data` NULL only the shape is reported.
+@_cdecl("nodus_sample")
+public func nodusSample(_ model: OpaquePointer?, _ scheduler: OpaquePointer?,
+                        _ params: UnsafePointer<nodus_sample_params>?,
+                        _ output: UnsafeMutablePointer<nodus_tensor>?) -> nodus_status {
+    let function = "nodus_sample"
+    return Status.run(function) {
+        let modelHandle = ModelHandle.from(try Argument.required(model, "model", in: function))
+        let schedulerHandle = SchedulerHandle.from(try Argument.required(scheduler, "scheduler", in: function))
+        let paramsPointer = try Argument.required(params, "params", in: function)
+        let target = try Argument.required(output, "output", in: function)
+        let settings = try Argument.params(paramsPointer, defaults: SampleParameters.defaults,
+                                           initializer: "nodus_sample_params_init", in: function)
+        guard settings.steps >= 1 else {
+            throw NodusError.invalidArgument("\(function): params.steps is \(settings.steps); it must be at least 1")
+        }
+        guard settings.guidance_scale.isFinite else {
+            throw NodusError.invalidArgument("\(function): params.guidance_scale is not finite")
+        }
+        let initSource = try Argument.required(settings.init_noise, "params.init_noise", in: function)
+        let initNoise = try TensorBridge.input(initSource.pointee, label: "\(function): params.init_noise", copy: true)
+        var request = SamplingRequest(initNoise: initNoise)
+        request.steps = Int(settings.steps)
+        request.guidanceScale = settings.guidance_scale
+        if settings.class_label_count > 0 {
+            let labels = try Argument.required(settings.class_labels, "params.class_labels", in: function)
+            guard settings.class_label_count <= 1 << 20 else {
+                throw NodusError.invalidArgument(
+                    "\(function): params.class_label_count \(settings.class_label_count) is out of range")
+            }
+            request.classLabels = Array(UnsafeBufferPointer(start: labels, count: settings.class_label_count))
+        }
+        if let stepNoise = settings.step_noise {
+            request.stepNoise = try TensorBridge.input(stepNoise.pointee, label: "\(function): params.step_noise",
+                                                       copy: true)
+        }
+        let shape = initNoise.shape
+        let trajectoryShape = [Int(settings.steps)] + shape
+        if let trajectory = settings.trajectory {
+            let label = "\(function): params.trajectory"
+            guard trajectory.pointee.data != nil else {
+                throw NodusError.invalidArgument("\(label): data is NULL")
+            }
+            _ = try TensorBridge.prepareOutput(trajectory, shape: trajectoryShape, dtype: .float32, label: label)
+            request.recordTrajectory = true
+        }
+        let label = "\(function): output"
+        guard try TensorBridge.prepareOutput(target, shape: shape, dtype: .float32, label: label) else { return }
+        if let callback = settings.progress {
+            let userData = settings.progress_user_data
+            request.progress = { done, total in
+                callback(Int32(clamping: done), Int32(clamping: total), userData) == 0
+            }
+        }
+        let result = try GuidedSampler.run(model: modelHandle.model, scheduler: &schedulerHandle.scheduler,
+                                           request: request)
+        if let trajectory = settings.trajectory {
+            guard let recorded = result.trajectory else {
+                throw NodusError(.internal, "\(function): the sampler did not record the trajectory")
+            }
+            try TensorBridge.write(recorded, to: trajectory, shape: trajectoryShape, dtype: .float32,
+                                   label: "\(function): params.trajectory")
+        }
+        try TensorBridge.write(result.final, to: target, shape: shape, dtype: .float32, label: label)
+    }
+}

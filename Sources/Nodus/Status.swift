@@ -1,0 +1,75 @@
+import CNodus
+import NodusCore
+
+/// Status codes and the wrapper every fallible entry point runs its body in.
+enum Status {
+    static let ok: nodus_status = 0
+
+    /// Names indexed by status value (the header's enum, in order).
+    // Immutable after initialisation; safe to share between threads.
+    nonisolated(unsafe) static let names = StaticCString.table([
+        "ok", "invalid_argument", "io", "format", "unsupported", "shape", "cancelled", "out_of_memory",
+        "internal",
+    ])
+    nonisolated(unsafe) static let unknownName = StaticCString.make("unknown")
+
+    /// Runs `body` and turns its outcome into a status: `NODUS_OK`, the code of a
+    /// thrown `NodusError`, or `NODUS_ERROR_INTERNAL` for any other error. Every
+    /// failure leaves its message for `nodus_last_error()`.
+    static func run(_ function: String, _ body: () throws -> Void) -> nodus_status {
+        do {
+            try body()
+            return ok
+        } catch let error as NodusError {
+            LastError.set(error.message)
+            return error.code.rawValue
+        } catch {
+            LastError.set("\(function): internal error: \(error)")
+            return NodusError.Code.internal.rawValue
+        }
+    }
+}
+
+/// Argument checks shared by the entry points; each names the function and the parameter.
+enum Argument {
+    /// `pointer` itself, or an `invalidArgument` error naming the NULL parameter.
+    static func required<Pointee>(_ pointer: Pointee?, _ parameter: String, in function: String) throws -> Pointee {
+        guard let pointer else { throw NodusError.invalidArgument("\(function): `\(parameter)` is NULL") }
+        return pointer
+    }
+
+    /// The NUL-terminated string at `text`, or an error when it is NULL.
+    static func string(_ text: UnsafePointer<CChar>?, _ parameter: String, in function: String) throws -> String {
+        String(cString: try required(text, parameter, in: function))
+    }
+
+    /// Reads a params struct that starts with `uint32_t struct_size`: the first
+    /// `struct_size` bytes come from the caller, the rest keep `defaults` (a caller
+    /// built against an older header passes a shorter struct).
+    static func params<Params>(_ pointer: UnsafePointer<Params>, defaults: Params, initializer: String,
+                               in function: String) throws -> Params {
+        let size = Int(UnsafeRawPointer(pointer).loadUnaligned(as: UInt32.self))
+        let fullSize = MemoryLayout<Params>.stride
+        guard size >= MemoryLayout<UInt32>.size else {
+            throw NodusError.invalidArgument(
+                "\(function): params.struct_size is \(size): fill the struct with \(initializer)() first")
+        }
+        guard size <= fullSize else {
+            throw NodusError.invalidArgument(
+                "\(function): params.struct_size is \(size) but this library knows \(fullSize) bytes: "
+                    + "the header is newer than the library")
+        }
+        var value = defaults
+        withUnsafeMutableBytes(of: &value) { target in
+            target.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(pointer), count: size))
+        }
+        return value
+    }
+}
+
+/// `const char *nodus_status_name(nodus_status)`: "ok", "invalid_argument", ...;
+/// "unknown" for other values.
+@_cdecl("nodus_status_name")
+public func nodusStatusName(_ status: nodus_status) -> UnsafePointer<CChar> {
+    StaticCString.lookup(Status.names, status) ?? Status.unknownName
+}

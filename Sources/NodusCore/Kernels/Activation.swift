@@ -1,0 +1,64 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Element-wise activations, in place or out of place (`input` may equal `output`).
+public enum Activation {
+    /// GELU with the tanh approximation (`nn.GELU(approximate="tanh")`).
+    public static func geluTanh(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, count: Int) {
+        map(input, output, count: count) { x in
+            let inner = 0.797_884_56 * (x + 0.044_715 * x * x * x)
+            return 0.5 * x * (1 + VectorMath.tanh(inner))
+        }
+    }
+
+    /// Exact GELU (`nn.GELU()`): 0.5 x (1 + erf(x / sqrt 2)).
+    public static func geluErf(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, count: Int) {
+        Parallel.forEach(count) { range in
+            for index in range {
+                let x = input[index]
+                output[index] = 0.5 * x * (1 + Float(erf(Double(x) * 0.707_106_781_186_547_6)))
+            }
+        }
+    }
+
+    /// SiLU / swish: x * sigmoid(x).
+    public static func silu(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, count: Int) {
+        map(input, output, count: count) { x in x * VectorMath.sigmoid(x) }
+    }
+
+    /// SiLU on the calling thread only (for kernels that already split their work).
+    static func siluSerial(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, count: Int) {
+        var start = 0
+        while start + 8 <= count {
+            let x = UnsafeRawPointer(input + start).loadUnaligned(as: VectorMath.Vector.self)
+            UnsafeMutableRawPointer(output + start).storeBytes(of: x * VectorMath.sigmoid(x), as: VectorMath.Vector.self)
+            start += 8
+        }
+        while start < count {
+            let x = input[start]
+            output[start] = x / (1 + VectorMath.exp(-x))
+            start += 1
+        }
+    }
+
+    /// Applies a vector function over `count` floats, 8 at a time, split over threads.
+    @inline(__always)
+    static func map(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, count: Int,
+                    _ function: (VectorMath.Vector) -> VectorMath.Vector) {
+        Parallel.forEach((count + 7) / 8, costPerItem: 8) { range in
+            for block in range {
+                let start = block * 8
+                if start + 8 <= count {
+                    let x = UnsafeRawPointer(input + start).loadUnaligned(as: VectorMath.Vector.self)
+                    UnsafeMutableRawPointer(output + start).storeBytes(of: function(x), as: VectorMath.Vector.self)
+                } else {
+                    var x = VectorMath.Vector(repeating: 0)
+                    for lane in 0..<(count - start) { x[lane] = input[start + lane] }
+                    let y = function(x)
+                    for lane in 0..<(count - start) { output[start + lane] = y[lane] }
+                }
+            }
+        }
+    }
+}

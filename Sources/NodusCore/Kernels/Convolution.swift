@@ -1,0 +1,113 @@
+/// 2-D convolution on NCHW float32 data with a PyTorch [out, in, kh, kw] weight.
+public struct ConvolutionShape: Sendable {
+    public var batch: Int
+    public var inChannels: Int
+    public var height: Int
+    public var width: Int
+    public var outChannels: Int
+    public var kernelHeight: Int
+    public var kernelWidth: Int
+    public var stride: Int
+    public var padding: Int
+
+    public init(batch: Int, inChannels: Int, height: Int, width: Int, outChannels: Int,
+                kernelHeight: Int, kernelWidth: Int, stride: Int, padding: Int) {
+        self.batch = batch
+        self.inChannels = inChannels
+        self.height = height
+        self.width = width
+        self.outChannels = outChannels
+        self.kernelHeight = kernelHeight
+        self.kernelWidth = kernelWidth
+        self.stride = stride
+        self.padding = padding
+    }
+
+    public var outHeight: Int { (height + 2 * padding - kernelHeight) / stride + 1 }
+    public var outWidth: Int { (width + 2 * padding - kernelWidth) / stride + 1 }
+    var patchSize: Int { inChannels * kernelHeight * kernelWidth }
+    var isPointwise: Bool { kernelHeight == 1 && kernelWidth == 1 && stride == 1 && padding == 0 }
+
+    /// Output rows per im2col chunk, so the column buffer stays near 8 MB.
+    var chunkRows: Int { max(1, min(outHeight, (2 << 20) / max(1, patchSize * outWidth))) }
+
+    /// Scratch floats `Convolution.run` needs.
+    public var scratchCount: Int { isPointwise ? 0 : patchSize * chunkRows * outWidth }
+}
+
+public enum Convolution {
+    public static func run(shape: ConvolutionShape, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                           bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
+                           scratch: UnsafeMutablePointer<Float>) {
+        let outSpatial = shape.outHeight * shape.outWidth
+        let inSpatial = shape.height * shape.width
+        for item in 0..<shape.batch {
+            let source = input + item * shape.inChannels * inSpatial
+            let target = output + item * shape.outChannels * outSpatial
+            let beta: Float = bias == nil ? 0 : 1
+            if let bias {
+                Parallel.forEach(shape.outChannels, costPerItem: outSpatial) { range in
+                    for channel in range { (target + channel * outSpatial).update(repeating: bias[channel], count: outSpatial) }
+                }
+            }
+            if shape.isPointwise {
+                Gemm.multiply(transposeA: false, transposeB: false, m: shape.outChannels, n: inSpatial,
+                              k: shape.inChannels, a: weight, lda: shape.inChannels, b: source, ldb: inSpatial,
+                              beta: beta, c: target, ldc: outSpatial)
+                continue
+            }
+            var row = 0
+            while row < shape.outHeight {
+                let rows = min(shape.chunkRows, shape.outHeight - row)
+                let columns = rows * shape.outWidth
+                gatherPatches(shape: shape, source: source, firstRow: row, rows: rows, into: scratch)
+                Gemm.multiply(transposeA: false, transposeB: false, m: shape.outChannels, n: columns,
+                              k: shape.patchSize, a: weight, lda: shape.patchSize, b: scratch, ldb: columns,
+                              beta: beta, c: target + row * shape.outWidth, ldc: outSpatial)
+                row += rows
+            }
+        }
+    }
+
+    /// im2col for output rows `firstRow ..< firstRow + rows`: column matrix
+    /// [inChannels * kh * kw, rows * outWidth], zero where the window leaves the image.
+    static func gatherPatches(shape: ConvolutionShape, source: UnsafePointer<Float>, firstRow: Int, rows: Int,
+                              into columns: UnsafeMutablePointer<Float>) {
+        let columnCount = rows * shape.outWidth
+        let taps = shape.kernelHeight * shape.kernelWidth
+        Parallel.forEach(shape.patchSize, costPerItem: columnCount) { range in
+            for patchRow in range {
+                let channel = patchRow / taps
+                let tap = patchRow % taps
+                let dy = tap / shape.kernelWidth - shape.padding
+                let dx = tap % shape.kernelWidth - shape.padding
+                let plane = source + channel * shape.height * shape.width
+                var target = columns + patchRow * columnCount
+                for outRow in firstRow..<(firstRow + rows) {
+                    let y = outRow * shape.stride + dy
+                    if y < 0 || y >= shape.height {
+                        target.update(repeating: 0, count: shape.outWidth)
+                    } else {
+                        let line = plane + y * shape.width
+                        if shape.stride == 1 {
+                            // Contiguous run inside the image, zeros at the edges.
+                            let first = max(0, -dx)
+                            let last = min(shape.outWidth, shape.width - dx)
+                            if first > 0 { target.update(repeating: 0, count: first) }
+                            if last > first { (target + first).update(from: line + first + dx, count: last - first) }
+                            if last < shape.outWidth {
+                                (target + max(last, first)).update(repeating: 0, count: shape.outWidth - max(last, first))
+                            }
+                        } else {
+                            for outColumn in 0..<shape.outWidth {
+                                let x = outColumn * shape.stride + dx
+                                target[outColumn] = (x >= 0 && x < shape.width) ? line[x] : 0
+                            }
+                        }
+                    }
+                    target += shape.outWidth
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,30 @@
+import CBLAS
+
+/// Matrix products through OpenBLAS. Matrices are row-major float32.
+public enum Gemm {
+    /// `output[m, n] = sum_k input[m, k] * weight[n, k] (+ bias[n])`: a PyTorch
+    /// `Linear` with its [out, in] weight, over `rows` rows.
+    public static func linear(input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                              output: UnsafeMutablePointer<Float>, rows: Int, inFeatures: Int, outFeatures: Int) {
+        var beta: Float = 0
+        if let bias {
+            // Start from the bias so the GEMM adds onto it (beta = 1): no second pass.
+            Parallel.forEach(rows, costPerItem: outFeatures) { range in
+                for row in range {
+                    (output + row * outFeatures).update(from: bias, count: outFeatures)
+                }
+            }
+            beta = 1
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(outFeatures), Int32(inFeatures),
+                    1, input, Int32(inFeatures), weight, Int32(inFeatures), beta, output, Int32(outFeatures))
+    }
+
+    /// General `C = alpha * op(A) * op(B) + beta * C` with leading dimensions.
+    public static func multiply(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+                                a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                                beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+}

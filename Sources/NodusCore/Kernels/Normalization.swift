@@ -1,0 +1,85 @@
+/// Layer and group normalisation, with the modulations diffusion models put
+/// right after them fused in (AdaLN shift/scale, SiLU).
+public enum Normalization {
+    /// Mean and 1/sqrt(variance + eps) of `count` floats (two passes, accumulated in Double).
+    @inline(__always)
+    static func moments(_ values: UnsafePointer<Float>, count: Int, eps: Float) -> (mean: Float, inverseDeviation: Float) {
+        var sum = 0.0
+        for index in 0..<count { sum += Double(values[index]) }
+        let mean = sum / Double(count)
+        var squares = 0.0
+        for index in 0..<count {
+            let centred = Double(values[index]) - mean
+            squares += centred * centred
+        }
+        let variance = squares / Double(count)
+        return (Float(mean), Float(1 / (variance + Double(eps)).squareRoot()))
+    }
+
+    /// `nn.LayerNorm` over the last dimension (`width`) of `rows` rows, with an
+    /// optional elementwise affine. `input` may equal `output`.
+    public static func layerNorm(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>,
+                                 rows: Int, width: Int, eps: Float,
+                                 weight: UnsafePointer<Float>?, bias: UnsafePointer<Float>?) {
+        Parallel.forEach(rows, costPerItem: width * 4) { range in
+            for row in range {
+                let x = input + row * width
+                let y = output + row * width
+                let (mean, inverse) = moments(x, count: width, eps: eps)
+                for index in 0..<width {
+                    var value = (x[index] - mean) * inverse
+                    if let weight { value *= weight[index] }
+                    if let bias { value += bias[index] }
+                    y[index] = value
+                }
+            }
+        }
+    }
+
+    /// AdaLN: `layerNorm(x) * (1 + scale[b]) + shift[b]` (no affine), as in DiT's
+    /// `AdaLayerNormZero`. `x` is [batch, tokens, width]; `scale` and `shift` are
+    /// rows of width `width` read at `modulationStride` floats per batch item.
+    public static func modulatedLayerNorm(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>,
+                                          batch: Int, tokens: Int, width: Int, eps: Float,
+                                          scale: UnsafePointer<Float>, shift: UnsafePointer<Float>,
+                                          modulationStride: Int) {
+        Parallel.forEach(batch * tokens, costPerItem: width * 4) { range in
+            for row in range {
+                let item = row / tokens
+                let scaleRow = scale + item * modulationStride
+                let shiftRow = shift + item * modulationStride
+                let x = input + row * width
+                let y = output + row * width
+                let (mean, inverse) = moments(x, count: width, eps: eps)
+                for index in 0..<width {
+                    y[index] = (x[index] - mean) * inverse * (1 + scaleRow[index]) + shiftRow[index]
+                }
+            }
+        }
+    }
+
+    /// `nn.GroupNorm` on NCHW data ([batch, channels, spatial]), optionally
+    /// followed by SiLU. `input` may equal `output`.
+    public static func groupNorm(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>,
+                                 batch: Int, channels: Int, spatial: Int, groups: Int, eps: Float,
+                                 weight: UnsafePointer<Float>?, bias: UnsafePointer<Float>?, silu: Bool) {
+        let channelsPerGroup = channels / groups
+        let groupSize = channelsPerGroup * spatial
+        Parallel.forEach(batch * groups, costPerItem: groupSize * 4) { range in
+            for unit in range {
+                let group = unit % groups
+                let offset = unit * groupSize
+                let (mean, inverse) = moments(input + offset, count: groupSize, eps: eps)
+                for local in 0..<channelsPerGroup {
+                    let channel = group * channelsPerGroup + local
+                    let gamma = (weight?[channel] ?? 1) * inverse
+                    let beta = (bias?[channel] ?? 0) - mean * gamma
+                    let x = input + offset + local * spatial
+                    let y = output + offset + local * spatial
+                    for index in 0..<spatial { y[index] = x[index] * gamma + beta }
+                    if silu { Activation.siluSerial(y, y, count: spatial) }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,192 @@
+import NodusCore
+
+// The kernels the lowering binds operations to: thin structs over the math in
+// NodusCore, holding their resolved pointers and sizes.
+
+struct LinearStep: Kernel {
+    let name = "linear"
+    let input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?
+    let output: UnsafeMutablePointer<Float>
+    let rows: Int, inFeatures: Int, outFeatures: Int
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        Gemm.linear(input: input, weight: weight, bias: bias, output: output, rows: rows,
+                    inFeatures: inFeatures, outFeatures: outFeatures)
+    }
+}
+
+struct LayerNormStep: Kernel {
+    let name = "layer_norm"
+    let input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>
+    let weight: UnsafePointer<Float>?, bias: UnsafePointer<Float>?
+    let rows: Int, width: Int, eps: Float
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        Normalization.layerNorm(input, output, rows: rows, width: width, eps: eps, weight: weight, bias: bias)
+    }
+}
+
+struct ModulatedLayerNormStep: Kernel {
+    let name = "modulated_layer_norm"
+    let input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>
+    let scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, modulationStride: Int
+    let batch: Int, tokens: Int, width: Int, eps: Float
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        Normalization.modulatedLayerNorm(input, output, batch: batch, tokens: tokens, width: width, eps: eps,
+                                         scale: scale, shift: shift, modulationStride: modulationStride)
+    }
+}
+
+struct GatedResidualStep: Kernel {
+    let name = "gated_residual"
+    let residual: UnsafePointer<Float>, update: UnsafePointer<Float>
+    let gate: UnsafePointer<Float>, gateStride: Int
+    let output: UnsafeMutablePointer<Float>
+    let batch: Int, tokens: Int, width: Int
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        Elementwise.gatedResidual(residual: residual, update: update, gate: gate, gateStride: gateStride,
+                                  output: output, batch: batch, tokens: tokens, width: width)
+    }
+}
+
+struct AttentionStep: Kernel {
+    let name = "attention"
+    let shape: AttentionShape
+    let query: UnsafePointer<Float>, key: UnsafePointer<Float>, value: UnsafePointer<Float>
+    let output: UnsafeMutablePointer<Float>
+    var scratchCount: Int { shape.scratchCount }
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        AttentionKernel.run(shape: shape, query: query, key: key, value: value, output: output, scratch: scratch,
+                            scale: 1 / Float(shape.headWidth).squareRoot())
+    }
+}
+
+struct ActivationStep: Kernel {
+    enum Function { case geluTanh, gelu, silu }
+    let function: Function
+    let input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, count: Int
+    var name: String {
+        switch function {
+        case .geluTanh: "gelu_tanh"
+        case .gelu: "gelu"
+        case .silu: "silu"
+        }
+    }
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        switch function {
+        case .geluTanh: Activation.geluTanh(input, output, count: count)
+        case .gelu: Activation.geluErf(input, output, count: count)
+        case .silu: Activation.silu(input, output, count: count)
+        }
+    }
+}
+
+struct AddStep: Kernel {
+    let name = "add"
+    let a: UnsafePointer<Float>, b: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>
+    /// Elements of `b`; `a` holds `batch` copies' worth when broadcasting.
+    let blockCount: Int, batch: Int
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        if batch == 1 {
+            Elementwise.add(a, b, output, count: blockCount)
+        } else {
+            Elementwise.addBroadcast(a, b, output, batch: batch, blockCount: blockCount)
+        }
+    }
+}
+
+struct ScaleStep: Kernel {
+    let name = "scale"
+    let input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, count: Int, factor: Float
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        Elementwise.scale(input, output, count: count, factor: factor)
+    }
+}
+
+struct TimestepEmbeddingStep: Kernel {
+    let name = "timestep_embedding"
+    let timesteps: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>
+    let batch: Int, dim: Int, flipSinToCos: Bool, downscaleFreqShift: Float, scale: Float, maxPeriod: Float
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        Embedding.sinusoidal(timesteps: timesteps, output: output, batch: batch, dim: dim, flipSinToCos: flipSinToCos,
+                             downscaleFreqShift: downscaleFreqShift, scale: scale, maxPeriod: maxPeriod)
+    }
+}
+
+/// Indices are checked against the table before the plan runs (see
+/// `Executable.run`), so the lookup itself cannot fail.
+struct EmbeddingLookupStep: Kernel {
+    let name = "embedding_lookup"
+    let table: UnsafePointer<Float>, rows: Int, width: Int
+    let indices: UnsafePointer<Int64>, count: Int
+    let output: UnsafeMutablePointer<Float>
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        _ = Embedding.lookup(table: table, rows: rows, width: width, indices: indices, count: count, output: output)
+    }
+}
+
+struct PatchifyStep: Kernel {
+    let name = "patchify"
+    let input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>
+    let batch: Int, channels: Int, height: Int, width: Int, patch: Int
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        Layout.patchify(input, output, batch: batch, channels: channels, height: height, width: width, patch: patch)
+    }
+}
+
+struct UnpatchifyStep: Kernel {
+    let name = "unpatchify"
+    let input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>
+    let batch: Int, channels: Int, rows: Int, columns: Int, patch: Int
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        Layout.unpatchify(input, output, batch: batch, channels: channels, rows: rows, columns: columns, patch: patch)
+    }
+}
+
+struct ConvolutionStep: Kernel {
+    let name = "conv2d"
+    let shape: ConvolutionShape
+    let input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?
+    let output: UnsafeMutablePointer<Float>
+    var scratchCount: Int { shape.scratchCount }
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        Convolution.run(shape: shape, input: input, weight: weight, bias: bias, output: output, scratch: scratch)
+    }
+}
+
+struct GroupNormStep: Kernel {
+    let name = "group_norm"
+    let input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>
+    let weight: UnsafePointer<Float>?, bias: UnsafePointer<Float>?
+    let batch: Int, channels: Int, spatial: Int, groups: Int, eps: Float, silu: Bool
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        Normalization.groupNorm(input, output, batch: batch, channels: channels, spatial: spatial, groups: groups,
+                                eps: eps, weight: weight, bias: bias, silu: silu)
+    }
+}
+
+struct UpsampleStep: Kernel {
+    let name = "upsample_nearest_2x"
+    let input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>
+    let planes: Int, height: Int, width: Int
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        Layout.upsampleNearest2x(input, output, planes: planes, height: height, width: width)
+    }
+}
+
+struct TransposeStep: Kernel {
+    let name: String
+    let input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>
+    let batch: Int, rows: Int, columns: Int
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        Layout.transpose(input, output, batch: batch, rows: rows, columns: columns)
+    }
+}
+
+struct ConcatChannelsStep: Kernel {
+    let name = "concat_channels"
+    let parts: [(pointer: UnsafePointer<Float>, channels: Int)]
+    let output: UnsafeMutablePointer<Float>
+    let batch: Int, spatial: Int
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        Layout.concatChannels(parts, output, batch: batch, spatial: spatial)
+    }
+}

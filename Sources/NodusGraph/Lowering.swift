@@ -1,0 +1,144 @@
+import NodusCore
+
+/// Binds each node to a kernel with the buffer addresses of the memory plan.
+struct Lowering {
+    let graph: Graph
+    let plan: MemoryPlan
+    let arena: UnsafeMutableRawPointer
+    private(set) var indexLimits: [(input: String, rows: Int, table: String)] = []
+
+    init(graph: Graph, plan: MemoryPlan, arena: UnsafeMutableRawPointer) {
+        self.graph = graph
+        self.plan = plan
+        self.arena = arena
+    }
+
+    private func address(_ value: ValueID) throws -> UnsafeMutableRawPointer {
+        switch graph[value].origin {
+        case .constant(_, let tensor):
+            return tensor.bytes
+        case .input, .node:
+            guard let offset = plan.offsets[value.index] else {
+                throw NodusError(.internal, "value \(value) has no buffer")
+            }
+            return arena + offset
+        }
+    }
+
+    private func floats(_ value: ValueID) throws -> UnsafeMutablePointer<Float> {
+        try address(value).assumingMemoryBound(to: Float.self)
+    }
+
+    private func optionalFloats(_ value: ValueID?) throws -> UnsafePointer<Float>? {
+        guard let value else { return nil }
+        return UnsafePointer(try floats(value))
+    }
+
+    mutating func kernel(for node: Node) throws -> any Kernel {
+        let inputs = node.inputs
+        func input(_ index: Int) throws -> ValueID {
+            guard index < inputs.count, let value = inputs[index] else {
+                throw NodusError(.internal, "\(node.operation.name) is missing input \(index)")
+            }
+            return value
+        }
+        func shape(_ index: Int) throws -> [Int] { graph[try input(index)].shape }
+        let output = try floats(node.output)
+        let outputShape = graph[node.output].shape
+        let outputCount = outputShape.reduce(1, *)
+
+        switch node.operation {
+        case .linear:
+            let weightShape = try shape(1)
+            return LinearStep(input: try floats(input(0)), weight: try floats(input(1)),
+                              bias: try optionalFloats(inputs[safe: 2] ?? nil), output: output,
+                              rows: outputCount / weightShape[0], inFeatures: weightShape[1], outFeatures: weightShape[0])
+        case .layerNorm(let eps):
+            let width = outputShape.last ?? 1
+            return LayerNormStep(input: try floats(input(0)), output: output,
+                                 weight: try optionalFloats(inputs[safe: 1] ?? nil),
+                                 bias: try optionalFloats(inputs[safe: 2] ?? nil),
+                                 rows: outputCount / width, width: width, eps: eps)
+        case .modulatedLayerNorm(let eps, let scaleColumn, let shiftColumn):
+            let modulation = try floats(input(1))
+            return ModulatedLayerNormStep(input: try floats(input(0)), output: output, scale: modulation + scaleColumn,
+                                          shift: modulation + shiftColumn, modulationStride: try shape(1)[1],
+                                          batch: outputShape[0], tokens: outputShape[1], width: outputShape[2], eps: eps)
+        case .gatedResidual(let gateColumn):
+            return GatedResidualStep(residual: try floats(input(0)), update: try floats(input(1)),
+                                     gate: try floats(input(2)) + gateColumn, gateStride: try shape(2)[1],
+                                     output: output, batch: outputShape[0], tokens: outputShape[1], width: outputShape[2])
+        case .attention(let heads):
+            let q = try shape(0), k = try shape(1)
+            let attentionShape = AttentionShape(batch: q[0], queryTokens: q[1], keyTokens: k[1], heads: heads,
+                                                headWidth: q[2] / heads)
+            return AttentionStep(shape: attentionShape, query: try floats(input(0)), key: try floats(input(1)),
+                                 value: try floats(input(2)), output: output)
+        case .geluTanh:
+            return ActivationStep(function: .geluTanh, input: try floats(input(0)), output: output, count: outputCount)
+        case .gelu:
+            return ActivationStep(function: .gelu, input: try floats(input(0)), output: output, count: outputCount)
+        case .silu:
+            return ActivationStep(function: .silu, input: try floats(input(0)), output: output, count: outputCount)
+        case .add:
+            return AddStep(a: try floats(input(0)), b: try floats(input(1)), output: output, blockCount: outputCount, batch: 1)
+        case .addBroadcast:
+            let blockCount = try shape(1).reduce(1, *)
+            return AddStep(a: try floats(input(0)), b: try floats(input(1)), output: output, blockCount: blockCount,
+                           batch: outputCount / max(blockCount, 1))
+        case .scale(let factor):
+            return ScaleStep(input: try floats(input(0)), output: output, count: outputCount, factor: factor)
+        case .timestepEmbedding(let dim, let flip, let shift, let scale, let maxPeriod):
+            return TimestepEmbeddingStep(timesteps: try floats(input(0)), output: output, batch: outputShape[0], dim: dim,
+                                         flipSinToCos: flip, downscaleFreqShift: shift, scale: scale, maxPeriod: maxPeriod)
+        case .embeddingLookup:
+            let table = try input(0), indices = try input(1)
+            let tableShape = graph[table].shape
+            if case .input(let name) = graph[indices].origin, case .constant(let tableName, _) = graph[table].origin {
+                indexLimits.append((input: name, rows: tableShape[0], table: tableName))
+            } else {
+                throw NodusError(.internal, "embedding_lookup needs graph-input indices and a constant table")
+            }
+            return EmbeddingLookupStep(table: try floats(table), rows: tableShape[0], width: tableShape[1],
+                                       indices: try address(indices).assumingMemoryBound(to: Int64.self),
+                                       count: outputShape[0], output: output)
+        case .patchify(let patch):
+            let s = try shape(0)
+            return PatchifyStep(input: try floats(input(0)), output: output, batch: s[0], channels: s[1], height: s[2],
+                                width: s[3], patch: patch)
+        case .unpatchify(let patch, let rows, let columns):
+            return UnpatchifyStep(input: try floats(input(0)), output: output, batch: outputShape[0],
+                                  channels: outputShape[1], rows: rows, columns: columns, patch: patch)
+        case .conv2d(let stride, let padding):
+            let s = try shape(0), w = try shape(1)
+            let convolution = ConvolutionShape(batch: s[0], inChannels: s[1], height: s[2], width: s[3], outChannels: w[0],
+                                               kernelHeight: w[2], kernelWidth: w[3], stride: stride, padding: padding)
+            return ConvolutionStep(shape: convolution, input: try floats(input(0)), weight: try floats(input(1)),
+                                   bias: try optionalFloats(inputs[safe: 2] ?? nil), output: output)
+        case .groupNorm(let groups, let eps, let silu):
+            return GroupNormStep(input: try floats(input(0)), output: output,
+                                 weight: try optionalFloats(inputs[safe: 1] ?? nil),
+                                 bias: try optionalFloats(inputs[safe: 2] ?? nil), batch: outputShape[0],
+                                 channels: outputShape[1], spatial: outputCount / (outputShape[0] * outputShape[1]),
+                                 groups: groups, eps: eps, silu: silu)
+        case .upsampleNearest2x:
+            let s = try shape(0)
+            return UpsampleStep(input: try floats(input(0)), output: output, planes: s[0] * s[1], height: s[2], width: s[3])
+        case .channelsToTokens:
+            let s = try shape(0)
+            return TransposeStep(name: "channels_to_tokens", input: try floats(input(0)), output: output, batch: s[0],
+                                 rows: s[1], columns: s[2] * s[3])
+        case .tokensToChannels:
+            let s = try shape(0)
+            return TransposeStep(name: "tokens_to_channels", input: try floats(input(0)), output: output, batch: s[0],
+                                 rows: s[1], columns: s[2])
+        case .concatChannels:
+            let parts = try inputs.map { value -> (pointer: UnsafePointer<Float>, channels: Int) in
+                guard let value else { throw NodusError(.internal, "concat_channels has an empty input") }
+                return (UnsafePointer(try floats(value)), graph[value].shape[1])
+            }
+            return ConcatChannelsStep(parts: parts, output: output, batch: outputShape[0],
+                                      spatial: outputCount / max(1, outputShape[0] * outputShape[1]))
+        }
+    }
+}

@@ -1,0 +1,82 @@
+/// The operations of the IR: high-level, so each lowers to one kernel.
+/// Append-only: a new case goes at the end, with its name in `name`.
+public enum Operation: Sendable {
+    /// x [..., K] · weight [N, K]ᵀ + bias [N] -> [..., N]. Inputs: x, weight, bias?.
+    case linear
+    /// LayerNorm over the last dimension. Inputs: x, weight?, bias?.
+    case layerNorm(eps: Float)
+    /// AdaLN: layerNorm(x) * (1 + scale) + shift, no affine. Inputs: x [B, N, D],
+    /// modulation [B, M] holding scale at columns `scaleColumn..<+D` and shift at `shiftColumn..<+D`.
+    case modulatedLayerNorm(eps: Float, scaleColumn: Int, shiftColumn: Int)
+    /// residual + gate * update. Inputs: residual [B, N, D], update [B, N, D],
+    /// modulation [B, M] holding the gate at columns `gateColumn..<+D`.
+    case gatedResidual(gateColumn: Int)
+    /// Multi-head scaled dot-product attention. Inputs: q [B, Nq, W], k [B, Nk, W], v [B, Nk, W].
+    case attention(heads: Int)
+    case geluTanh
+    case gelu
+    case silu
+    /// Inputs: a, b of one shape.
+    case add
+    /// Inputs: a [B, rest...], b [rest...]: b added to every batch item.
+    case addBroadcast
+    case scale(Float)
+    /// diffusers `get_timestep_embedding`. Input: timesteps float32 [B] -> [B, dim].
+    case timestepEmbedding(dim: Int, flipSinToCos: Bool, downscaleFreqShift: Float, scale: Float, maxPeriod: Float)
+    /// Row gather. Inputs: table [V, D], indices int64 [B] -> [B, D].
+    case embeddingLookup
+    /// [B, C, H, W] -> [B, (H/p)(W/p), C p p].
+    case patchify(patch: Int)
+    /// [B, h w, p p C] -> [B, C, h p, w p].
+    case unpatchify(patch: Int, rows: Int, columns: Int)
+    /// 2-D convolution, NCHW. Inputs: x, weight [O, I, kh, kw], bias?.
+    case conv2d(stride: Int, padding: Int)
+    /// GroupNorm (optionally followed by SiLU). Inputs: x [B, C, ...], weight?, bias?.
+    case groupNorm(groups: Int, eps: Float, silu: Bool)
+    case upsampleNearest2x
+    /// [B, C, H, W] -> [B, H W, C].
+    case channelsToTokens
+    /// [B, H W, C] -> [B, C, H, W].
+    case tokensToChannels(height: Int, width: Int)
+    /// Concatenation along dimension 1. Inputs: any number of [B, C_i, ...].
+    case concatChannels
+
+    /// The op's name in plans and profiles.
+    public var name: String {
+        switch self {
+        case .linear: "linear"
+        case .layerNorm: "layer_norm"
+        case .modulatedLayerNorm: "modulated_layer_norm"
+        case .gatedResidual: "gated_residual"
+        case .attention: "attention"
+        case .geluTanh: "gelu_tanh"
+        case .gelu: "gelu"
+        case .silu: "silu"
+        case .add: "add"
+        case .addBroadcast: "add_broadcast"
+        case .scale: "scale"
+        case .timestepEmbedding: "timestep_embedding"
+        case .embeddingLookup: "embedding_lookup"
+        case .patchify: "patchify"
+        case .unpatchify: "unpatchify"
+        case .conv2d: "conv2d"
+        case .groupNorm: "group_norm"
+        case .upsampleNearest2x: "upsample_nearest_2x"
+        case .channelsToTokens: "channels_to_tokens"
+        case .tokensToChannels: "tokens_to_channels"
+        case .concatChannels: "concat_channels"
+        }
+    }
+
+    /// Whether the output may share the first input's buffer: every output
+    /// element depends only on input elements at or before it in one pass.
+    var canRunInPlace: Bool {
+        switch self {
+        case .geluTanh, .gelu, .silu, .add, .addBroadcast, .scale, .gatedResidual, .layerNorm, .modulatedLayerNorm,
+             .groupNorm:
+            true
+        default:
+            false
+        }
+    }
+}

@@ -1,0 +1,89 @@
+import NodusCore
+import NodusFormats
+import NodusGraph
+
+/// diffusers' `AutoencoderKL` (the Stable Diffusion VAE).
+///
+/// Matches diffusers 0.42 `AutoencoderKL.decode(z).sample`: `post_quant_conv`,
+/// then the `Decoder` (conv_in, a mid block of resnet / single-head spatial
+/// attention / resnet, `UpDecoderBlock2D`s of layers_per_block + 1 resnets
+/// with nearest-2x-and-conv upsamplers, GroupNorm + SiLU, conv_out). The
+/// latent it takes is z = latent / scaling_factor; the image is about [-1, 1].
+///
+/// Limitations: decoding only for now (encoding arrives with the UNet work);
+/// no tiling (`enable_tiling`), so memory grows with the image area.
+public final class AutoencoderKLModel: DiffusionModel, LatentDecoder {
+    public let kind = ModelKind.vae
+    public let config: JSONValue
+    public let settings: AutoencoderKLConfig
+    private let weights: Weights
+    private let options: ModelOptions
+    private var decoders = ExecutableCache()
+
+    public init(directory: String, config: JSONValue, options: ModelOptions) throws {
+        settings = try AutoencoderKLConfig(JSONObjectReader(config, context: "config.json of '\(directory)'"))
+        self.config = config
+        self.options = options
+        weights = Weights(store: try WeightStore(directory: directory))
+        // Building the decoder graph once reads and checks every weight it uses.
+        _ = try buildDecoder(latentShape: [1, settings.latentChannels, 1, 1])
+    }
+
+    public func outputShape(for inputs: [String: Tensor]) throws -> [Int] {
+        throw NodusError.invalidArgument("an AutoencoderKL has no forward pass here: call decode")
+    }
+
+    public func forward(_ inputs: [String: Tensor]) throws -> Tensor {
+        throw NodusError.invalidArgument("an AutoencoderKL has no forward pass here: call decode")
+    }
+
+    public func decodedShape(forLatent shape: [Int]) throws -> [Int] {
+        guard shape.count == 4, shape[0] > 0, shape[1] == settings.latentChannels, shape[2] > 0, shape[3] > 0 else {
+            throw NodusError.shape("latent must be [batch, \(settings.latentChannels), height, width], got \(shape)")
+        }
+        return [shape[0], settings.outChannels, shape[2] * settings.downscale, shape[3] * settings.downscale]
+    }
+
+    public func decode(_ latent: Tensor) throws -> Tensor {
+        _ = try decodedShape(forLatent: latent.shape)
+        let z = try ModelInputs(["latent": latent], known: ["latent"])
+            .image("latent", channels: settings.latentChannels, multiple: 1)
+        Parallel.setThreads(options.threads)
+        let executable = try decoders.executable(for: z.shape) { try buildDecoder(latentShape: z.shape) }
+        return try executable.run(["latent": z])
+    }
+
+    /// The decode graph for one latent shape.
+    func buildDecoder(latentShape: [Int]) throws -> Graph {
+        let c = settings
+        var builder = VAEGraphBuilder(weights: weights, groups: c.groups)
+        var x = builder.graph.input("latent", shape: latentShape)
+        if c.usePostQuantConv {
+            x = try builder.conv(x, "post_quant_conv", outChannels: c.latentChannels, kernel: 1)
+        }
+        let top = c.blockOutChannels[c.blockOutChannels.count - 1]
+        x = try builder.conv(x, "decoder.conv_in", outChannels: top, kernel: 3)
+
+        x = try builder.resnet(x, "decoder.mid_block.resnets.0", outChannels: top)
+        if c.midBlockAttention {
+            x = try builder.spatialAttention(x, "decoder.mid_block.attentions.0", headWidth: top)
+        }
+        x = try builder.resnet(x, "decoder.mid_block.resnets.1", outChannels: top)
+
+        let reversed = Array(c.blockOutChannels.reversed())
+        for (index, channels) in reversed.enumerated() {
+            let block = "decoder.up_blocks.\(index)"
+            for layer in 0...c.layersPerBlock {
+                x = try builder.resnet(x, "\(block).resnets.\(layer)", outChannels: channels)
+            }
+            if index < reversed.count - 1 {
+                x = try builder.graph.upsampleNearest2x(x)
+                x = try builder.conv(x, "\(block).upsamplers.0.conv", outChannels: channels, kernel: 3)
+            }
+        }
+        x = try builder.groupNorm(x, "decoder.conv_norm_out", silu: true)
+        x = try builder.conv(x, "decoder.conv_out", outChannels: c.outChannels, kernel: 3)
+        builder.graph.setOutput(x)
+        return builder.graph.finish()
+    }
+}

@@ -1,0 +1,132 @@
+import NodusCore
+import NodusFormats
+import NodusGraph
+
+/// diffusers' `DiTTransformer2DModel` (DiT with AdaLN-Zero, class-conditional).
+///
+/// Matches diffusers 0.42 `DiTTransformer2DModel.forward(...).sample`: a patch
+/// embedding plus the computed 2-D sin-cos position embedding; per block its
+/// own timestep/label embedding (`norm1.emb`), AdaLN-Zero modulation, self
+/// attention and a GELU feed-forward, each gated into the residual; the final
+/// AdaLN (`proj_out_1`) conditioned on block 0's embedding; unpatchify to
+/// `out_channels` channels (eps then learned variance when that is twice the
+/// latent channels). The class table has `num_embeds_ada_norm + 1` rows: the
+/// last is the classifier-free-guidance null class.
+///
+/// Limitations: `norm_type` must be "ada_norm_zero" with
+/// `norm_elementwise_affine` false (every published DiT). Non-square inputs
+/// are supported (diffusers itself assumes square when unpatchifying), with
+/// the position embedding computed for the actual grid as `PatchEmbed` does.
+public final class DiTModel: DiffusionModel {
+    public let kind = ModelKind.dit
+    public let config: JSONValue
+    public let settings: DiTConfig
+    private let weights: Weights
+    private let options: ModelOptions
+    private var executables = ExecutableCache()
+
+    static let inputNames: Set<String> = ["sample", "timestep", "class_labels"]
+    static let timeProjectionWidth = 256
+
+    public init(directory: String, config: JSONValue, options: ModelOptions) throws {
+        let settings = try DiTConfig(JSONObjectReader(config, context: "config.json of '\(directory)'"))
+        let store = try WeightStore(directory: directory)
+        self.config = config
+        self.settings = settings
+        self.options = options
+        self.weights = Weights(store: store)
+        // Building the graph once reads and checks every weight, so a wrong file fails here.
+        _ = try buildGraph(sampleShape: [1, settings.inChannels, settings.sampleSize, settings.sampleSize])
+    }
+
+    public func outputShape(for inputs: [String: Tensor]) throws -> [Int] {
+        let sample = try ModelInputs(inputs, known: DiTModel.inputNames)
+            .image("sample", channels: settings.inChannels, multiple: settings.patchSize)
+        return [sample.shape[0], settings.outChannels, sample.shape[2], sample.shape[3]]
+    }
+
+    public func forward(_ inputs: [String: Tensor]) throws -> Tensor {
+        let checked = try ModelInputs(inputs, known: DiTModel.inputNames)
+        let sample = try checked.image("sample", channels: settings.inChannels, multiple: settings.patchSize)
+        let batch = sample.shape[0]
+        let feeds = [
+            "sample": sample,
+            "timestep": try checked.timesteps("timestep", batch: batch),
+            "class_labels": try checked.labels("class_labels", batch: batch),
+        ]
+        Parallel.setThreads(options.threads)
+        let executable = try executables.executable(for: sample.shape) { try buildGraph(sampleShape: sample.shape) }
+        return try executable.run(feeds)
+    }
+
+    /// The forward graph for one input shape.
+    func buildGraph(sampleShape: [Int]) throws -> Graph {
+        let c = settings, d = c.hiddenWidth
+        let batch = sampleShape[0]
+        let rows = sampleShape[2] / c.patchSize, columns = sampleShape[3] / c.patchSize
+        var g = GraphBuilder()
+        func w(_ name: String, _ shape: [Int]) throws -> ValueID { try g.constant(name, weights.tensor(name, shape: shape)) }
+        func linear(_ x: ValueID, _ prefix: String, _ outWidth: Int, bias: Bool = true) throws -> ValueID {
+            let inWidth = g.shape(of: x).last ?? 0
+            return try g.linear(x, weight: w(prefix + ".weight", [outWidth, inWidth]),
+                                bias: bias ? w(prefix + ".bias", [outWidth]) : nil)
+        }
+
+        let sample = g.input("sample", shape: sampleShape)
+        let timestep = g.input("timestep", shape: [batch])
+        let labels = g.input("class_labels", shape: [batch], dtype: .int64)
+
+        // 1. Patch embedding: the k=stride=p conv as one GEMM over patches, plus positions.
+        let patches = try g.patchify(sample, patch: c.patchSize)
+        let projectionWeight = try weights.tensor("pos_embed.proj.weight", shape: [d, c.inChannels, c.patchSize, c.patchSize])
+            .reshaped([d, c.inChannels * c.patchSize * c.patchSize])
+        var hidden = try g.linear(patches, weight: g.constant("pos_embed.proj.weight", projectionWeight),
+                                  bias: w("pos_embed.proj.bias", [d]))
+        let positions = try PositionEmbedding.sinCos2D(width: d, rows: rows, columns: columns,
+                                                       baseSize: c.sampleSize / c.patchSize)
+        hidden = try g.addBroadcast(hidden, g.constant("pos_embed.pos_embed", positions))
+
+        // 2. Timestep sinusoids, shared by every block's embedding MLP.
+        let timeProjection = try g.timestepEmbedding(timestep, dim: DiTModel.timeProjectionWidth, flipSinToCos: true,
+                                                     downscaleFreqShift: 1)
+        var firstConditioning: ValueID?
+        for layer in 0..<c.layers {
+            let block = "transformer_blocks.\(layer)."
+            // 3. This block's conditioning: timestep MLP + class embedding, then AdaLN-Zero's six rows.
+            var timeEmbedding = try linear(timeProjection, block + "norm1.emb.timestep_embedder.linear_1", d)
+            timeEmbedding = g.unary(.silu, timeEmbedding)
+            timeEmbedding = try linear(timeEmbedding, block + "norm1.emb.timestep_embedder.linear_2", d)
+            let classEmbedding = try g.embeddingLookup(
+                table: w(block + "norm1.emb.class_embedder.embedding_table.weight", [c.classCount + 1, d]), indices: labels)
+            let conditioning = try g.add(timeEmbedding, classEmbedding)
+            if layer == 0 { firstConditioning = conditioning }
+            let modulation = try linear(g.unary(.silu, conditioning), block + "norm1.linear", 6 * d)
+            // Columns of `modulation`: shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp.
+
+            // 4. Self-attention.
+            var normed = try g.modulatedLayerNorm(hidden, modulation: modulation, scaleColumn: d, shiftColumn: 0, eps: 1e-6)
+            let query = try linear(normed, block + "attn1.to_q", d, bias: c.attentionBias)
+            let key = try linear(normed, block + "attn1.to_k", d, bias: c.attentionBias)
+            let value = try linear(normed, block + "attn1.to_v", d, bias: c.attentionBias)
+            var attended = try g.attention(query: query, key: key, value: value, heads: c.heads)
+            attended = try linear(attended, block + "attn1.to_out.0", d)
+            hidden = try g.gatedResidual(hidden, update: attended, modulation: modulation, gateColumn: 2 * d)
+
+            // 5. Feed-forward.
+            normed = try g.modulatedLayerNorm(hidden, modulation: modulation, scaleColumn: 4 * d, shiftColumn: 3 * d,
+                                              eps: c.normEps)
+            var expanded = try linear(normed, block + "ff.net.0.proj", 4 * d)
+            expanded = g.unary(c.approximateGELU ? .geluTanh : .gelu, expanded)
+            let fed = try linear(expanded, block + "ff.net.2", d)
+            hidden = try g.gatedResidual(hidden, update: fed, modulation: modulation, gateColumn: 5 * d)
+        }
+
+        // 6. Final AdaLN from block 0's conditioning, projection, unpatchify.
+        guard let firstConditioning else { throw NodusError.format("DiT config has no layers") }
+        let finalModulation = try linear(g.unary(.silu, firstConditioning), "proj_out_1", 2 * d)
+        hidden = try g.modulatedLayerNorm(hidden, modulation: finalModulation, scaleColumn: d, shiftColumn: 0, eps: 1e-6)
+        hidden = try linear(hidden, "proj_out_2", c.patchSize * c.patchSize * c.outChannels)
+        g.setOutput(try g.unpatchify(hidden, patch: c.patchSize, rows: rows, columns: columns))
+        return g.finish()
+    }
+}

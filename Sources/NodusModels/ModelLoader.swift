@@ -1,0 +1,32 @@
+import NodusCore
+import NodusFormats
+
+/// Opens a diffusers model folder and builds the model its config.json names.
+public enum ModelLoader {
+    public static func load(path: String, options: ModelOptions = ModelOptions()) throws -> any DiffusionModel {
+        guard options.dtype == .float32 else {
+            throw NodusError.unsupported("dtype \(options.dtype.name) is not supported yet (float32 only)")
+        }
+        guard options.threads >= 0 else { throw NodusError.invalidArgument("threads must be >= 0, got \(options.threads)") }
+        let directory = path.hasSuffix("/") && path.count > 1 ? String(path.dropLast()) : path
+        let configPath = directory + "/config.json"
+        let file: MappedFile
+        do {
+            file = try MappedFile(path: configPath)
+        } catch let error as NodusError {
+            throw NodusError.io("'\(path)' is not a diffusers model folder: \(error.message)")
+        }
+        let config = try JSONValue.parse(UnsafeRawBufferPointer(start: file.bytes, count: file.byteCount),
+                                         context: "'\(configPath)'")
+        let reader = try JSONObjectReader(config, context: "'\(configPath)'")
+        let className = try reader.string("_class_name")
+        switch className {
+        case "DiTTransformer2DModel":
+            return try DiTModel(directory: directory, config: config, options: options)
+        case "AutoencoderKL":
+            return try AutoencoderKLModel(directory: directory, config: config, options: options)
+        default:
+            throw NodusError.unsupported("'\(configPath)': model class '\(className)' is not supported (supported: DiTTransformer2DModel, AutoencoderKL)")
+        }
+    }
+}

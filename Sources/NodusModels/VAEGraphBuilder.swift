@@ -1,0 +1,67 @@
+import NodusCore
+import NodusGraph
+
+/// The building blocks of diffusers' VAE (and UNet) convolutional stacks,
+/// written into a graph with their weights by source name.
+struct VAEGraphBuilder {
+    let weights: Weights
+    let groups: Int
+    var graph = GraphBuilder()
+    /// diffusers' resnets and attention in the VAE use eps 1e-6.
+    let eps: Float = 1e-6
+
+    init(weights: Weights, groups: Int) {
+        self.weights = weights
+        self.groups = groups
+    }
+
+    private mutating func weight(_ name: String, _ shape: [Int]) throws -> ValueID {
+        try graph.constant(name, weights.tensor(name, shape: shape))
+    }
+
+    private func channels(_ x: ValueID) -> Int { graph.shape(of: x)[1] }
+
+    /// Conv2d with bias, "same" padding for odd kernels.
+    mutating func conv(_ x: ValueID, _ prefix: String, outChannels: Int, kernel: Int) throws -> ValueID {
+        let weightValue = try weight(prefix + ".weight", [outChannels, channels(x), kernel, kernel])
+        let bias = try weight(prefix + ".bias", [outChannels])
+        return try graph.conv2d(x, weight: weightValue, bias: bias, padding: kernel / 2)
+    }
+
+    mutating func groupNorm(_ x: ValueID, _ prefix: String, silu: Bool) throws -> ValueID {
+        let width = channels(x)
+        return try graph.groupNorm(x, groups: groups, eps: eps, weight: weight(prefix + ".weight", [width]),
+                                   bias: weight(prefix + ".bias", [width]), silu: silu)
+    }
+
+    /// `ResnetBlock2D` without a time embedding: GN-SiLU-conv twice, plus a
+    /// 1x1 `conv_shortcut` when the channel count changes.
+    mutating func resnet(_ x: ValueID, _ prefix: String, outChannels: Int) throws -> ValueID {
+        var hidden = try groupNorm(x, prefix + ".norm1", silu: true)
+        hidden = try conv(hidden, prefix + ".conv1", outChannels: outChannels, kernel: 3)
+        hidden = try groupNorm(hidden, prefix + ".norm2", silu: true)
+        hidden = try conv(hidden, prefix + ".conv2", outChannels: outChannels, kernel: 3)
+        let shortcut = channels(x) == outChannels ? x : try conv(x, prefix + ".conv_shortcut", outChannels: outChannels, kernel: 1)
+        return try graph.add(shortcut, hidden)
+    }
+
+    /// The VAE mid-block `Attention`: GroupNorm, attention over the H*W
+    /// positions with `channels / headWidth` heads, output projection, residual.
+    mutating func spatialAttention(_ x: ValueID, _ prefix: String, headWidth: Int) throws -> ValueID {
+        let shape = graph.shape(of: x)
+        let width = shape[1]
+        let normed = try groupNorm(x, prefix + ".group_norm", silu: false)
+        let tokens = try graph.channelsToTokens(normed)
+        func projection(_ name: String, _ input: ValueID) throws -> ValueID {
+            try graph.linear(input, weight: weight("\(prefix).\(name).weight", [width, width]),
+                             bias: weight("\(prefix).\(name).bias", [width]))
+        }
+        let query = try projection("to_q", tokens)
+        let key = try projection("to_k", tokens)
+        let value = try projection("to_v", tokens)
+        let attended = try graph.attention(query: query, key: key, value: value, heads: max(1, width / headWidth))
+        let projected = try projection("to_out.0", attended)
+        let image = try graph.tokensToChannels(projected, height: shape[2], width: shape[3])
+        return try graph.add(image, x)
+    }
+}

@@ -1,0 +1,94 @@
+import NodusCore
+
+/// A diffusion sampler: the interchangeable part that turns a model output into
+/// the next, less noisy sample. One conforming `struct` per diffusers class
+/// (`DDIMScheduler`, `DDPMScheduler`, `FlowMatchEulerDiscreteScheduler`), made
+/// from a `scheduler_config.json` by `SchedulerFactory`.
+///
+/// Use: `setTimesteps(count)`, then for each `t` in `timesteps` run the model on
+/// `scaleModelInput(sample, timestep: t)` and call `step`. Where diffusers draws
+/// random noise inside `step`, the caller passes it as `noise` (one tensor of the
+/// sample's shape per step), so runs are reproducible.
+public protocol Scheduler {
+    /// The diffusers class name this scheduler matches ("DDIMScheduler", ...).
+    var className: String { get }
+    /// Timesteps of the current schedule, as float64 (integers for DDIM/DDPM, float32 values sigma*1000 for flow matching).
+    var timesteps: [Double] { get }
+    /// True when the model takes int64 timesteps (DDIM, DDPM); false for float timesteps (flow matching).
+    var timestepsAreIntegers: Bool { get }
+    var initNoiseSigma: Float { get }
+    mutating func setTimesteps(_ count: Int, mu: Double?) throws
+    func scaleModelInput(_ sample: Tensor, timestep: Double) throws -> Tensor
+    /// One denoising step; `modelOutput` is [B, C or 2C, ...], `sample` [B, C, ...]; returns prev_sample.
+    mutating func step(modelOutput: Tensor, timestep: Double, sample: Tensor, noise: Tensor?) throws -> Tensor
+}
+
+extension Scheduler {
+    /// The identity: none of the schedulers here scale the model input.
+    public func scaleModelInput(_ sample: Tensor, timestep: Double) throws -> Tensor { sample }
+
+    /// `setTimesteps(count, mu: nil)`.
+    public mutating func setTimesteps(_ count: Int) throws {
+        try setTimesteps(count, mu: nil)
+    }
+
+    /// Checks and converts the tensors `step` receives.
+    ///
+    /// - Returns: float32 views/copies of `sample` and `noise`, the first `C`
+    ///   channels of `modelOutput` as a contiguous float32 tensor of the sample's
+    ///   shape, and the other `C` channels (the learned variance) when
+    ///   `modelOutput` has `2C` channels.
+    /// - Throws: `NodusError.shape` when the shapes do not fit together.
+    static func stepInputs(modelOutput: Tensor, sample: Tensor, noise: Tensor?)
+        throws -> (modelOutput: Tensor, extra: Tensor?, sample: Tensor, noise: Tensor?)
+    {
+        let shape = sample.shape
+        guard shape.count >= 2 else {
+            throw NodusError.shape("scheduler step: sample must be [batch, channels, ...], got shape \(shape)")
+        }
+        guard modelOutput.rank == shape.count, modelOutput.shape[0] == shape[0],
+              Array(modelOutput.shape[2...]) == Array(shape[2...]),
+              modelOutput.shape[1] == shape[1] || modelOutput.shape[1] == 2 * shape[1]
+        else {
+            throw NodusError.shape(
+                "scheduler step: model output shape \(modelOutput.shape) does not match sample shape \(shape) "
+                    + "(expected the same shape, or twice the channels)")
+        }
+        if let noise, noise.shape != shape {
+            throw NodusError.shape("scheduler step: noise shape \(noise.shape) does not match sample shape \(shape)")
+        }
+        let floatSample = try sample.asFloat32()
+        let floatNoise = try noise?.asFloat32()
+        let output = try modelOutput.asFloat32()
+        guard output.shape[1] != shape[1] else { return (output, nil, floatSample, floatNoise) }
+
+        // [B, 2C, ...]: per batch item, the first C*S values are the prediction, the next C*S the variance.
+        let main = try Tensor(zeros: shape)
+        let extra = try Tensor(zeros: shape)
+        let batch = shape[0]
+        let itemCount = sample.elementCount / max(batch, 1)
+        let source = output.floats
+        for item in 0..<batch {
+            (main.floats + item * itemCount).update(from: source + 2 * item * itemCount, count: itemCount)
+            (extra.floats + item * itemCount).update(from: source + (2 * item + 1) * itemCount, count: itemCount)
+        }
+        return (main, extra, floatSample, floatNoise)
+    }
+
+    /// The timestep as an index into the training schedule.
+    /// - Throws: `NodusError.invalidArgument` when it is not an integer in `0..<trainTimesteps`.
+    static func integerTimestep(_ timestep: Double, trainTimesteps: Int, className: String) throws -> Int {
+        guard timestep.rounded() == timestep, timestep >= 0, timestep < Double(trainTimesteps) else {
+            throw NodusError.invalidArgument(
+                "\(className).step: timestep \(timestep) is not an integer in 0..<\(trainTimesteps)")
+        }
+        return Int(timestep)
+    }
+
+    /// The error for a step that needs caller noise and got none.
+    static func missingNoise(className: String, timestep: Double) -> NodusError {
+        let shown = timestep.rounded() == timestep ? String(Int(timestep)) : String(timestep)
+        return NodusError.invalidArgument(
+            "\(className).step at timestep \(shown) needs noise: pass a noise tensor of the sample's shape")
+    }
+}

@@ -1,0 +1,50 @@
+"""Nodus: a diffusion inference runtime (ctypes bindings over libnodus, numpy in and out).
+
+    import nodus
+    m = nodus.load("dit-folder")
+    s = nodus.Scheduler.from_config("scheduler-folder")
+    x0 = nodus.randn((1, 4, 32, 32), seed=0) * s.init_noise_sigma
+    final = nodus.sample(m, s, steps=50, guidance_scale=4.0, init_noise=x0, class_labels=[3])
+"""
+
+from ._lib import VERSION as __version__
+from .errors import (
+    CancelledError,
+    FormatError,
+    InternalError,
+    InvalidArgumentError,
+    NodusError,
+    NodusIOError,
+    OutOfMemoryError,
+    ShapeError,
+    UnsupportedError,
+)
+from .model import Model, load
+from .sampling import randn, sample
+from .scheduler import Scheduler
+
+__all__ = [
+    "__version__",
+    "CancelledError",
+    "FormatError",
+    "InternalError",
+    "InvalidArgumentError",
+    "Model",
+    "NodusError",
+    "NodusIOError",
+    "OutOfMemoryError",
+    "Scheduler",
+    "ShapeError",
+    "UnsupportedError",
+    "load",
+    "randn",
+    "sample",
+    "version_number",
+]
+
+
+def version_number():
+    """The loaded library's nodus_version_number() (X*1000000 + Y*1000 + Z)."""
+    from ._lib import lib
+
+    return lib.nodus_version_number()

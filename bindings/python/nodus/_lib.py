@@ -1,0 +1,160 @@
+"""Loads libnodus with ctypes and declares the C ABI of include/nodus.h.
+
+The library is found through the ``NODUS_LIBRARY`` environment variable (a path)
+if set, else ``libnodus.so`` beside this package, else the repository's
+``.build/release/libnodus.so``.  Its ``nodus_version_number()`` must equal this
+package's version, or the import fails with an ImportError.
+"""
+
+import ctypes
+import os
+
+from .errors import error_for
+
+VERSION = "0.1.0"
+VERSION_NUMBER = (lambda x, y, z: x * 1000000 + y * 1000 + z)(*map(int, VERSION.split(".")))
+
+MAX_DIMS = 8
+
+# nodus_dtype values and the numpy dtype names they stand for.
+DTYPE_FLOAT32, DTYPE_FLOAT16, DTYPE_BFLOAT16, DTYPE_INT64 = 0, 1, 2, 3
+DTYPE_INT32, DTYPE_UINT8, DTYPE_BOOL, DTYPE_FLOAT64 = 4, 5, 6, 7
+
+
+class Tensor(ctypes.Structure):
+    """struct nodus_tensor."""
+
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("dtype", ctypes.c_int32),
+        ("ndim", ctypes.c_int32),
+        ("shape", ctypes.c_int64 * MAX_DIMS),
+        ("data", ctypes.c_void_p),
+        ("size_bytes", ctypes.c_size_t),
+    ]
+
+
+class ModelParams(ctypes.Structure):
+    """struct nodus_model_params."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("threads", ctypes.c_int32),
+        ("dtype", ctypes.c_int32),
+    ]
+
+
+ProgressCallback = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int32, ctypes.c_int32, ctypes.c_void_p)
+
+
+class SampleParams(ctypes.Structure):
+    """struct nodus_sample_params."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("steps", ctypes.c_int32),
+        ("guidance_scale", ctypes.c_float),
+        ("init_noise", ctypes.POINTER(Tensor)),
+        ("class_labels", ctypes.POINTER(ctypes.c_int64)),
+        ("class_label_count", ctypes.c_size_t),
+        ("step_noise", ctypes.POINTER(Tensor)),
+        ("trajectory", ctypes.POINTER(Tensor)),
+        ("progress", ProgressCallback),
+        ("progress_user_data", ctypes.c_void_p),
+    ]
+
+
+_status = ctypes.c_int32
+_p = ctypes.c_void_p
+_str = ctypes.c_char_p
+_size = ctypes.c_size_t
+_tensor_p = ctypes.POINTER(Tensor)
+
+# name: (restype, argtypes), one entry per function of include/nodus.h.
+PROTOTYPES = {
+    "nodus_version_number": (ctypes.c_int32, []),
+    "nodus_version": (_str, []),
+    "nodus_status_name": (_str, [_status]),
+    "nodus_last_error": (_str, []),
+    "nodus_dtype_name": (_str, [ctypes.c_int32]),
+    "nodus_dtype_from_name": (_status, [_str, ctypes.POINTER(ctypes.c_int32)]),
+    "nodus_dtype_size": (_size, [ctypes.c_int32]),
+    "nodus_model_kind_name": (_str, [ctypes.c_int32]),
+    "nodus_model_kind_from_name": (_status, [_str, ctypes.POINTER(ctypes.c_int32)]),
+    "nodus_model_params_init": (None, [ctypes.POINTER(ModelParams)]),
+    "nodus_model_load": (_status, [_str, ctypes.POINTER(ModelParams), ctypes.POINTER(_p)]),
+    "nodus_model_free": (None, [_p]),
+    "nodus_model_get_kind": (ctypes.c_int32, [_p]),
+    "nodus_model_config_json": (_str, [_p]),
+    "nodus_model_forward": (_status, [_p, _tensor_p, _size, _tensor_p]),
+    "nodus_model_decode": (_status, [_p, _tensor_p, _tensor_p]),
+    "nodus_scheduler_kind_name": (_str, [ctypes.c_int32]),
+    "nodus_scheduler_kind_from_name": (_status, [_str, ctypes.POINTER(ctypes.c_int32)]),
+    "nodus_scheduler_load": (_status, [_str, ctypes.POINTER(_p)]),
+    "nodus_scheduler_from_json": (_status, [_str, ctypes.POINTER(_p)]),
+    "nodus_scheduler_free": (None, [_p]),
+    "nodus_scheduler_get_kind": (ctypes.c_int32, [_p]),
+    "nodus_scheduler_set_timesteps": (_status, [_p, ctypes.c_int32]),
+    "nodus_scheduler_timesteps": (
+        _status,
+        [_p, ctypes.POINTER(ctypes.c_double), _size, ctypes.POINTER(_size), ctypes.POINTER(ctypes.c_int32)],
+    ),
+    "nodus_scheduler_init_noise_sigma": (ctypes.c_float, [_p]),
+    "nodus_scheduler_step": (_status, [_p, _tensor_p, ctypes.c_double, _tensor_p, _tensor_p, _tensor_p]),
+    "nodus_sample_params_init": (None, [ctypes.POINTER(SampleParams)]),
+    "nodus_sample": (_status, [_p, _p, ctypes.POINTER(SampleParams), _tensor_p]),
+    "nodus_randn": (_status, [ctypes.c_uint64, _tensor_p]),
+}
+
+
+def _candidates():
+    here = os.path.dirname(os.path.abspath(__file__))
+    explicit = os.environ.get("NODUS_LIBRARY")
+    if explicit:
+        return [explicit]
+    repository = os.path.abspath(os.path.join(here, "..", "..", ".."))
+    return [os.path.join(here, "libnodus.so"), os.path.join(repository, ".build", "release", "libnodus.so")]
+
+
+def _load():
+    candidates = _candidates()
+    for path in candidates:
+        if os.path.exists(path):
+            try:
+                library = ctypes.CDLL(path)
+            except OSError as error:
+                raise ImportError(f"nodus: cannot load {path}: {error}") from error
+            break
+    else:
+        raise ImportError(
+            "nodus: libnodus.so not found (looked at " + ", ".join(candidates) + "); "
+            "build it with `make build` or set NODUS_LIBRARY to its path"
+        )
+    for name, (restype, argtypes) in PROTOTYPES.items():
+        try:
+            function = getattr(library, name)
+        except AttributeError as error:
+            raise ImportError(f"nodus: {path} does not export {name}: rebuild the library") from error
+        function.restype = restype
+        function.argtypes = argtypes
+    found = library.nodus_version_number()
+    if found != VERSION_NUMBER:
+        raise ImportError(
+            f"nodus: {path} is version {library.nodus_version().decode()} ({found}), "
+            f"but this package is {VERSION} ({VERSION_NUMBER}): rebuild or reinstall one of them"
+        )
+    return library, path
+
+
+lib, path = _load()
+
+
+def last_error():
+    """The library's message for the last failed call on this thread."""
+    return lib.nodus_last_error().decode("utf-8", "replace")
+
+
+def check(status):
+    """Raises the NodusError subclass for ``status`` unless it is NODUS_OK."""
+    if status != 0:
+        raise error_for(status, last_error())

@@ -1,0 +1,117 @@
+"""Models: ``nodus.load(path)`` and the Model handle."""
+
+import ctypes
+import json
+import os
+
+from . import _lib, _tensor
+
+
+class Model:
+    """A loaded model (``nodus_model *``). Free it with ``close()`` or a ``with`` block."""
+
+    def __init__(self, handle, path):
+        self._handle = handle
+        self.path = path
+        self._config = None
+
+    # -- lifetime ---------------------------------------------------------
+
+    def close(self):
+        """Frees the model; later calls raise ValueError. Safe to call twice."""
+        handle, self._handle = getattr(self, "_handle", None), None
+        if handle:
+            _lib.lib.nodus_model_free(handle)
+
+    def __del__(self):
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    @property
+    def handle(self):
+        """The raw ``nodus_model *`` (a ctypes.c_void_p)."""
+        if not self._handle:
+            raise ValueError("nodus: the model is closed")
+        return self._handle
+
+    def __repr__(self):
+        state = "closed" if not self._handle else self.kind
+        return f"<nodus.Model {state} {self.path!r}>"
+
+    # -- properties -------------------------------------------------------
+
+    @property
+    def kind(self):
+        """"dit", "unet", "vae", "clip_text" or "onnx"."""
+        value = _lib.lib.nodus_model_get_kind(self.handle)
+        name = _lib.lib.nodus_model_kind_name(value)
+        return name.decode() if name else f"unknown({value})"
+
+    @property
+    def config(self):
+        """The model's config.json as a dict (a fresh copy each time)."""
+        if self._config is None:
+            text = _lib.lib.nodus_model_config_json(self.handle)
+            if text is None:
+                _lib.check(8)
+            self._config = text.decode()
+        return json.loads(self._config)
+
+    # -- computation ------------------------------------------------------
+
+    def forward(self, **inputs):
+        """One forward pass, ``model(**inputs).sample``; returns a numpy array.
+
+        DiT: ``forward(sample=x, timestep=t, class_labels=c)``. float64 inputs are
+        converted to float32 and integer inputs (Python ints too) to int64.
+        """
+        if not inputs:
+            raise ValueError("nodus: forward() needs named inputs, e.g. sample=..., timestep=...")
+        prepared = [_tensor.Input(_tensor.model_input_array(value, name), name) for name, value in inputs.items()]
+        array = (_lib.Tensor * len(prepared))(*[item.struct for item in prepared])
+        handle = self.handle
+
+        def call(output):
+            return _lib.lib.nodus_model_forward(handle, array, len(prepared), output)
+
+        result = _tensor.call_with_output(call)
+        del prepared
+        return result
+
+    def decode(self, latent):
+        """VAE decode, ``vae.decode(latent).sample``: the latent is z = latent / scaling_factor."""
+        source = _tensor.Input(_tensor.float32_array(latent, "latent"), "latent")
+        handle = self.handle
+        return _tensor.call_with_output(lambda output: _lib.lib.nodus_model_decode(handle, source.pointer, output))
+
+
+def load(path, dtype="float32", threads=None):
+    """Loads a diffusers model folder (config.json + safetensors weights).
+
+    Args:
+        path: the folder (a str or os.PathLike).
+        dtype: compute precision name ("float32").
+        threads: worker threads; None or 0 for all cores.
+    Raises:
+        NodusError: the folder cannot be loaded (``.status`` says why).
+    """
+    params = _lib.ModelParams()
+    _lib.lib.nodus_model_params_init(ctypes.byref(params))
+    if not isinstance(dtype, str):
+        raise ValueError(f"nodus: dtype must be a name such as 'float32', not {dtype!r}")
+    code = ctypes.c_int32()
+    _lib.check(_lib.lib.nodus_dtype_from_name(dtype.encode(), ctypes.byref(code)))
+    params.dtype = code.value
+    if threads is not None:
+        if int(threads) != threads or not 0 <= threads < 2**31:
+            raise ValueError(f"nodus: threads must be a non-negative integer, not {threads!r}")
+        params.threads = int(threads)
+    location = os.fspath(path)
+    handle = ctypes.c_void_p()
+    _lib.check(_lib.lib.nodus_model_load(location.encode(), ctypes.byref(params), ctypes.byref(handle)))
+    return Model(handle, location)

@@ -1,0 +1,72 @@
+"""Opt-in real-size parity: DiT-XL/2 forward and SD VAE decode (random weights).
+
+Make the references (a few minutes, ~3.3 GB, never committed):
+
+    /work/refvenv/bin/python tests/reference/make_large_references.py /tmp/nodus-large
+    NODUS_LARGE_REFERENCES=/tmp/nodus-large pytest bindings/python/tests/test_large.py
+
+Bound (SPEC section 5): relative max error max|ours - ref| / max|ref| < 1e-4.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+LARGE = os.environ.get("NODUS_LARGE_REFERENCES")
+
+pytestmark = pytest.mark.skipif(
+    not LARGE, reason="set NODUS_LARGE_REFERENCES to the folder written by tests/reference/make_large_references.py"
+)
+
+FORWARD_BOUND = 1e-4
+
+
+def rel_err(ours, ref) -> float:
+    ours = np.asarray(ours, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    assert ours.shape == ref.shape, f"shape {ours.shape} differs from the reference shape {ref.shape}"
+    return float(np.max(np.abs(ours - ref)) / np.max(np.abs(ref)))
+
+
+def reference(name: str) -> Path:
+    path = Path(LARGE) / name
+    if not path.exists():
+        pytest.skip(f"{path} not generated (make_large_references.py --only may have skipped it)")
+    return path
+
+
+def test_dit_xl2_forward():
+    import nodus
+    from safetensors.numpy import load_file
+
+    ref = load_file(str(reference("dit-xl-2-forward.safetensors")))
+    m = nodus.load(str(reference("dit-xl-2")))
+    assert m.kind == "dit", f"kind {m.kind!r}, expected 'dit'"
+    assert m.config["num_layers"] == 28, f"num_layers {m.config['num_layers']}, expected 28"
+    assert m.config["out_channels"] == 8
+    y = m.forward(sample=ref["sample"], timestep=ref["timestep"], class_labels=ref["class_labels"])
+    assert y.dtype == np.float32, f"expected float32 output, got {y.dtype}"
+    err = rel_err(y, ref["output"])
+    assert np.isfinite(err) and err < FORWARD_BOUND, (
+        f"DiT-XL/2 forward (batch [cond, null], 4x32x32): relative max error {err:.3e}, bound {FORWARD_BOUND:.0e}"
+    )
+
+
+def test_sd_vae_decode():
+    import nodus
+    from safetensors.numpy import load_file
+
+    ref = load_file(str(reference("sd-vae-decode.safetensors")))
+    m = nodus.load(str(reference("sd-vae")))
+    assert m.kind == "vae", f"kind {m.kind!r}, expected 'vae'"
+    assert m.config["block_out_channels"] == [128, 256, 512, 512]
+    img = m.decode(ref["latent"])
+    assert img.dtype == np.float32, f"expected float32 output, got {img.dtype}"
+    err = rel_err(img, ref["image"])
+    assert np.isfinite(err) and err < FORWARD_BOUND, (
+        f"SD VAE decode (1x4x64x64 -> 1x3x512x512): relative max error {err:.3e}, bound {FORWARD_BOUND:.0e}"
+    )

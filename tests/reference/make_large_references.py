@@ -1,0 +1,154 @@
+#!/usr/bin/env python
+"""Opt-in real-size references (weights are never committed).
+
+    /work/refvenv/bin/python tests/reference/make_large_references.py [OUT] [--only dit|vae]
+    NODUS_LARGE_REFERENCES=OUT pytest bindings/python/tests/test_large.py
+
+Writes to OUT (default /tmp/nodus-large):
+
+  dit-xl-2/                    random-init DiT-XL/2 (DiTTransformer2DModel defaults: 28 layers,
+                               16 heads x 72, patch 2, sample_size 32, 1000 classes, with
+                               out_channels 8 = learned sigma as facebook/DiT-XL-2-256),
+                               float32, save_pretrained (~2.7 GB)
+  dit-xl-2-forward.safetensors sample [2,4,32,32], timestep int64 [2], class_labels int64 [2]
+                               = [cond, null 1000], output [2,8,32,32]
+  sd-vae/                      random-init AutoencoderKL with the SD-1.5 VAE config
+                               (block_out_channels [128,256,512,512], layers_per_block 2,
+                               scaling_factor 0.18215), float32 (~335 MB)
+  sd-vae-decode.safetensors    latent [1,4,64,64], image [1,3,512,512] = vae.decode(latent).sample
+
+Parameters that the default init leaves constant (all zeros / all ones: GroupNorm
+affine in the VAE; none in diffusers' DiT, which does not zero-init AdaLN / proj_out
+the way the original DiT code does) get a seeded N(0, 0.05) / 1 + N(0, 0.05).
+Takes a few minutes on 2 cores (model construction, 3 GB of writes, the VAE decode).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, DiTTransformer2DModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_model_fixtures import make_nonconstant, metadata, save_tensors  # noqa: E402
+
+COMMAND = "/work/refvenv/bin/python tests/reference/make_large_references.py OUT"
+
+SD_VAE = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=["DownEncoderBlock2D"] * 4,
+    up_block_types=["UpDecoderBlock2D"] * 4,
+    block_out_channels=[128, 256, 512, 512],
+    layers_per_block=2,
+    latent_channels=4,
+    norm_num_groups=32,
+    sample_size=512,
+    act_fn="silu",
+    scaling_factor=0.18215,
+)
+
+
+def fresh_dir(path: Path) -> Path:
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def save_model(model, folder: Path, max_shard_size: str) -> None:
+    model.save_pretrained(str(fresh_dir(folder)), max_shard_size=max_shard_size)
+    for f in folder.iterdir():
+        f.chmod(0o644)
+
+
+def log(msg: str, t0: float) -> None:
+    print(f"[{time.time() - t0:7.1f}s] {msg}", flush=True)
+
+
+def make_dit(out: Path, shard: str, t0: float) -> None:
+    torch.manual_seed(5000)
+    model = DiTTransformer2DModel(out_channels=8)  # defaults = DiT-XL/2 except learned sigma
+    touched = make_nonconstant(model, 5001)
+    n = sum(p.numel() for p in model.parameters())
+    log(f"DiT-XL/2 built: {n / 1e6:.1f} M parameters, re-initialised constant params: {touched or 'none'}", t0)
+    save_model(model.eval(), out / "dit-xl-2", shard)
+    del model
+    log("dit-xl-2/ written", t0)
+
+    model = DiTTransformer2DModel.from_pretrained(str(out / "dit-xl-2"), torch_dtype=torch.float32).eval()
+    g = torch.Generator().manual_seed(5100)
+    sample = torch.randn(2, 4, 32, 32, generator=g)
+    timestep = torch.tensor([500, 500], dtype=torch.int64)
+    class_labels = torch.tensor([207, 1000], dtype=torch.int64)  # [cond, null]
+    with torch.no_grad():
+        output = model(sample, timestep=timestep, class_labels=class_labels).sample.float()
+    log(f"DiT-XL/2 forward done, output {tuple(output.shape)}, max|out| {output.abs().max():.3f}", t0)
+    save_tensors(
+        out / "dit-xl-2-forward.safetensors",
+        dict(sample=sample, timestep=timestep, class_labels=class_labels, output=output),
+        metadata(
+            "DiTTransformer2DModel(sample, timestep, class_labels).sample for the random-init DiT-XL/2 "
+            "in dit-xl-2/ (batch [cond, null])",
+            generator="tests/reference/make_large_references.py",
+            command=COMMAND,
+        ),
+    )
+
+
+def make_vae(out: Path, shard: str, t0: float) -> None:
+    torch.manual_seed(6000)
+    vae = AutoencoderKL(**SD_VAE)
+    touched = make_nonconstant(vae, 6001)
+    log(f"SD VAE built, re-initialised {len(touched)} constant params", t0)
+    save_model(vae.eval(), out / "sd-vae", shard)
+    del vae
+    vae = AutoencoderKL.from_pretrained(str(out / "sd-vae"), torch_dtype=torch.float32).eval()
+    log("sd-vae/ written", t0)
+    latent = torch.randn(1, 4, 64, 64, generator=torch.Generator().manual_seed(6100))
+    with torch.no_grad():
+        image = vae.decode(latent).sample.float()
+    log(f"SD VAE decode done, image {tuple(image.shape)}, max|img| {image.abs().max():.3f}", t0)
+    save_tensors(
+        out / "sd-vae-decode.safetensors",
+        dict(latent=latent, image=image),
+        metadata(
+            "AutoencoderKL.decode(latent).sample for the random-init SD VAE in sd-vae/",
+            generator="tests/reference/make_large_references.py",
+            command=COMMAND,
+        ),
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out", nargs="?", type=Path, default=Path("/tmp/nodus-large"))
+    ap.add_argument("--only", choices=["dit", "vae"], help="generate only one of the two references")
+    ap.add_argument(
+        "--max-shard-size",
+        default="10GB",
+        help='save_pretrained shard size (default "10GB" = one file; e.g. "1GB" to exercise sharded loading)',
+    )
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.use_deterministic_algorithms(True)
+    t0 = time.time()
+    log(f"writing to {args.out} with {torch.get_num_threads()} threads", t0)
+    if args.only in (None, "dit"):
+        make_dit(args.out, args.max_shard_size, t0)
+    if args.only in (None, "vae"):
+        make_vae(args.out, args.max_shard_size, t0)
+    (args.out / "README.json").write_text(
+        json.dumps({"generator": "tests/reference/make_large_references.py", "command": COMMAND}, indent=2) + "\n"
+    )
+    log("done", t0)
+
+
+if __name__ == "__main__":
+    main()

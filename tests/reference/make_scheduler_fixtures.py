@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""Writes Tests/Fixtures/schedulers.json: golden DDIM / DDPM / flow-matching
+scheduler runs from diffusers, for Tests/NodusTests/SchedulerTests.swift.
+
+Run with the reference environment:
+    /work/refvenv/bin/python tests/reference/make_scheduler_fixtures.py
+
+Every case records the scheduler config (as diffusers' scheduler_config.json
+would hold it), the step count (and `mu` / `eta` when used), the timesteps,
+the initial sample and, for every step, the model output, the noise the step
+used (if any) and diffusers' prev_sample. The sample a step receives is the
+previous step's reference prev_sample (the initial sample for step 0), so each
+step is checked on its own. Noise that diffusers would draw inside `step`
+(DDPM, flow-matching stochastic sampling) is drawn here with a fixed seed and
+handed to diffusers' own `step` by patching its `randn_tensor`; DDIM with
+eta > 0 gets it as `variance_noise`.
+"""
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+
+import diffusers
+from diffusers import DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler
+from diffusers.schedulers import scheduling_ddpm, scheduling_flow_match_euler_discrete
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Tests", "Fixtures", "schedulers.json")
+SHAPE = [2, 2, 3, 3]
+
+
+def floats(tensor):
+    """float32 values as shortest round-trip decimals (compact JSON)."""
+    return [float(str(np.float32(v))) if np.isfinite(v) else None
+            for v in tensor.detach().to(torch.float32).reshape(-1).numpy()]
+
+
+class NoiseFeed:
+    """Stands in for diffusers' randn_tensor: returns the noise prepared for the current step."""
+
+    def __init__(self):
+        self.next = None
+        self.used = False
+
+    def __call__(self, shape, generator=None, device=None, dtype=None, layout=None):
+        assert self.next is not None and list(shape) == list(self.next.shape), (shape, self.next)
+        self.used = True
+        return self.next.to(dtype=dtype or torch.float32)
+
+
+FEED = NoiseFeed()
+scheduling_ddpm.randn_tensor = FEED
+scheduling_flow_match_euler_discrete.randn_tensor = FEED
+
+CLASSES = {
+    "DDIMScheduler": DDIMScheduler,
+    "DDPMScheduler": DDPMScheduler,
+    "FlowMatchEulerDiscreteScheduler": FlowMatchEulerDiscreteScheduler,
+}
+
+
+def model_output_for(case, generator, shape, sample):
+    """A plausible model output: eps / v ~ N(0, 1), x0 ~ N(0, 0.5), flow velocity ~ N(0, 1);
+    learned variance channels in [-1, 1] (learned_range) or (0, 0.02] (learned)."""
+    out = torch.randn(shape, generator=generator, dtype=torch.float32)
+    if case["config"].get("prediction_type") == "sample":
+        out = out * 0.5
+    if case.get("doubleChannels"):
+        variance_type = case["config"].get("variance_type")
+        extra = torch.rand(shape, generator=generator, dtype=torch.float32)
+        extra = extra * 2 - 1 if variance_type == "learned_range" else extra * 0.02 + 1e-4
+        out = torch.cat([out, extra], dim=1)
+    return out
+
+
+def run(case, seed):
+    class_name = case["config"]["_class_name"]
+    # from_config ignores keys the class does not take, as loading a scheduler_config.json does.
+    scheduler = CLASSES[class_name].from_config(case["config"])
+    kwargs = {}
+    if "mu" in case:
+        kwargs["mu"] = case["mu"]
+    scheduler.set_timesteps(case["steps"], **kwargs)
+    generator = torch.Generator().manual_seed(seed)
+    sample = torch.randn(SHAPE, generator=generator, dtype=torch.float32)
+    record = {
+        "name": case["name"],
+        "config": case["config"],
+        "steps": case["steps"],
+        "shape": SHAPE,
+        "modelOutputShape": [SHAPE[0], SHAPE[1] * (2 if case.get("doubleChannels") else 1)] + SHAPE[2:],
+        "timesteps": [float(t) for t in scheduler.timesteps.tolist()],
+        "sample": floats(sample),
+        "records": [],
+    }
+    for key in ("mu", "eta"):
+        if key in case:
+            record[key] = case[key]
+    eta = case.get("eta", 0.0)
+    for t in scheduler.timesteps:
+        model_output = model_output_for(case, generator, SHAPE, sample)
+        noise = torch.randn(SHAPE, generator=generator, dtype=torch.float32)
+        FEED.next, FEED.used = noise, False
+        if class_name == "DDIMScheduler":
+            if eta > 0:
+                out = scheduler.step(model_output, int(t), sample, eta=eta, variance_noise=noise).prev_sample
+                FEED.used = True
+            else:
+                out = scheduler.step(model_output, int(t), sample).prev_sample
+        elif class_name == "DDPMScheduler":
+            out = scheduler.step(model_output, int(t), sample).prev_sample
+        else:
+            out = scheduler.step(model_output, t, sample).prev_sample
+        entry = {"timestep": float(t), "modelOutput": floats(model_output), "prevSample": floats(out)}
+        if FEED.used:
+            entry["noise"] = floats(noise)
+        record["records"].append(entry)
+        sample = out
+    return record
+
+
+def ddim(name, steps, **config):
+    return {"name": name, "steps": steps, "config": {"_class_name": "DDIMScheduler", "_diffusers_version": "0.42.1", **config}}
+
+
+def ddpm(name, steps, **config):
+    return {"name": name, "steps": steps, "config": {"_class_name": "DDPMScheduler", "_diffusers_version": "0.42.1", **config}}
+
+
+def flow(name, steps, **config):
+    return {"name": name, "steps": steps,
+            "config": {"_class_name": "FlowMatchEulerDiscreteScheduler", "_diffusers_version": "0.42.1", **config}}
+
+
+SD = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+trained = np.linspace(0.0005, 0.03, 100).tolist()
+
+CASES = [
+    # DDIM
+    ddim("ddim_default_50", 50),
+    ddim("ddim_sd15_offset1_no_alpha_one", 20, **SD, steps_offset=1, set_alpha_to_one=False, clip_sample=False,
+         skip_prk_steps=True),  # skip_prk_steps belongs to PNDM: ignored
+    ddim("ddim_trailing_vpred_zero_snr", 10, **SD, rescale_betas_zero_snr=True, prediction_type="v_prediction",
+         timestep_spacing="trailing", clip_sample=False),
+    ddim("ddim_trailing_3_steps", 3, timestep_spacing="trailing", clip_sample=False),
+    ddim("ddim_linspace_sample_range2", 15, timestep_spacing="linspace", prediction_type="sample",
+         clip_sample_range=2.0),
+    ddim("ddim_squaredcos_eta05", 20, beta_schedule="squaredcos_cap_v2", clip_sample=False),
+    ddim("ddim_thresholding", 10, thresholding=True, dynamic_thresholding_ratio=0.9, sample_max_value=1.5),
+    ddim("ddim_trained_betas", 10, num_train_timesteps=100, trained_betas=trained, clip_sample=False),
+    ddim("ddim_vpred_eta1_linspace", 12, **SD, prediction_type="v_prediction", timestep_spacing="linspace",
+         clip_sample=False),
+    # DDPM
+    ddpm("ddpm_default_50", 50),
+    ddpm("ddpm_sd_fixed_small_log_offset1", 10, **SD, variance_type="fixed_small_log", steps_offset=1,
+         clip_sample=False),
+    ddpm("ddpm_fixed_large_vpred_trailing", 10, variance_type="fixed_large", prediction_type="v_prediction",
+         timestep_spacing="trailing", clip_sample=False),
+    ddpm("ddpm_learned_linspace", 10, variance_type="learned", timestep_spacing="linspace"),
+    ddpm("ddpm_dit_learned_range", 25, variance_type="learned_range", clip_sample=False),
+    ddpm("ddpm_sample_thresholding", 10, prediction_type="sample", thresholding=True,
+         dynamic_thresholding_ratio=0.95, sample_max_value=2.0),
+    ddpm("ddpm_zero_snr_vpred", 10, **SD, rescale_betas_zero_snr=True, prediction_type="v_prediction",
+         timestep_spacing="trailing", clip_sample=False),
+    ddpm("ddpm_squaredcos_range", 10, beta_schedule="squaredcos_cap_v2", clip_sample_range=1.5),
+    ddpm("ddpm_sigmoid", 10, beta_schedule="sigmoid", clip_sample=False),
+    ddpm("ddpm_laplace", 10, beta_schedule="laplace", clip_sample=False),
+    ddpm("ddpm_trained_betas", 10, num_train_timesteps=100, trained_betas=trained, clip_sample=False),
+    # Flow matching
+    flow("flow_default_50", 50),
+    flow("flow_sd3_shift3", 28, shift=3.0),
+    flow("flow_flux_dynamic_exponential", 20, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+         base_image_seq_len=256, max_image_seq_len=4096, shift=3.0),
+    flow("flow_dynamic_linear", 12, use_dynamic_shifting=True, time_shift_type="linear"),
+    flow("flow_invert_sigmas", 10, shift=2.0, invert_sigmas=True),
+    flow("flow_shift_terminal", 15, shift=3.0, shift_terminal=0.1),
+    flow("flow_karras", 12, shift=3.0, use_karras_sigmas=True),
+    flow("flow_exponential_sigmas", 12, shift=3.0, use_exponential_sigmas=True),
+    # sigma_min / sigma_max are not __init__ arguments, but from_config keeps them in the config
+    # and the Karras / exponential conversions read them from there.
+    flow("flow_exponential_sigma_bounds", 8, use_exponential_sigmas=True, sigma_min=0.02, sigma_max=0.9),
+    flow("flow_stochastic", 10, shift=3.0, stochastic_sampling=True),
+    flow("flow_one_step", 1, shift=3.0),
+]
+for case in CASES:
+    name = case["name"]
+    if name == "ddim_squaredcos_eta05":
+        case["eta"] = 0.5
+    if name == "ddim_vpred_eta1_linspace":
+        case["eta"] = 1.0
+    if name == "flow_flux_dynamic_exponential":
+        case["mu"] = 0.8
+    if name == "flow_dynamic_linear":
+        case["mu"] = 1.5
+    if name.startswith("ddpm_learned") or name == "ddpm_dit_learned_range":
+        case["doubleChannels"] = True
+
+
+def main():
+    records = []
+    for index, case in enumerate(CASES):
+        records.append(run(case, seed=1000 + index))
+    document = {
+        "generator": {
+            "script": "tests/reference/make_scheduler_fixtures.py",
+            "diffusers": diffusers.__version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": sys.version.split()[0],
+        },
+        "cases": records,
+    }
+    os.makedirs(os.path.dirname(OUT), exist_ok=True)
+    with open(OUT, "w") as handle:
+        json.dump(document, handle, separators=(",", ":"))
+    print(f"wrote {os.path.normpath(OUT)}: {len(records)} cases, {os.path.getsize(OUT)} bytes")
+
+
+if __name__ == "__main__":
+    main()
