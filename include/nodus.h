@@ -152,6 +152,7 @@ NODUS_API NODUS_NODISCARD nodus_status nodus_model_load(const char *path, const 
                                                         nodus_model **out_model);
 NODUS_API void nodus_model_free(nodus_model *model);
 
+/* The model's kind; -1 (and a message) if `model` is NULL. */
 NODUS_API nodus_model_kind nodus_model_get_kind(const nodus_model *model);
 
 /* The model's config.json as a JSON string, owned by the model and valid until
@@ -196,6 +197,7 @@ NODUS_API NODUS_NODISCARD nodus_status nodus_scheduler_load(const char *path, no
 NODUS_API NODUS_NODISCARD nodus_status nodus_scheduler_from_json(const char *json, nodus_scheduler **out_scheduler);
 NODUS_API void nodus_scheduler_free(nodus_scheduler *scheduler);
 
+/* The scheduler's kind; -1 (and a message) if `scheduler` is NULL. */
 NODUS_API nodus_scheduler_kind nodus_scheduler_get_kind(const nodus_scheduler *scheduler);
 
 /* Prepares `steps` inference steps (diffusers `set_timesteps`). */
@@ -203,12 +205,14 @@ NODUS_API NODUS_NODISCARD nodus_status nodus_scheduler_set_timesteps(nodus_sched
 
 /* Copies up to `capacity` timesteps into `out` (may be NULL when capacity is 0)
  * and stores their total number in *out_count. *out_is_integer is set to 1 when
- * the model takes them as int64 (DDIM, DDPM), 0 for float32 (flow matching). */
+ * the model takes them as int64 (DDIM, DDPM), 0 for float32 (flow matching).
+ * `out_count` and `out_is_integer` must not be NULL. */
 NODUS_API NODUS_NODISCARD nodus_status nodus_scheduler_timesteps(const nodus_scheduler *scheduler, double *out,
                                                                  size_t capacity, size_t *out_count,
                                                                  int32_t *out_is_integer);
 
-/* The standard deviation the initial noise is scaled by (init_noise_sigma). */
+/* The standard deviation the initial noise is scaled by (init_noise_sigma);
+ * NaN (and a message) if `scheduler` is NULL. */
 NODUS_API float nodus_scheduler_init_noise_sigma(const nodus_scheduler *scheduler);
 
 /* One step: prev_sample from `model_output` ([B, C or 2C, ...]) and `sample`
@@ -248,7 +252,8 @@ NODUS_API void nodus_sample_params_init(nodus_sample_params *params);
 /* Runs the denoising loop of diffusers' pipelines with classifier-free guidance
  * (DiT batch order [cond, null], e = e_null + g (e_cond - e_null)); calls
  * nodus_scheduler_set_timesteps(scheduler, params->steps) first. Writes the
- * final latent [B, C, H, W] to `output` (as in nodus_model_forward). */
+ * final latent [B, C, H, W] to `output` (as in nodus_model_forward: with
+ * output->data NULL it only reports the shape and samples nothing). */
 NODUS_API NODUS_NODISCARD nodus_status nodus_sample(nodus_model *model, nodus_scheduler *scheduler,
                                                     const nodus_sample_params *params, nodus_tensor *output);
 
@@ -256,7 +261,7 @@ NODUS_API NODUS_NODISCARD nodus_status nodus_sample(nodus_model *model, nodus_sc
 
 /* Fills a float32 tensor with the values of
  * torch.randn(shape, generator=torch.Generator().manual_seed(seed)) on CPU, bit
- * for bit. `output` must have dtype, ndim, shape and data set. */
+ * for bit. `output` must have dtype, ndim, shape, data and size_bytes set. */
 NODUS_API NODUS_NODISCARD nodus_status nodus_randn(uint64_t seed, nodus_tensor *output);
 
 #ifdef __cplusplus

@@ -18,7 +18,7 @@ public func nodusRandn(_ seed: UInt64, _ output: UnsafeMutablePointer<nodus_tens
         let bytes = try TensorBridge.byteCount(shape: shape, dtype: dtype, label: label)
         guard bytes > 0 else { return }
         guard let data = target.pointee.data else { throw NodusError.invalidArgument("\(label): data is NULL") }
-        guard target.pointee.size_bytes >= bytes else {
+        guard TensorBridge.capacity(of: target.pointee) >= bytes else {
             throw NodusError.shape(
                 "\(label): the buffer holds \(target.pointee.size_bytes) bytes, but float32 \(shape) needs \(bytes)")
         }

@@ -44,9 +44,9 @@ public func nodusSample(_ model: OpaquePointer?, _ scheduler: OpaquePointer?,
         var request = SamplingRequest(initNoise: initNoise)
         request.steps = Int(settings.steps)
         request.guidanceScale = settings.guidance_scale
-        if settings.class_label_count > 0 {
+        if settings.class_label_count != 0 {
             let labels = try Argument.required(settings.class_labels, "params.class_labels", in: function)
-            guard settings.class_label_count <= 1 << 20 else {
+            guard settings.class_label_count > 0, settings.class_label_count <= 1 << 20 else {
                 throw NodusError.invalidArgument(
                     "\(function): params.class_label_count \(settings.class_label_count) is out of range")
             }

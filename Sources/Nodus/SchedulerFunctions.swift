@@ -112,10 +112,12 @@ public func nodusSchedulerTimesteps(_ scheduler: OpaquePointer?, _ out: UnsafeMu
         let handle = SchedulerHandle.from(try Argument.required(scheduler, "scheduler", in: function))
         let countTarget = try Argument.required(outCount, "out_count", in: function)
         let integerTarget = try Argument.required(outIsInteger, "out_is_integer", in: function)
-        if capacity > 0 { _ = try Argument.required(out, "out", in: function) }
+        if capacity != 0 { _ = try Argument.required(out, "out", in: function) }
         let timesteps = handle.scheduler.timesteps
         if let out {
-            for index in 0..<min(capacity, timesteps.count) { out[index] = timesteps[index] }
+            // A size_t above Int.max arrives negative: it still means "room for all".
+            let room = capacity < 0 ? timesteps.count : min(capacity, timesteps.count)
+            for index in 0..<room { out[index] = timesteps[index] }
         }
         countTarget.pointee = timesteps.count
         integerTarget.pointee = handle.scheduler.timestepsAreIntegers ? 1 : 0

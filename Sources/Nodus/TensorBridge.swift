@@ -87,7 +87,7 @@ enum TensorBridge {
             output.pointee.size_bytes = bytes
             return false
         }
-        guard output.pointee.size_bytes >= bytes else {
+        guard capacity(of: output.pointee) >= bytes else {
             throw NodusError.shape(
                 "\(label): the buffer holds \(output.pointee.size_bytes) bytes, but \(dtype.name) \(shape) "
                     + "needs \(bytes)")
@@ -111,7 +111,7 @@ enum TensorBridge {
             throw NodusError(.internal, "\(label): the result is \(tensor.dtype.name), expected \(dtype.name)")
         }
         let bytes = try byteCount(shape: shape, dtype: dtype, label: label)
-        guard output.pointee.size_bytes >= bytes else {
+        guard capacity(of: output.pointee) >= bytes else {
             throw NodusError.shape("\(label): the buffer holds \(output.pointee.size_bytes) bytes, needs \(bytes)")
         }
         if bytes > 0, let data = output.pointee.data {
@@ -119,6 +119,12 @@ enum TensorBridge {
             data.copyMemory(from: value.bytes, byteCount: bytes)
         }
         describe(output, shape: shape, dtype: dtype)
+    }
+
+    /// The bytes an output buffer holds (`size_t` arrives as `Int`; above Int.max it is
+    /// negative and means "more than enough").
+    static func capacity(of tensor: nodus_tensor) -> Int {
+        tensor.size_bytes < 0 ? Int.max : tensor.size_bytes
     }
 
     /// Writes dtype, ndim and shape (unused dimensions zero).

@@ -118,18 +118,23 @@ public final class WeightStore: Sendable {
     }
 
     /// Weight `name` as float32: the view itself when the file holds aligned F32,
-    /// else a converted copy (from F16, BF16, F64 or integers).
+    /// else a converted copy (from F16, BF16 or F64); integer weights are an error.
     /// - Parameters:
     ///   - name: the weight name.
     ///   - expected: when given, the shape the weight must have.
     /// - Throws: `NodusError.format` when the weight is missing, `NodusError.shape`
-    ///   naming the weight, the expected and the found shape when they differ.
+    ///   naming the weight, the expected and the found shape when they differ;
+    ///   `NodusError.format` for a weight stored as integers.
     public func float32(_ name: String, shape expected: [Int]? = nil) throws -> Tensor {
         guard let index = locations[name] else { throw missing(name) }
         if let expected, let entry = files[index].entry(name), entry.shape != expected {
             throw NodusError.shape("weight '\(name)' in \(sourceDescription): expected shape \(expected), found \(entry.shape)")
         }
-        return try files[index].tensor(name).asFloat32()
+        let tensor = try files[index].tensor(name)
+        guard tensor.dtype.isFloatingPoint else {
+            throw NodusError.format("weight '\(name)' in \(sourceDescription) is \(tensor.dtype.name), expected a floating-point type")
+        }
+        return try tensor.asFloat32()
     }
 
     private func missing(_ name: String) -> NodusError {

@@ -17,7 +17,7 @@ import NodusGraph
 /// `norm_elementwise_affine` false (every published DiT). Non-square inputs
 /// are supported (diffusers itself assumes square when unpatchifying), with
 /// the position embedding computed for the actual grid as `PatchEmbed` does.
-public final class DiTModel: DiffusionModel {
+public final class DiTModel: ClassConditionedModel {
     public let kind = ModelKind.dit
     public let config: JSONValue
     public let settings: DiTConfig
@@ -38,6 +38,8 @@ public final class DiTModel: DiffusionModel {
         // Building the graph once reads and checks every weight, so a wrong file fails here.
         _ = try buildGraph(sampleShape: [1, settings.inChannels, settings.sampleSize, settings.sampleSize])
     }
+
+    public var nullClassLabel: Int64 { Int64(settings.classCount) }
 
     public func outputShape(for inputs: [String: Tensor]) throws -> [Int] {
         let sample = try ModelInputs(inputs, known: DiTModel.inputNames)

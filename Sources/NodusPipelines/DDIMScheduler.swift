@@ -72,11 +72,11 @@ public struct DDIMScheduler: Scheduler {
         }
         let inputs = try Self.stepInputs(modelOutput: modelOutput, sample: sample, noise: noise)
         let trainCount = schedule.trainTimesteps
-        let t = try Self.integerTimestep(timestep, trainTimesteps: trainCount, className: className)
+        let (t, index) = try Self.integerTimestep(timestep, trainTimesteps: trainCount, className: className)
         let previous = t - trainCount / count
 
         // 1. alpha and beta products of this and the previous timestep.
-        let alphaProduct = schedule.alphasCumprod[t]
+        let alphaProduct = schedule.alphasCumprod[index]
         let alphaProductPrevious = previous >= 0 ? schedule.alphasCumprod[previous] : finalAlphaCumprod
         let betaProduct = 1 - alphaProduct
         let rootAlpha = alphaProduct.squareRoot()

@@ -99,7 +99,8 @@ public struct DDPMScheduler: Scheduler {
     ///   without the model output's variance channels.
     public mutating func step(modelOutput: Tensor, timestep: Double, sample: Tensor, noise: Tensor?) throws -> Tensor {
         let inputs = try Self.stepInputs(modelOutput: modelOutput, sample: sample, noise: noise)
-        let t = try Self.integerTimestep(timestep, trainTimesteps: schedule.trainTimesteps, className: className)
+        let (t, index) = try Self.integerTimestep(
+            timestep, trainTimesteps: schedule.trainTimesteps, className: className)
         let previous = try previousTimestep(t)
         let learned = varianceType == .learned || varianceType == .learnedRange
         if learned && t > 0 && inputs.extra == nil {
@@ -112,7 +113,7 @@ public struct DDPMScheduler: Scheduler {
         }
 
         // 1. alphas and betas.
-        let alphaProduct = schedule.alphasCumprod[t]
+        let alphaProduct = schedule.alphasCumprod[index]
         let alphaProductPrevious: Float = previous >= 0 ? schedule.alphasCumprod[previous] : 1
         let betaProduct = 1 - alphaProduct
         let betaProductPrevious = 1 - alphaProductPrevious

@@ -75,14 +75,22 @@ extension Scheduler {
         return (main, extra, floatSample, floatNoise)
     }
 
-    /// The timestep as an index into the training schedule.
-    /// - Throws: `NodusError.invalidArgument` when it is not an integer in `0..<trainTimesteps`.
-    static func integerTimestep(_ timestep: Double, trainTimesteps: Int, className: String) throws -> Int {
-        guard timestep.rounded() == timestep, timestep >= 0, timestep < Double(trainTimesteps) else {
+    /// The timestep as an integer, and its index into the training schedule.
+    ///
+    /// Negative timesteps down to `-trainTimesteps` index from the end, as torch
+    /// indexing does: numpy's float `arange` makes diffusers' "trailing" spacing end
+    /// with -1 for some step counts (1000 training steps, 61 inference steps), and
+    /// diffusers then reads `alphas_cumprod[-1]`.
+    /// - Throws: `NodusError.invalidArgument` when it is not an integer in `-trainTimesteps..<trainTimesteps`.
+    static func integerTimestep(_ timestep: Double, trainTimesteps: Int, className: String)
+        throws -> (value: Int, index: Int)
+    {
+        guard timestep.rounded() == timestep, timestep >= -Double(trainTimesteps), timestep < Double(trainTimesteps) else {
             throw NodusError.invalidArgument(
                 "\(className).step: timestep \(timestep) is not an integer in 0..<\(trainTimesteps)")
         }
-        return Int(timestep)
+        let value = Int(timestep)
+        return (value, value < 0 ? value + trainTimesteps : value)
     }
 
     /// The error for a step that needs caller noise and got none.

@@ -4,7 +4,11 @@ import NodusCore
 /// (`timestep_spacing`; table 2 of arXiv 2305.08891).
 ///
 /// Matches diffusers 0.42.1 `set_timesteps` of `DDIMScheduler` / `DDPMScheduler`,
-/// including numpy's float64 `arange` / `linspace` and round-half-to-even.
+/// including numpy's float64 `arange` / `linspace` and round-half-to-even. As in
+/// diffusers, "trailing" can give one timestep more than asked, the last being -1
+/// (numpy's `arange(N, 0, -N / count)` has count + 1 elements for some counts,
+/// e.g. 61 of 1000); the schedulers then index the training schedule from the end,
+/// as torch does.
 ///
 /// Limitations: custom timestep lists (`set_timesteps(timesteps=...)`) are not supported.
 public enum TimestepSpacing: String, Sendable, CaseIterable {

@@ -60,6 +60,8 @@ final class SchedulerTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(cases.count, 25, "fixture cases from \(generator)")
         var worstStep = (error: 0.0, place: "")
         var worstChain = (error: 0.0, place: "")
+        var worstByClass: [String: Double] = [:]
+        var exactSteps = 0, totalSteps = 0
         for fixture in cases {
             let name = fixture.name
             var scheduler = try Self.makeScheduler(fixture)
@@ -87,6 +89,11 @@ final class SchedulerTests: XCTestCase {
                                   "\(name) step \(index) (t = \(timestep)): relative error \(error), "
                                       + "expected prev_sample starting \(expected.prefix(4)), got \(ours.floatArray().prefix(4))")
                 if error > worstStep.error { worstStep = (error, "\(name) step \(index)") }
+                worstByClass[scheduler.className] = max(worstByClass[scheduler.className] ?? 0, error)
+                totalSteps += 1
+                if ours.floatArray() == expected { exactSteps += 1 } else if getenv("NODUS_SCHEDULER_DEBUG") != nil {
+                    print("not bit-exact: \(name) step \(index) t=\(timestep) error \(error)")
+                }
                 chainSample = try chained.step(modelOutput: modelOutput, timestep: timestep, sample: chainSample, noise: noise)
                 sample = try Tensor(shape: shape, floats: expected)
             }
@@ -95,8 +102,8 @@ final class SchedulerTests: XCTestCase {
                               "\(name): whole run of \(records.count) steps, final relative error \(chainError)")
             if chainError > worstChain.error { worstChain = (chainError, name) }
         }
-        print("SchedulerTests: \(cases.count) cases; worst step error \(worstStep.error) (\(worstStep.place)); "
-              + "worst whole-run error \(worstChain.error) (\(worstChain.place))")
+        print("SchedulerTests: \(cases.count) cases, \(exactSteps) of \(totalSteps) steps bit-exact; worst step error \(worstStep.error) (\(worstStep.place)); "
+              + "worst whole-run error \(worstChain.error) (\(worstChain.place)); worst step by class \(worstByClass)")
     }
 
     // MARK: - Loading

@@ -144,6 +144,8 @@ CASES = [
     ddim("ddim_trailing_vpred_zero_snr", 10, **SD, rescale_betas_zero_snr=True, prediction_type="v_prediction",
          timestep_spacing="trailing", clip_sample=False),
     ddim("ddim_trailing_3_steps", 3, timestep_spacing="trailing", clip_sample=False),
+    # numpy's arange(1000, 0, -1000 / 61) has 62 elements: diffusers' schedule ends with timestep -1.
+    ddim("ddim_trailing_61_steps_ends_at_minus_one", 61, timestep_spacing="trailing"),
     ddim("ddim_linspace_sample_range2", 15, timestep_spacing="linspace", prediction_type="sample",
          clip_sample_range=2.0),
     ddim("ddim_squaredcos_eta05", 20, beta_schedule="squaredcos_cap_v2", clip_sample=False),
@@ -163,6 +165,7 @@ CASES = [
          dynamic_thresholding_ratio=0.95, sample_max_value=2.0),
     ddpm("ddpm_zero_snr_vpred", 10, **SD, rescale_betas_zero_snr=True, prediction_type="v_prediction",
          timestep_spacing="trailing", clip_sample=False),
+    ddpm("ddpm_trailing_61_steps_ends_at_minus_one", 61, timestep_spacing="trailing"),
     ddpm("ddpm_squaredcos_range", 10, beta_schedule="squaredcos_cap_v2", clip_sample_range=1.5),
     ddpm("ddpm_sigmoid", 10, beta_schedule="sigmoid", clip_sample=False),
     ddpm("ddpm_laplace", 10, beta_schedule="laplace", clip_sample=False),

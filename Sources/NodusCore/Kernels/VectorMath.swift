@@ -4,12 +4,18 @@
 public enum VectorMath {
     public typealias Vector = SIMD8<Float>
 
-    /// e^x, Cephes-style: x = n ln2 + r with |r| <= ln2/2, a degree-6 polynomial
-    /// for e^r, and 2^n built in the exponent bits.
+    /// e^x, Cephes-style: x = n ln2 + r with |r| <= ln2/2, a degree-6
+    /// polynomial for e^r, and 2^n built in the exponent bits. n is rounded by
+    /// adding 1.5 * 2^23 (its low mantissa bits then hold n), which keeps every
+    /// step in vector registers.
     @inline(__always)
     public static func exp(_ x: Vector) -> Vector {
-        let clamped = x.clamped(lowerBound: Vector(repeating: -87.3), upperBound: Vector(repeating: 88.7))
-        let n = (clamped * 1.442_695_04 + 0.5).rounded(.down)
+        let upper = Vector(repeating: 88.376_26), lower = Vector(repeating: -87.336_55)
+        var clamped = x.replacing(with: upper, where: x .> upper)
+        clamped = clamped.replacing(with: lower, where: clamped .< lower)
+        let shifter = Vector(repeating: 12_582_912)  // 1.5 * 2^23
+        let shifted = clamped * 1.442_695_04 + shifter
+        let n = shifted - shifter
         // Two-part ln2 keeps r accurate.
         var r = clamped - n * 0.693_359_375
         r = r + n * 2.121_944_4e-4
@@ -19,12 +25,11 @@ public enum VectorMath {
         p = p * r + 4.166_579_6e-2
         p = p * r + 1.666_666_5e-1
         p = p * r + 0.5
-        let r2 = r * r
-        let expR = p * r2 + r + 1
-        let bits = (SIMD8<Int32>(n) &+ 127) &<< 23
-        let result = expR * unsafeBitCast(bits, to: Vector.self)
-        // Below the clamp the true value underflows to (almost) zero.
-        return result.replacing(with: 0, where: x .< -87.3)
+        let expR = p * (r * r) + r + 1
+        let exponent = (unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000 &+ 127) &<< 23
+        let result = expR * unsafeBitCast(exponent, to: Vector.self)
+        // Past the clamps the true value under- or overflows.
+        return result.replacing(with: 0, where: x .< lower).replacing(with: .infinity, where: x .> 88.722_84)
     }
 
     @inline(__always)

@@ -24,7 +24,10 @@ class Model:
             _lib.lib.nodus_model_free(handle)
 
     def __del__(self):
-        self.close()
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the library may already be gone
+            pass
 
     def __enter__(self):
         return self
@@ -79,9 +82,8 @@ class Model:
         def call(output):
             return _lib.lib.nodus_model_forward(handle, array, len(prepared), output)
 
-        result = _tensor.call_with_output(call)
-        del prepared
-        return result
+        # `prepared` owns the arrays the structs point to; it lives until this returns.
+        return _tensor.call_with_output(call)
 
     def decode(self, latent):
         """VAE decode, ``vae.decode(latent).sample``: the latent is z = latent / scaling_factor."""

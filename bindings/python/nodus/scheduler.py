@@ -41,7 +41,10 @@ class Scheduler:
             _lib.lib.nodus_scheduler_free(handle)
 
     def __del__(self):
-        self.close()
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the library may already be gone
+            pass
 
     def __enter__(self):
         return self

@@ -18,10 +18,10 @@ HEADER = os.path.join(REPOSITORY, "include", "nodus.h")
 
 
 def fixture_path(name):
-    """The path of a fixture under Tests/Fixtures; skips the test when it was not generated."""
+    """The path of a fixture under Tests/Fixtures (committed; a missing one is a failure)."""
     path = os.path.join(FIXTURES, name)
     if not os.path.exists(path):
-        pytest.skip(f"fixture {name} is missing (generate Tests/Fixtures first)")
+        pytest.fail(f"fixture {name} is missing: regenerate with tests/reference/make_model_fixtures.py")
     return path
 
 

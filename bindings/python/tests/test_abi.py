@@ -15,7 +15,7 @@ import pytest
 from conftest import HEADER, fixture_path
 
 import nodus
-from nodus import _lib, _tensor
+from nodus import _lib
 
 lib = _lib.lib
 
@@ -463,7 +463,6 @@ def test_vae_decode(vae):
     factor = 2 ** (len(config["block_out_channels"]) - 1)
     assert image.shape == (1, config["out_channels"], 4 * factor, 4 * factor)
     assert np.isfinite(image).all()
-    output = tensor()
     expect(lib.nodus_model_decode(vae.handle, ctypes.byref(tensor(latent)), None), INVALID_ARGUMENT, "output")
     with pytest.raises(ValueError, match="latent"):
         vae.decode(latent[:, :1])
@@ -626,3 +625,42 @@ def test_sample_ddpm_needs_step_noise(dit):
             nodus.sample(dit, ddpm, steps=3, init_noise=x0, class_labels=[0])
         final = nodus.sample(dit, ddpm, steps=3, init_noise=x0, class_labels=[0], step_noise=nodus.randn((3,) + shape, 1))
         assert final.shape == shape and np.isfinite(final).all()
+
+
+# ---------------------------------------------------------------- the C side (examples/c/abi_check.c)
+
+
+def test_c_abi_check_and_struct_layout(tmp_path):
+    """Compiles examples/c/abi_check.c against the loaded library, runs it on the
+    fixtures, and compares the struct layout it prints with the ctypes mirror."""
+    compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if compiler is None:
+        pytest.fail("no C compiler: make test needs cc to build the C examples")
+    from conftest import REPOSITORY
+
+    library_dir = os.path.dirname(os.path.abspath(_lib.path))
+    binary = tmp_path / "abi_check"
+    build = subprocess.run(
+        [compiler, "-std=c11", "-Wall", "-Wextra", "-Werror", "-I", os.path.join(REPOSITORY, "include"),
+         os.path.join(REPOSITORY, "examples", "c", "abi_check.c"), "-o", str(binary),
+         "-L", library_dir, "-lnodus", "-lm", f"-Wl,-rpath,{library_dir}"],
+        capture_output=True, text=True,
+    )
+    assert build.returncode == 0, build.stderr
+    run = subprocess.run(
+        [str(binary), fixture_path("dit-tiny"), fixture_path("scheduler-ddim")], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    mirrors = {"nodus_tensor": _lib.Tensor, "nodus_model_params": _lib.ModelParams, "nodus_sample_params": _lib.SampleParams}
+    seen = 0
+    for line in run.stdout.splitlines():
+        words = line.split()
+        if words[:1] == ["sizeof"]:
+            assert ctypes.sizeof(mirrors[words[1]]) == int(words[2]), line
+            seen += 1
+        elif words[:1] == ["layout"]:
+            struct, field = words[1].split(".")
+            descriptor = getattr(mirrors[struct], field)
+            assert (descriptor.offset, descriptor.size) == (int(words[3]), int(words[5])), line
+            seen += 1
+    assert seen == 3 + 6 + 3 + 10

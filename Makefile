@@ -1,0 +1,89 @@
+# Nodus: build, test and demo. Each target installs what it needs on a fresh
+# Debian machine (apt packages, a project venv for the Python binding).
+#
+#   make build   release libnodus.so (Swift runtime linked statically) and the nodus CLI
+#   make test    every suite: Swift unit tests, C examples, Python binding, no-toolchain load
+#   make demo    sample the bundled default model to a PNG
+#   make bench   DiT-XL/2 forward beside torch and onnxruntime (installs them in .venv-bench)
+#   make large-check  real-size parity (DiT-XL/2, SD VAE; generates GBs of weights in /tmp)
+
+SHELL := /bin/bash
+RELEASE := .build/release
+SWIFT_RELEASE_FLAGS := -c release -Xswiftc -static-stdlib
+APT_PACKAGES := libopenblas-dev libpng-dev pkg-config
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+BENCH_VENV := .venv-bench
+OUT := out
+
+.PHONY: all deps build test test-swift test-c test-python test-no-toolchain demo bench large-check clean
+
+all: build
+
+# Debian packages the build links against: OpenBLAS (GEMM), libpng (the CLI's PNG output).
+deps:
+	@missing=""; for package in $(APT_PACKAGES); do \
+		dpkg -s $$package >/dev/null 2>&1 || missing="$$missing $$package"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	swift build $(SWIFT_RELEASE_FLAGS)
+	ln -sf nodus-cli $(RELEASE)/nodus
+	sed -e "s|@PREFIX@|$(CURDIR)|" -e "s|@VERSION@|$$(sed -n 's/^#define NODUS_VERSION_STRING "\(.*\)"/\1/p' include/nodus.h)|" \
+		nodus.pc.in > $(RELEASE)/nodus.pc
+
+# The binding's test environment: numpy, pytest, safetensors (no torch needed).
+$(PYTHON): bindings/python/pyproject.toml
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install -q --upgrade pip
+	$(PYTHON) -m pip install -q numpy pytest safetensors
+	touch $(PYTHON)
+
+test: build test-swift test-c test-python test-no-toolchain
+	@echo "all test suites passed"
+
+# Swift unit tests: a debug build (XCTest is not in the static SDK), kept small and fast.
+test-swift: deps
+	swift build --build-tests
+	swift test --skip-build --disable-swift-testing
+
+test-c: build
+	$(MAKE) -C examples/c check
+
+test-python: build $(PYTHON)
+	$(PYTHON) -m pytest -q bindings/python/tests
+
+# A C host and Python load libnodus.so with the Swift toolchain hidden, as on a
+# machine that never had it.
+test-no-toolchain: build $(PYTHON)
+	@toolchain=$$(dirname $$(dirname $$(dirname $$(readlink -f $$(command -v swift))))); \
+	python=$$(readlink -f $(PYTHON)); \
+	echo "hiding $$toolchain"; \
+	unshare -m sh -c "mount -t tmpfs none $$toolchain && \
+		env -i .build/examples/nodus_info Tests/Fixtures/dit-tiny >/dev/null && \
+		env -i PYTHONPATH=bindings/python $(PYTHON) -c 'import nodus; m = nodus.load(\"Tests/Fixtures/dit-tiny\"); print(\"loaded without the toolchain:\", m.kind)'"
+
+demo: build
+	@mkdir -p $(OUT)
+	$(RELEASE)/nodus sample Tests/Fixtures/dit-tiny --scheduler Tests/Fixtures/scheduler-ddim \
+		--vae Tests/Fixtures/vae-tiny --steps 50 --guidance 4 --class 3 --seed 0 --output $(OUT)/demo.png
+	@echo "wrote $(OUT)/demo.png"
+
+$(BENCH_VENV)/bin/python:
+	python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/pip install -q torch==2.13.0+cpu diffusers==0.42.1 onnx onnxruntime onnxscript safetensors numpy
+
+bench: build $(BENCH_VENV)/bin/python
+	$(BENCH_VENV)/bin/python benchmarks/dit_forward.py
+
+large-check: build $(PYTHON) $(BENCH_VENV)/bin/python
+	$(BENCH_VENV)/bin/python tests/reference/make_large_references.py /tmp/nodus-large
+	NODUS_LARGE_REFERENCES=/tmp/nodus-large $(PYTHON) -m pytest -q bindings/python/tests/test_large.py
+
+clean:
+	rm -rf .build $(OUT)

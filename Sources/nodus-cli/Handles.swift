@@ -1,0 +1,61 @@
+import CNodus
+import NodusFormats
+
+/// A `nodus_model *` freed with the object.
+final class ModelHandle {
+    let pointer: OpaquePointer
+    let path: String
+
+    /// Loads the model folder at `path` with `threads` workers (0 = all cores).
+    init(path: String, threads: Int32 = 0) throws {
+        var params = nodus_model_params()
+        nodus_model_params_init(&params)
+        params.threads = threads
+        var model: OpaquePointer?
+        try check(nodus_model_load(path, &params, &model), "cannot load '\(path)'")
+        guard let model else { throw CLIError.failure("cannot load '\(path)': no model returned") }
+        self.pointer = model
+        self.path = path
+    }
+
+    deinit { nodus_model_free(pointer) }
+
+    /// "dit", "vae", ...
+    var kindName: String {
+        nodus_model_kind_name(nodus_model_get_kind(pointer)).map { String(cString: $0) } ?? "unknown"
+    }
+
+    /// The model's config.json, as text and parsed.
+    var configText: String {
+        nodus_model_config_json(pointer).map { String(cString: $0) } ?? "{}"
+    }
+
+    func config() throws -> JSONValue {
+        try JSONValue.parse(configText, context: "the config of '\(path)'")
+    }
+
+    /// An integer field of config.json, or a failure naming it.
+    func configInteger(_ key: String) throws -> Int {
+        guard let value = try config()[key]?.intValue else {
+            throw CLIError.failure("the config of '\(path)' has no integer '\(key)'")
+        }
+        return value
+    }
+}
+
+/// A `nodus_scheduler *` freed with the object.
+final class SchedulerHandle {
+    let pointer: OpaquePointer
+
+    /// From a scheduler folder or scheduler_config.json file.
+    init(path: String) throws {
+        var scheduler: OpaquePointer?
+        try check(nodus_scheduler_load(path, &scheduler), "cannot load the scheduler '\(path)'")
+        guard let scheduler else { throw CLIError.failure("cannot load the scheduler '\(path)'") }
+        self.pointer = scheduler
+    }
+
+    deinit { nodus_scheduler_free(pointer) }
+
+    var kind: nodus_scheduler_kind { nodus_scheduler_get_kind(pointer) }
+}

@@ -1,0 +1,51 @@
+import NodusCore
+import NodusFormats
+
+/// Reads and writes the tensor files the CLI takes and produces: `.npy` (one
+/// array) and `.safetensors` (named tensors).
+enum TensorFiles {
+    enum Kind { case npy, safetensors }
+
+    /// The kind of file `path` names by its extension, or a usage error.
+    static func kind(of path: String, option: String) throws -> Kind {
+        let lower = path.lowercased()
+        if lower.hasSuffix(".npy") { return .npy }
+        if lower.hasSuffix(".safetensors") { return .safetensors }
+        throw CLIError.usage("--\(option) '\(path)' must end in .npy or .safetensors")
+    }
+
+    /// Named inputs from `--input` values: `FILE.safetensors` (every tensor, by its
+    /// name) or `NAME=FILE.npy`.
+    static func readInputs(_ specifications: [String]) throws -> [(name: String, tensor: Tensor)] {
+        var inputs: [(name: String, tensor: Tensor)] = []
+        for specification in specifications {
+            if let equals = specification.firstIndex(of: "="), !specification.lowercased().hasSuffix(".safetensors") {
+                let name = String(specification[..<equals])
+                let path = String(specification[specification.index(after: equals)...])
+                guard !name.isEmpty, try kind(of: path, option: "input") == .npy else {
+                    throw CLIError.usage("--input '\(specification)': use NAME=FILE.npy or FILE.safetensors")
+                }
+                inputs.append((name, try NumpyArray.read(path: path)))
+            } else {
+                guard try kind(of: specification, option: "input") == .safetensors else {
+                    throw CLIError.usage("--input '\(specification)': an .npy file needs a name: NAME=FILE.npy")
+                }
+                let file = try SafetensorsFile(path: specification)
+                for name in file.names { inputs.append((name, try file.tensor(name))) }
+            }
+        }
+        var seen = Set<String>()
+        for input in inputs where !seen.insert(input.name).inserted {
+            throw CLIError.usage("input '\(input.name)' is given twice")
+        }
+        return inputs
+    }
+
+    /// Writes one tensor to `path` (.npy, or .safetensors under `name`).
+    static func write(_ tensor: Tensor, name: String, to path: String, option: String) throws {
+        switch try kind(of: path, option: option) {
+        case .npy: try NumpyArray.write(tensor, to: path)
+        case .safetensors: try SafetensorsWriter.write([(name: name, tensor: tensor)], to: path)
+        }
+    }
+}
