@@ -28,7 +28,7 @@ public enum SafetensorsWriter {
         if !metadata.isEmpty {
             header += "\"__metadata__\":{"
             header += metadata.keys.sorted().map { key in
-                "\(jsonString(key)):\(jsonString(metadata[key] ?? ""))"
+                "\(JSONValue.quoted(key)):\(JSONValue.quoted(metadata[key] ?? ""))"
             }.joined(separator: ",")
             header += "}"
             separator = ","
@@ -44,7 +44,7 @@ public enum SafetensorsWriter {
             try checkBytes(of: tensor, name: name, path: path)
             let byteCount = tensor.byteCount
             let shape = tensor.shape.map(String.init).joined(separator: ",")
-            header += "\(separator)\(jsonString(name)):{\"dtype\":\"\(tensor.dtype.safetensorsName)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + byteCount)]}"
+            header += "\(separator)\(JSONValue.quoted(name)):{\"dtype\":\"\(tensor.dtype.safetensorsName)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + byteCount)]}"
             separator = ","
             offset += byteCount
         }
@@ -122,24 +122,5 @@ public enum SafetensorsWriter {
             throw NodusError.io("cannot rename '\(temporaryPath)' to '\(path)': \(String(cString: strerror(errno)))")
         }
         renamed = true
-    }
-
-    /// `text` as a JSON string literal.
-    static func jsonString(_ text: String) -> String {
-        var result = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": result += "\\\""
-            case "\\": result += "\\\\"
-            case "\n": result += "\\n"
-            case "\r": result += "\\r"
-            case "\t": result += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: result.unicodeScalars.append(scalar)
-            }
-        }
-        return result + "\""
     }
 }

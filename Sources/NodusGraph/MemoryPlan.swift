@@ -28,22 +28,24 @@ public struct MemoryPlan: Sendable, CustomStringConvertible {
         }
         for (index, node) in graph.nodes.enumerated() {
             let size = MemoryPlan.aligned(graph[node.output].byteCount)
+            let outputOffset: Int
             if node.operation.canRunInPlace, let first = node.inputs.first ?? nil,
                lastUse[first.index] == index, let offset = offsets[first.index],
                MemoryPlan.aligned(graph[first].byteCount) == size,
                node.inputs.dropFirst().allSatisfy({ $0 != first }) {
-                offsets[node.output.index] = offset
+                outputOffset = offset
                 lastUse[first.index] = -1  // ownership moves to the output
             } else {
-                offsets[node.output.index] = allocator.allocate(size)
+                outputOffset = allocator.allocate(size)
             }
+            offsets[node.output.index] = outputOffset
             for input in Set(node.inputs.compactMap({ $0 })) where lastUse[input.index] == index {
                 if let offset = offsets[input.index] {
                     allocator.release(offset: offset, size: MemoryPlan.aligned(graph[input].byteCount))
                 }
             }
             if lastUse[node.output.index] == -1 {  // never read: a dead end, free at once
-                allocator.release(offset: offsets[node.output.index]!, size: size)
+                allocator.release(offset: outputOffset, size: size)
             }
         }
         self.offsets = offsets

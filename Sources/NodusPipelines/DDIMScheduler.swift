@@ -43,13 +43,9 @@ public struct DDIMScheduler: Scheduler {
     public init(config: JSONValue, context: String) throws {
         let reader = try JSONObjectReader(config, context: context)
         schedule = try NoiseSchedule(reader: reader, schedules: ["linear", "scaled_linear", "squaredcos_cap_v2"])
-        let prediction = try reader.choice(
-            "prediction_type", default: "epsilon", allowed: NoiseSchedule.PredictionType.allCases.map(\.rawValue))
-        predictionType = NoiseSchedule.PredictionType(rawValue: prediction) ?? .epsilon
+        predictionType = try NoiseSchedule.PredictionType(reader: reader)
         sampleLimit = try NoiseSchedule.SampleLimit(reader: reader)
-        let spacing = try reader.choice(
-            "timestep_spacing", default: "leading", allowed: TimestepSpacing.allCases.map(\.rawValue))
-        timestepSpacing = TimestepSpacing(rawValue: spacing) ?? .leading
+        timestepSpacing = try TimestepSpacing(reader: reader)
         stepsOffset = try reader.int("steps_offset", default: 0)
         finalAlphaCumprod = try reader.bool("set_alpha_to_one", default: true) ? 1 : schedule.alphasCumprod[0]
         timesteps = (0..<schedule.trainTimesteps).reversed().map { Double($0) }

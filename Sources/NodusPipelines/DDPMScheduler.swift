@@ -65,13 +65,9 @@ public struct DDPMScheduler: Scheduler {
                     + VarianceType.allCases.map(\.rawValue).joined(separator: ", ") + ")")
         }
         varianceType = parsedVariance
-        let prediction = try reader.choice(
-            "prediction_type", default: "epsilon", allowed: NoiseSchedule.PredictionType.allCases.map(\.rawValue))
-        predictionType = NoiseSchedule.PredictionType(rawValue: prediction) ?? .epsilon
+        predictionType = try NoiseSchedule.PredictionType(reader: reader)
         sampleLimit = try NoiseSchedule.SampleLimit(reader: reader)
-        let spacing = try reader.choice(
-            "timestep_spacing", default: "leading", allowed: TimestepSpacing.allCases.map(\.rawValue))
-        timestepSpacing = TimestepSpacing(rawValue: spacing) ?? .leading
+        timestepSpacing = try TimestepSpacing(reader: reader)
         stepsOffset = try reader.int("steps_offset", default: 0)
         timesteps = (0..<schedule.trainTimesteps).reversed().map { Double($0) }
     }

@@ -23,6 +23,12 @@ public struct NoiseSchedule: Sendable {
         case epsilon
         case sample
         case vPrediction = "v_prediction"
+
+        /// The config's `prediction_type` (default "epsilon").
+        init(reader: JSONObjectReader) throws {
+            let name = try reader.choice("prediction_type", default: "epsilon", allowed: Self.allCases.map(\.rawValue))
+            self = Self(rawValue: name) ?? .epsilon
+        }
     }
 
     /// How the predicted original sample is limited before it is used

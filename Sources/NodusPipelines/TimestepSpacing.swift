@@ -1,4 +1,5 @@
 import NodusCore
+import NodusFormats
 
 /// How DDIM and DDPM pick inference timesteps from the training timesteps
 /// (`timestep_spacing`; table 2 of arXiv 2305.08891).
@@ -15,6 +16,12 @@ public enum TimestepSpacing: String, Sendable, CaseIterable {
     case leading
     case trailing
     case linspace
+
+    /// The config's `timestep_spacing` (default "leading").
+    init(reader: JSONObjectReader) throws {
+        let name = try reader.choice("timestep_spacing", default: "leading", allowed: Self.allCases.map(\.rawValue))
+        self = Self(rawValue: name) ?? .leading
+    }
 
     /// The descending timesteps for `count` inference steps.
     /// - Parameters:

@@ -10,7 +10,7 @@ enum JSONPrinter {
         case .number(let number):
             if number.rounded() == number, abs(number) < 1e15 { return String(Int(number)) }
             return String(number)
-        case .string(let text): return quoted(text)
+        case .string(let text): return JSONValue.quoted(text)
         case .array(let items):
             if items.isEmpty { return "[]" }
             if items.allSatisfy({ if case .array = $0 { return false }; if case .object = $0 { return false }; return true }) {
@@ -20,30 +20,9 @@ enum JSONPrinter {
         case .object(let members):
             if members.isEmpty { return "{}" }
             let lines = members.keys.sorted().map { key in
-                inner + quoted(key) + ": " + pretty(members[key] ?? .null, indent: inner)
+                inner + JSONValue.quoted(key) + ": " + pretty(members[key] ?? .null, indent: inner)
             }
             return "{\n" + lines.joined(separator: ",\n") + "\n\(indent)}"
         }
-    }
-
-    static func quoted(_ text: String) -> String {
-        var result = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": result += "\\\""
-            case "\\": result += "\\\\"
-            case "\n": result += "\\n"
-            case "\t": result += "\\t"
-            case "\r": result += "\\r"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    result.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return result + "\""
     }
 }

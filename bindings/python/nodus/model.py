@@ -5,42 +5,19 @@ import json
 import os
 
 from . import _lib, _tensor
+from ._handle import Handle
 
 
-class Model:
+class Model(Handle):
     """A loaded model (``nodus_model *``). Free it with ``close()`` or a ``with`` block."""
 
+    _free_function = "nodus_model_free"
+    _label = "model"
+
     def __init__(self, handle, path):
-        self._handle = handle
+        super().__init__(handle)
         self.path = path
         self._config = None
-
-    # -- lifetime ---------------------------------------------------------
-
-    def close(self):
-        """Frees the model; later calls raise ValueError. Safe to call twice."""
-        handle, self._handle = getattr(self, "_handle", None), None
-        if handle:
-            _lib.lib.nodus_model_free(handle)
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown: the library may already be gone
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.close()
-
-    @property
-    def handle(self):
-        """The raw ``nodus_model *`` (a ctypes.c_void_p)."""
-        if not self._handle:
-            raise ValueError("nodus: the model is closed")
-        return self._handle
 
     def __repr__(self):
         state = "closed" if not self._handle else self.kind

@@ -7,16 +7,20 @@ import os
 import numpy as np
 
 from . import _lib, _tensor
+from ._handle import Handle
 
 
-class Scheduler:
+class Scheduler(Handle):
     """A diffusers scheduler (``nodus_scheduler *``) built from its scheduler_config.json.
 
     Free it with ``close()`` or a ``with`` block.
     """
 
+    _free_function = "nodus_scheduler_free"
+    _label = "scheduler"
+
     def __init__(self, handle):
-        self._handle = handle
+        super().__init__(handle)
 
     @classmethod
     def from_config(cls, path_or_dict):
@@ -31,33 +35,6 @@ class Scheduler:
         else:
             raise ValueError(f"nodus: Scheduler.from_config takes a path or a dict, not {type(path_or_dict).__name__}")
         return cls(handle)
-
-    # -- lifetime ---------------------------------------------------------
-
-    def close(self):
-        """Frees the scheduler; later calls raise ValueError. Safe to call twice."""
-        handle, self._handle = getattr(self, "_handle", None), None
-        if handle:
-            _lib.lib.nodus_scheduler_free(handle)
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown: the library may already be gone
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.close()
-
-    @property
-    def handle(self):
-        """The raw ``nodus_scheduler *`` (a ctypes.c_void_p)."""
-        if not self._handle:
-            raise ValueError("nodus: the scheduler is closed")
-        return self._handle
 
     def __repr__(self):
         return f"<nodus.Scheduler {self.class_name if self._handle else 'closed'}>"
