@@ -76,7 +76,8 @@ struct ArenaAllocator {
     mutating func allocate(_ size: Int) -> Int {
         var best: Int?
         for (index, block) in free.enumerated() where block.size >= size {
-            if best == nil || block.size < free[best!].size { best = index }
+            if let current = best, free[current].size <= block.size { continue }
+            best = index
         }
         if let best {
             let block = free[best]
