@@ -24,9 +24,12 @@ public struct AttentionShape: Sendable {
         (queryStride, keyStride, valueStride, outputStride) = (width, width, width, width)
     }
 
+    /// Floats the score block of one step may take (16 MB by default).
+    public var scoreBudget = 4 << 20
+
     /// Query rows per block: enough for efficient GEMMs, bounded so the score
     /// block stays small for long sequences.
-    public var blockRows: Int { min(queryTokens, max(64, (4 << 20) / max(keyTokens, 1))) }
+    public var blockRows: Int { min(queryTokens, max(1, scoreBudget / max(keyTokens, 1))) }
 
     /// Scratch floats `AttentionKernel.run` needs.
     public var scratchCount: Int { blockRows * keyTokens }

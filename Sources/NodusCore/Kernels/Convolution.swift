@@ -28,8 +28,11 @@ public struct ConvolutionShape: Sendable {
     var patchSize: Int { inChannels * kernelHeight * kernelWidth }
     var isPointwise: Bool { kernelHeight == 1 && kernelWidth == 1 && stride == 1 && padding == 0 }
 
-    /// Output rows per im2col chunk, so the column buffer stays near 8 MB.
-    var chunkRows: Int { max(1, min(outHeight, (2 << 20) / max(1, patchSize * outWidth))) }
+    /// Floats the im2col column buffer may take (8 MB by default).
+    public var columnBudget = 2 << 20
+
+    /// Output rows per im2col chunk, so the column buffer stays within its budget.
+    public var chunkRows: Int { max(1, min(outHeight, columnBudget / max(1, patchSize * outWidth))) }
 
     /// Scratch floats `Convolution.run` needs.
     public var scratchCount: Int { isPointwise ? 0 : patchSize * chunkRows * outWidth }
