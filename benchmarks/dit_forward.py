@@ -48,9 +48,6 @@ def rel_max_error(value, reference):
     return float(np.abs(value - reference).max() / np.abs(reference).max())
 
 
-# -- the model and its ONNX export (made once) ------------------------------------------
-
-
 def prepare(work, layers):
     """The diffusers folder and the ONNX file of a random-init DiT-XL/2, made if missing."""
     import torch
@@ -76,28 +73,20 @@ def export_onnx(model, path):
     import onnx
     import torch
 
-    class ForwardSample(torch.nn.Module):
-        """model(...).sample with positional tensor inputs."""
-
-        def __init__(self):
-            super().__init__()
-            self.model = model
-
-        def forward(self, sample, timestep, class_labels):
-            return self.model(sample, timestep=timestep, class_labels=class_labels, return_dict=False)[0]
-
-    args = tuple(torch.from_numpy(value) for value in make_inputs().values())
-    names = dict(input_names=list(INPUT_NAMES), output_names=["out"])
+    inputs = {name: torch.from_numpy(value) for name, value in make_inputs().items()}
+    args = dict(args=(inputs.pop("sample"),), kwargs={**inputs, "return_dict": False},
+                input_names=list(INPUT_NAMES), output_names=["out"])
     try:
-        torch.onnx.export(ForwardSample().eval(), args, str(path), dynamo=True, external_data=True, **names)
+        torch.onnx.export(model, f=str(path), dynamo=True, external_data=True, **args)
         method = "torch.onnx.export(dynamo=True)"
     except Exception as error:  # noqa: BLE001 - any exporter failure means: try the other one
         print(f"dynamo export failed ({type(error).__name__}: {error}); using the legacy exporter")
-        torch.onnx.export(ForwardSample().eval(), args, str(path), dynamo=False, opset_version=17, **names)
+        torch.onnx.export(model, f=str(path), dynamo=False, opset_version=17, **args)
         method = "legacy torch.onnx.export(dynamo=False)"
-    opset = max(entry.version for entry in onnx.load(str(path), load_external_data=False).opset_import
-                if entry.domain in ("", "ai.onnx"))
-    return f"{method}, opset {opset}, external data"
+    graph = onnx.load(str(path), load_external_data=False)
+    opset = max(entry.version for entry in graph.opset_import if entry.domain in ("", "ai.onnx"))
+    external = any(tensor.data_location == onnx.TensorProto.EXTERNAL for tensor in graph.graph.initializer)
+    return f"{method}, opset {opset}, weights {'in external data' if external else 'inside the .onnx'}"
 
 
 def count_gemm_flops(model, args):
@@ -127,9 +116,6 @@ def count_gemm_flops(model, args):
     return flops
 
 
-# -- engines: each returns a callable running one forward to a numpy array --------------
-
-
 def torch_engines(folder, inputs, threads):
     import torch
     from diffusers import DiTTransformer2DModel
@@ -149,14 +135,19 @@ def torch_engines(folder, inputs, threads):
     return model, fp32, bf16
 
 
-def onnxruntime_engine(path, inputs, threads):
-    """(the forward, session creation seconds)."""
+def ort_session(model, threads):
+    """A CPU onnxruntime session (ORT_ENABLE_ALL) on a path or serialized model."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session, seconds = timed(lambda: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def onnxruntime_engine(path, inputs, threads):
+    """(the forward, session creation seconds)."""
+    session, seconds = timed(lambda: ort_session(str(path), threads))
     feed = {item.name: inputs[item.name] for item in session.get_inputs()}
     return (lambda: session.run(None, feed)[0]), seconds
 
@@ -201,14 +192,24 @@ def warm_page_cache(folder):
                 pass
 
 
-def sgemm_peak(threads, size=1152, runs=30):
-    """Best GFLOP/s of torch.mm fp32 size^3 with `threads` threads."""
+def sgemm_peaks(threads, size=1152, runs=30):
+    """Best GFLOP/s of an fp32 size^3 matmul on `threads` threads: torch.mm and onnxruntime's MatMul."""
     import torch
+    from onnx import TensorProto, helper, numpy_helper
 
+    a, b = np.random.default_rng(1).standard_normal((2, size, size), dtype=np.float32)
+    value = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, [size, size])  # noqa: E731
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "sgemm", [value("a")], [value("c")],
+                              [numpy_helper.from_array(b, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    session = ort_session(model.SerializeToString(), threads)
     torch.set_num_threads(threads)
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
-    return 2 * size**3 / min(timed(lambda: torch.mm(a, b))[1] for _ in range(runs)) / 1e9
+    matmuls = {"torch.mm (MKL)": lambda: torch.mm(torch.from_numpy(a), torch.from_numpy(b)),
+               "onnxruntime MatMul (MLAS)": lambda: session.run(None, {"a": a})}
+    for matmul in matmuls.values():
+        matmul()
+    best = {name: min(timed(matmul)[1] for _ in range(runs)) for name, matmul in matmuls.items()}
+    return {name: 2 * size**3 / seconds / 1e9 for name, seconds in best.items()}
 
 
 def interleaved(engines, runs):
@@ -218,101 +219,103 @@ def interleaved(engines, runs):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
             times[name].append(timed(engines[name])[1])
-        print(f"  round {round_index + 1}/{runs}: " + ", ".join(f"{n} {times[n][-1]:.2f}s" for n in names), flush=True)
+        print(f"  round {round_index + 1}/{runs}: " + ", ".join(f"{name} {times[name][-1]:.2f}s" for name in names))
     return times
-
-
-# -- the run ------------------------------------------------------------------------------
 
 
 def machine():
     lines = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-    fields = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in lines)}
-    return f"{fields['Model name']}, {fields['CPU(s)']} CPUs (lscpu)"
+    cpu = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in lines)}
+    family = f"CPU family {cpu['CPU family']}, model {cpu['Model']}"
+    return f"{cpu['Model name']} ({family}), {cpu['CPU(s)']} CPUs (lscpu)"
 
 
 def benchmark(args):
+    """Runs everything; returns the numbers the report needs."""
+    import torch
+
+    folder, onnx_path = prepare(args.work, 4 if args.quick else 28)
+    print("child processes: 3 Nodus loads, 1 torch load ...")
+    warm_page_cache(folder)
+    nodus_runs = [run_child("nodus", folder, args.threads) for _ in range(3)]
+    result = {
+        "export": json.loads((onnx_path.parent / "export.json").read_text())["method"],
+        "weight_bytes": sum(path.stat().st_size for path in folder.glob("*.safetensors")),
+        "nodus_child": {key: statistics.median(run[key] for run in nodus_runs) for key in nodus_runs[0]},
+        "torch_child": run_child("torch", folder, args.threads),
+    }
+    inputs = make_inputs()
+    model, torch_fp32, torch_bf16 = torch_engines(folder, inputs, args.threads)
+    result["flops"] = count_gemm_flops(model, tuple(torch.from_numpy(inputs[name]) for name in INPUT_NAMES))
+    print("onnxruntime session ...")
+    ort_forward, result["ort_session_s"] = onnxruntime_engine(onnx_path, inputs, args.threads)
+    engines = dict(zip(ENGINES, (torch_fp32, torch_bf16, ort_forward, nodus_engine(folder, inputs, args.threads))))
+
+    result["peaks_before"] = sgemm_peaks(args.threads)
+    print("warm-up ...")
+    outputs = {name: forward() for name, forward in engines.items()}
+    result["errors"] = {name: rel_max_error(out, outputs["torch fp32"]) for name, out in outputs.items()}
+    if (ort_error := result["errors"]["onnxruntime"]) > 1e-3:
+        print(f"WARNING: onnxruntime differs from torch fp32: relative max error {ort_error:.1e}")
+    result["times"] = interleaved(engines, args.runs)
+    result["peaks_after"] = sgemm_peaks(args.threads)
+    return result
+
+
+def report(args, r):
+    """The Markdown report."""
     import diffusers
     import onnxruntime
     import torch
 
     import nodus
 
-    layers = 4 if args.quick else 28
-    folder, onnx_path = prepare(args.work, layers)
-    export = json.loads((onnx_path.parent / "export.json").read_text())["method"]
-    weight_bytes = sum(path.stat().st_size for path in folder.glob("*.safetensors"))
-
-    print("child processes: Nodus load x3, torch load (peak RSS) ...", flush=True)
-    warm_page_cache(folder)
-    nodus_children = [run_child("nodus", folder, args.threads) for _ in range(3)]
-    torch_child = run_child("torch", folder, args.threads)
-
-    inputs = make_inputs()
-    model, torch_fp32, torch_bf16 = torch_engines(folder, inputs, args.threads)
-    flops = count_gemm_flops(model, tuple(torch.from_numpy(inputs[name]) for name in INPUT_NAMES))
-    total_flops = sum(flops.values())
-    print("onnxruntime session ...", flush=True)
-    ort_forward, ort_session_s = onnxruntime_engine(onnx_path, inputs, args.threads)
-    engines = dict(zip(ENGINES, (torch_fp32, torch_bf16, ort_forward, nodus_engine(folder, inputs, args.threads))))
-
-    peak_before = sgemm_peak(args.threads)
-    print("warm-up ...", flush=True)
-    outputs = {name: forward() for name, forward in engines.items()}
-    errors = {name: rel_max_error(out, outputs["torch fp32"]) for name, out in outputs.items()}
-    if errors["onnxruntime"] > 1e-3:
-        print(f"WARNING: onnxruntime differs from torch fp32 (relative max error {errors['onnxruntime']:.1e})")
-    times = interleaved(engines, args.runs)
-    peak_after = sgemm_peak(args.threads)
-
-    medians = {name: statistics.median(seconds) for name, seconds in times.items()}
-    nodus_median = medians["Nodus fp32"]
-    rows = [f"| {name} | {medians[name]:.3f} | {min(times[name]):.3f} | {nodus_median / medians[name]:.2f} "
-            f"| {total_flops / medians[name] / 1e9:.0f} | {errors[name]:.1e} |" for name in ENGINES]
-    nodus_child = {key: statistics.median(run[key] for run in nodus_children) for key in nodus_children[0]}
-    title = "DiT-XL/2" if layers == 28 else f"DiT-XL/2 with {layers} layers (--quick)"
-    report = "\n".join([
-        f"# {title} forward, batch 2 (4x32x32), {args.threads} threads",
+    flops, gb = sum(r["flops"].values()), 1e9
+    medians = {name: statistics.median(seconds) for name, seconds in r["times"].items()}
+    rows = [f"| {name} | {medians[name]:.3f} | {min(r['times'][name]):.3f} "
+            f"| {medians['Nodus fp32'] / medians[name]:.2f} | {flops / medians[name] / 1e9:.0f} "
+            f"| {r['errors'][name]:.1e} |" for name in ENGINES]
+    before, after = r["peaks_before"], r["peaks_after"]
+    peaks = ", ".join(f"{name} {before[name]:.0f} / {after[name]:.0f}" for name in before)
+    nodus_child, torch_child = r["nodus_child"], r["torch_child"]
+    return "\n".join([
+        f"# DiT-XL/2{' with 4 layers (--quick)' if args.quick else ''} forward, batch 2 (4x32x32), "
+        f"{args.threads} threads",
         "",
         f"* Date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}",
         f"* Machine: {machine()}",
         f"* Command: `{shlex.join([sys.executable, *sys.argv])}`",
         f"* Versions: torch {torch.__version__}, diffusers {diffusers.__version__}, "
         f"onnxruntime {onnxruntime.__version__}, nodus {nodus.__version__}",
-        f"* ONNX: {export}",
-        f"* Forward GEMM FLOPs (2*M*N*K): {total_flops / 1e9:.1f} GFLOP = linears + patch conv "
-        f"{flops['linear'] / 1e9:.1f} + attention matmuls {flops['attention'] / 1e9:.1f}",
-        f"* sgemm peak (torch.mm fp32 1152x1152x1152, {args.threads} threads, best of 30): "
-        f"{peak_before:.0f} GFLOP/s before the timed rounds, {peak_after:.0f} after (a check on machine noise)",
+        f"* ONNX: {r['export']}",
+        f"* Forward GEMM FLOPs (2*M*N*K): {flops / 1e9:.1f} GFLOP = linears + patch conv "
+        f"{r['flops']['linear'] / 1e9:.1f} + attention matmuls {r['flops']['attention'] / 1e9:.1f}",
+        f"* sgemm peak, fp32 1152x1152x1152 on {args.threads} threads, best of 30, GFLOP/s before / after "
+        f"the timed rounds (a check on machine noise): {peaks}",
         "",
         f"1 warm-up run each, then {args.runs} interleaved rounds (each round runs every engine once, "
         "in rotating order); same inputs, `torch.inference_mode()`.",
         "",
-        "| engine | median s | min s | Nodus / engine (medians) | GFLOP/s (median) | rel. max error vs torch fp32 |",
+        "| engine | median s | min s | Nodus / engine (medians, < 1: Nodus faster) | GFLOP/s (median) | rel. max error vs torch fp32 |",
         "|---|---:|---:|---:|---:|---:|",
         *rows,
         "",
         "| setup | seconds |",
         "|---|---:|",
         f"| Nodus `nodus.load` (median of 3 fresh subprocesses, warm page cache) | {nodus_child['load_s']:.3f} |",
-        f"| Nodus first forward after load (plan building + 1 forward, median of 3) | {nodus_child['first_forward_s']:.3f} |",
+        "| Nodus first forward after load (plans built + 1 forward, median of 3) "
+        f"| {nodus_child['first_forward_s']:.3f} |",
         f"| torch `from_pretrained` (1 fresh subprocess, warm page cache) | {torch_child['load_s']:.3f} |",
-        f"| onnxruntime session creation (`ORT_ENABLE_ALL`) | {ort_session_s:.3f} |",
+        f"| onnxruntime session creation (`ORT_ENABLE_ALL`) | {r['ort_session_s']:.3f} |",
         "",
-        f"| memory: own subprocess, load + 1 fp32 forward (weights {weight_bytes / 1e9:.2f} GB) "
+        f"| memory: own subprocess, load + 1 fp32 forward (weights {r['weight_bytes'] / gb:.2f} GB) "
         "| peak RSS GB | RSS after GB |",
         "|---|---:|---:|",
-        f"| Nodus (median of 3) | {nodus_child['peak_rss'] / 1e9:.2f} | {nodus_child['rss'] / 1e9:.2f} |",
-        f"| torch (diffusers `from_pretrained`, no accelerate) | {torch_child['peak_rss'] / 1e9:.2f} "
-        f"| {torch_child['rss'] / 1e9:.2f} |",
+        f"| Nodus (median of 3) | {nodus_child['peak_rss'] / gb:.2f} | {nodus_child['rss'] / gb:.2f} |",
+        f"| torch (diffusers `from_pretrained`, no accelerate) | {torch_child['peak_rss'] / gb:.2f} "
+        f"| {torch_child['rss'] / gb:.2f} |",
         "",
     ])
-    print("\n" + report)
-    out_dir = args.work if args.quick else REPO / "benchmarks" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out_path = out_dir / f"dit_forward-{datetime.date.today().isoformat()}{'-quick' if args.quick else ''}.md"
-    out_path.write_text(report)
-    print(f"wrote {out_path}")
 
 
 def main():
@@ -326,8 +329,15 @@ def main():
     args = parser.parse_args()
     if args.child:
         child(args.child, args.model, args.threads)
-    else:
-        benchmark(args)
+        return
+    sys.stdout.reconfigure(line_buffering=True)
+    text = report(args, benchmark(args))
+    print("\n" + text)
+    folder = args.work if args.quick else REPO / "benchmarks" / "results"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"dit_forward-{datetime.date.today().isoformat()}{'-quick' if args.quick else ''}.md"
+    path.write_text(text)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
