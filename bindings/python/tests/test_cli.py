@@ -80,7 +80,7 @@ def test_sample_writes_latent_and_png(tmp_path):
     (["info", "/nonexistent/model"], "/nonexistent/model"),
     (["forward", "MODEL", "--output", "y.npy"], "--input"),
     (["randn", "--shape", "1,-4", "--output", "x.npy"], "shape"),
-    (["sample", "MODEL", "--scheduler", "SCHEDULER", "--steps", "ten"], "--steps"),
+    (["sample", "MODEL", "--scheduler", "SCHEDULER", "--npy", "z.npy", "--steps", "ten"], "--steps"),
     (["frobnicate"], "frobnicate"),
 ])
 def test_bad_input_fails_with_a_message(tmp_path, arguments, fragment):
