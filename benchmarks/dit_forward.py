@@ -12,6 +12,7 @@ benchmarks/results/dit_forward-<date>.md (--quick: a 4-layer DiT, report in --wo
 import argparse
 import datetime
 import json
+import os
 import shlex
 import statistics
 import subprocess
@@ -287,6 +288,7 @@ def report(args, r):
         f"* Command: `{shlex.join([sys.executable, *sys.argv])}`",
         f"* Versions: torch {torch.__version__}, diffusers {diffusers.__version__}, "
         f"onnxruntime {onnxruntime.__version__}, nodus {nodus.__version__}",
+        f"* Nodus GEMM: OpenBLAS, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset: auto-detected)')}",
         f"* ONNX: {r['export']}",
         f"* Forward GEMM FLOPs (2*M*N*K): {flops / 1e9:.1f} GFLOP = linears + patch conv "
         f"{r['flops']['linear'] / 1e9:.1f} + attention matmuls {r['flops']['attention'] / 1e9:.1f}",
