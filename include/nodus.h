@@ -238,9 +238,12 @@ typedef struct nodus_sample_params {
      * num_embeds_ada_norm is added) or 2B labels [cond..., null...]. */
     const int64_t *class_labels;
     size_t class_label_count;
-    /* Noise for steps that draw it (DDPM): [steps, B, C, H, W] float32, or NULL. */
+    /* Noise for steps that draw it (DDPM): [T, B, C, H, W] float32, or NULL.
+     * T is the number of timesteps nodus_scheduler_timesteps() reports after
+     * set_timesteps(steps): `steps`, or steps + 1 for the few trailing-spacing
+     * schedules where diffusers produces one more. */
     const nodus_tensor *step_noise;
-    /* If not NULL: receives the latent after every step, [steps, B, C, H, W]
+    /* If not NULL: receives the latent after every timestep, [T, B, C, H, W]
      * float32; must hold that many bytes (size_bytes). */
     nodus_tensor *trajectory;
     nodus_progress_callback progress; /* may be NULL */

@@ -57,7 +57,10 @@ public func nodusSample(_ model: OpaquePointer?, _ scheduler: OpaquePointer?,
                                                        copy: true)
         }
         let shape = initNoise.shape
-        let trajectoryShape = [Int(settings.steps)] + shape
+        // The trajectory has one latent per timestep: learn their number from a copy.
+        var probe = schedulerHandle.scheduler
+        try probe.setTimesteps(Int(settings.steps))
+        let trajectoryShape = [probe.timesteps.count] + shape
         if let trajectory = settings.trajectory {
             let label = "\(function): params.trajectory"
             guard trajectory.pointee.data != nil else {

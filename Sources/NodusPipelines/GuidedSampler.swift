@@ -10,7 +10,7 @@ public struct SamplingRequest {
     public var initNoise: Tensor
     /// DiT class labels: B labels (the null class is added for guidance) or 2B labels [cond..., null...].
     public var classLabels: [Int64] = []
-    /// Noise for steps that draw it (DDPM): [steps, B, C, H, W].
+    /// Noise for steps that draw it (DDPM): [timesteps, B, C, H, W], one per timestep.
     public var stepNoise: Tensor?
     public var recordTrajectory = false
     /// Called after each step with (done, total); return false to cancel.
@@ -22,7 +22,7 @@ public struct SamplingRequest {
 public struct SamplingResult {
     /// The final latent [B, C, H, W].
     public var final: Tensor
-    /// The latent after every step, [steps, B, C, H, W], when requested.
+    /// The latent after every step, [timesteps, B, C, H, W], when requested.
     public var trajectory: Tensor?
 }
 
@@ -58,13 +58,13 @@ public enum GuidedSampler {
         let guided = request.guidanceScale > 1
         let labels = try modelLabels(request.classLabels, batch: batch, guided: guided,
                                      nullLabel: conditioned.nullClassLabel)
-        if let stepNoise = request.stepNoise, stepNoise.shape != [request.steps] + shape {
-            throw NodusError.shape("step_noise must be \([request.steps] + shape), got \(stepNoise.shape)")
+        try scheduler.setTimesteps(request.steps)
+        // Usually `steps` timesteps; diffusers' trailing spacing can give one more.
+        let timesteps = scheduler.timesteps
+        if let stepNoise = request.stepNoise, stepNoise.shape != [timesteps.count] + shape {
+            throw NodusError.shape("step_noise must be \([timesteps.count] + shape), got \(stepNoise.shape)")
         }
         let stepNoise = try request.stepNoise?.asFloat32()
-
-        try scheduler.setTimesteps(request.steps)
-        let timesteps = scheduler.timesteps
         let trajectory = request.recordTrajectory ? try Tensor(zeros: [timesteps.count] + shape) : nil
         let modelBatch = guided ? 2 * batch : batch
         let labelTensor = try Tensor(shape: [modelBatch], int64s: labels)

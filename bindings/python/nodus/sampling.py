@@ -32,7 +32,8 @@ def sample(
         class_labels: DiT labels: B labels (the null class is added) or 2B
             labels [cond..., null...].
         encoder_hidden_states: UNet conditioning (not supported yet by the C ABI).
-        step_noise: [steps, B, C, H, W] noise for steps that draw it (DDPM).
+        step_noise: [T, B, C, H, W] noise for steps that draw it (DDPM), T = len(scheduler.timesteps)
+            after ``set_timesteps(steps)`` (``steps``, or one more for a few trailing-spacing schedules).
         return_trajectory: also return the latent after every step.
         callback: ``fn(done, total)`` called after each step; return False to cancel
             (raises NodusError with status "cancelled").
@@ -52,6 +53,10 @@ def sample(
     params.steps = steps_value
     params.guidance_scale = float(guidance_scale)
 
+    # One latent per timestep: usually `steps`, one more for a few trailing-spacing schedules.
+    scheduler.set_timesteps(steps_value)
+    timestep_count = len(scheduler.timesteps)
+
     noise = _tensor.Input(_tensor.float32_array(init_noise, "init_noise"), "init_noise")
     if noise.array.ndim != 4:
         raise ValueError(f"nodus: init_noise must be [B, C, H, W], got shape {noise.array.shape}")
@@ -69,14 +74,14 @@ def sample(
     extra = None
     if step_noise is not None:
         extra = _tensor.Input(_tensor.float32_array(step_noise, "step_noise"), "step_noise")
-        expected = (steps_value,) + noise.array.shape
+        expected = (timestep_count,) + noise.array.shape
         if extra.array.shape != expected:
             raise ValueError(f"nodus: step_noise must have shape {expected}, got {extra.array.shape}")
         params.step_noise = extra.pointer
 
     trajectory = None
     if return_trajectory:
-        trajectory = _tensor.Output((steps_value,) + noise.array.shape)
+        trajectory = _tensor.Output((timestep_count,) + noise.array.shape)
         params.trajectory = trajectory.pointer
 
     failure = []

@@ -226,3 +226,18 @@ def test_cfg_sampling(dit, name):
         f"{worst:.3e}, bound {SAMPLE_BOUND:.0e}"
     )
     assert_close(final, ref["final"], SAMPLE_BOUND, f"{name}: final latent after {steps} steps, guidance {GUIDANCE}")
+
+
+def test_trajectory_has_one_latent_per_timestep():
+    """diffusers' trailing spacing gives 62 timesteps for 61 steps (numpy arange
+    rounding); sampling then runs 62 steps and the trajectory has 62 latents."""
+    model = nodus.load(str(FIXTURES / "dit-tiny"))
+    scheduler = nodus.Scheduler.from_config({
+        "_class_name": "DDIMScheduler", "num_train_timesteps": 1000, "timestep_spacing": "trailing"})
+    scheduler.set_timesteps(61)
+    assert len(scheduler.timesteps) == 62, scheduler.timesteps
+    noise = nodus.randn((1, 4, 8, 8), seed=3)
+    final, trajectory = nodus.sample(model, scheduler, steps=61, guidance_scale=2.0, init_noise=noise,
+                                     class_labels=[1], return_trajectory=True)
+    assert np.asarray(trajectory).shape == (62, 1, 4, 8, 8)
+    assert np.array_equal(np.asarray(trajectory)[-1], final)
