@@ -1,26 +1,27 @@
-import Dispatch
 import CBLAS
+import Dispatch
+import Synchronization
 
 /// Splits loops over the worker threads. Each model sets the thread count it
 /// was loaded with before it runs; OpenBLAS follows the same count.
 public enum Parallel {
-    nonisolated(unsafe) private static var workerCount = max(1, System.coreCount)
+    /// Shared by every model; atomic because hosts may run models on several threads.
+    private static let workerCount = Atomic<Int>(max(1, System.coreCount))
 
     /// The number of threads loops are split over.
-    public static var threads: Int { workerCount }
+    public static var threads: Int { workerCount.load(ordering: .relaxed) }
 
     /// Sets the worker count for this process (0 = every core), for loops and GEMM.
     public static func setThreads(_ count: Int) {
         let resolved = count > 0 ? count : max(1, System.coreCount)
-        guard resolved != workerCount else { return }
-        workerCount = resolved
+        guard workerCount.exchange(resolved, ordering: .relaxed) != resolved else { return }
         openblas_set_num_threads(Int32(resolved))
     }
 
     /// Runs `body` over `0..<count` split into contiguous ranges, one per worker,
     /// or inline when the work (`count * costPerItem`) is too small to share.
     public static func forEach(_ count: Int, costPerItem: Int = 1, _ body: (Range<Int>) -> Void) {
-        let workers = min(workerCount, count)
+        let workers = min(threads, count)
         if workers <= 1 || count * costPerItem < 32_768 {
             body(0..<count)
             return
