@@ -173,6 +173,53 @@ NODUS_API NODUS_NODISCARD nodus_status nodus_model_forward(nodus_model *model, c
 NODUS_API NODUS_NODISCARD nodus_status nodus_model_decode(nodus_model *model, const nodus_tensor *latent,
                                                           nodus_tensor *output);
 
+/* ---- LoRA adapters ------------------------------------------------------ */
+/* The semantics of diffusers' PEFT integration: for every Linear an adapter
+ * targets, y = W x + b + sum_i w_i s_i B_i (A_i x), with s_i = alpha / rank per
+ * layer and w_i the adapter's weight. Adapters stay unfused (side paths whose
+ * weights change for free between calls) until nodus_model_fuse_lora merges
+ * them into copies of the weights. Only DiT models take adapters so far
+ * (NODUS_ERROR_UNSUPPORTED for other kinds). */
+
+/* Loads a LoRA as adapter `adapter_name`: a .safetensors file in diffusers/PEFT
+ * (lora_A/lora_B) or kohya (lora_down/lora_up/alpha) form, or a PEFT adapter
+ * folder (adapter_config.json + adapter_model.safetensors). The new adapter
+ * becomes the only active one, at weight 1. Fails (changing nothing) when the
+ * name is taken, the file is not a LoRA, matches no layer of the model, or a
+ * layer's shapes do not fit; the message names the layer. The match report is
+ * in nodus_model_lora_state_json(). */
+NODUS_API NODUS_NODISCARD nodus_status nodus_model_load_lora(nodus_model *model, const char *path,
+                                                             const char *adapter_name);
+
+/* Activates exactly the `count` adapters in `names` with `weights` (NULL: 1.0
+ * each); count 0 deactivates every adapter. Costs no rebuild. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_model_set_adapters(nodus_model *model, const char *const *names,
+                                                                const float *weights, size_t count);
+
+/* Merges lora_scale * w_i * s_i * B_i A_i of the named adapters (names NULL and
+ * count 0: the active ones) into copies of the weights; those Linears then run
+ * no side paths. Fails if adapters are already fused. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_model_fuse_lora(nodus_model *model, const char *const *names, size_t count,
+                                                             float lora_scale);
+
+/* Drops the fused copies: the weights are the file's again, bit for bit. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_model_unfuse_lora(nodus_model *model);
+
+/* enabled = 0: run the base model (diffusers disable_lora); 1: the active
+ * adapters again (enable_lora). Fused weights stay fused. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_model_enable_lora(nodus_model *model, int32_t enabled);
+
+/* Removes adapters (a fused adapter must be unfused first). */
+NODUS_API NODUS_NODISCARD nodus_status nodus_model_delete_adapters(nodus_model *model, const char *const *names,
+                                                                   size_t count);
+
+/* The adapter state as JSON: {"enabled": bool, "active": {name: weight},
+ * "adapters": [names], "fused": [names], "reports": {name: {"format",
+ * "layers", "matched": [...], "unmatched": [...]}}}. Owned by the model, valid
+ * until the next call on it; NULL (and a message) if `model` is NULL or takes
+ * no adapters. */
+NODUS_API const char *nodus_model_lora_state_json(nodus_model *model);
+
 /* ---- Schedulers --------------------------------------------------------- */
 
 typedef struct nodus_scheduler nodus_scheduler;
@@ -227,6 +274,14 @@ NODUS_API NODUS_NODISCARD nodus_status nodus_scheduler_step(nodus_scheduler *sch
 
 /* ---- Sampling ----------------------------------------------------------- */
 
+/* One change of the active adapters during sampling. */
+typedef struct nodus_adapter_schedule_entry {
+    int32_t step;              /* the step (0-based) this set applies from */
+    size_t count;              /* adapters in the set (0: none active)     */
+    const char *const *names;
+    const float *weights;      /* NULL: 1.0 each                           */
+} nodus_adapter_schedule_entry;
+
 typedef struct nodus_sample_params {
     uint32_t struct_size;      /* sizeof(nodus_sample_params), set by nodus_sample_params_init     */
     int32_t steps;             /* inference steps (default 50)                                     */
@@ -248,6 +303,12 @@ typedef struct nodus_sample_params {
     nodus_tensor *trajectory;
     nodus_progress_callback progress; /* may be NULL */
     void *progress_user_data;
+    /* LoRA per step (sliders, switching): before step `entries[i].step` runs,
+     * its adapters become the active set (nodus_model_set_adapters). Steps
+     * count from 0; entries in increasing step order. NULL for none. The
+     * model keeps the last set after sampling. */
+    const struct nodus_adapter_schedule_entry *adapter_schedule;
+    size_t adapter_schedule_count;
 } nodus_sample_params;
 
 NODUS_API void nodus_sample_params_init(nodus_sample_params *params);

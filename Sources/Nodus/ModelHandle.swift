@@ -5,10 +5,12 @@ import NodusCore
 import NodusModels
 
 /// What a `nodus_model *` points to: a loaded model and its config.json as a C
-/// string (returned by `nodus_model_config_json`, freed with the handle).
+/// string (returned by `nodus_model_config_json`, freed with the handle), plus
+/// the last LoRA state string handed out.
 final class ModelHandle {
     let model: any DiffusionModel
     let configJSON: UnsafeMutablePointer<CChar>
+    private var stateJSON: UnsafeMutablePointer<CChar>?
 
     init(model: any DiffusionModel) throws {
         self.model = model
@@ -18,7 +20,17 @@ final class ModelHandle {
         self.configJSON = text
     }
 
-    deinit { free(configJSON) }
+    deinit {
+        free(configJSON)
+        free(stateJSON)
+    }
+
+    /// Keeps `text` as the model's current state string (freeing the previous one).
+    func keepStateJSON(_ text: String) -> UnsafePointer<CChar>? {
+        free(stateJSON)
+        stateJSON = strdup(text)
+        return stateJSON.map { UnsafePointer($0) }
+    }
 
     /// A new retained opaque pointer to `self` (released by `nodus_model_free`).
     func retainedPointer() -> OpaquePointer {

@@ -56,6 +56,7 @@ public func nodusSample(_ model: OpaquePointer?, _ scheduler: OpaquePointer?,
             request.stepNoise = try TensorBridge.input(stepNoise.pointee, label: "\(function): params.step_noise",
                                                        copy: true)
         }
+        request.adapterSchedule = try adapterSchedule(settings, in: function)
         let shape = initNoise.shape
         // The trajectory has one latent per timestep: learn their number from a copy.
         var probe = schedulerHandle.scheduler
@@ -87,5 +88,26 @@ public func nodusSample(_ model: OpaquePointer?, _ scheduler: OpaquePointer?,
                                    label: "\(function): params.trajectory")
         }
         try TensorBridge.write(result.final, to: target, shape: shape, dtype: .float32, label: label)
+    }
+}
+
+/// The `adapter_schedule` entries of sample params, checked.
+private func adapterSchedule(_ settings: nodus_sample_params, in function: String) throws -> [AdapterChange] {
+    let count = settings.adapter_schedule_count
+    guard count > 0 else { return [] }
+    guard count <= 100_000 else { throw NodusError.invalidArgument("\(function): adapter_schedule_count \(count) is out of range") }
+    let entries = try Argument.required(settings.adapter_schedule, "params.adapter_schedule", in: function)
+    return try (0..<count).map { index in
+        let entry = entries[index]
+        let label = "params.adapter_schedule[\(index)]"
+        guard entry.count <= 4096 else { throw NodusError.invalidArgument("\(function): \(label).count is out of range") }
+        var names: [String] = []
+        if entry.count > 0 {
+            let list = try Argument.required(entry.names, "\(label).names", in: function)
+            names = try (0..<entry.count).map { try Argument.string(list[$0], "\(label).names[\($0)]", in: function) }
+        }
+        let weights = entry.weights.map { Array(UnsafeBufferPointer(start: $0, count: names.count)) }
+            ?? Array(repeating: 1, count: names.count)
+        return AdapterChange(step: Int(entry.step), names: names, weights: weights)
     }
 }

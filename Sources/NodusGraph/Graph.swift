@@ -41,4 +41,22 @@ public struct Graph: Sendable {
     public init() {}
 
     public subscript(value: ValueID) -> ValueInfo { values[value.index] }
+
+    /// The weights of every Linear, by name, with their [out, in] shapes: what
+    /// LoRA adapters can target.
+    public var linearWeights: [String: [Int]] {
+        var result: [String: [Int]] = [:]
+        for node in nodes {
+            guard case .linear = node.operation, node.inputs.count > 1, let weight = node.inputs[1],
+                  case .constant(let name, _) = self[weight].origin else { continue }
+            result[name] = self[weight].shape
+        }
+        return result
+    }
+
+    /// Adds a value (for passes that add nodes or constants).
+    mutating func appendValue(_ info: ValueInfo) -> ValueID {
+        values.append(info)
+        return ValueID(index: values.count - 1)
+    }
 }

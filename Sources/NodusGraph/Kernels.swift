@@ -190,3 +190,28 @@ struct ConcatChannelsStep: Kernel {
         Layout.concatChannels(parts, output, batch: batch, spatial: spatial)
     }
 }
+
+/// LoRA side paths: for each part whose run-time weight is non-zero,
+/// `u = x A^T` into scratch, then `y += (weight * scale) u B^T` (never B A).
+struct LowRankStep: Kernel {
+    let name = "low_rank_update"
+    /// The Linear's output when the plan could not update it in place (nil: `output` is it).
+    let linearOutput: UnsafePointer<Float>?
+    let input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>
+    let parts: [(down: UnsafePointer<Float>, up: UnsafePointer<Float>, part: LowRankPart)]
+    let weights: AdapterWeights
+    let rows: Int, inFeatures: Int, outFeatures: Int
+    var scratchCount: Int { rows * (parts.map(\.part.rank).max() ?? 0) }
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        if let linearOutput { output.update(from: linearOutput, count: rows * outFeatures) }
+        let current = weights.all
+        for (down, up, part) in parts {
+            let factor = (part.slot < current.count ? current[part.slot] : 0) * part.scale
+            guard factor != 0 else { continue }
+            Gemm.multiply(transposeA: false, transposeB: true, m: rows, n: part.rank, k: inFeatures,
+                          a: input, lda: inFeatures, b: down, ldb: inFeatures, c: scratch, ldc: part.rank)
+            Gemm.multiply(transposeA: false, transposeB: true, m: rows, n: outFeatures, k: part.rank, alpha: factor,
+                          a: scratch, lda: part.rank, b: up, ldb: part.rank, beta: 1, c: output, ldc: outFeatures)
+        }
+    }
+}

@@ -132,6 +132,17 @@ struct Lowering {
             let s = try shape(0)
             return TransposeStep(name: "tokens_to_channels", input: try floats(input(0)), output: output, batch: s[0],
                                  rows: s[1], columns: s[2])
+        case .lowRankUpdate(let parts, let weights):
+            let inShape = try shape(1)
+            let inFeatures = inShape.last ?? 0, outFeatures = outputShape.last ?? 0
+            let linearOutput = try floats(input(0))
+            let bound = try parts.enumerated().map { index, part in
+                (down: UnsafePointer(try floats(input(2 + 2 * index))), up: UnsafePointer(try floats(input(3 + 2 * index))),
+                 part: part)
+            }
+            return LowRankStep(linearOutput: linearOutput == output ? nil : UnsafePointer(linearOutput),
+                               input: try floats(input(1)), output: output, parts: bound, weights: weights,
+                               rows: outputCount / max(outFeatures, 1), inFeatures: inFeatures, outFeatures: outFeatures)
         case .concatChannels:
             let parts = try inputs.map { value -> (pointer: UnsafePointer<Float>, channels: Int) in
                 guard let value else { throw NodusError(.internal, "concat_channels has an empty input") }

@@ -40,6 +40,9 @@ public enum Operation: Sendable {
     case tokensToChannels(height: Int, width: Int)
     /// Concatenation along dimension 1. Inputs: any number of [B, C_i, ...].
     case concatChannels
+    /// LoRA side paths of a Linear: y + sum_i weights[slot_i] * scale_i * B_i (A_i x).
+    /// Inputs: y [..., N], x [..., K], then A_i [r_i, K] and B_i [N, r_i] per part.
+    case lowRankUpdate(parts: [LowRankPart], weights: AdapterWeights)
 
     /// The op's name in plans and profiles.
     public var name: String {
@@ -65,6 +68,7 @@ public enum Operation: Sendable {
         case .channelsToTokens: "channels_to_tokens"
         case .tokensToChannels: "tokens_to_channels"
         case .concatChannels: "concat_channels"
+        case .lowRankUpdate: "low_rank_update"
         }
     }
 
@@ -73,10 +77,23 @@ public enum Operation: Sendable {
     var canRunInPlace: Bool {
         switch self {
         case .geluTanh, .gelu, .silu, .add, .addBroadcast, .scale, .gatedResidual, .layerNorm, .modulatedLayerNorm,
-             .groupNorm:
+             .groupNorm, .lowRankUpdate:
             true
         default:
             false
         }
+    }
+}
+
+/// One adapter's part of a `lowRankUpdate`.
+public struct LowRankPart: Sendable {
+    public var slot: Int
+    public var scale: Float
+    public var rank: Int
+
+    public init(slot: Int, scale: Float, rank: Int) {
+        self.slot = slot
+        self.scale = scale
+        self.rank = rank
     }
 }

@@ -17,13 +17,14 @@ import NodusGraph
 /// `norm_elementwise_affine` false (every published DiT). Non-square inputs
 /// are supported (diffusers itself assumes square when unpatchifying), with
 /// the position embedding computed for the actual grid as `PatchEmbed` does.
-public final class DiTModel: ClassConditionedModel {
+public final class DiTModel: ClassConditionedModel, AdaptableModel {
     public let kind = ModelKind.dit
     public let config: JSONValue
     public let settings: DiTConfig
     private let weights: Weights
     private let options: ModelOptions
     private var executables = ExecutableCache()
+    public let lora: LoRAController
 
     static let inputNames: Set<String> = ["sample", "timestep", "class_labels"]
     static let timeProjectionWidth = 256
@@ -34,9 +35,29 @@ public final class DiTModel: ClassConditionedModel {
         self.config = config
         self.settings = settings
         self.options = options
-        self.weights = Weights(store: store)
-        // Building the graph once reads and checks every weight, so a wrong file fails here.
-        _ = try buildGraph(sampleShape: [1, settings.inChannels, settings.sampleSize, settings.sampleSize])
+        let weights = Weights(store: store)
+        self.weights = weights
+        // Building the graph once reads and checks every weight, so a wrong file fails here;
+        // its Linears are what LoRA adapters can target.
+        let nominal = try DiTModel.buildGraph(settings: settings, weights: weights,
+                                              sampleShape: [1, settings.inChannels, settings.sampleSize, settings.sampleSize])
+        lora = LoRAController(weights: weights, targets: nominal.linearWeights,
+                              aliases: DiTModel.originalNames(layers: settings.layers))
+    }
+
+    /// Original-DiT (facebookresearch/DiT) module names -> diffusers names, so
+    /// LoRAs trained on original checkpoints apply (`qkv` is split by the matcher).
+    static func originalNames(layers: Int) -> [String: String] {
+        var names = ["final_layer.linear": "proj_out_2", "final_layer.adaLN_modulation.1": "proj_out_1"]
+        for layer in 0..<layers {
+            let (original, block) = ("blocks.\(layer).", "transformer_blocks.\(layer).")
+            names[original + "attn.qkv"] = block + "attn1.qkv"
+            names[original + "attn.proj"] = block + "attn1.to_out.0"
+            names[original + "mlp.fc1"] = block + "ff.net.0.proj"
+            names[original + "mlp.fc2"] = block + "ff.net.2"
+            names[original + "adaLN_modulation.1"] = block + "norm1.linear"
+        }
+        return names
     }
 
     public var nullClassLabel: Int64 { Int64(settings.classCount) }
@@ -57,13 +78,15 @@ public final class DiTModel: ClassConditionedModel {
             "class_labels": try checked.labels("class_labels", batch: batch),
         ]
         Parallel.setThreads(options.threads)
-        let executable = try executables.executable(for: sample.shape) { try buildGraph(sampleShape: sample.shape) }
+        let executable = try executables.executable(for: sample.shape, generation: lora.generation) {
+            try lora.apply(to: DiTModel.buildGraph(settings: settings, weights: weights, sampleShape: sample.shape))
+        }
         return try executable.run(feeds)
     }
 
-    /// The forward graph for one input shape.
-    func buildGraph(sampleShape: [Int]) throws -> Graph {
-        let c = settings, d = c.hiddenWidth
+    /// The forward graph for one input shape (before LoRA side paths).
+    static func buildGraph(settings c: DiTConfig, weights: Weights, sampleShape: [Int]) throws -> Graph {
+        let d = c.hiddenWidth
         let batch = sampleShape[0]
         let rows = sampleShape[2] / c.patchSize, columns = sampleShape[3] / c.patchSize
         var g = GraphBuilder()

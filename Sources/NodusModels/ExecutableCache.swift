@@ -6,8 +6,16 @@ struct ExecutableCache {
     private var plans: [[Int]: Executable] = [:]
     /// Keep a few shapes: each plan holds an activation arena.
     private let capacity = 4
+    /// The LoRA generation the plans were built for.
+    private var generation = 0
 
-    mutating func executable(for shape: [Int], build: () throws -> Graph) throws -> Executable {
+    /// The plan for `shape`, built anew when none exists or the model's LoRA
+    /// `generation` changed since the cached ones were built.
+    mutating func executable(for shape: [Int], generation: Int = 0, build: () throws -> Graph) throws -> Executable {
+        if generation != self.generation {
+            plans.removeAll()
+            self.generation = generation
+        }
         if let cached = plans[shape] { return cached }
         let executable = try Executable(graph: try build())
         if plans.count >= capacity { plans.removeAll() }

@@ -3,10 +3,12 @@ import NodusFormats
 
 /// A model's weights as float32 tensors, each checked against the shape the
 /// network reads it with. Float32 weights are views into the mapped file;
-/// float16/bfloat16 ones are converted once and kept.
+/// float16/bfloat16 ones are converted once and kept. A fused LoRA installs
+/// replacements; removing them restores the original views exactly.
 final class Weights {
     let store: WeightStore
     private var loaded: [String: Tensor] = [:]
+    private var replacements: [String: Tensor] = [:]
 
     init(store: WeightStore) {
         self.store = store
@@ -14,16 +16,28 @@ final class Weights {
 
     func contains(_ name: String) -> Bool { store.contains(name) }
 
-    /// The weight `name`, which must have `shape`.
+    /// The weight `name` (its replacement if one is installed), which must have `shape`.
     func tensor(_ name: String, shape: [Int]) throws -> Tensor {
-        if let tensor = loaded[name] {
-            guard tensor.shape == shape else {
-                throw NodusError.shape("weight '\(name)' in '\(store.directory)' has shape \(tensor.shape), expected \(shape)")
-            }
-            return tensor
+        let tensor = try replacements[name] ?? original(name)
+        guard tensor.shape == shape else {
+            throw NodusError.shape("weight '\(name)' in '\(store.directory)' has shape \(tensor.shape), expected \(shape)")
         }
-        let tensor = try store.float32(name, shape: shape)
+        return tensor
+    }
+
+    /// The weight as the file holds it, ignoring replacements.
+    func original(_ name: String) throws -> Tensor {
+        if let tensor = loaded[name] { return tensor }
+        let tensor = try store.float32(name)
         loaded[name] = tensor
         return tensor
+    }
+
+    func replace(_ replacements: [String: Tensor]) {
+        self.replacements.merge(replacements) { _, new in new }
+    }
+
+    func removeReplacements() {
+        replacements = [:]
     }
 }

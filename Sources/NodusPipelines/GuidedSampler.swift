@@ -15,8 +15,24 @@ public struct SamplingRequest {
     public var recordTrajectory = false
     /// Called after each step with (done, total); return false to cancel.
     public var progress: ((Int, Int) -> Bool)?
+    /// LoRA per step: before step `step` runs, `adapters` become the active set.
+    public var adapterSchedule: [AdapterChange] = []
 
     public init(initNoise: Tensor) { self.initNoise = initNoise }
+}
+
+/// A change of the active LoRA adapters during sampling (a slider step, a switch).
+public struct AdapterChange: Sendable {
+    /// The step (0-based) the set applies from.
+    public var step: Int
+    public var names: [String]
+    public var weights: [Float]
+
+    public init(step: Int, names: [String], weights: [Float]) {
+        self.step = step
+        self.names = names
+        self.weights = weights
+    }
 }
 
 public struct SamplingResult {
@@ -38,6 +54,10 @@ public struct SamplingResult {
 /// tolerate); other schedulers ignore the extra channels as the pipeline's
 /// split does. Steps run on the B conditional latents only: the pipeline's
 /// null half follows the same arithmetic and is thrown away at the end.
+///
+/// An adapter schedule sets the model's active adapters before chosen steps
+/// (as a diffusers callback calling `set_adapters` would); the model keeps the
+/// last set afterwards.
 ///
 /// Limitations: class-conditional models only for now (text-conditioned UNets
 /// arrive with their issue).
@@ -65,11 +85,13 @@ public enum GuidedSampler {
             throw NodusError.shape("step_noise must be \([timesteps.count] + shape), got \(stepNoise.shape)")
         }
         let stepNoise = try request.stepNoise?.asFloat32()
+        let changes = try adapterChanges(request.adapterSchedule, model: model, steps: timesteps.count)
         let trajectory = request.recordTrajectory ? try Tensor(zeros: [timesteps.count] + shape) : nil
         let modelBatch = guided ? 2 * batch : batch
         let labelTensor = try Tensor(shape: [modelBatch], int64s: labels)
         var current = latent
         for (index, timestep) in timesteps.enumerated() {
+            if let change = changes[index] { try change() }
             let input = try scheduler.scaleModelInput(guided ? try repeatBatch(current) : current, timestep: timestep)
             let timestepTensor = scheduler.timestepsAreIntegers
                 ? try Tensor(shape: [modelBatch], int64s: Array(repeating: Int64(timestep), count: modelBatch))
@@ -88,6 +110,31 @@ public enum GuidedSampler {
             }
         }
         return SamplingResult(final: current, trajectory: trajectory)
+    }
+
+    /// The adapter changes by step, checked before sampling starts.
+    static func adapterChanges(_ schedule: [AdapterChange], model: any DiffusionModel,
+                               steps: Int) throws -> [Int: () throws -> Void] {
+        guard !schedule.isEmpty else { return [:] }
+        guard let lora = (model as? any AdaptableModel)?.lora else {
+            throw NodusError.unsupported("an adapter schedule needs a model that takes LoRA adapters, not \(model.kind.name)")
+        }
+        var changes: [Int: () throws -> Void] = [:]
+        var previous = -1
+        for change in schedule {
+            guard change.step > previous, change.step < steps else {
+                throw NodusError.invalidArgument("adapter schedule step \(change.step) must be in 0..<\(steps) and after the previous entry's step \(previous)")
+            }
+            guard change.names.count == change.weights.count else {
+                throw NodusError.invalidArgument("adapter schedule step \(change.step): \(change.names.count) names and \(change.weights.count) weights")
+            }
+            if let unknown = change.names.first(where: { !lora.adapterNames.contains($0) }) {
+                throw NodusError.invalidArgument("adapter schedule step \(change.step): no adapter named '\(unknown)' is loaded")
+            }
+            previous = change.step
+            changes[change.step] = { try lora.setAdapters(change.names, weights: change.weights) }
+        }
+        return changes
     }
 
     /// The labels of the model batch: [cond..., null...] under guidance.

@@ -60,6 +60,13 @@ static void print_layout(void) {
     LAYOUT(nodus_sample_params, trajectory);
     LAYOUT(nodus_sample_params, progress);
     LAYOUT(nodus_sample_params, progress_user_data);
+    LAYOUT(nodus_sample_params, adapter_schedule);
+    LAYOUT(nodus_sample_params, adapter_schedule_count);
+    printf("sizeof nodus_adapter_schedule_entry %zu\n", sizeof(nodus_adapter_schedule_entry));
+    LAYOUT(nodus_adapter_schedule_entry, step);
+    LAYOUT(nodus_adapter_schedule_entry, count);
+    LAYOUT(nodus_adapter_schedule_entry, names);
+    LAYOUT(nodus_adapter_schedule_entry, weights);
 }
 
 static void check_version_and_names(void) {

@@ -47,6 +47,17 @@ class ModelParams(ctypes.Structure):
 ProgressCallback = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int32, ctypes.c_int32, ctypes.c_void_p)
 
 
+class AdapterScheduleEntry(ctypes.Structure):
+    """struct nodus_adapter_schedule_entry."""
+
+    _fields_ = [
+        ("step", ctypes.c_int32),
+        ("count", ctypes.c_size_t),
+        ("names", ctypes.POINTER(ctypes.c_char_p)),
+        ("weights", ctypes.POINTER(ctypes.c_float)),
+    ]
+
+
 class SampleParams(ctypes.Structure):
     """struct nodus_sample_params."""
 
@@ -61,6 +72,8 @@ class SampleParams(ctypes.Structure):
         ("trajectory", ctypes.POINTER(Tensor)),
         ("progress", ProgressCallback),
         ("progress_user_data", ctypes.c_void_p),
+        ("adapter_schedule", ctypes.POINTER(AdapterScheduleEntry)),
+        ("adapter_schedule_count", ctypes.c_size_t),
     ]
 
 
@@ -88,6 +101,13 @@ PROTOTYPES = {
     "nodus_model_config_json": (_str, [_p]),
     "nodus_model_forward": (_status, [_p, _tensor_p, _size, _tensor_p]),
     "nodus_model_decode": (_status, [_p, _tensor_p, _tensor_p]),
+    "nodus_model_load_lora": (_status, [_p, _str, _str]),
+    "nodus_model_set_adapters": (_status, [_p, ctypes.POINTER(_str), ctypes.POINTER(ctypes.c_float), _size]),
+    "nodus_model_fuse_lora": (_status, [_p, ctypes.POINTER(_str), _size, ctypes.c_float]),
+    "nodus_model_unfuse_lora": (_status, [_p]),
+    "nodus_model_enable_lora": (_status, [_p, ctypes.c_int32]),
+    "nodus_model_delete_adapters": (_status, [_p, ctypes.POINTER(_str), _size]),
+    "nodus_model_lora_state_json": (_str, [_p]),
     "nodus_scheduler_kind_name": (_str, [ctypes.c_int32]),
     "nodus_scheduler_kind_from_name": (_status, [_str, ctypes.POINTER(ctypes.c_int32)]),
     "nodus_scheduler_load": (_status, [_str, ctypes.POINTER(_p)]),
@@ -158,3 +178,9 @@ def check(status):
     """Raises the NodusError subclass for ``status`` unless it is NODUS_OK."""
     if status != 0:
         raise error_for(status, last_error())
+
+
+def string_array(names):
+    """A ctypes ``const char *[]`` for ``names`` (keep the result alive during the call)."""
+    encoded = [os.fsencode(name) if isinstance(name, os.PathLike) else str(name).encode() for name in names]
+    return (ctypes.c_char_p * max(len(encoded), 1))(*encoded)

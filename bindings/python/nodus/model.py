@@ -68,6 +68,70 @@ class Model(Handle):
         handle = self.handle
         return _tensor.call_with_output(lambda output: _lib.lib.nodus_model_decode(handle, source.pointer, output))
 
+    # -- LoRA adapters (diffusers' PEFT integration) ----------------------
+
+    def load_lora_weights(self, path, adapter_name):
+        """Loads a LoRA file (diffusers/PEFT or kohya) or PEFT adapter folder as
+        ``adapter_name``, which becomes the only active adapter (weight 1).
+
+        Returns the match report: ``{"format", "layers", "matched", "unmatched"}``.
+        On failure (raises) the model and its other adapters are unchanged.
+        """
+        name = str(adapter_name)
+        _lib.check(_lib.lib.nodus_model_load_lora(self.handle, os.fsencode(path), name.encode()))
+        report = dict(self._lora_state()["reports"][name])
+        report.pop("adapter_name", None)
+        return report
+
+    def set_adapters(self, adapter_names, weights=None):
+        """Activates exactly these adapters; ``weights`` is a list, one float for all, or None (1.0 each)."""
+        names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+        if weights is None:
+            weights = [1.0] * len(names)
+        elif isinstance(weights, (int, float)):
+            weights = [float(weights)] * len(names)
+        weights = [float(weight) for weight in weights]
+        if len(weights) != len(names):
+            raise ValueError(f"nodus: set_adapters got {len(names)} names and {len(weights)} weights")
+        values = (ctypes.c_float * max(len(weights), 1))(*weights)
+        _lib.check(_lib.lib.nodus_model_set_adapters(self.handle, _lib.string_array(names), values, len(names)))
+
+    def get_active_adapters(self):
+        """The active adapters' names."""
+        return list(self._lora_state()["active"])
+
+    def get_list_adapters(self):
+        """Every loaded adapter's name."""
+        return list(self._lora_state()["adapters"])
+
+    def fuse_lora(self, adapter_names=None, lora_scale=1.0):
+        """Merges the adapters (default: the active ones) into copies of the weights."""
+        names = [] if adapter_names is None else ([adapter_names] if isinstance(adapter_names, str) else list(adapter_names))
+        _lib.check(_lib.lib.nodus_model_fuse_lora(self.handle, _lib.string_array(names), len(names), float(lora_scale)))
+
+    def unfuse_lora(self):
+        """Restores the original weights exactly."""
+        _lib.check(_lib.lib.nodus_model_unfuse_lora(self.handle))
+
+    def disable_lora(self):
+        """Runs the base model (the adapters stay loaded and set)."""
+        _lib.check(_lib.lib.nodus_model_enable_lora(self.handle, 0))
+
+    def enable_lora(self):
+        """Runs the active adapters again."""
+        _lib.check(_lib.lib.nodus_model_enable_lora(self.handle, 1))
+
+    def delete_adapters(self, adapter_names):
+        """Removes adapters."""
+        names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+        _lib.check(_lib.lib.nodus_model_delete_adapters(self.handle, _lib.string_array(names), len(names)))
+
+    def _lora_state(self):
+        text = _lib.lib.nodus_model_lora_state_json(self.handle)
+        if text is None:  # with a live handle, only a model that takes no adapters (NODUS_ERROR_UNSUPPORTED)
+            raise _lib.error_for(4, _lib.last_error())
+        return json.loads(text.decode())
+
 
 def load(path, dtype="float32", threads=None):
     """Loads a diffusers model folder (config.json + safetensors weights).

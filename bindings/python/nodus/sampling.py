@@ -19,6 +19,7 @@ def sample(
     step_noise=None,
     return_trajectory=False,
     callback=None,
+    adapter_schedule=None,
 ):
     """Runs a diffusers pipeline's denoising loop with classifier-free guidance.
 
@@ -37,6 +38,10 @@ def sample(
         return_trajectory: also return the latent after every step.
         callback: ``fn(done, total)`` called after each step; return False to cancel
             (raises NodusError with status "cancelled").
+        adapter_schedule: LoRA per step, ``[(step, {"A": 4.0}), ...]``: before
+            step ``step`` (0-based) runs, exactly these adapters become active
+            with these weights (a slider, or switching adapters). The model
+            keeps the last set afterwards.
     Returns:
         ``final`` or ``(final, trajectory)`` when ``return_trajectory``.
     """
@@ -84,6 +89,11 @@ def sample(
         trajectory = _tensor.Output((timestep_count,) + noise.array.shape)
         params.trajectory = trajectory.pointer
 
+    schedule = _adapter_schedule(adapter_schedule)
+    if schedule is not None:
+        params.adapter_schedule = schedule[0]
+        params.adapter_schedule_count = len(schedule[0])
+
     failure = []
     if callback is not None:
 
@@ -123,3 +133,26 @@ def randn(shape, seed):
         output.struct.shape[index] = size
     _lib.check(_lib.lib.nodus_randn(seed, output.pointer))
     return output.array
+
+
+def _adapter_schedule(schedule):
+    """The C entries for ``[(step, {name: weight}), ...]`` and the buffers they point into."""
+    if not schedule:
+        return None
+    entries = (_lib.AdapterScheduleEntry * len(schedule))()
+    keep = []
+    for index, item in enumerate(schedule):
+        try:
+            step, adapters = item
+        except (TypeError, ValueError):
+            raise ValueError(f"nodus: adapter_schedule[{index}] must be (step, {{name: weight}}), not {item!r}") from None
+        if not isinstance(adapters, dict):
+            raise ValueError(f"nodus: adapter_schedule[{index}] must map adapter names to weights")
+        names = _lib.string_array(list(adapters))
+        weights = (ctypes.c_float * max(len(adapters), 1))(*[float(weight) for weight in adapters.values()])
+        keep += [names, weights]
+        entries[index].step = int(step)
+        entries[index].count = len(adapters)
+        entries[index].names = ctypes.cast(names, ctypes.POINTER(ctypes.c_char_p))
+        entries[index].weights = ctypes.cast(weights, ctypes.POINTER(ctypes.c_float))
+    return entries, keep

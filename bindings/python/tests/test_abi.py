@@ -133,6 +133,13 @@ def test_every_header_function_is_called():
     out = tensor()
     assert lib.nodus_model_forward(None, None, 0, ctypes.byref(out)) == INVALID_ARGUMENT
     assert lib.nodus_model_decode(None, None, ctypes.byref(out)) == INVALID_ARGUMENT
+    assert lib.nodus_model_load_lora(None, b"lora.safetensors", b"A") == INVALID_ARGUMENT
+    assert lib.nodus_model_set_adapters(None, None, None, 0) == INVALID_ARGUMENT
+    assert lib.nodus_model_fuse_lora(None, None, 0, 1.0) == INVALID_ARGUMENT
+    assert lib.nodus_model_unfuse_lora(None) == INVALID_ARGUMENT
+    assert lib.nodus_model_enable_lora(None, 1) == INVALID_ARGUMENT
+    assert lib.nodus_model_delete_adapters(None, None, 0) == INVALID_ARGUMENT
+    assert lib.nodus_model_lora_state_json(None) is None
     assert lib.nodus_scheduler_kind_name(1) == b"DDPMScheduler"
     assert lib.nodus_scheduler_kind_from_name(b"DDIMScheduler", ctypes.byref(value)) == OK and value.value == 0
     assert lib.nodus_scheduler_load(b"/nonexistent/scheduler", ctypes.byref(handle)) == IO
@@ -651,7 +658,8 @@ def test_c_abi_check_and_struct_layout(tmp_path):
         [str(binary), fixture_path("dit-tiny"), fixture_path("scheduler-ddim")], capture_output=True, text=True, timeout=300
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    mirrors = {"nodus_tensor": _lib.Tensor, "nodus_model_params": _lib.ModelParams, "nodus_sample_params": _lib.SampleParams}
+    mirrors = {"nodus_tensor": _lib.Tensor, "nodus_model_params": _lib.ModelParams, "nodus_sample_params": _lib.SampleParams,
+               "nodus_adapter_schedule_entry": _lib.AdapterScheduleEntry}
     seen = 0
     for line in run.stdout.splitlines():
         words = line.split()
@@ -663,4 +671,4 @@ def test_c_abi_check_and_struct_layout(tmp_path):
             descriptor = getattr(mirrors[struct], field)
             assert (descriptor.offset, descriptor.size) == (int(words[3]), int(words[5])), line
             seen += 1
-    assert seen == 3 + 6 + 3 + 10
+    assert seen == 4 + 6 + 3 + 12 + 4  # sizeof lines, then each struct's fields

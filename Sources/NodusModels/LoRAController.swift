@@ -1,0 +1,81 @@
+import NodusCore
+import NodusFormats
+import NodusGraph
+
+/// The LoRA interface of a model (diffusers' `load_lora_weights`,
+/// `set_adapters`, `fuse_lora`, ...). See `AdapterSet` for the semantics.
+public final class LoRAController {
+    private let adapters = AdapterSet()
+    private let weights: Weights
+    private let matcher: LoRAMatcher
+    /// Bumped by every change that alters the graph (load, delete, fuse,
+    /// unfuse); plans built for an older generation are stale. Changing
+    /// adapter weights or enabling/disabling does not bump it.
+    public private(set) var generation = 0
+
+    init(weights: Weights, targets: [String: [Int]], aliases: [String: String] = [:]) {
+        self.weights = weights
+        self.matcher = LoRAMatcher(targets: targets, aliases: aliases)
+    }
+
+    /// Loads a LoRA file or PEFT adapter folder as adapter `adapterName`, which
+    /// becomes the only active adapter (weight 1). On failure nothing changes.
+    public func load(path: String, adapterName: String) throws -> LoRAReport {
+        let file = try LoRAFile.load(path: path)
+        let report = try adapters.load(file, name: adapterName, matcher: matcher)
+        generation += 1
+        return report
+    }
+
+    /// Activates exactly `names` with `weights` (diffusers `set_adapters`); costs nothing.
+    public func setAdapters(_ names: [String], weights: [Float]) throws {
+        try adapters.setActive(names, weights: weights)
+    }
+
+    public var activeAdapters: [String] { adapters.active }
+    public var adapterNames: [String] { adapters.names }
+
+    /// disable_lora / enable_lora: the base model, or the active adapters again.
+    public var isEnabled: Bool {
+        get { adapters.isEnabled }
+        set { adapters.isEnabled = newValue }
+    }
+
+    public func delete(_ names: [String]) throws {
+        try adapters.delete(names)
+        generation += 1
+    }
+
+    /// Merges `lora_scale * w_i * s_i * B_i A_i` of `adapterNames` (nil: the
+    /// active ones) into copies of the weights.
+    public func fuse(adapterNames: [String]?, loraScale: Float) throws {
+        let (names, merged) = try adapters.fusedWeights(for: adapterNames, loraScale: loraScale) { try weights.original($0) }
+        weights.replace(merged)
+        adapters.markFused(names, weights: Set(merged.keys))
+        generation += 1
+    }
+
+    /// Drops the merged copies: the weights are the mapped originals again, bit for bit.
+    public func unfuse() {
+        weights.removeReplacements()
+        adapters.markUnfused()
+        generation += 1
+    }
+
+    public var fusedAdapters: [String] { adapters.fusedAdapters }
+
+    public func report(for adapterName: String) -> LoRAReport? { adapters.adapter(named: adapterName)?.report }
+
+    /// State for hosts: {"enabled", "active": {name: weight}, "adapters": [...], "fused": [...]}.
+    public var stateJSON: JSONValue { adapters.json }
+
+    /// Adds the unfused side paths to a graph built from the (possibly fused) weights.
+    func apply(to graph: Graph) throws -> Graph {
+        try LoRAPass(paths: adapters.lowRankPaths(), weights: adapters.runtimeWeights).apply(to: graph)
+    }
+}
+
+/// A model LoRA adapters can change.
+public protocol AdaptableModel: DiffusionModel {
+    var lora: LoRAController { get }
+}
