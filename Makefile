@@ -5,6 +5,7 @@
 #   make test    every suite: Swift unit tests, C examples, Python binding, no-toolchain load
 #   make demo    sample the bundled default model to a PNG
 #   make bench   DiT-XL/2 forward beside torch and onnxruntime (installs them in .venv-bench)
+#   make bench-lora  LoRA load / fuse / unfuse / forward on DiT-XL/2 beside diffusers + PEFT
 #   make large-check  real-size parity (DiT-XL/2, SD VAE; generates GBs of weights in /tmp)
 
 SHELL := /bin/bash
@@ -17,7 +18,7 @@ PYTHON := $(VENV)/bin/python
 BENCH_VENV := .venv-bench
 OUT := out
 
-.PHONY: all deps build test test-swift test-c test-python test-no-toolchain demo bench large-check clean
+.PHONY: all deps build test test-swift test-c test-python test-no-toolchain demo bench bench-lora large-check clean
 
 all: build
 
@@ -76,10 +77,13 @@ demo: build
 $(BENCH_VENV)/bin/python:
 	python3 -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install -q --upgrade pip
-	$(BENCH_VENV)/bin/pip install -q torch==2.13.0+cpu diffusers==0.42.1 onnx onnxruntime onnxscript safetensors numpy
+	$(BENCH_VENV)/bin/pip install -q torch==2.13.0+cpu diffusers==0.42.1 peft==0.21.2 onnx onnxruntime onnxscript safetensors numpy
 
 bench: build $(BENCH_VENV)/bin/python
 	$(BENCH_VENV)/bin/python benchmarks/dit_forward.py
+
+bench-lora: build $(BENCH_VENV)/bin/python
+	$(BENCH_VENV)/bin/python benchmarks/lora.py
 
 large-check: build $(PYTHON) $(BENCH_VENV)/bin/python
 	$(BENCH_VENV)/bin/python tests/reference/make_large_references.py /tmp/nodus-large

@@ -220,6 +220,18 @@ NODUS_API NODUS_NODISCARD nodus_status nodus_model_delete_adapters(nodus_model *
  * no adapters. */
 NODUS_API const char *nodus_model_lora_state_json(nodus_model *model);
 
+/* Per Linear changed by adapter `a` or `b`, how their updates dW = s B A relate,
+ * as JSON: [{"module", "interference": ||dW_a dW_b^T||_F, "cosine": cosine of
+ * the flattened updates, "norm_a", "norm_b"}] (adapter weights not applied).
+ * Owned by the model, valid until the next call on it; NULL and a message on
+ * failure (an unknown name). */
+NODUS_API const char *nodus_model_lora_compare_json(nodus_model *model, const char *a, const char *b);
+
+/* Writes the model as a new diffusers folder (config.json and
+ * diffusion_pytorch_model.safetensors; the folder is created if needed), with
+ * fused adapters baked into the weights: load, set_adapters, fuse_lora, save. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_model_save(nodus_model *model, const char *directory);
+
 /* ---- Schedulers --------------------------------------------------------- */
 
 typedef struct nodus_scheduler nodus_scheduler;

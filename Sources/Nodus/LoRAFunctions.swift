@@ -103,3 +103,32 @@ public func nodusModelLoRAStateJSON(_ model: OpaquePointer?) -> UnsafePointer<CC
     }
     return status == 0 ? result : nil
 }
+
+/// `const char *nodus_model_lora_compare_json(nodus_model *, const char *a, const char *b)`: owned by the model.
+@_cdecl("nodus_model_lora_compare_json")
+public func nodusModelLoRACompareJSON(_ model: OpaquePointer?, _ first: UnsafePointer<CChar>?,
+                                      _ second: UnsafePointer<CChar>?) -> UnsafePointer<CChar>? {
+    let function = "nodus_model_lora_compare_json"
+    var result: UnsafePointer<CChar>?
+    let status = Status.run(function) {
+        let (handle, lora) = try controller(model, in: function)
+        let layers = try lora.compare(try Argument.string(first, "a", in: function),
+                                      try Argument.string(second, "b", in: function))
+        result = handle.keepStateJSON(JSONValue.array(layers.map(\.json)).serialized())
+    }
+    return status == 0 ? result : nil
+}
+
+/// `nodus_status nodus_model_save(nodus_model *, const char *directory)`.
+@_cdecl("nodus_model_save")
+public func nodusModelSave(_ model: OpaquePointer?, _ directory: UnsafePointer<CChar>?) -> nodus_status {
+    let function = "nodus_model_save"
+    return Status.run(function) {
+        let handle = ModelHandle.from(try Argument.required(model, "model", in: function))
+        let path = try Argument.string(directory, "directory", in: function)
+        guard let adaptable = handle.model as? any AdaptableModel else {
+            throw NodusError.unsupported("\(function): saving a '\(handle.model.kind.name)' model is not supported")
+        }
+        try adaptable.save(to: path)
+    }
+}

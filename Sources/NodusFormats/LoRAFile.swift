@@ -22,7 +22,9 @@ import NodusCore
 ///   (A), `.lora_up.weight` (B), `.alpha` (a one-element tensor); `lora_te_`, `lora_te1_`,
 ///   `lora_te2_`, `lora_te3_` text-encoder layers are kept with component "text_encoder".
 ///   Scale = alpha / rank; when no layer has an alpha, alpha = rank (scale 1), as diffusers
-///   (`_convert_kohya_*`) and A1111 assume.
+///   (`_convert_non_diffusers_lora_to_diffusers` + `get_peft_kwargs`) and A1111 assume. Alphas
+///   on some layers only are an error (diffusers would silently give the others the most
+///   common alpha).
 /// - A LoRA on an original-DiT fused `qkv` Linear (B [3 * hidden, rank]) is an ordinary
 ///   layer named `...qkv`; the model side splits it.
 /// - 1x1 convolution factors ([rank, in, 1, 1], [out, rank, 1, 1]) are reshaped to 2-D.

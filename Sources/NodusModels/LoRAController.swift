@@ -66,6 +66,29 @@ public final class LoRAController {
 
     public func report(for adapterName: String) -> LoRAReport? { adapters.adapter(named: adapterName)?.report }
 
+    /// Per targeted Linear, how the updates of adapters `first` and `second` relate
+    /// (layers only one of them changes have interference and cosine 0).
+    public func compare(_ first: String, _ second: String) throws -> [LoRALayerComparison] {
+        guard let a = adapters.adapter(named: first), let b = adapters.adapter(named: second) else {
+            let missing = adapters.adapter(named: first) == nil ? first : second
+            throw NodusError.invalidArgument("no adapter named '\(missing)' is loaded (loaded: \(adapters.names.joined(separator: ", ")))")
+        }
+        func updates(_ adapter: AdapterSet.Adapter, _ weight: String) -> [LowRankUpdate] {
+            (adapter.paths[weight] ?? []).map { LowRankUpdate(down: $0.down, up: $0.up, scale: Double($0.scale)) }
+        }
+        let weightNames = Set(a.paths.keys).union(b.paths.keys).sorted()
+        return weightNames.map { name in
+            LoRALayerComparison.compare(module: String(name.dropLast(".weight".count)), updates(a, name), updates(b, name))
+        }
+    }
+
+    /// Writes the model's current weights (fused adapters included) as a
+    /// diffusers folder: config.json and diffusion_pytorch_model.safetensors.
+    /// Unchanged weights keep the file's dtype; fused ones are float32.
+    func save(config: JSONValue, to directory: String) throws {
+        try ModelFolderWriter.write(config: config, weights: weights, to: directory)
+    }
+
     /// State for hosts: {"enabled", "active": {name: weight}, "adapters": [...], "fused": [...]}.
     public var stateJSON: JSONValue { adapters.json }
 
@@ -78,4 +101,11 @@ public final class LoRAController {
 /// A model LoRA adapters can change.
 public protocol AdaptableModel: DiffusionModel {
     var lora: LoRAController { get }
+}
+
+extension AdaptableModel {
+    /// Writes the model with its fused adapters as a new diffusers folder (`nodus lora merge`).
+    public func save(to directory: String) throws {
+        try lora.save(config: config, to: directory)
+    }
 }

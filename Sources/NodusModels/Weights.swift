@@ -33,6 +33,11 @@ final class Weights {
         return tensor
     }
 
+    /// Every weight as it stands now: replacements, else the file's tensor in its own dtype.
+    func current() throws -> [(name: String, tensor: Tensor)] {
+        try store.names.map { name in (name, try replacements[name] ?? store.tensor(name)) }
+    }
+
     func replace(_ replacements: [String: Tensor]) {
         self.replacements.merge(replacements) { _, new in new }
     }

@@ -108,6 +108,8 @@ PROTOTYPES = {
     "nodus_model_enable_lora": (_status, [_p, ctypes.c_int32]),
     "nodus_model_delete_adapters": (_status, [_p, ctypes.POINTER(_str), _size]),
     "nodus_model_lora_state_json": (_str, [_p]),
+    "nodus_model_lora_compare_json": (_str, [_p, _str, _str]),
+    "nodus_model_save": (_status, [_p, _str]),
     "nodus_scheduler_kind_name": (_str, [ctypes.c_int32]),
     "nodus_scheduler_kind_from_name": (_status, [_str, ctypes.POINTER(ctypes.c_int32)]),
     "nodus_scheduler_load": (_status, [_str, ctypes.POINTER(_p)]),

@@ -126,6 +126,18 @@ class Model(Handle):
         names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
         _lib.check(_lib.lib.nodus_model_delete_adapters(self.handle, _lib.string_array(names), len(names)))
 
+    def compare_adapters(self, a, b):
+        """Per Linear, how adapters ``a`` and ``b`` relate: a list of dicts with
+        ``module``, ``interference`` (||dW_a dW_b^T||_F), ``cosine``, ``norm_a``, ``norm_b``."""
+        text = _lib.lib.nodus_model_lora_compare_json(self.handle, str(a).encode(), str(b).encode())
+        if text is None:
+            raise _lib.error_for(1, _lib.last_error())  # an unknown adapter name (NODUS_ERROR_INVALID_ARGUMENT)
+        return json.loads(text.decode())
+
+    def save_pretrained(self, directory):
+        """Writes the model, fused adapters baked in, as a new diffusers folder."""
+        _lib.check(_lib.lib.nodus_model_save(self.handle, os.fsencode(directory)))
+
     def _lora_state(self):
         text = _lib.lib.nodus_model_lora_state_json(self.handle)
         if text is None:  # with a live handle, only a model that takes no adapters (NODUS_ERROR_UNSUPPORTED)

@@ -140,6 +140,8 @@ def test_every_header_function_is_called():
     assert lib.nodus_model_enable_lora(None, 1) == INVALID_ARGUMENT
     assert lib.nodus_model_delete_adapters(None, None, 0) == INVALID_ARGUMENT
     assert lib.nodus_model_lora_state_json(None) is None
+    assert lib.nodus_model_lora_compare_json(None, b"A", b"B") is None
+    assert lib.nodus_model_save(None, b"/tmp/nowhere") == INVALID_ARGUMENT
     assert lib.nodus_scheduler_kind_name(1) == b"DDPMScheduler"
     assert lib.nodus_scheduler_kind_from_name(b"DDIMScheduler", ctypes.byref(value)) == OK and value.value == 0
     assert lib.nodus_scheduler_load(b"/nonexistent/scheduler", ctypes.byref(handle)) == IO

@@ -1,8 +1,9 @@
 """Writes tiny LoRA files the way diffusers and PEFT write them, with the rank, alpha and
 scale PEFT gives each layer, for Tests/NodusTests/LoRAFileTests.swift.
 
-Run: /work/refvenv/bin/python Tests/Fixtures/lora/make_lora_format_fixtures.py
-Outputs (in this folder):
+Run: PYTHONHASHSEED=0 /work/refvenv/bin/python tests/reference/make_lora_format_fixtures.py
+(the seed fixes the order PEFT lists target_modules in, which comes from a set).
+Outputs (in Tests/Fixtures/lora):
   pipeline-prefixed.safetensors  SD3LoraLoaderMixin.save_lora_weights: "transformer." keys,
                                  metadata {"transformer.r": ..., "transformer.rank_pattern": ...}
   model-adapter.safetensors      PeftAdapterMixin.save_lora_adapter: unprefixed keys and metadata
@@ -25,7 +26,7 @@ from peft import LoraConfig, get_peft_model
 from peft.tuners.lora import LoraLayer
 from peft.utils import get_peft_model_state_dict
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Tests", "Fixtures", "lora")
 
 
 class LoRADiT(DiTTransformer2DModel, PeftAdapterMixin):
