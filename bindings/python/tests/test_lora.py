@@ -17,7 +17,6 @@ A failed load or a rejected call leaves the model's outputs and its other adapte
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,9 +24,8 @@ from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
 import nodus
+from references import assert_close, fixture_path, load_ref, rel_err
 
-FIXTURES = Path(__file__).resolve().parents[3] / "Tests" / "Fixtures"
-REGENERATE = "/work/refvenv/bin/python tests/reference/make_lora_fixtures.py"
 
 FORWARD_BOUND = 1e-4
 FUSED_BOUND = 1e-5
@@ -64,30 +62,6 @@ BAD_INPUT = (nodus.NodusError, ValueError)
 # ----------------------------------------------------------------- helpers
 
 
-def fixture_path(name: str) -> Path:
-    path = FIXTURES / name
-    assert path.exists(), f"missing fixture {path}; regenerate with: {REGENERATE}"
-    return path
-
-
-def load_ref(name: str) -> dict[str, np.ndarray]:
-    return load_file(str(fixture_path(name)))
-
-
-def rel_err(ours, ref) -> float:
-    ours = np.asarray(ours, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    assert ours.shape == ref.shape, f"shape {ours.shape} differs from the reference shape {ref.shape}"
-    scale = np.max(np.abs(ref))
-    assert scale > 0, "reference is all zeros"
-    return float(np.max(np.abs(ours - ref)) / scale)
-
-
-def assert_close(ours, ref, bound: float, what: str) -> None:
-    err = rel_err(ours, ref)
-    assert np.isfinite(err) and err < bound, (
-        f"{what}: relative max error max|ours-ref|/max|ref| = {err:.3e}, bound {bound:.0e}"
-    )
 
 
 def assert_identical(ours, ref, what: str) -> None:

@@ -14,12 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from safetensors.numpy import load_file
 
 import nodus
+from references import FIXTURES, assert_close, fixture_path, load_ref, rel_err
 
-FIXTURES = Path(__file__).resolve().parents[3] / "Tests" / "Fixtures"
-REGENERATE = "/work/refvenv/bin/python tests/reference/make_model_fixtures.py"
 
 FORWARD_BOUND = 1e-4
 SAMPLE_BOUND = 1e-3
@@ -30,30 +28,6 @@ STEPS = {"ddim": 50, "ddpm": 50, "flow": 20}
 # ----------------------------------------------------------------- helpers
 
 
-def fixture_path(name: str) -> Path:
-    path = FIXTURES / name
-    assert path.exists(), f"missing fixture {path}; regenerate with: {REGENERATE}"
-    return path
-
-
-def load_ref(name: str) -> dict[str, np.ndarray]:
-    return load_file(str(fixture_path(name)))
-
-
-def rel_err(ours, ref) -> float:
-    ours = np.asarray(ours, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    assert ours.shape == ref.shape, f"shape {ours.shape} differs from the reference shape {ref.shape}"
-    scale = np.max(np.abs(ref))
-    assert scale > 0, "reference is all zeros"
-    return float(np.max(np.abs(ours - ref)) / scale)
-
-
-def assert_close(ours, ref, bound: float, what: str) -> None:
-    err = rel_err(ours, ref)
-    assert np.isfinite(err) and err < bound, (
-        f"{what}: relative max error max|ours-ref|/max|ref| = {err:.3e}, bound {bound:.0e}"
-    )
 
 
 def assert_float32(y, what: str) -> None:
