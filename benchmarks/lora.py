@@ -18,6 +18,7 @@ import os
 import shlex
 import statistics
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,7 @@ def nodus_side(folder, adapters, inputs, threads):
 
 def diffusers_side(folder, adapters, inputs, threads):
     """diffusers' DiT with PeftAdapterMixin, A and B loaded, and its measurements."""
+    import diffusers
     import torch
     from diffusers import DiTTransformer2DModel
     from diffusers.loaders.peft import PeftAdapterMixin
@@ -110,6 +112,9 @@ def diffusers_side(folder, adapters, inputs, threads):
         """DiTTransformer2DModel with diffusers' model-level LoRA API (as tests/reference/make_lora_fixtures.py)."""
 
     torch.set_num_threads(threads)
+    diffusers.utils.logging.set_verbosity_error()  # loading B lists A's lora_B keys as "missing" (they are loaded)
+    for expected in ("Already found a `peft_config`", "Adapter A-load was active"):  # two adapters; load()
+        warnings.filterwarnings("ignore", message=expected)
     model = DiTWithLora.from_pretrained(folder).eval()
     for name, path in adapters.items():
         model.load_lora_adapter(str(path), adapter_name=name, use_safetensors=True)

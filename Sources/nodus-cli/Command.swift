@@ -1,8 +1,10 @@
 /// One `nodus` subcommand: a name, a one-line summary, its arguments, and `run`.
 /// Each command lives in its own file; `main.swift` lists them.
 protocol Command {
-    /// The word after `nodus` (`"info"`, `"sample"`, ...).
+    /// The word after `nodus` (`"info"`, `"sample"`, ...), or after its parent command.
     var name: String { get }
+    /// The words after `nodus` in the usage line (`"lora inspect"`); `name` by default.
+    var usageName: String { get }
     /// One line for `nodus --help`.
     var summary: String { get }
     /// Positional arguments after the options, as shown in the usage line (`"MODEL"`).
@@ -12,15 +14,19 @@ protocol Command {
     var options: [OptionSpec] { get }
     /// Runs the command. Throws `CLIError` (or a library error) on failure.
     func run(_ arguments: ParsedArguments) throws
+    /// Handles the command line after the command's name: by default parses
+    /// `options` and calls `run` (a command with subcommands dispatches instead).
+    func main(_ arguments: [String]) throws
 }
 
 extension Command {
+    var usageName: String { name }
     var positionalUsage: String { "" }
     var details: String { "" }
 
     /// The text of `nodus NAME --help`.
     var help: String {
-        var text = "usage: nodus \(name)"
+        var text = "usage: nodus \(usageName)"
         if !options.isEmpty { text += " [options]" }
         if !positionalUsage.isEmpty { text += " \(positionalUsage)" }
         text += "\n\n\(summary)\n"

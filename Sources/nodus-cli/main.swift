@@ -10,6 +10,7 @@ let commands: [any Command] = [
     SampleCommand(),
     RandnCommand(),
     VersionCommand(),
+    LoRACommand(),
 ]
 
 func topLevelHelp() -> String {

@@ -90,3 +90,158 @@ def test_bad_input_fails_with_a_message(tmp_path, arguments, fragment):
     result = run(*arguments)
     assert result.returncode != 0
     assert fragment in result.stderr, result.stderr
+
+
+# -- nodus lora ---------------------------------------------------------------
+
+LORA_A = os.path.join(FIXTURES, "dit-tiny-lora-A.safetensors")
+LORA_A_KOHYA = os.path.join(FIXTURES, "dit-tiny-lora-A-kohya.safetensors")
+LORA_B = os.path.join(FIXTURES, "dit-tiny-lora-B")
+
+
+def lora_json(*arguments):
+    result = run("lora", *arguments, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def dense_updates(weights_path, prefix, config):
+    """dW = scale * B @ A per module (float64), the module named from the tensor keys; the
+    scale is lora_alpha / r of the PEFT LoraConfig, rank_pattern and alpha_pattern applied."""
+    tensors = load_file(weights_path)
+
+    def pattern(patterns, module, default):
+        return next((v for k, v in patterns.items() if module == k or module.endswith("." + k)), default)
+
+    updates = {}
+    for key in tensors:
+        if key.endswith(".lora_A.weight"):
+            module = key[len(prefix):-len(".lora_A.weight")]
+            down = tensors[key].astype(np.float64)
+            up = tensors[key.replace(".lora_A.", ".lora_B.")].astype(np.float64)
+            rank = pattern(config["rank_pattern"], module, config["r"])
+            alpha = pattern(config["alpha_pattern"], module, config["lora_alpha"])
+            assert down.shape[0] == rank, f"{key}: rank {down.shape[0]}, config says {rank}"
+            updates[module] = alpha / rank * up @ down
+    return updates
+
+
+def updates_of_a():
+    from safetensors import safe_open
+    with safe_open(LORA_A, "np") as file:
+        metadata = json.loads(file.metadata()["lora_adapter_metadata"])
+    config = {k[len("transformer."):]: v for k, v in metadata.items() if k.startswith("transformer.")}
+    return dense_updates(LORA_A, "transformer.", config)
+
+
+def updates_of_b():
+    with open(os.path.join(LORA_B, "adapter_config.json")) as file:
+        config = json.load(file)
+    return dense_updates(os.path.join(LORA_B, "adapter_model.safetensors"), "base_model.model.", config)
+
+
+def assert_relative(ours, expected, what, bound=1e-6):
+    assert abs(ours - expected) <= bound * max(abs(expected), 1e-12), f"{what}: {ours} vs numpy {expected} (bound {bound} relative)"
+
+
+def test_lora_subcommands_have_help():
+    listing = run("lora", "--help")
+    assert listing.returncode == 0, listing.stderr
+    assert all(name in listing.stdout for name in ["inspect", "compare", "merge"]), listing.stdout
+    for name in ["inspect", "compare", "merge"]:
+        result = run("lora", name, "--help")
+        assert result.returncode == 0, result.stderr
+        assert f"usage: nodus lora {name} " in result.stdout, result.stdout
+
+
+def test_lora_inspect_diffusers_file():
+    report = lora_json("inspect", LORA_A)
+    assert report["format"] == "peft" and report["layers"] == 8, report
+    assert report["ranks"] == [4] and report["alphas"] == [8] and report["scales"] == [2], report
+    assert report["targets"] == {"to_q": 2, "to_k": 2, "to_v": 2, "to_out.0": 2}, report["targets"]
+    assert report["parameters"] == 8 * (4 * 32 + 32 * 4) and report["bytes"] == 4 * report["parameters"], report
+    norms = {name: np.linalg.norm(update) for name, update in updates_of_a().items()}
+    for layer in report["modules"]:
+        assert_relative(layer["norm"], norms[layer["module"]], f"norm of {layer['module']}")
+    assert_relative(report["norm"]["median"], float(np.median(list(norms.values()))), "median norm")
+    text = run("lora", "inspect", LORA_A, "--verbose")
+    assert text.returncode == 0 and "to_out.0 (2)" in text.stdout and "transformer_blocks.1.attn1.to_v" in text.stdout
+
+
+def test_lora_inspect_kohya_file_equals_a():
+    kohya, peft = lora_json("inspect", LORA_A_KOHYA), lora_json("inspect", LORA_A)
+    assert kohya["format"] == "kohya" and kohya["layers"] == 8 and kohya["ranks"] == [4] and kohya["scales"] == [2], kohya
+    assert kohya["targets"] == peft["targets"], kohya["targets"]
+    assert sorted(m["norm"] for m in kohya["modules"]) == pytest.approx(sorted(m["norm"] for m in peft["modules"]), rel=1e-6)
+
+
+def test_lora_inspect_peft_folder():
+    report = lora_json("inspect", LORA_B)
+    assert report["format"] == "peft" and report["layers"] == 8, report
+    assert report["ranks"] == [2, 4] and report["scales"] == [0.75, 1.5, 3], report
+    assert report["targets"] == {"to_q": 2, "to_v": 2, "ff.net.0.proj": 2, "ff.net.2": 2}, report["targets"]
+    norms = {name: np.linalg.norm(update) for name, update in updates_of_b().items()}
+    for layer in report["modules"]:
+        assert_relative(layer["norm"], norms[layer["module"]], f"norm of {layer['module']}")
+
+
+def test_lora_compare_matches_numpy():
+    rows = lora_json("compare", LORA_A, LORA_B, "--model", os.path.join(FIXTURES, "dit-tiny"))
+    a, b = updates_of_a(), updates_of_b()
+    assert {row["module"] for row in rows} == set(a) | set(b), [row["module"] for row in rows]
+    for row in rows:
+        module = row["module"]
+        shape = (a.get(module) if module in a else b[module]).shape
+        da, db = a.get(module, np.zeros(shape)), b.get(module, np.zeros(shape))
+        norm_a, norm_b = np.linalg.norm(da), np.linalg.norm(db)
+        cosine = float(np.sum(da * db) / (norm_a * norm_b)) if norm_a > 0 and norm_b > 0 else 0.0
+        assert_relative(row["interference"], np.linalg.norm(da @ db.T), f"interference of {module}")
+        assert_relative(row["cosine"], cosine, f"cosine of {module}")
+        assert_relative(row["norm_a"], norm_a, f"norm A of {module}")
+        assert_relative(row["norm_b"], norm_b, f"norm B of {module}")
+    table = run("lora", "compare", LORA_A, LORA_B, "--model", os.path.join(FIXTURES, "dit-tiny"))
+    assert table.returncode == 0, table.stderr
+    worst = max(rows, key=lambda row: row["interference"])["module"]
+    assert f"largest interference: {worst}" in table.stdout and "4 by both" in table.stdout, table.stdout
+
+
+def test_lora_merge_equals_unfused_a_at_half(tmp_path):
+    import nodus
+
+    output = tmp_path / "merged"
+    result = run("lora", "merge", os.path.join(FIXTURES, "dit-tiny"), "--lora", f"{LORA_A}:0.5", "--output", output)
+    assert result.returncode == 0, result.stderr
+    assert "lora0" in result.stdout and "8 matched, 0 unmatched" in result.stdout, result.stdout
+    reference = load_file(os.path.join(FIXTURES, "dit-tiny-lora-forward.safetensors"))
+    inputs = {name: reference[name] for name in ["sample", "timestep", "class_labels"]}
+    with nodus.load(str(output)) as merged:
+        ours = merged.forward(**inputs)
+    with nodus.load(os.path.join(FIXTURES, "dit-tiny")) as model:
+        model.load_lora_weights(LORA_A, "A")
+        model.set_adapters(["A"], [0.5])
+        unfused = model.forward(**inputs)
+    assert not np.allclose(ours, reference["base"], atol=1e-4), "the merged model equals the base model"
+    error = relative_error(ours, unfused)
+    assert error < 1e-5, f"merged vs unfused A at 0.5: relative error {error} (bound 1e-5)"
+
+
+@pytest.mark.parametrize("arguments, fragment", [
+    (["lora", "inspect", "/nonexistent/lora.safetensors"], "/nonexistent/lora.safetensors"),
+    (["lora", "inspect", "MODEL/diffusion_pytorch_model.safetensors"], "not a LoRA"),
+    (["lora", "compare", "A", "/nonexistent/b.safetensors", "--model", "MODEL"], "/nonexistent/b.safetensors"),
+    (["lora", "merge", "MODEL", "--lora", "BAD", "--output", "OUT"], "transformer_blocks.0.attn1"),
+    (["lora", "merge", "MODEL", "--lora", "A", "--output", "MODEL"], "own folder"),
+    (["lora", "frobnicate"], "frobnicate"),
+])
+def test_lora_bad_input_fails_with_a_message(tmp_path, arguments, fragment):
+    misfit = {key: (np.full((4, 48), 0.01, np.float32) if ".lora_A." in key else value)
+              for key, value in load_file(LORA_A).items()}
+    save_file(misfit, str(tmp_path / "misfit.safetensors"))
+    places = {"MODEL": os.path.join(FIXTURES, "dit-tiny"), "A": LORA_A, "BAD": str(tmp_path / "misfit.safetensors"),
+              "OUT": str(tmp_path / "out")}
+    arguments = [places.get(a, a.replace("MODEL", places["MODEL"])) for a in arguments]
+    result = run(*arguments)
+    assert result.returncode != 0
+    assert fragment in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and "Fatal error" not in result.stderr
+    assert not os.path.exists(tmp_path / "out"), "a failed merge wrote its output"
