@@ -321,6 +321,10 @@ typedef struct nodus_sample_params {
      * model keeps the last set after sampling. */
     const struct nodus_adapter_schedule_entry *adapter_schedule;
     size_t adapter_schedule_count;
+    /* Channels concatenated after the noisy latent at every step, [B, C', H, W]
+     * float32 (the mask and masked-image latent of an inpainting-style model;
+     * the model's in_channels must be C + C'), or NULL. */
+    const nodus_tensor *conditioning;
 } nodus_sample_params;
 
 NODUS_API void nodus_sample_params_init(nodus_sample_params *params);

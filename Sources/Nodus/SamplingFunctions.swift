@@ -57,6 +57,10 @@ public func nodusSample(_ model: OpaquePointer?, _ scheduler: OpaquePointer?,
                                                        copy: true)
         }
         request.adapterSchedule = try adapterSchedule(settings, in: function)
+        if let conditioning = settings.conditioning {
+            request.conditioning = try TensorBridge.input(conditioning.pointee, label: "\(function): params.conditioning",
+                                                          copy: true)
+        }
         let shape = initNoise.shape
         // The trajectory has one latent per timestep: learn their number from a copy.
         var probe = schedulerHandle.scheduler

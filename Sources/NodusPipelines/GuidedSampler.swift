@@ -17,6 +17,9 @@ public struct SamplingRequest {
     public var progress: ((Int, Int) -> Bool)?
     /// LoRA per step: before step `step` runs, `adapters` become the active set.
     public var adapterSchedule: [AdapterChange] = []
+    /// Channels concatenated after the noisy latent at every step, [B, C', H, W]
+    /// (a mask and a masked-image latent for inpainting-style models).
+    public var conditioning: Tensor?
 
     public init(initNoise: Tensor) { self.initNoise = initNoise }
 }
@@ -55,6 +58,10 @@ public struct SamplingResult {
 /// split does. Steps run on the B conditional latents only: the pipeline's
 /// null half follows the same arithmetic and is thrown away at the end.
 ///
+/// Conditioning channels (mask, masked-image latent, baseline latent) are
+/// concatenated after the scaled noisy latent at every step, the same for both
+/// guidance halves, as diffusers' inpainting pipelines do.
+///
 /// An adapter schedule sets the model's active adapters before chosen steps
 /// (as a diffusers callback calling `set_adapters` would); the model keeps the
 /// last set afterwards.
@@ -86,13 +93,16 @@ public enum GuidedSampler {
         }
         let stepNoise = try request.stepNoise?.asFloat32()
         let changes = try adapterChanges(request.adapterSchedule, model: model, steps: timesteps.count)
+        let conditioning = try request.conditioning.map { try checkedConditioning($0, latentShape: shape) }
         let trajectory = request.recordTrajectory ? try Tensor(zeros: [timesteps.count] + shape) : nil
         let modelBatch = guided ? 2 * batch : batch
         let labelTensor = try Tensor(shape: [modelBatch], int64s: labels)
         var current = latent
         for (index, timestep) in timesteps.enumerated() {
             if let change = changes[index] { try change() }
-            let input = try scheduler.scaleModelInput(guided ? try repeatBatch(current) : current, timestep: timestep)
+            var input = try scheduler.scaleModelInput(current, timestep: timestep)
+            if let conditioning { input = try concatChannels(input, conditioning) }
+            if guided { input = try repeatBatch(input) }
             let timestepTensor = scheduler.timestepsAreIntegers
                 ? try Tensor(shape: [modelBatch], int64s: Array(repeating: Int64(timestep), count: modelBatch))
                 : try Tensor(shape: [modelBatch], floats: Array(repeating: Float(timestep), count: modelBatch))
@@ -147,6 +157,32 @@ public enum GuidedSampler {
             let expected = guided ? "\(batch) or \(2 * batch)" : "\(batch)"
             throw NodusError.invalidArgument("class_labels has \(labels.count) labels; expected \(expected) for a batch of \(batch)\(guided ? " with guidance" : "")")
         }
+    }
+
+    /// The conditioning as float32, checked against the latent's batch and size.
+    static func checkedConditioning(_ tensor: Tensor, latentShape: [Int]) throws -> Tensor {
+        guard tensor.rank == 4, tensor.shape[0] == latentShape[0], tensor.shape[1] > 0,
+              Array(tensor.shape[2...]) == Array(latentShape[2...]) else {
+            throw NodusError.shape("conditioning must be [\(latentShape[0]), channels, \(latentShape[2]), \(latentShape[3])] like init_noise, got \(tensor.shape)")
+        }
+        let converted = try tensor.asFloat32()
+        if let index = (0..<converted.elementCount).first(where: { !converted.floats[$0].isFinite }) {
+            throw NodusError.invalidArgument("conditioning holds a NaN or infinity at element \(index)")
+        }
+        return converted
+    }
+
+    /// [a, b] along the channels of two NCHW tensors with one batch and size.
+    static func concatChannels(_ a: Tensor, _ b: Tensor) throws -> Tensor {
+        let (batch, plane) = (a.shape[0], a.shape[2] * a.shape[3])
+        let result = try Tensor(zeros: [batch, a.shape[1] + b.shape[1], a.shape[2], a.shape[3]])
+        let (aCount, bCount) = (a.shape[1] * plane, b.shape[1] * plane)
+        for item in 0..<batch {
+            let target = result.floats + item * (aCount + bCount)
+            target.update(from: a.floats + item * aCount, count: aCount)
+            (target + aCount).update(from: b.floats + item * bCount, count: bCount)
+        }
+        return result
     }
 
     /// [x, x] along the batch.

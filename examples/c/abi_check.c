@@ -62,6 +62,7 @@ static void print_layout(void) {
     LAYOUT(nodus_sample_params, progress_user_data);
     LAYOUT(nodus_sample_params, adapter_schedule);
     LAYOUT(nodus_sample_params, adapter_schedule_count);
+    LAYOUT(nodus_sample_params, conditioning);
     printf("sizeof nodus_adapter_schedule_entry %zu\n", sizeof(nodus_adapter_schedule_entry));
     LAYOUT(nodus_adapter_schedule_entry, step);
     LAYOUT(nodus_adapter_schedule_entry, count);

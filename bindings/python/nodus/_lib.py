@@ -74,6 +74,7 @@ class SampleParams(ctypes.Structure):
         ("progress_user_data", ctypes.c_void_p),
         ("adapter_schedule", ctypes.POINTER(AdapterScheduleEntry)),
         ("adapter_schedule_count", ctypes.c_size_t),
+        ("conditioning", ctypes.POINTER(Tensor)),
     ]
 
 

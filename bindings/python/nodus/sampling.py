@@ -20,6 +20,7 @@ def sample(
     return_trajectory=False,
     callback=None,
     adapter_schedule=None,
+    conditioning=None,
 ):
     """Runs a diffusers pipeline's denoising loop with classifier-free guidance.
 
@@ -42,6 +43,8 @@ def sample(
             step ``step`` (0-based) runs, exactly these adapters become active
             with these weights (a slider, or switching adapters). The model
             keeps the last set afterwards.
+        conditioning: [B, C', H, W] channels concatenated after the noisy latent at
+            every step (mask and masked-image latent of an inpainting-style model).
     Returns:
         ``final`` or ``(final, trajectory)`` when ``return_trajectory``.
     """
@@ -88,6 +91,13 @@ def sample(
     if return_trajectory:
         trajectory = _tensor.Output((timestep_count,) + noise.array.shape)
         params.trajectory = trajectory.pointer
+
+    condition = None
+    if conditioning is not None:
+        condition = _tensor.Input(_tensor.float32_array(conditioning, "conditioning"), "conditioning")
+        if condition.array.ndim != 4:
+            raise ValueError(f"nodus: conditioning must be [B, C, H, W], got shape {condition.array.shape}")
+        params.conditioning = condition.pointer
 
     schedule = _adapter_schedule(adapter_schedule)
     if schedule is not None:
