@@ -15,6 +15,7 @@ import argparse
 import datetime
 import json
 import os
+import resource
 import shlex
 import statistics
 import sys
@@ -54,6 +55,13 @@ def make_adapter(path, seed):
     return path
 
 
+def measured(function):
+    """(wall seconds, minor page faults of the whole process) of function()."""
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    seconds = timed(function)[1]
+    return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+
+
 def nodus_side(folder, adapters, inputs, threads):
     """The Nodus model with A and B loaded, and its measurements (each returns {label: seconds})."""
     import nodus
@@ -66,32 +74,31 @@ def nodus_side(folder, adapters, inputs, threads):
         return model.forward(**inputs)
 
     def load():
-        _, seconds = timed(lambda: model.load_lora_weights(adapters["A"], "A-load"))
+        result = measured(lambda: model.load_lora_weights(adapters["A"], "A-load"))
         model.delete_adapters(["A-load"])
-        return {"Nodus load": seconds}
+        return {"Nodus load": result}
 
     def fuse_unfuse():
         model.set_adapters(["A"], [1.0])
-        _, fuse = timed(lambda: model.fuse_lora(["A"]))
-        _, unfuse = timed(model.unfuse_lora)
-        return {"Nodus fuse_lora": fuse, "Nodus unfuse_lora": unfuse}
+        return {"Nodus fuse_lora": measured(lambda: model.fuse_lora(["A"])),
+                "Nodus unfuse_lora": measured(model.unfuse_lora)}
 
     def forward_base():
         model.disable_lora()
-        _, seconds = timed(forward)
+        result = measured(forward)
         model.enable_lora()
-        return {"Nodus forward base": seconds}
+        return {"Nodus forward base": result}
 
     def forward_fused():
         model.set_adapters(["A"], [1.0])
         model.fuse_lora(["A"])
-        _, seconds = timed(forward)
+        result = measured(forward)
         model.unfuse_lora()
-        return {"Nodus forward fused A": seconds}
+        return {"Nodus forward fused A": result}
 
     def forward_unfused():
         model.set_adapters(["A", "B"], AB_WEIGHTS)
-        return {"Nodus forward unfused A+B": timed(forward)[1]}
+        return {"Nodus forward unfused A+B": measured(forward)}
 
     model.disable_lora()
     outputs = {"base": forward()}
@@ -125,36 +132,35 @@ def diffusers_side(folder, adapters, inputs, threads):
             return model(sample, timestep=timestep, class_labels=labels, return_dict=False)[0].numpy()
 
     def load():
-        _, seconds = timed(lambda: model.load_lora_adapter(str(adapters["A"]), adapter_name="A-load",
-                                                           use_safetensors=True))
+        result = measured(lambda: model.load_lora_adapter(str(adapters["A"]), adapter_name="A-load",
+                                                          use_safetensors=True))
         model.delete_adapters(["A-load"])
-        return {"diffusers load": seconds}
+        return {"diffusers load": result}
 
     def fuse_unfuse():
         model.set_adapters(["A"], [1.0])
-        _, fuse = timed(lambda: model.fuse_lora(lora_scale=1.0, adapter_names=["A"]))
-        _, unfuse = timed(model.unfuse_lora)
-        return {"diffusers fuse_lora": fuse, "diffusers unfuse_lora": unfuse}
+        return {"diffusers fuse_lora": measured(lambda: model.fuse_lora(lora_scale=1.0, adapter_names=["A"])),
+                "diffusers unfuse_lora": measured(model.unfuse_lora)}
 
     def forward_unfused():
         model.set_adapters(["A", "B"], AB_WEIGHTS)
-        return {"diffusers forward unfused A+B": timed(forward)[1]}
+        return {"diffusers forward unfused A+B": measured(forward)}
 
     model.set_adapters(["A", "B"], AB_WEIGHTS)
     return {"A+B": forward()}, [load, fuse_unfuse, forward_unfused]
 
 
 def rounds(measurements, runs):
-    """Seconds per label over `runs` rounds; each round runs every measurement once, order rotating."""
-    times = {}
+    """(seconds, page faults) per label and round; each round runs every measurement once, order rotating."""
+    results = {}
     for round_index in range(runs):
         shift = round_index % len(measurements)
         for measure in measurements[shift:] + measurements[:shift]:
-            for label, seconds in measure().items():
-                times.setdefault(label, []).append(seconds)
-        print(f"  round {round_index + 1}/{runs}: " + ", ".join(f"{label} {seconds[-1] * 1e3:.0f}ms"
-                                                                 for label, seconds in times.items()))
-    return times
+            for label, result in measure().items():
+                results.setdefault(label, []).append(result)
+        print(f"  round {round_index + 1}/{runs}: " + ", ".join(f"{label} {values[-1][0] * 1e3:.0f}ms"
+                                                                 for label, values in results.items()))
+    return results
 
 
 def benchmark(args):
@@ -184,12 +190,15 @@ def report(args, r):
 
     import nodus
 
-    med = {label: statistics.median(seconds) for label, seconds in r["times"].items()}
+    times = {label: [seconds for seconds, _ in values] for label, values in r["times"].items()}
+    faults = {label: statistics.median(count for _, count in values) for label, values in r["times"].items()}
+    med = {label: statistics.median(seconds) for label, seconds in times.items()}
     ms = {label: seconds * 1e3 for label, seconds in med.items()}
     fuse_ratio = med["Nodus fuse_lora"] / med["diffusers fuse_lora"]
     forward_ratio = med["Nodus forward unfused A+B"] / med["Nodus forward fused A"]
     verdict = lambda ok: "met" if ok else "**missed**"  # noqa: E731
-    rows = [f"| {label} | {ms[label]:.1f} | {min(r['times'][label]) * 1e3:.1f} |" for label in r["times"]]
+    rows = [f"| {label} | {ms[label]:.1f} | {min(times[label]) * 1e3:.1f} | {max(times[label]) * 1e3:.1f} "
+            f"| {faults[label]:.0f} |" for label in times]
     peaks = ", ".join(f"{name} {r['peaks_before'][name]:.0f} / {r['peaks_after'][name]:.0f}"
                       for name in r["peaks_before"])
     return "\n".join([
@@ -211,8 +220,8 @@ def report(args, r):
         "in rotating order). Load: `load_lora_weights` / `load_lora_adapter` of A's file under a new name, "
         "deleted after. fuse: A at 1.0, then unfuse. Forward: batch 2 (4x32x32), A+B at (0.7, 0.5).",
         "",
-        "| measurement | median ms | min ms |",
-        "|---|---:|---:|",
+        "| measurement | median ms | min ms | max ms | minor page faults (median, 4 KiB pages) |",
+        "|---|---:|---:|---:|---:|",
         *rows,
         "",
         "| issue 4 target | measured | |",

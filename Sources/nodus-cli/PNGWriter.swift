@@ -25,6 +25,11 @@ enum PNGWriter {
                 }
             }
         }
+        try writePixels(pixels, width: width, height: height, channels: channels, to: path)
+    }
+
+    /// Writes 8-bit pixels, row-major and interleaved (`channels` 1 = gray, 3 = RGB).
+    static func writePixels(_ pixels: [UInt8], width: Int, height: Int, channels: Int, to path: String) throws {
         var image = png_image()
         image.version = png_uint_32(PNG_IMAGE_VERSION)
         image.width = png_uint_32(width)

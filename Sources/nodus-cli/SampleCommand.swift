@@ -78,41 +78,15 @@ struct SampleCommand: Command {
         let stepNoise = scheduler.kind == nodus_scheduler_kind(NODUS_SCHEDULER_DDPM)
             ? try RandnCommand.randn(shape: [steps] + shape, seed: seed &+ 1) : nil
 
-        let progress = ProgressBar(label: "sampling")
-        let latent = try Tensor(zeros: shape)
-        var initDescription = try TensorArgument.make(initNoise)
-        var stepNoiseDescription = try stepNoise.map { try TensorArgument.make($0) }
-        var output = try TensorArgument.make(latent)
-        try labels.withUnsafeBufferPointer { labelBuffer in
-            try withUnsafeMutablePointer(to: &initDescription) { initPointer in
-                try withOptionalPointer(to: &stepNoiseDescription) { stepNoisePointer in
-                    var params = nodus_sample_params()
-                    nodus_sample_params_init(&params)
-                    params.steps = Int32(steps)
-                    params.guidance_scale = Float(guidance)
-                    params.init_noise = UnsafePointer(initPointer)
-                    params.class_labels = labelBuffer.baseAddress
-                    params.class_label_count = labelBuffer.count
-                    params.step_noise = stepNoisePointer.map { UnsafePointer($0) }
-                    params.progress = { done, total, userData in
-                        guard let userData else { return 0 }
-                        Unmanaged<ProgressBar>.fromOpaque(userData).takeUnretainedValue()
-                            .update(done: Int(done), total: Int(total))
-                        return 0
-                    }
-                    params.progress_user_data = Unmanaged.passUnretained(progress).toOpaque()
-                    try check(nodus_sample(model.pointer, scheduler.pointer, &params, &output), "sampling")
-                }
-            }
-        }
-        withExtendedLifetime((initNoise, stepNoise, progress)) {}
+        let latent = try SamplingJob(model: model, scheduler: scheduler, steps: steps, guidance: Float(guidance),
+                                     labels: labels, initNoise: initNoise, stepNoise: stepNoise).run()
 
         if let latentPath {
             try TensorFiles.write(latent, name: "latent", to: latentPath, option: "npy")
             StandardStream.output("latent \(shape) -> \(latentPath)\n")
         }
         if let vae, let imagePath {
-            let images = try decode(latent, with: vae)
+            let images = try SamplingJob.decode(latent, with: vae)
             for index in 0..<shape[0] {
                 let target = shape[0] == 1 ? imagePath : SampleCommand.indexed(imagePath, index)
                 try PNGWriter.write(images, index: index, to: target)
@@ -121,28 +95,8 @@ struct SampleCommand: Command {
         }
     }
 
-    /// `vae.decode(latent / scaling_factor).sample`.
-    private func decode(_ latent: Tensor, with vae: ModelHandle) throws -> Tensor {
-        let scaling = try vae.config()["scaling_factor"]?.doubleValue ?? 0.18215
-        let scaled = try Tensor(zeros: latent.shape)
-        for index in 0..<latent.elementCount { scaled.floats[index] = latent.floats[index] / Float(scaling) }
-        var description = try TensorArgument.make(scaled)
-        return try TensorArgument.output("VAE decode") { target in
-            nodus_model_decode(vae.pointer, &description, target)
-        }
-    }
-
     /// "out.png" with index 2 -> "out-2.png".
     static func indexed(_ path: String, _ index: Int) -> String {
         String(path.dropLast(4)) + "-\(index)" + String(path.suffix(4))
     }
-}
-
-/// Calls `body` with a pointer to the wrapped value, or nil when there is none.
-func withOptionalPointer<Value, Result>(to value: inout Value?,
-                                        _ body: (UnsafeMutablePointer<Value>?) throws -> Result) rethrows -> Result {
-    guard value != nil else { return try body(nil) }
-    var unwrapped = value.unsafelyUnwrapped
-    defer { value = unwrapped }
-    return try withUnsafeMutablePointer(to: &unwrapped) { try body($0) }
 }

@@ -11,6 +11,7 @@ let commands: [any Command] = [
     RandnCommand(),
     VersionCommand(),
     LoRACommand(),
+    DemoCommand(),
 ]
 
 func topLevelHelp() -> String {

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Opt-in real-size references (weights are never committed).
 
-    /work/refvenv/bin/python tests/reference/make_large_references.py [OUT] [--only dit|vae]
+    /work/refvenv/bin/python tests/reference/make_large_references.py [OUT] [--only dit|lora|vae]
     NODUS_LARGE_REFERENCES=OUT pytest bindings/python/tests/test_large.py
 
 Writes to OUT (default /tmp/nodus-large):
@@ -102,6 +102,47 @@ def make_dit(out: Path, shard: str, t0: float) -> None:
     )
 
 
+def make_dit_lora(out: Path, t0: float) -> None:
+    """A rank-32 LoRA on DiT-XL/2's q/k/v/out (112 Linears), written by diffusers'
+    transformer LoRA writer, and the forward with it at weight 0.7."""
+    import tempfile
+
+    from diffusers import SanaLoraLoaderMixin
+    from diffusers.loaders.peft import PeftAdapterMixin
+    from peft import LoraConfig, get_peft_model_state_dict
+    from safetensors.numpy import load_file as load_numpy
+
+    class DiTWithLora(DiTTransformer2DModel, PeftAdapterMixin):
+        pass
+
+    model = DiTWithLora.from_pretrained(str(out / "dit-xl-2"), torch_dtype=torch.float32).eval()
+    torch.manual_seed(5200)
+    model.add_adapter(LoraConfig(r=32, lora_alpha=32, target_modules=["to_q", "to_k", "to_v", "to_out.0"]),
+                      adapter_name="A")
+    g = torch.Generator().manual_seed(5201)
+    with torch.no_grad():
+        for name, parameter in sorted(model.named_parameters()):
+            if "lora_B" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=g) * 0.01)
+    with tempfile.TemporaryDirectory() as tmp:
+        SanaLoraLoaderMixin.save_lora_weights(
+            tmp, transformer_lora_layers=get_peft_model_state_dict(model, adapter_name="A"),
+            transformer_lora_adapter_metadata=model.peft_config["A"].to_dict())
+        shutil.copy(Path(tmp) / "pytorch_lora_weights.safetensors", out / "dit-xl-2-lora-A.safetensors")
+    reference = load_numpy(str(out / "dit-xl-2-forward.safetensors"))
+    model.set_adapters(["A"], weights=[0.7])
+    with torch.no_grad():
+        output = model(torch.from_numpy(reference["sample"]), timestep=torch.from_numpy(reference["timestep"]),
+                       class_labels=torch.from_numpy(reference["class_labels"])).sample.float()
+    log(f"DiT-XL/2 LoRA forward done, max|out| {output.abs().max():.3f}", t0)
+    save_tensors(
+        out / "dit-xl-2-lora-forward.safetensors", dict(output=output),
+        metadata("DiT-XL/2 forward (inputs of dit-xl-2-forward.safetensors) with dit-xl-2-lora-A.safetensors "
+                 "(r=32, alpha=32, to_q/to_k/to_v/to_out.0) at weight 0.7, diffusers + PEFT",
+                 generator="tests/reference/make_large_references.py", command=COMMAND),
+    )
+
+
 def make_vae(out: Path, shard: str, t0: float) -> None:
     torch.manual_seed(6000)
     vae = AutoencoderKL(**SD_VAE)
@@ -129,7 +170,8 @@ def make_vae(out: Path, shard: str, t0: float) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", nargs="?", type=Path, default=Path("/tmp/nodus-large"))
-    ap.add_argument("--only", choices=["dit", "vae"], help="generate only one of the two references")
+    ap.add_argument("--only", choices=["dit", "lora", "vae"],
+                    help="generate only one reference (lora needs dit-xl-2/ from a previous run)")
     ap.add_argument(
         "--max-shard-size",
         default="10GB",
@@ -142,6 +184,8 @@ def main() -> None:
     log(f"writing to {args.out} with {torch.get_num_threads()} threads", t0)
     if args.only in (None, "dit"):
         make_dit(args.out, args.max_shard_size, t0)
+    if args.only in (None, "lora"):
+        make_dit_lora(args.out, t0)
     if args.only in (None, "vae"):
         make_vae(args.out, args.max_shard_size, t0)
     (args.out / "README.json").write_text(

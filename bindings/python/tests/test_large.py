@@ -56,6 +56,27 @@ def test_dit_xl2_forward():
     )
 
 
+def test_dit_xl2_lora_forward():
+    """DiT-XL/2 with a rank-32 LoRA on q/k/v/out at weight 0.7, against diffusers + PEFT."""
+    import nodus
+    from safetensors.numpy import load_file
+
+    ref = load_file(str(reference("dit-xl-2-forward.safetensors")))
+    expected = load_file(str(reference("dit-xl-2-lora-forward.safetensors")))["output"]
+    m = nodus.load(str(reference("dit-xl-2")))
+    report = m.load_lora_weights(str(reference("dit-xl-2-lora-A.safetensors")), adapter_name="A")
+    assert len(report["matched"]) == 112 and not report["unmatched"], report
+    m.set_adapters(["A"], [0.7])
+    y = m.forward(sample=ref["sample"], timestep=ref["timestep"], class_labels=ref["class_labels"])
+    err = rel_err(y, expected)
+    assert np.isfinite(err) and err < FORWARD_BOUND, (
+        f"DiT-XL/2 + rank-32 LoRA at 0.7: relative max error {err:.3e}, bound {FORWARD_BOUND:.0e}"
+    )
+    m.fuse_lora()
+    fused = m.forward(sample=ref["sample"], timestep=ref["timestep"], class_labels=ref["class_labels"])
+    assert rel_err(fused, y) < 1e-5, f"fused vs unfused: {rel_err(fused, y):.3e}"
+
+
 def test_sd_vae_decode():
     import nodus
     from safetensors.numpy import load_file
