@@ -26,6 +26,19 @@ public final class Storage: @unchecked Sendable {
         self.ownsBytes = true
     }
 
+    /// Allocates `byteCount` bytes, 64-byte aligned, without clearing them (for
+    /// buffers the caller overwrites completely, such as fused weights).
+    public init(uninitializedByteCount byteCount: Int) throws {
+        var pointer: UnsafeMutableRawPointer?
+        guard posix_memalign(&pointer, 64, max(byteCount, 1)) == 0, let pointer else {
+            throw NodusError(.outOfMemory, "cannot allocate \(byteCount) bytes")
+        }
+        self.bytes = pointer
+        self.byteCount = byteCount
+        self.owner = nil
+        self.ownsBytes = true
+    }
+
     /// A view of memory owned by `owner`; the storage keeps `owner` alive.
     public init(viewing bytes: UnsafeMutableRawPointer, byteCount: Int, owner: AnyObject?) {
         self.bytes = bytes

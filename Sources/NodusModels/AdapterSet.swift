@@ -124,21 +124,19 @@ final class AdapterSet {
         for adapter in adapters where chosen.contains(adapter.name) {
             let factor = loraScale * (weights[adapter.name] ?? 1)
             for (weightName, paths) in adapter.paths {
-                let target: Tensor
+                let terms = paths.filter { factor * $0.scale != 0 }.map {
+                    (down: UnsafePointer($0.down.floats), up: UnsafePointer($0.up.floats), rank: $0.down.shape[0],
+                     factor: factor * $0.scale)
+                }
                 if let existing = merged[weightName] {
-                    target = existing
+                    LowRankMerge.add(terms, into: existing.floats, rows: existing.shape[0], columns: existing.shape[1])
                 } else {
                     let original = try base(weightName)
-                    target = try Tensor(zeros: original.shape)
-                    target.bytes.copyMemory(from: original.bytes, byteCount: original.byteCount)
+                    let target = Tensor(storage: try Storage(uninitializedByteCount: original.byteCount),
+                                        shape: original.shape, dtype: .float32)
+                    LowRankMerge.merge(original.floats, terms, into: target.floats, rows: original.shape[0],
+                                       columns: original.shape[1])
                     merged[weightName] = target
-                }
-                let (rows, columns) = (target.shape[0], target.shape[1])
-                for path in paths where factor * path.scale != 0 {
-                    let rank = path.down.shape[0]
-                    Gemm.multiply(transposeA: false, transposeB: false, m: rows, n: columns, k: rank,
-                                  alpha: factor * path.scale, a: path.up.floats, lda: rank, b: path.down.floats,
-                                  ldb: columns, beta: 1, c: target.floats, ldc: columns)
                 }
             }
         }

@@ -1,3 +1,4 @@
+import Dispatch
 import NodusCore
 import NodusFormats
 
@@ -42,7 +43,11 @@ final class Weights {
         self.replacements.merge(replacements) { _, new in new }
     }
 
+    /// Drops the replacements. Their memory (hundreds of MB for a fused LoRA)
+    /// is returned to the system on a background queue, so this returns at once.
     func removeReplacements() {
+        let released = replacements
         replacements = [:]
+        DispatchQueue.global(qos: .utility).async { withExtendedLifetime(released) {} }
     }
 }
