@@ -99,6 +99,31 @@ final class KernelTests: XCTestCase {
         assertClose(output, expected, "group norm + SiLU")
     }
 
+    func testLowRankMergeAcrossRowBlocks() {
+        // 70,000 columns make each row its own ~256 KB block: every block boundary is crossed.
+        let (rows, columns) = (5, 70_000)
+        let weight = random(rows * columns, seed: 10)
+        let (downA, upA) = (random(3 * columns, seed: 11), random(rows * 3, seed: 12))
+        let (downB, upB) = (random(2 * columns, seed: 13), random(rows * 2, seed: 14))
+        var target = [Float](repeating: .nan, count: rows * columns)
+        downA.withUnsafeBufferPointer { da in upA.withUnsafeBufferPointer { ua in
+            downB.withUnsafeBufferPointer { db in upB.withUnsafeBufferPointer { ub in
+                let terms: [LowRankMerge.Term] = [(da.baseAddress!, ua.baseAddress!, 3, 0.5), (db.baseAddress!, ub.baseAddress!, 2, -2)]
+                LowRankMerge.merge(weight, terms, into: &target, rows: rows, columns: columns)
+            } }
+        } }
+        var expected = [Float](repeating: 0, count: rows * columns)
+        for row in 0..<rows {
+            for column in 0..<columns {
+                var sum = Double(weight[row * columns + column])
+                for k in 0..<3 { sum += 0.5 * Double(upA[row * 3 + k]) * Double(downA[k * columns + column]) }
+                for k in 0..<2 { sum -= 2 * Double(upB[row * 2 + k]) * Double(downB[k * columns + column]) }
+                expected[row * columns + column] = Float(sum)
+            }
+        }
+        assertClose(target, expected, "W + 0.5 B_a A_a - 2 B_b A_b")
+    }
+
     func testVectorExpAcrossTheRange() {
         var worst: Double = 0
         var x: Float = -87
