@@ -3,7 +3,7 @@
 #
 #   make build   release libnodus.so (Swift runtime linked statically) and the nodus CLI
 #   make test    every suite: Swift unit tests, C examples, Python binding, no-toolchain load
-#   make demo    sample the bundled default model to a PNG
+#   make demo    synthesize nodules with the bundled model and its LoRAs: out/demo.png
 #   make bench   DiT-XL/2 forward beside torch and onnxruntime (installs them in .venv-bench)
 #   make bench-lora  LoRA load / fuse / unfuse / forward on DiT-XL/2 beside diffusers + PEFT
 #   make large-check  real-size parity (DiT-XL/2, SD VAE; generates GBs of weights in /tmp)
@@ -68,11 +68,9 @@ test-no-toolchain: build $(PYTHON)
 		env -i .build/examples/nodus_info Tests/Fixtures/dit-tiny >/dev/null && \
 		env -i PYTHONPATH=bindings/python $(PYTHON) -c 'import nodus; m = nodus.load(\"Tests/Fixtures/dit-tiny\"); print(\"loaded without the toolchain:\", m.kind)'"
 
+# Nodule synthesis on the bundled model (models/nodule-demo, trained by demo/train.py).
 demo: build
-	@mkdir -p $(OUT)
-	$(RELEASE)/nodus sample Tests/Fixtures/dit-tiny --scheduler Tests/Fixtures/scheduler-ddim \
-		--vae Tests/Fixtures/vae-tiny --steps 50 --guidance 4 --class 3 --seed 0 --output $(OUT)/demo.png
-	@echo "wrote $(OUT)/demo.png"
+	$(RELEASE)/nodus demo --model models/nodule-demo --output $(OUT)/demo.png
 
 $(BENCH_VENV)/bin/python:
 	python3 -m venv $(BENCH_VENV)

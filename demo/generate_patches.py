@@ -19,7 +19,7 @@ added on top of it, with
               mask radius 5-8 px;
   * position  the centre lies in [10, 21] in both axes, so the mask stays inside;
   * brightness calcified nodules have a markedly brighter core (+0.5 to +0.7);
-  * border    smooth (a soft-edged disk) or spiculated (5-8 thin radial spikes
+  * border    smooth (a soft-edged disk) or spiculated (4-7 radial spikes
               reaching almost to the mask edge, and a lobulated outline);
   * contrast  a number in [0, 1] (or "subtle" = U(0, 0.3), "obvious" = U(0.7, 1)):
               peak amplitude 0.12 + 0.55 * contrast above the local background.
@@ -160,15 +160,15 @@ def nodule(
         lobes = 1 + 0.12 * np.sin(3 * theta + rng.uniform(0, 2 * np.pi)) + 0.08 * np.sin(5 * theta + rng.uniform(0, 2 * np.pi))
         radius = body * lobes
         shape = 1.0 / (1.0 + np.exp((r - radius) / 0.5))
-        n_spikes = int(rng.integers(5, 9))
+        n_spikes = int(rng.integers(4, 8))
         angles = rng.uniform(0, 2 * np.pi) + np.arange(n_spikes) * 2 * np.pi / n_spikes + rng.normal(0, 0.25, n_spikes)
         spikes = np.zeros_like(r)
         for a in angles:
             reach = float(rng.uniform(mask_radius - 1.5, mask_radius - 0.5))
-            width = float(rng.uniform(0.6, 0.8))  # half-width across the spike, px
+            width = float(rng.uniform(0.85, 1.05))  # gaussian sigma across the spike, px (coarse: survives the 8x8 latent)
             across = np.abs(_angle_diff(theta, a)) * r  # px distance across the spike
             t = np.clip((r - body * 0.6) / max(reach - body * 0.6, 1e-3), 0, None)
-            along = np.clip(1 - 0.6 * t, 0, 1) / (1.0 + np.exp((r - reach) / 0.4))  # dimmer outwards, ends at reach
+            along = np.clip(1 - 0.4 * t, 0, 1) / (1.0 + np.exp((r - reach) / 0.4))  # dimmer outwards, ends at reach
             spikes = np.maximum(spikes, np.exp(-(across**2) / (2 * width**2)) * along)
         shape = np.maximum(shape, 0.95 * spikes)
     else:
