@@ -107,7 +107,7 @@ def make_dit_lora(out: Path, t0: float) -> None:
     transformer LoRA writer, and the forward with it at weight 0.7."""
     import tempfile
 
-    from diffusers import SanaLoraLoaderMixin
+    from diffusers.loaders.lora_pipeline import SanaLoraLoaderMixin
     from diffusers.loaders.peft import PeftAdapterMixin
     from peft import LoraConfig, get_peft_model_state_dict
     from safetensors.numpy import load_file as load_numpy
