@@ -100,8 +100,8 @@ final class KernelTests: XCTestCase {
     }
 
     func testLowRankMergeAcrossRowBlocks() {
-        // 70,000 columns make each row its own ~256 KB block: every block boundary is crossed.
-        let (rows, columns) = (5, 70_000)
+        // Blocks of two rows: every block boundary is crossed, and the last block is short.
+        let (rows, columns) = (5, 700)
         let weight = random(rows * columns, seed: 10)
         let (downA, upA) = (random(3 * columns, seed: 11), random(rows * 3, seed: 12))
         let (downB, upB) = (random(2 * columns, seed: 13), random(rows * 2, seed: 14))
@@ -109,7 +109,7 @@ final class KernelTests: XCTestCase {
         downA.withUnsafeBufferPointer { da in upA.withUnsafeBufferPointer { ua in
             downB.withUnsafeBufferPointer { db in upB.withUnsafeBufferPointer { ub in
                 let terms: [LowRankMerge.Term] = [(da.baseAddress!, ua.baseAddress!, 3, 0.5), (db.baseAddress!, ub.baseAddress!, 2, -2)]
-                LowRankMerge.merge(weight, terms, into: &target, rows: rows, columns: columns)
+                LowRankMerge.merge(weight, terms, into: &target, rows: rows, columns: columns, blockBytes: 2 * columns * 4)
             } }
         } }
         var expected = [Float](repeating: 0, count: rows * columns)
