@@ -101,7 +101,7 @@ public enum GuidedSampler {
         for (index, timestep) in timesteps.enumerated() {
             if let change = changes[index] { try change() }
             var input = try scheduler.scaleModelInput(current, timestep: timestep)
-            if let conditioning { input = try concatChannels(input, conditioning) }
+            if let conditioning { input = try Tensor.concatenatingChannels([input, conditioning]) }
             if guided { input = try repeatBatch(input) }
             let timestepTensor = scheduler.timestepsAreIntegers
                 ? try Tensor(shape: [modelBatch], int64s: Array(repeating: Int64(timestep), count: modelBatch))
@@ -170,19 +170,6 @@ public enum GuidedSampler {
             throw NodusError.invalidArgument("conditioning holds a NaN or infinity at element \(index)")
         }
         return converted
-    }
-
-    /// [a, b] along the channels of two NCHW tensors with one batch and size.
-    static func concatChannels(_ a: Tensor, _ b: Tensor) throws -> Tensor {
-        let (batch, plane) = (a.shape[0], a.shape[2] * a.shape[3])
-        let result = try Tensor(zeros: [batch, a.shape[1] + b.shape[1], a.shape[2], a.shape[3]])
-        let (aCount, bCount) = (a.shape[1] * plane, b.shape[1] * plane)
-        for item in 0..<batch {
-            let target = result.floats + item * (aCount + bCount)
-            target.update(from: a.floats + item * aCount, count: aCount)
-            (target + aCount).update(from: b.floats + item * bCount, count: bCount)
-        }
-        return result
     }
 
     /// [x, x] along the batch.

@@ -58,8 +58,8 @@ struct DemoCommand: Command {
         let inputs = try SafetensorsFile(path: folder + "/inputs.safetensors")
         let background = try inputs.tensor("background").asFloat32()
         let mask = try inputs.tensor("mask").asFloat32()
-        let conditioning = try concatenateChannels(try inputs.tensor("latent_mask").asFloat32(),
-                                                   try inputs.tensor("masked_latent").asFloat32())
+        let conditioning = try Tensor.concatenatingChannels([try inputs.tensor("latent_mask"),
+                                                             try inputs.tensor("masked_latent")])
         let count = background.shape[0]
         let latentShape = [count, 4, conditioning.shape[2], conditioning.shape[3]]
         try check(nodus_scheduler_set_timesteps(scheduler.pointer, Int32(steps)), "set_timesteps")
@@ -102,21 +102,6 @@ struct DemoCommand: Command {
         let image = try Tensor(zeros: mask.shape)
         for index in 0..<mask.elementCount { image.floats[index] = mask.floats[index] * 2 - 1 }
         return image
-    }
-
-    /// [a, b] along the channels of two [B, C, H, W] tensors.
-    private func concatenateChannels(_ a: Tensor, _ b: Tensor) throws -> Tensor {
-        guard a.rank == 4, b.rank == 4, a.shape[0] == b.shape[0], a.shape[2...] == b.shape[2...] else {
-            throw CLIError.failure("latent_mask \(a.shape) and masked_latent \(b.shape) do not fit together")
-        }
-        let plane = a.shape[2] * a.shape[3]
-        let result = try Tensor(zeros: [a.shape[0], a.shape[1] + b.shape[1], a.shape[2], a.shape[3]])
-        for item in 0..<a.shape[0] {
-            let target = result.floats + item * (a.shape[1] + b.shape[1]) * plane
-            target.update(from: a.floats + item * a.shape[1] * plane, count: a.shape[1] * plane)
-            (target + a.shape[1] * plane).update(from: b.floats + item * b.shape[1] * plane, count: b.shape[1] * plane)
-        }
-        return result
     }
 
     private func makeParentFolder(of path: String) throws {
