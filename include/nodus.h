@@ -162,6 +162,9 @@ NODUS_API const char *nodus_model_config_json(const nodus_model *model);
 /* One forward pass, `output = model(**inputs).sample` as in diffusers.
  * DiT inputs: "sample" float32 [B, C, H, W]; "timestep" int64 or float32 [B]
  * (or one value, broadcast); "class_labels" int64 [B].
+ * UNet inputs: "sample" float32 [B, in_channels, H, W] (H and W multiples of
+ * 2^(blocks - 1)); "timestep" as for DiT; "encoder_hidden_states" float32
+ * [B, tokens, cross_attention_dim], any number of tokens.
  * See nodus_tensor for how `output` is filled (call with output->data = NULL
  * to learn the shape). NODUS_ERROR_SHAPE names the input that does not fit. */
 NODUS_API NODUS_NODISCARD nodus_status nodus_model_forward(nodus_model *model, const nodus_tensor *inputs,
@@ -308,7 +311,7 @@ typedef struct nodus_sample_params {
     /* Noise for steps that draw it (DDPM): [T, B, C, H, W] float32, or NULL.
      * T is the number of timesteps nodus_scheduler_timesteps() reports after
      * set_timesteps(steps): `steps`, or steps + 1 for the few trailing-spacing
-     * schedules where diffusers produces one more. */
+     * schedules where diffusers produces one more; fewer by strength (below). */
     const nodus_tensor *step_noise;
     /* If not NULL: receives the latent after every timestep, [T, B, C, H, W]
      * float32; must hold that many bytes (size_bytes). */
@@ -325,17 +328,46 @@ typedef struct nodus_sample_params {
      * float32 (the mask and masked-image latent of an inpainting-style model;
      * the model's in_channels must be C + C'), or NULL. */
     const nodus_tensor *conditioning;
+    /* UNet: the context, float32 [N, tokens, cross_attention_dim] in Stable
+     * Diffusion order: with guidance N = 2B ([uncond..., cond...], e = e_uncond +
+     * g (e_cond - e_uncond)) or N = 2 (one uncond and one cond row shared by the
+     * batch); without guidance N = B or 1. NULL for DiT. A batch of K latents is
+     * a K-sample ensemble (see nodus_batch_statistics). */
+    const nodus_tensor *encoder_hidden_states;
+    /* img2img and inpainting: the known image's latent [B, C, H, W] (times the
+     * VAE's scaling factor), or NULL. With it, init_noise is the UNSCALED noise
+     * and the run starts as diffusers' img2img / inpainting pipelines do: the
+     * last int(steps * strength) timesteps run, from scheduler add_noise(
+     * image_latents, init_noise, first timestep) (from init_noise *
+     * init_noise_sigma when inpainting at strength 1). */
+    const nodus_tensor *image_latents;
+    double strength;            /* in [0, 1]; default 1.0; below 1 needs image_latents */
+    /* Latent-blending inpainting for models without mask channels: float32
+     * [B or 1, 1, H, W], 1 where the latent is generated. After every step the
+     * rest is image_latents noised to the next timestep (clean after the last).
+     * Needs image_latents. Inpainting models with mask channels take the mask
+     * and masked-image latent through `conditioning` instead. NULL for none. */
+    const nodus_tensor *mask;
 } nodus_sample_params;
 
 NODUS_API void nodus_sample_params_init(nodus_sample_params *params);
 
 /* Runs the denoising loop of diffusers' pipelines with classifier-free guidance
- * (DiT batch order [cond, null], e = e_null + g (e_cond - e_null)); calls
- * nodus_scheduler_set_timesteps(scheduler, params->steps) first. Writes the
- * final latent [B, C, H, W] to `output` (as in nodus_model_forward: with
- * output->data NULL it only reports the shape and samples nothing). */
+ * (DiT batch order [cond, null], e = e_null + g (e_cond - e_null); UNet order
+ * [uncond, cond] as above); calls nodus_scheduler_set_timesteps(scheduler,
+ * params->steps) first. Writes the final latent [B, C, H, W] to `output` (as in
+ * nodus_model_forward: with output->data NULL it only reports the shape and
+ * samples nothing). The trajectory and step_noise have one entry per timestep
+ * that runs (fewer with strength < 1). */
 NODUS_API NODUS_NODISCARD nodus_status nodus_sample(nodus_model *model, nodus_scheduler *scheduler,
                                                     const nodus_sample_params *params, nodus_tensor *output);
+
+/* Pixel-wise statistics of an ensemble: for samples [K, ...] float32 (K >= 2),
+ * mean[...] and variance[...] over the first axis, variance = sum (x - mean)^2 /
+ * (K - correction), as torch.var(samples, dim=0, correction=correction)
+ * (1: unbiased, torch's default; 0: population). Outputs as in nodus_model_forward. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_batch_statistics(const nodus_tensor *samples, int32_t correction,
+                                                              nodus_tensor *mean, nodus_tensor *variance);
 
 /* ---- Noise -------------------------------------------------------------- */
 

@@ -8,11 +8,12 @@ enum SampleParameters {
         params.struct_size = UInt32(MemoryLayout<nodus_sample_params>.stride)
         params.steps = 50
         params.guidance_scale = 4.0
+        params.strength = 1.0
         return params
     }
 }
 
-/// `void nodus_sample_params_init(nodus_sample_params *)`: 50 steps, guidance 4.0, every pointer NULL.
+/// `void nodus_sample_params_init(nodus_sample_params *)`: 50 steps, guidance 4.0, strength 1, every pointer NULL.
 @_cdecl("nodus_sample_params_init")
 public func nodusSampleParamsInit(_ params: UnsafeMutablePointer<nodus_sample_params>?) {
     guard let params else { return }
@@ -57,15 +58,18 @@ public func nodusSample(_ model: OpaquePointer?, _ scheduler: OpaquePointer?,
                                                        copy: true)
         }
         request.adapterSchedule = try adapterSchedule(settings, in: function)
-        if let conditioning = settings.conditioning {
-            request.conditioning = try TensorBridge.input(conditioning.pointee, label: "\(function): params.conditioning",
-                                                          copy: true)
+        func optionalTensor(_ tensor: UnsafePointer<nodus_tensor>?, _ name: String) throws -> Tensor? {
+            try tensor.map { try TensorBridge.input($0.pointee, label: "\(function): params.\(name)", copy: true) }
         }
+        request.conditioning = try optionalTensor(settings.conditioning, "conditioning")
+        request.encoderHiddenStates = try optionalTensor(settings.encoder_hidden_states, "encoder_hidden_states")
+        request.imageLatents = try optionalTensor(settings.image_latents, "image_latents")
+        request.mask = try optionalTensor(settings.mask, "mask")
+        request.strength = settings.strength
         let shape = initNoise.shape
-        // The trajectory has one latent per timestep: learn their number from a copy.
+        // The trajectory has one latent per timestep that runs: learn their number from a copy.
         var probe = schedulerHandle.scheduler
-        try probe.setTimesteps(Int(settings.steps))
-        let trajectoryShape = [probe.timesteps.count] + shape
+        let trajectoryShape = [try GuidedSampler.timesteps(for: request, scheduler: &probe).count] + shape
         if let trajectory = settings.trajectory {
             let label = "\(function): params.trajectory"
             guard trajectory.pointee.data != nil else {

@@ -193,6 +193,22 @@ public struct GraphBuilder {
         return append(.concatChannels, parts, shape: result)
     }
 
+    /// x [..., 2D] -> x[..., :D] * GELU(x[..., D:]).
+    public mutating func geglu(_ x: ValueID) throws -> ValueID {
+        let s = shape(of: x)
+        guard let width = s.last, width % 2 == 0 else { throw mismatch("geglu", "last dimension of \(s) is not even") }
+        return append(.geglu, [x], shape: Array(s.dropLast()) + [width / 2])
+    }
+
+    /// x [B, C, ...] + values [B, C] broadcast over each plane.
+    public mutating func addPerChannel(_ x: ValueID, _ values: ValueID) throws -> ValueID {
+        let s = shape(of: x)
+        guard s.count >= 2, shape(of: values) == [s[0], s[1]] else {
+            throw mismatch("add_per_channel", "\(shape(of: values)) is not [batch, channels] of \(s)")
+        }
+        return append(.addPerChannel, [x, values], shape: s)
+    }
+
     // MARK: Helpers
 
     private mutating func addValue(_ info: ValueInfo) -> ValueID {

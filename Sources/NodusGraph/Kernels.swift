@@ -191,6 +191,24 @@ struct ConcatChannelsStep: Kernel {
     }
 }
 
+struct GEGLUStep: Kernel {
+    let name = "geglu"
+    let input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>
+    let rows: Int, width: Int
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        Activation.geglu(input, output, rows: rows, width: width)
+    }
+}
+
+struct AddPerChannelStep: Kernel {
+    let name = "add_per_channel"
+    let input: UnsafePointer<Float>, values: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>
+    let planes: Int, planeSize: Int
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        Elementwise.addPerPlane(input, values, output, planes: planes, planeSize: planeSize)
+    }
+}
+
 /// LoRA side paths: for each part whose run-time weight is non-zero,
 /// `u = x A^T` into scratch, then `y += (weight * scale) u B^T` (never B A).
 struct LowRankStep: Kernel {

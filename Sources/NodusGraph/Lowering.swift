@@ -150,6 +150,13 @@ struct Lowering {
             }
             return ConcatChannelsStep(parts: parts, output: output, batch: outputShape[0],
                                       spatial: outputCount / max(1, outputShape[0] * outputShape[1]))
+        case .geglu:
+            let width = outputShape.last ?? 1
+            return GEGLUStep(input: try floats(input(0)), output: output, rows: outputCount / max(width, 1), width: width)
+        case .addPerChannel:
+            let planes = outputShape[0] * outputShape[1]
+            return AddPerChannelStep(input: try floats(input(0)), values: try floats(input(1)), output: output,
+                                     planes: planes, planeSize: outputCount / max(planes, 1))
         }
     }
 }

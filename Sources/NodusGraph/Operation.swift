@@ -43,6 +43,11 @@ public enum Operation: Sendable {
     /// LoRA side paths of a Linear: y + sum_i weights[slot_i] * scale_i * B_i (A_i x).
     /// Inputs: y [..., N], x [..., K], then A_i [r_i, K] and B_i [N, r_i] per part.
     case lowRankUpdate(parts: [LowRankPart], weights: AdapterWeights)
+    /// GEGLU's gating: [..., 2D] -> [..., D], the first half times GELU (erf) of the second.
+    case geglu
+    /// A per-(batch, channel) value added to a whole plane. Inputs: x [B, C, ...], values [B, C]
+    /// (a resnet's projected time embedding).
+    case addPerChannel
 
     /// The op's name in plans and profiles.
     public var name: String {
@@ -69,6 +74,8 @@ public enum Operation: Sendable {
         case .tokensToChannels: "tokens_to_channels"
         case .concatChannels: "concat_channels"
         case .lowRankUpdate: "low_rank_update"
+        case .geglu: "geglu"
+        case .addPerChannel: "add_per_channel"
         }
     }
 
@@ -77,7 +84,7 @@ public enum Operation: Sendable {
     var canRunInPlace: Bool {
         switch self {
         case .geluTanh, .gelu, .silu, .add, .addBroadcast, .scale, .gatedResidual, .layerNorm, .modulatedLayerNorm,
-             .groupNorm, .lowRankUpdate:
+             .groupNorm, .lowRankUpdate, .addPerChannel:
             true
         default:
             false

@@ -30,12 +30,19 @@ struct ModelInputs {
               tensor.shape[2] % multiple == 0, tensor.shape[3] % multiple == 0 else {
             throw NodusError.shape("'\(name)' must be [batch, \(channels), height, width] with height and width multiples of \(multiple), got \(tensor.shape)")
         }
-        let converted = try tensor.asFloat32()
-        let values = converted.floats
-        for index in 0..<converted.elementCount where !values[index].isFinite {
-            throw NodusError.invalidArgument("'\(name)' holds a NaN or infinity at element \(index)")
+        return try tensor.finiteFloat32("'\(name)'")
+    }
+
+    /// A float32 token sequence [batch, tokens, width] (encoder hidden states).
+    func sequence(_ name: String, batch: Int, width: Int) throws -> Tensor {
+        let tensor = try required(name)
+        guard tensor.dtype.isFloatingPoint else {
+            throw NodusError.shape("'\(name)' must be floating point, got \(tensor.dtype.name)")
         }
-        return converted
+        guard tensor.rank == 3, tensor.shape[0] == batch, tensor.shape[1] > 0, tensor.shape[2] == width else {
+            throw NodusError.shape("'\(name)' must be [\(batch), tokens, \(width)] (the model's cross_attention_dim is \(width)), got \(tensor.shape)")
+        }
+        return try tensor.finiteFloat32("'\(name)'")
     }
 
     /// Timesteps as float32 [batch]: one value (a scalar or [1]) is broadcast.

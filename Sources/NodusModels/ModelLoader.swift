@@ -23,10 +23,12 @@ public enum ModelLoader {
         switch className {
         case "DiTTransformer2DModel":
             return try DiTModel(directory: directory, config: config, options: options)
+        case "UNet2DConditionModel":
+            return try UNetModel(directory: directory, config: config, options: options)
         case "AutoencoderKL":
             return try AutoencoderKLModel(directory: directory, config: config, options: options)
         default:
-            throw NodusError.unsupported("'\(configPath)': model class '\(className)' is not supported (supported: DiTTransformer2DModel, AutoencoderKL)")
+            throw NodusError.unsupported("'\(configPath)': model class '\(className)' is not supported (supported: DiTTransformer2DModel, UNet2DConditionModel, AutoencoderKL)")
         }
     }
 }

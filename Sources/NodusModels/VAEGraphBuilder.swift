@@ -7,42 +7,58 @@ struct VAEGraphBuilder {
     let weights: Weights
     let groups: Int
     var graph = GraphBuilder()
-    /// diffusers' resnets and attention in the VAE use eps 1e-6.
-    let eps: Float = 1e-6
+    /// The resnets' GroupNorm eps: 1e-6 in the VAE, the config's `norm_eps` in the UNet.
+    let eps: Float
 
-    init(weights: Weights, groups: Int) {
+    init(weights: Weights, groups: Int, eps: Float = 1e-6) {
         self.weights = weights
         self.groups = groups
+        self.eps = eps
     }
 
-    private mutating func weight(_ name: String, _ shape: [Int]) throws -> ValueID {
+    mutating func weight(_ name: String, _ shape: [Int]) throws -> ValueID {
         try graph.constant(name, weights.tensor(name, shape: shape))
     }
 
     private func channels(_ x: ValueID) -> Int { graph.shape(of: x)[1] }
 
-    /// Conv2d with bias, "same" padding for odd kernels.
-    mutating func conv(_ x: ValueID, _ prefix: String, outChannels: Int, kernel: Int) throws -> ValueID {
+    /// Conv2d with bias, "same" padding for odd kernels unless `padding` is given.
+    mutating func conv(_ x: ValueID, _ prefix: String, outChannels: Int, kernel: Int, stride: Int = 1,
+                       padding: Int? = nil) throws -> ValueID {
         let weightValue = try weight(prefix + ".weight", [outChannels, channels(x), kernel, kernel])
         let bias = try weight(prefix + ".bias", [outChannels])
-        return try graph.conv2d(x, weight: weightValue, bias: bias, padding: kernel / 2)
+        return try graph.conv2d(x, weight: weightValue, bias: bias, stride: stride, padding: padding ?? kernel / 2)
     }
 
-    mutating func groupNorm(_ x: ValueID, _ prefix: String, silu: Bool) throws -> ValueID {
+    /// Linear with bias (or without), reading the input width from `x`.
+    mutating func linear(_ x: ValueID, _ prefix: String, outWidth: Int, bias: Bool = true) throws -> ValueID {
+        let inWidth = graph.shape(of: x).last ?? 0
+        return try graph.linear(x, weight: weight(prefix + ".weight", [outWidth, inWidth]),
+                                bias: bias ? weight(prefix + ".bias", [outWidth]) : nil)
+    }
+
+    mutating func groupNorm(_ x: ValueID, _ prefix: String, silu: Bool, eps: Float? = nil) throws -> ValueID {
         let width = channels(x)
-        return try graph.groupNorm(x, groups: groups, eps: eps, weight: weight(prefix + ".weight", [width]),
+        return try graph.groupNorm(x, groups: groups, eps: eps ?? self.eps, weight: weight(prefix + ".weight", [width]),
                                    bias: weight(prefix + ".bias", [width]), silu: silu)
     }
 
-    /// `ResnetBlock2D` without a time embedding: GN-SiLU-conv twice, plus a
-    /// 1x1 `conv_shortcut` when the channel count changes.
-    mutating func resnet(_ x: ValueID, _ prefix: String, outChannels: Int) throws -> ValueID {
+    /// `ResnetBlock2D`: GN-SiLU-conv twice, plus a 1x1 `conv_shortcut` when
+    /// the channel count changes. With `timeEmbedding` (SiLU of the UNet's
+    /// time embedding, [B, T]) its `time_emb_proj` is added per channel after
+    /// conv1 (time_embedding_norm "default"); the sum is divided by `outputScale`.
+    mutating func resnet(_ x: ValueID, _ prefix: String, outChannels: Int, timeEmbedding: ValueID? = nil,
+                         outputScale: Float = 1) throws -> ValueID {
         var hidden = try groupNorm(x, prefix + ".norm1", silu: true)
         hidden = try conv(hidden, prefix + ".conv1", outChannels: outChannels, kernel: 3)
+        if let timeEmbedding {
+            hidden = try graph.addPerChannel(hidden, linear(timeEmbedding, prefix + ".time_emb_proj", outWidth: outChannels))
+        }
         hidden = try groupNorm(hidden, prefix + ".norm2", silu: true)
         hidden = try conv(hidden, prefix + ".conv2", outChannels: outChannels, kernel: 3)
         let shortcut = channels(x) == outChannels ? x : try conv(x, prefix + ".conv_shortcut", outChannels: outChannels, kernel: 1)
-        return try graph.add(shortcut, hidden)
+        let sum = try graph.add(shortcut, hidden)
+        return outputScale == 1 ? sum : graph.unary(.scale(1 / outputScale), sum)
     }
 
     /// The VAE mid-block `Attention`: GroupNorm, attention over the H*W
@@ -53,8 +69,7 @@ struct VAEGraphBuilder {
         let normed = try groupNorm(x, prefix + ".group_norm", silu: false)
         let tokens = try graph.channelsToTokens(normed)
         func projection(_ name: String, _ input: ValueID) throws -> ValueID {
-            try graph.linear(input, weight: weight("\(prefix).\(name).weight", [width, width]),
-                             bias: weight("\(prefix).\(name).bias", [width]))
+            try linear(input, "\(prefix).\(name)", outWidth: width)
         }
         let query = try projection("to_q", tokens)
         let key = try projection("to_k", tokens)

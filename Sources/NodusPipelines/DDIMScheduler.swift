@@ -128,4 +128,10 @@ public struct DDIMScheduler: Scheduler {
         }
         return result
     }
+
+    public func addNoise(to original: Tensor, noise: Tensor, timestep: Double) throws -> Tensor {
+        let inputs = try Self.noiseInputs(original, noise)
+        let (_, index) = try Self.integerTimestep(timestep, trainTimesteps: schedule.trainTimesteps, className: className)
+        return try schedule.addNoise(to: inputs.original, noise: inputs.noise, index: index)
+    }
 }

@@ -48,6 +48,8 @@ public struct FlowMatchEulerDiscreteScheduler: Scheduler {
     public private(set) var sigmas: [Float]
     /// The index of the next step's sigma; nil until the first `step` after `setTimesteps`.
     public private(set) var stepIndex: Int?
+    /// The schedule entry the first step starts at (`set_begin_index`); nil: found from the timestep.
+    public private(set) var beginIndex: Int?
     private let sigmaMin: Double
     private let sigmaMax: Double
 
@@ -165,6 +167,38 @@ public struct FlowMatchEulerDiscreteScheduler: Scheduler {
         }
         sigmas = floatSigmas
         stepIndex = nil
+        beginIndex = nil
+    }
+
+    /// diffusers `index_for_timestep`: the second match when the timestep appears more than once.
+    private func scheduleIndex(of timestep: Double) throws -> Int {
+        let matches = timesteps.indices.filter { Float(timesteps[$0]) == Float(timestep) }
+        guard let first = matches.first else {
+            throw NodusError.invalidArgument("\(className): timestep \(timestep) is not in the current schedule")
+        }
+        return matches.count > 1 ? matches[1] : first
+    }
+
+    public mutating func setBeginIndex(_ index: Int) {
+        beginIndex = index
+    }
+
+    /// diffusers `scale_noise`: sigma noise + (1 - sigma) x, with sigma from the current step,
+    /// the begin index, or the timestep's place in the schedule, in that order.
+    public func addNoise(to original: Tensor, noise: Tensor, timestep: Double) throws -> Tensor {
+        let inputs = try Self.noiseInputs(original, noise)
+        let index = try stepIndex ?? beginIndex ?? scheduleIndex(of: timestep)
+        guard index < sigmas.count else {
+            throw NodusError.invalidArgument("\(className).scale_noise: schedule index \(index) is past the end")
+        }
+        let sigma = sigmas[index], keep = 1 - sigma
+        let result = try Tensor(zeros: original.shape)
+        let x = inputs.original.floats, z = inputs.noise.floats, y = result.floats
+        for i in 0..<original.elementCount {
+            let added = sigma * z[i], kept = keep * x[i]
+            y[i] = added + kept
+        }
+        return result
     }
 
     /// One Euler step from `sigma` to the next sigma.
@@ -174,17 +208,7 @@ public struct FlowMatchEulerDiscreteScheduler: Scheduler {
     ///   `NodusError.shape` for mismatched tensors.
     public mutating func step(modelOutput: Tensor, timestep: Double, sample: Tensor, noise: Tensor?) throws -> Tensor {
         let inputs = try Self.stepInputs(modelOutput: modelOutput, sample: sample, noise: noise)
-        let index: Int
-        if let current = stepIndex {
-            index = current
-        } else {
-            // index_for_timestep: the second match when the timestep appears more than once.
-            let matches = timesteps.indices.filter { Float(timesteps[$0]) == Float(timestep) }
-            guard let first = matches.first else {
-                throw NodusError.invalidArgument("\(className).step: timestep \(timestep) is not in the current schedule")
-            }
-            index = matches.count > 1 ? matches[1] : first
-        }
+        let index = try stepIndex ?? beginIndex ?? scheduleIndex(of: timestep)
         guard index + 1 < sigmas.count else {
             throw NodusError.invalidArgument(
                 "\(className).step: the schedule of \(sigmas.count - 1) steps is exhausted; call setTimesteps again")

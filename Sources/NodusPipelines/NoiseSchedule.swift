@@ -139,6 +139,20 @@ public struct NoiseSchedule: Sendable {
         alphasCumprod = NoiseSchedule.cumulativeProduct(betas.map { 1 - $0 })
     }
 
+    /// diffusers `add_noise`: sqrt(a) x + sqrt(1 - a) noise with a = alphas_cumprod[index],
+    /// in float32 as torch evaluates it (no fused multiply-add).
+    func addNoise(to original: Tensor, noise: Tensor, index: Int) throws -> Tensor {
+        let alpha = alphasCumprod[index]
+        let signal = alpha.squareRoot(), spread = (1 - alpha).squareRoot()
+        let result = try Tensor(zeros: original.shape)
+        let x = original.floats, z = noise.floats, y = result.floats
+        for i in 0..<original.elementCount {
+            let kept = signal * x[i], added = spread * z[i]
+            y[i] = kept + added
+        }
+        return result
+    }
+
     /// `torch.linspace(start, end, count, dtype=float32)` on the CPU.
     static func linspace(_ start: Float, _ end: Float, count: Int) -> [Float] {
         guard count > 1 else { return count == 1 ? [start] : [] }

@@ -21,11 +21,20 @@ public protocol Scheduler {
     func scaleModelInput(_ sample: Tensor, timestep: Double) throws -> Tensor
     /// One denoising step; `modelOutput` is [B, C or 2C, ...], `sample` [B, C, ...]; returns prev_sample.
     mutating func step(modelOutput: Tensor, timestep: Double, sample: Tensor, noise: Tensor?) throws -> Tensor
+    /// `original` noised to `timestep` (diffusers `add_noise`; `scale_noise` for flow matching),
+    /// as img2img and inpainting pipelines start and blend.
+    func addNoise(to original: Tensor, noise: Tensor, timestep: Double) throws -> Tensor
+    /// diffusers `set_begin_index`: the first step after `setTimesteps` is schedule entry `index`
+    /// (img2img with strength starts part-way).
+    mutating func setBeginIndex(_ index: Int)
 }
 
 extension Scheduler {
     /// The identity: none of the schedulers here scale the model input.
     public func scaleModelInput(_ sample: Tensor, timestep: Double) throws -> Tensor { sample }
+
+    /// Schedulers that find their place by the timestep value need no begin index.
+    public mutating func setBeginIndex(_ index: Int) {}
 
     /// `setTimesteps(count, mu: nil)`.
     public mutating func setTimesteps(_ count: Int) throws {
@@ -91,6 +100,14 @@ extension Scheduler {
         }
         let value = Int(timestep)
         return (value, value < 0 ? value + trainTimesteps : value)
+    }
+
+    /// Checks that `original` and `noise` fit for `addNoise`, as float32.
+    static func noiseInputs(_ original: Tensor, _ noise: Tensor) throws -> (original: Tensor, noise: Tensor) {
+        guard original.shape == noise.shape else {
+            throw NodusError.shape("add_noise: noise shape \(noise.shape) does not match sample shape \(original.shape)")
+        }
+        return (try original.asFloat32(), try noise.asFloat32())
     }
 
     /// The error for a step that needs caller noise and got none.

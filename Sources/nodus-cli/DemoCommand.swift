@@ -80,9 +80,11 @@ struct DemoCommand: Command {
         var images: [(String, Tensor)] = [("background", background), ("mask", try maskImage(mask))]
         for column in columns {
             try model.setAdapters(column.adapters.map(\.0), weights: column.adapters.map(\.1))
-            let job = SamplingJob(model: model, scheduler: scheduler, steps: steps, guidance: settings.guidance,
-                                  labels: Array(repeating: settings.classLabel, count: count), initNoise: initNoise,
-                                  conditioning: conditioning, progressLabel: column.label)
+            var job = SamplingJob(model: model, scheduler: scheduler, steps: steps, guidance: settings.guidance,
+                                  initNoise: initNoise)
+            job.labels = Array(repeating: settings.classLabel, count: count)
+            job.conditioning = conditioning
+            job.progressLabel = column.label
             images.append((column.key, try SamplingJob.decode(try job.run(), with: vae)))
         }
         let labels = ["background", "mask"] + columns.map(\.label)

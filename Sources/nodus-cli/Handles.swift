@@ -58,4 +58,11 @@ final class SchedulerHandle {
     deinit { nodus_scheduler_free(pointer) }
 
     var kind: nodus_scheduler_kind { nodus_scheduler_get_kind(pointer) }
+
+    /// The number of timesteps after the last set_timesteps.
+    func timestepCount() throws -> Int {
+        var count = 0, isInteger: Int32 = 0
+        try check(nodus_scheduler_timesteps(pointer, nil, 0, &count, &isInteger), "timesteps")
+        return count
+    }
 }

@@ -9,48 +9,67 @@ struct SamplingJob {
     var scheduler: SchedulerHandle
     var steps: Int
     var guidance: Float
-    var labels: [Int64]
-    /// The starting latent, already scaled by the scheduler's init_noise_sigma.
+    /// DiT class labels.
+    var labels: [Int64] = []
+    /// The starting latent, already scaled by the scheduler's init_noise_sigma (the
+    /// unscaled noise with `imageLatents`).
     var initNoise: Tensor
     var stepNoise: Tensor?
     /// Channels concatenated after the noisy latent at every step.
     var conditioning: Tensor?
+    /// UNet context, [uncond..., cond...] under guidance.
+    var encoderHiddenStates: Tensor?
+    var imageLatents: Tensor?
+    var strength = 1.0
+    var mask: Tensor?
     var progressLabel = "sampling"
+
+    init(model: ModelHandle, scheduler: SchedulerHandle, steps: Int, guidance: Float, initNoise: Tensor) {
+        self.model = model
+        self.scheduler = scheduler
+        self.steps = steps
+        self.guidance = guidance
+        self.initNoise = initNoise
+    }
 
     /// The final latent.
     func run() throws -> Tensor {
         let progress = ProgressBar(label: progressLabel)
         let latent = try Tensor(zeros: initNoise.shape)
-        var initDescription = try TensorArgument.make(initNoise)
-        var stepNoiseDescription = try stepNoise.map { try TensorArgument.make($0) }
-        var conditioningDescription = try conditioning.map { try TensorArgument.make($0) }
+        let tensors = [initNoise, stepNoise, conditioning, encoderHiddenStates, imageLatents, mask]
+        // The descriptions live at fixed addresses for the duration of the call.
+        let descriptions = UnsafeMutablePointer<nodus_tensor>.allocate(capacity: tensors.count)
+        defer { descriptions.deallocate() }
+        for (index, tensor) in tensors.enumerated() {
+            (descriptions + index).initialize(to: try tensor.map { try TensorArgument.make($0) } ?? nodus_tensor())
+        }
+        func described(_ index: Int) -> UnsafePointer<nodus_tensor>? {
+            tensors[index] == nil ? nil : UnsafePointer(descriptions + index)
+        }
         var output = try TensorArgument.make(latent)
         try labels.withUnsafeBufferPointer { labelBuffer in
-            try withUnsafeMutablePointer(to: &initDescription) { initPointer in
-                try withOptionalPointer(to: &stepNoiseDescription) { stepNoisePointer in
-                    try withOptionalPointer(to: &conditioningDescription) { conditioningPointer in
-                        var params = nodus_sample_params()
-                        nodus_sample_params_init(&params)
-                        params.steps = Int32(steps)
-                        params.guidance_scale = guidance
-                        params.init_noise = UnsafePointer(initPointer)
-                        params.class_labels = labelBuffer.baseAddress
-                        params.class_label_count = labelBuffer.count
-                        params.step_noise = stepNoisePointer.map { UnsafePointer($0) }
-                        params.conditioning = conditioningPointer.map { UnsafePointer($0) }
-                        params.progress = { done, total, userData in
-                            guard let userData else { return 0 }
-                            Unmanaged<ProgressBar>.fromOpaque(userData).takeUnretainedValue()
-                                .update(done: Int(done), total: Int(total))
-                            return 0
-                        }
-                        params.progress_user_data = Unmanaged.passUnretained(progress).toOpaque()
-                        try check(nodus_sample(model.pointer, scheduler.pointer, &params, &output), "sampling")
-                    }
-                }
+            var params = nodus_sample_params()
+            nodus_sample_params_init(&params)
+            params.steps = Int32(steps)
+            params.guidance_scale = guidance
+            params.init_noise = described(0)
+            params.class_labels = labelBuffer.baseAddress
+            params.class_label_count = labelBuffer.count
+            params.step_noise = described(1)
+            params.conditioning = described(2)
+            params.encoder_hidden_states = described(3)
+            params.image_latents = described(4)
+            params.mask = described(5)
+            params.strength = strength
+            params.progress = { done, total, userData in
+                guard let userData else { return 0 }
+                Unmanaged<ProgressBar>.fromOpaque(userData).takeUnretainedValue().update(done: Int(done), total: Int(total))
+                return 0
             }
+            params.progress_user_data = Unmanaged.passUnretained(progress).toOpaque()
+            try check(nodus_sample(model.pointer, scheduler.pointer, &params, &output), "sampling")
         }
-        withExtendedLifetime((initNoise, stepNoise, conditioning, progress)) {}
+        withExtendedLifetime((tensors, progress)) {}
         return latent
     }
 
@@ -64,13 +83,4 @@ struct SamplingJob {
             nodus_model_decode(vae.pointer, &description, target)
         }
     }
-}
-
-/// Runs `body` with a pointer to the wrapped value, or nil.
-func withOptionalPointer<Value, Result>(to value: inout Value?,
-                                        _ body: (UnsafeMutablePointer<Value>?) throws -> Result) rethrows -> Result {
-    guard value != nil else { return try body(nil) }
-    var unwrapped = value.unsafelyUnwrapped
-    defer { value = unwrapped }
-    return try withUnsafeMutablePointer(to: &unwrapped) { try body($0) }
 }

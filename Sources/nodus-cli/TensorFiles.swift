@@ -41,6 +41,27 @@ enum TensorFiles {
         return inputs
     }
 
+    /// The tensors of one `--option FILE`: an .npy array (under `defaultName`), or
+    /// every tensor of a .safetensors file by name.
+    static func read(_ path: String, option: String, defaultName: String) throws -> [String: Tensor] {
+        switch try kind(of: path, option: option) {
+        case .npy:
+            return [defaultName: try NumpyArray.read(path: path)]
+        case .safetensors:
+            let file = try SafetensorsFile(path: path)
+            return try Dictionary(uniqueKeysWithValues: file.names.map { ($0, try file.tensor($0)) })
+        }
+    }
+
+    /// The one tensor of `--option FILE` (.npy, or a .safetensors file holding one tensor).
+    static func readSingle(_ path: String, option: String) throws -> Tensor {
+        let tensors = try read(path, option: option, defaultName: option)
+        guard tensors.count == 1, let tensor = tensors.values.first else {
+            throw CLIError.usage("--\(option) '\(path)' must hold one tensor, found \(tensors.keys.sorted())")
+        }
+        return tensor
+    }
+
     /// Writes one tensor to `path` (.npy, or .safetensors under `name`).
     static func write(_ tensor: Tensor, name: String, to path: String, option: String) throws {
         switch try kind(of: path, option: option) {

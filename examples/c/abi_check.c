@@ -63,6 +63,10 @@ static void print_layout(void) {
     LAYOUT(nodus_sample_params, adapter_schedule);
     LAYOUT(nodus_sample_params, adapter_schedule_count);
     LAYOUT(nodus_sample_params, conditioning);
+    LAYOUT(nodus_sample_params, encoder_hidden_states);
+    LAYOUT(nodus_sample_params, image_latents);
+    LAYOUT(nodus_sample_params, strength);
+    LAYOUT(nodus_sample_params, mask);
     printf("sizeof nodus_adapter_schedule_entry %zu\n", sizeof(nodus_adapter_schedule_entry));
     LAYOUT(nodus_adapter_schedule_entry, step);
     LAYOUT(nodus_adapter_schedule_entry, count);
@@ -112,6 +116,8 @@ static void check_params_init(void) {
     CHECK(sample_params.struct_size == sizeof(nodus_sample_params));
     CHECK(sample_params.steps == 50 && sample_params.guidance_scale == 4.0f);
     CHECK(sample_params.init_noise == NULL && sample_params.progress == NULL && sample_params.trajectory == NULL);
+    CHECK(sample_params.encoder_hidden_states == NULL && sample_params.image_latents == NULL &&
+          sample_params.mask == NULL && sample_params.strength == 1.0);
     nodus_model_params_init(NULL); /* no-ops */
     nodus_sample_params_init(NULL);
 }

@@ -22,6 +22,20 @@ public enum Activation {
         }
     }
 
+    /// GEGLU gating (diffusers `GEGLU`): each input row [2 width] is (hidden, gate);
+    /// output row = hidden * GELU(gate) with the exact erf GELU.
+    public static func geglu(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
+        Parallel.forEach(rows, costPerItem: width * 8) { range in
+            for row in range {
+                let hidden = input + row * 2 * width, gate = hidden + width, target = output + row * width
+                for index in 0..<width {
+                    let g = gate[index]
+                    target[index] = hidden[index] * (0.5 * g * (1 + Float(erf(Double(g) * 0.707_106_781_186_547_6))))
+                }
+            }
+        }
+    }
+
     /// SiLU / swish: x * sigmoid(x).
     public static func silu(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, count: Int) {
         map(input, output, count: count) { x in x * VectorMath.sigmoid(x) }

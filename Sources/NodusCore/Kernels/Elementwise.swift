@@ -20,6 +20,18 @@ public enum Elementwise {
         }
     }
 
+    /// output[p, :] = input[p, :] + values[p] for each of `planes` planes of
+    /// `planeSize` floats. `output` may alias `input`.
+    public static func addPerPlane(_ input: UnsafePointer<Float>, _ values: UnsafePointer<Float>,
+                                   _ output: UnsafeMutablePointer<Float>, planes: Int, planeSize: Int) {
+        Parallel.forEach(planes, costPerItem: planeSize) { range in
+            for plane in range {
+                let offset = plane * planeSize, value = values[plane]
+                for index in 0..<planeSize { output[offset + index] = input[offset + index] + value }
+            }
+        }
+    }
+
     /// DiT's gated residual: output = residual + gate[b] * update, with
     /// [batch, tokens, width] tensors and a gate row per batch item read at
     /// `gateStride` floats apart. `output` may alias `residual`.

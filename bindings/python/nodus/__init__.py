@@ -20,7 +20,7 @@ from .errors import (
     UnsupportedError,
 )
 from .model import Model, load
-from .sampling import randn, sample
+from .sampling import batch_statistics, randn, sample
 from .scheduler import Scheduler
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "Scheduler",
     "ShapeError",
     "UnsupportedError",
+    "batch_statistics",
     "load",
     "randn",
     "sample",

@@ -75,6 +75,10 @@ class SampleParams(ctypes.Structure):
         ("adapter_schedule", ctypes.POINTER(AdapterScheduleEntry)),
         ("adapter_schedule_count", ctypes.c_size_t),
         ("conditioning", ctypes.POINTER(Tensor)),
+        ("encoder_hidden_states", ctypes.POINTER(Tensor)),
+        ("image_latents", ctypes.POINTER(Tensor)),
+        ("strength", ctypes.c_double),
+        ("mask", ctypes.POINTER(Tensor)),
     ]
 
 
@@ -126,6 +130,7 @@ PROTOTYPES = {
     "nodus_scheduler_step": (_status, [_p, _tensor_p, ctypes.c_double, _tensor_p, _tensor_p, _tensor_p]),
     "nodus_sample_params_init": (None, [ctypes.POINTER(SampleParams)]),
     "nodus_sample": (_status, [_p, _p, ctypes.POINTER(SampleParams), _tensor_p]),
+    "nodus_batch_statistics": (_status, [_tensor_p, ctypes.c_int32, _tensor_p, _tensor_p]),
     "nodus_randn": (_status, [ctypes.c_uint64, _tensor_p]),
 }
 

@@ -1,11 +1,10 @@
-"""The guided denoising loop: ``nodus.sample(...)``, and ``nodus.randn``."""
+"""The guided denoising loop ``nodus.sample(...)``, ensemble statistics, and ``nodus.randn``."""
 
 import ctypes
 
 import numpy as np
 
 from . import _lib, _tensor
-from .errors import UnsupportedError
 
 
 def sample(
@@ -21,19 +20,27 @@ def sample(
     callback=None,
     adapter_schedule=None,
     conditioning=None,
+    image_latents=None,
+    strength=1.0,
+    mask=None,
 ):
     """Runs a diffusers pipeline's denoising loop with classifier-free guidance.
 
     Args:
-        model: a DiT ``nodus.Model``.
+        model: a DiT or UNet ``nodus.Model``.
         scheduler: a ``nodus.Scheduler`` (its timesteps are set to ``steps``).
         steps: inference steps.
         guidance_scale: CFG scale; <= 1 disables guidance.
         init_noise: the starting latent [B, C, H, W], already scaled by
-            ``scheduler.init_noise_sigma`` (float64 is converted to float32).
+            ``scheduler.init_noise_sigma`` (float64 is converted to float32); with
+            ``image_latents``, the unscaled noise (see there). A batch of K latents
+            is a K-sample ensemble (see ``batch_statistics``).
         class_labels: DiT labels: B labels (the null class is added) or 2B
             labels [cond..., null...].
-        encoder_hidden_states: UNet conditioning (not supported yet by the C ABI).
+        encoder_hidden_states: UNet context in Stable Diffusion order: a pair
+            ``(uncond, cond)`` of [N, L, W] arrays (N = B, or 1 shared by the
+            batch; without guidance only ``cond`` is used), or one array [2B or 2,
+            L, W] ordered [uncond..., cond...] ([B or 1, L, W] without guidance).
         step_noise: [T, B, C, H, W] noise for steps that draw it (DDPM), T = len(scheduler.timesteps)
             after ``set_timesteps(steps)`` (``steps``, or one more for a few trailing-spacing schedules).
         return_trajectory: also return the latent after every step.
@@ -44,14 +51,22 @@ def sample(
             with these weights (a slider, or switching adapters). The model
             keeps the last set afterwards.
         conditioning: [B, C', H, W] channels concatenated after the noisy latent at
-            every step (mask and masked-image latent of an inpainting-style model).
+            every step (a baseline latent; the mask and masked-image latent of an
+            inpainting model).
+        image_latents: img2img / inpainting: the known image's latent [B, C, H, W]
+            (times the VAE's scaling factor). The last ``int(steps * strength)``
+            timesteps run, from ``scheduler.add_noise(image_latents, init_noise, t0)``
+            (from ``init_noise * init_noise_sigma`` when inpainting at strength 1),
+            as diffusers' img2img and inpainting pipelines do.
+        strength: in [0, 1]; below 1 needs ``image_latents``.
+        mask: latent-blending inpainting for models without mask channels:
+            [B or 1, 1, H, W], 1 where the latent is generated; after every step
+            the rest is ``image_latents`` noised to the next timestep.
     Returns:
         ``final`` or ``(final, trajectory)`` when ``return_trajectory``.
     """
     if init_noise is None:
         raise ValueError("nodus: sample() needs init_noise, the starting latent [B, C, H, W]")
-    if encoder_hidden_states is not None:
-        raise UnsupportedError("unsupported", "nodus.sample: encoder_hidden_states (UNet) is not supported yet")
     steps_value = int(steps)
     if steps_value != steps or steps_value < 1:
         raise ValueError(f"nodus: steps must be a positive integer, not {steps!r}")
@@ -60,10 +75,14 @@ def sample(
     _lib.lib.nodus_sample_params_init(ctypes.byref(params))
     params.steps = steps_value
     params.guidance_scale = float(guidance_scale)
+    params.strength = float(strength)
 
-    # One latent per timestep: usually `steps`, one more for a few trailing-spacing schedules.
+    # One latent per timestep that runs: usually `steps`, one more for a few
+    # trailing-spacing schedules, fewer from diffusers' get_timesteps with strength.
     scheduler.set_timesteps(steps_value)
     timestep_count = len(scheduler.timesteps)
+    if image_latents is not None:
+        timestep_count -= max(steps_value - min(int(steps_value * float(strength)), steps_value), 0)
 
     noise = _tensor.Input(_tensor.float32_array(init_noise, "init_noise"), "init_noise")
     if noise.array.ndim != 4:
@@ -99,6 +118,18 @@ def sample(
             raise ValueError(f"nodus: conditioning must be [B, C, H, W], got shape {condition.array.shape}")
         params.conditioning = condition.pointer
 
+    inputs = {
+        "encoder_hidden_states": _context(encoder_hidden_states, float(guidance_scale) > 1),
+        "image_latents": image_latents,
+        "mask": mask,
+    }
+    kept = []
+    for name, value in inputs.items():
+        if value is not None:
+            tensor = _tensor.Input(_tensor.float32_array(value, name), name)
+            kept.append(tensor)
+            setattr(params, name, tensor.pointer)
+
     schedule = _adapter_schedule(adapter_schedule)
     if schedule is not None:
         params.adapter_schedule = schedule[0]
@@ -124,6 +155,30 @@ def sample(
     if return_trajectory:
         return final.result(), trajectory.result()
     return final.result()
+
+
+def batch_statistics(samples, correction=1):
+    """Pixel-wise ``(mean, variance)`` over the first axis of ``samples`` [K, ...] (K >= 2),
+    as ``torch.mean(x, 0)`` and ``torch.var(x, 0, correction=correction)``."""
+    source = _tensor.Input(_tensor.float32_array(samples, "samples"), "samples")
+    if source.array.ndim < 1 or source.array.shape[0] < 2:
+        raise ValueError(f"nodus: samples must be [K, ...] with K >= 2, got shape {source.array.shape}")
+    mean = _tensor.Output(source.array.shape[1:])
+    variance = _tensor.Output(source.array.shape[1:])
+    _lib.check(_lib.lib.nodus_batch_statistics(source.pointer, int(correction), mean.pointer, variance.pointer))
+    return mean.result(), variance.result()
+
+
+def _context(states, guided):
+    """The C layout of ``encoder_hidden_states``: a pair (uncond, cond) becomes [uncond..., cond...]."""
+    if not isinstance(states, (tuple, list)):
+        return states
+    if len(states) != 2:
+        raise ValueError("nodus: encoder_hidden_states must be one array or a pair (uncond, cond)")
+    uncond, cond = (_tensor.float32_array(part, name) for part, name in zip(states, ("uncond", "cond")))
+    if uncond.shape != cond.shape or cond.ndim != 3:
+        raise ValueError(f"nodus: encoder_hidden_states (uncond, cond) must both be [N, L, W], got {uncond.shape} and {cond.shape}")
+    return np.concatenate([uncond, cond]) if guided else cond
 
 
 def randn(shape, seed):

@@ -621,8 +621,12 @@ def test_sample_bad_input(dit, ddim):
         nodus.sample(dit, ddim, steps=2, init_noise=x0, class_labels=[0.5])
     with pytest.raises(ValueError, match="step_noise"):
         nodus.sample(dit, ddim, steps=2, init_noise=x0, class_labels=[0], step_noise=np.zeros((3,) + x0.shape))
-    with pytest.raises(nodus.UnsupportedError):
-        nodus.sample(dit, ddim, steps=2, init_noise=x0, encoder_hidden_states=(x0, x0))
+    with pytest.raises(nodus.InvalidArgumentError, match="takes class_labels"):
+        nodus.sample(dit, ddim, steps=2, init_noise=x0, class_labels=[0], encoder_hidden_states=np.zeros((2, 3, 8)))
+    with pytest.raises(ValueError, match="must both be"):
+        nodus.sample(dit, ddim, steps=2, init_noise=x0, class_labels=[0], encoder_hidden_states=(x0, x0))
+    with pytest.raises(nodus.InvalidArgumentError, match="strength"):
+        nodus.sample(dit, ddim, steps=2, init_noise=x0, class_labels=[0], strength=0.5)
 
 
 def test_sample_ddpm_needs_step_noise(dit):
@@ -673,4 +677,4 @@ def test_c_abi_check_and_struct_layout(tmp_path):
             descriptor = getattr(mirrors[struct], field)
             assert (descriptor.offset, descriptor.size) == (int(words[3]), int(words[5])), line
             seen += 1
-    assert seen == 4 + 6 + 3 + 13 + 4  # sizeof lines, then each struct's fields
+    assert seen == 4 + 6 + 3 + 17 + 4  # sizeof lines, then each struct's fields

@@ -1,0 +1,167 @@
+import NodusCore
+import NodusFormats
+import NodusGraph
+
+/// A model conditioned on a sequence of embeddings (`encoder_hidden_states`):
+/// text-encoder or LLM tokens, with SD's guidance order [uncond, cond].
+public protocol ContextConditionedModel: DiffusionModel {
+    /// The width of each context token (`cross_attention_dim`).
+    var contextWidth: Int { get }
+}
+
+/// diffusers' `UNet2DConditionModel` (the Stable Diffusion UNet).
+///
+/// Matches diffusers 0.42 `UNet2DConditionModel.forward(sample, timestep,
+/// encoder_hidden_states).sample`: sinusoidal time projection and the
+/// `time_embedding` MLP; conv_in; down blocks of time-embedded resnets (with a
+/// `Transformer2DModel` after each in CrossAttnDownBlock2D) and a stride-2
+/// conv downsampler, every output kept as a skip; the cross-attention mid
+/// block; up blocks that concatenate the skips in reverse order, with a
+/// nearest-2x + conv upsampler; GroupNorm + SiLU; conv_out. Any in_channels
+/// (4; 8 with a baseline latent; 9 for inpainting) and any context length.
+///
+/// Limitations: sample sides must be multiples of 2^(blocks - 1) (diffusers
+/// also accepts others by resizing in its upsamplers); the configurations
+/// `UNetConfig` refuses (class / addition embeddings, ...).
+public final class UNetModel: ContextConditionedModel, AdaptableModel {
+    public let kind = ModelKind.unet
+    public let config: JSONValue
+    public let settings: UNetConfig
+    private let weights: Weights
+    private let options: ModelOptions
+    private var executables = ExecutableCache()
+    public let lora: LoRAController
+
+    static let inputNames: Set<String> = ["sample", "timestep", "encoder_hidden_states"]
+
+    public var contextWidth: Int { settings.crossAttentionWidth }
+
+    public init(directory: String, config: JSONValue, options: ModelOptions) throws {
+        let settings = try UNetConfig(JSONObjectReader(config, context: "config.json of '\(directory)'"))
+        self.config = config
+        self.settings = settings
+        self.options = options
+        let weights = Weights(store: try WeightStore(directory: directory))
+        self.weights = weights
+        // Building the graph once reads and checks every weight; its Linears are the LoRA targets.
+        let side = settings.downscale
+        let nominal = try UNetModel.buildGraph(settings: settings, weights: weights,
+                                               sampleShape: [1, settings.inChannels, side, side],
+                                               contextShape: [1, 1, settings.crossAttentionWidth])
+        lora = LoRAController(weights: weights, targets: nominal.linearWeights, aliases: [:])
+    }
+
+    public func outputShape(for inputs: [String: Tensor]) throws -> [Int] {
+        let (sample, _) = try checkedInputs(inputs)
+        return [sample.shape[0], settings.outChannels, sample.shape[2], sample.shape[3]]
+    }
+
+    public func forward(_ inputs: [String: Tensor]) throws -> Tensor {
+        let (sample, context) = try checkedInputs(inputs)
+        let checked = try ModelInputs(inputs, known: UNetModel.inputNames)
+        let feeds = [
+            "sample": sample,
+            "timestep": try checked.timesteps("timestep", batch: sample.shape[0]),
+            "encoder_hidden_states": context,
+        ]
+        Parallel.setThreads(options.threads)
+        let executable = try executables.executable(for: sample.shape + context.shape, generation: lora.generation) {
+            try lora.apply(to: UNetModel.buildGraph(settings: settings, weights: weights, sampleShape: sample.shape,
+                                                    contextShape: context.shape))
+        }
+        return try executable.run(feeds)
+    }
+
+    private func checkedInputs(_ inputs: [String: Tensor]) throws -> (sample: Tensor, context: Tensor) {
+        let checked = try ModelInputs(inputs, known: UNetModel.inputNames)
+        let sample = try checked.image("sample", channels: settings.inChannels, multiple: settings.downscale)
+        let context = try checked.sequence("encoder_hidden_states", batch: sample.shape[0],
+                                           width: settings.crossAttentionWidth)
+        return (sample, context)
+    }
+
+    /// The forward graph for one sample and context shape (before LoRA side paths).
+    static func buildGraph(settings c: UNetConfig, weights: Weights, sampleShape: [Int],
+                           contextShape: [Int]) throws -> Graph {
+        var b = VAEGraphBuilder(weights: weights, groups: c.groups, eps: c.normEps)
+        let sample = b.graph.input("sample", shape: sampleShape)
+        let timestep = b.graph.input("timestep", shape: [sampleShape[0]])
+        let context = b.graph.input("encoder_hidden_states", shape: contextShape)
+
+        // 1. Time: sinusoids, the time_embedding MLP, and the SiLU every resnet applies to it.
+        var time = try b.graph.timestepEmbedding(timestep, dim: c.blockOutChannels[0], flipSinToCos: c.flipSinToCos,
+                                                 downscaleFreqShift: c.freqShift)
+        time = try b.linear(time, "time_embedding.linear_1", outWidth: c.timeEmbeddingWidth)
+        time = try b.linear(b.graph.unary(.silu, time), "time_embedding.linear_2", outWidth: c.timeEmbeddingWidth)
+        let timeEmbedding = b.graph.unary(.silu, time)
+
+        func transformer(_ heads: Int, _ layers: Int, onlyCross: Bool) -> SpatialTransformerShape {
+            SpatialTransformerShape(heads: heads, layers: layers, linearProjection: c.useLinearProjection,
+                                    onlyCrossAttention: onlyCross)
+        }
+
+        // 2. Down blocks, keeping every output for the skips.
+        var x = try b.conv(sample, "conv_in", outChannels: c.blockOutChannels[0], kernel: c.convInKernel)
+        var skips = [x]
+        let levels = c.blockOutChannels.count
+        for (level, block) in c.downBlocks.enumerated() {
+            let prefix = "down_blocks.\(level)", channels = c.blockOutChannels[level]
+            for layer in 0..<c.layersPerBlock[level] {
+                x = try b.resnet(x, "\(prefix).resnets.\(layer)", outChannels: channels, timeEmbedding: timeEmbedding,
+                                 outputScale: c.resnetOutScale)
+                if block == .crossAttention {
+                    x = try b.spatialTransformer(x, "\(prefix).attentions.\(layer)",
+                                                 transformer(c.heads[level], c.transformerLayersPerBlock[level],
+                                                             onlyCross: c.onlyCrossAttention[level]),
+                                                 context: context)
+                }
+                skips.append(x)
+            }
+            if level < levels - 1 {
+                x = try b.conv(x, "\(prefix).downsamplers.0.conv", outChannels: channels, kernel: 3, stride: 2,
+                               padding: c.downsamplePadding)
+                skips.append(x)
+            }
+        }
+
+        // 3. Mid block: resnet, transformer, resnet.
+        if c.hasMidBlock {
+            let channels = c.blockOutChannels[levels - 1]
+            x = try b.resnet(x, "mid_block.resnets.0", outChannels: channels, timeEmbedding: timeEmbedding,
+                             outputScale: c.midBlockScale)
+            x = try b.spatialTransformer(x, "mid_block.attentions.0",
+                                         transformer(c.heads[levels - 1], c.transformerLayersPerBlock[levels - 1],
+                                                     onlyCross: false),
+                                         context: context)
+            x = try b.resnet(x, "mid_block.resnets.1", outChannels: channels, timeEmbedding: timeEmbedding,
+                             outputScale: c.midBlockScale)
+        }
+
+        // 4. Up blocks over the reversed per-block lists, each resnet taking the last skip.
+        for (index, block) in c.upBlocks.enumerated() {
+            let level = levels - 1 - index
+            let prefix = "up_blocks.\(index)", channels = c.blockOutChannels[level]
+            for layer in 0...c.layersPerBlock[level] {
+                guard let skip = skips.popLast() else { throw NodusError.format("UNet up block \(index) has no skip left") }
+                x = try b.graph.concatChannels([x, skip])
+                x = try b.resnet(x, "\(prefix).resnets.\(layer)", outChannels: channels, timeEmbedding: timeEmbedding,
+                                 outputScale: c.resnetOutScale)
+                if block == .crossAttention {
+                    x = try b.spatialTransformer(x, "\(prefix).attentions.\(layer)",
+                                                 transformer(c.heads[level], c.transformerLayersPerBlock[level],
+                                                             onlyCross: c.onlyCrossAttention[level]),
+                                                 context: context)
+                }
+            }
+            if index < levels - 1 {
+                x = try b.conv(b.graph.upsampleNearest2x(x), "\(prefix).upsamplers.0.conv", outChannels: channels, kernel: 3)
+            }
+        }
+
+        // 5. Output head.
+        x = try b.groupNorm(x, "conv_norm_out", silu: true)
+        x = try b.conv(x, "conv_out", outChannels: c.outChannels, kernel: c.convOutKernel)
+        b.graph.setOutput(x)
+        return b.graph.finish()
+    }
+}
