@@ -1,7 +1,12 @@
+import Synchronization
+import CNodusKernels
+
 /// Scaled dot-product attention over heads packed in the feature dimension, as
 /// diffusers' `Attention` lays them out: q [B, Nq, H*D], k and v [B, Nk, H*D].
-/// Queries are processed in blocks so memory is `blockRows * Nk` floats,
-/// never Nq x Nk.
+/// On AVX-512 CPUs it streams keys with an online softmax (tiles of query
+/// rows over blocks of keys, threads taking tiles); elsewhere queries are
+/// processed in blocks through GEMM so memory is `blockRows * Nk` floats.
+/// Neither materialises Nq x Nk.
 public struct AttentionShape: Sendable {
     public var batch: Int
     public var queryTokens: Int
@@ -39,6 +44,40 @@ public enum AttentionKernel {
     public static func run(shape: AttentionShape, query: UnsafePointer<Float>, key: UnsafePointer<Float>,
                            value: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                            scratch: UnsafeMutablePointer<Float>, scale: Float) {
+        if streamingSupported && streaming(shape: shape, query: query, key: key, value: value, output: output,
+                                           scale: scale) {
+            return
+        }
+        blocked(shape: shape, query: query, key: key, value: value, output: output, scratch: scratch, scale: scale)
+    }
+
+    static let streamingSupported = nodus_attention_supported() != 0
+
+    /// The streaming kernel over tiles split between the workers; false if it could not run.
+    static func streaming(shape: AttentionShape, query: UnsafePointer<Float>, key: UnsafePointer<Float>,
+                          value: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, scale: Float) -> Bool {
+        let description = nodus_attention_shape(
+            batch: Int64(shape.batch), query_tokens: Int64(shape.queryTokens), key_tokens: Int64(shape.keyTokens),
+            heads: Int64(shape.heads), head_width: Int64(shape.headWidth), query_stride: Int64(shape.queryStride),
+            key_stride: Int64(shape.keyStride), value_stride: Int64(shape.valueStride),
+            output_stride: Int64(shape.outputStride))
+        return withUnsafePointer(to: description) { description in
+            let tiles = Int(nodus_attention_tile_count(description))
+            let completed = Atomic<Int>(0)
+            Parallel.forEach(tiles, costPerItem: Int(nodus_attention_tile_rows()) * shape.keyTokens * shape.headWidth) { range in
+                if nodus_attention_tiles(description, query, key, value, output, scale, Int64(range.lowerBound),
+                                         Int64(range.upperBound)) != 0 {
+                    completed.add(range.count, ordering: .relaxed)
+                }
+            }
+            return completed.load(ordering: .relaxed) == tiles
+        }
+    }
+
+    /// Query blocks through GEMM: scores, a row softmax, and the weighted values.
+    static func blocked(shape: AttentionShape, query: UnsafePointer<Float>, key: UnsafePointer<Float>,
+                        value: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+                        scratch: UnsafeMutablePointer<Float>, scale: Float) {
         let blockRows = shape.blockRows
         let keys = shape.keyTokens
         for item in 0..<shape.batch {

@@ -1,0 +1,209 @@
+#include "nodus_attention.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdlib.h>
+
+/* Query rows per tile and keys per block: a tile's scores (64 x 128 floats,
+ * 32 KB) and a transposed key block stay in L1/L2 while they are used. */
+enum { QUERY_ROWS = 64, KEY_BLOCK = 128, ROW_GROUP = 4, HEAD_CHUNK = 64 };
+
+#define AVX512 __attribute__((target("avx512f,fma")))
+
+int nodus_attention_supported(void) { return __builtin_cpu_supports("avx512f") ? 1 : 0; }
+
+int64_t nodus_attention_tile_rows(void) { return QUERY_ROWS; }
+
+int64_t nodus_attention_tile_count(const nodus_attention_shape *shape) {
+    int64_t per_head = (shape->query_tokens + QUERY_ROWS - 1) / QUERY_ROWS;
+    return shape->batch * shape->heads * per_head;
+}
+
+/* e^x, the Cephes scheme of VectorMath.exp: x = n ln2 + r, a degree-6
+ * polynomial for e^r, 2^n in the exponent bits; 0 below the float range. */
+AVX512 static inline __m512 exp512(__m512 x) {
+    const __m512 lower = _mm512_set1_ps(-87.33655f);
+    __m512 clamped = _mm512_min_ps(_mm512_max_ps(x, lower), _mm512_set1_ps(88.37626f));
+    const __m512 shifter = _mm512_set1_ps(12582912.0f); /* 1.5 * 2^23 */
+    __m512 shifted = _mm512_fmadd_ps(clamped, _mm512_set1_ps(1.44269504f), shifter);
+    __m512 n = _mm512_sub_ps(shifted, shifter);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), clamped);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334520e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665796e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    __m512 e = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    __m512i bits = _mm512_sub_epi32(_mm512_castps_si512(shifted), _mm512_set1_epi32(0x4B400000 - 127));
+    __m512 result = _mm512_mul_ps(e, _mm512_castsi512_ps(_mm512_slli_epi32(bits, 23)));
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, lower, _CMP_LT_OQ), result, _mm512_setzero_ps());
+}
+
+/* Lanes [0, count) of a 16-float vector, count clamped to 0...16. */
+static inline __mmask16 lanes(int64_t count) {
+    return count >= 16 ? (__mmask16)0xFFFF : count <= 0 ? (__mmask16)0 : (__mmask16)((1u << count) - 1);
+}
+
+typedef struct tile_scratch {
+    float *scores;     /* [QUERY_ROWS][KEY_BLOCK] */
+    float *keys;       /* per key block [head_width][KEY_BLOCK]: the head's keys transposed, zero-padded */
+    int64_t packed;    /* the (item * heads + head) whose keys `keys` holds, or -1 */
+    float *sums;       /* [QUERY_ROWS][head_width] */
+    float *maxima;     /* [QUERY_ROWS] */
+    float *totals;     /* [QUERY_ROWS] */
+} tile_scratch;
+
+/* scores[i][j] = scale * q_i . k_j for the tile's rows and a padded key block. */
+AVX512 static void tile_scores(const float *const *rows, const float *keys, float *scores, int64_t width,
+                               int64_t padded, float scale) {
+    const __m512 factor = _mm512_set1_ps(scale);
+    for (int64_t i = 0; i < QUERY_ROWS; i += ROW_GROUP) {
+        for (int64_t j = 0; j < padded; j += 32) {
+            __m512 acc[ROW_GROUP][2];
+            for (int r = 0; r < ROW_GROUP; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+            for (int64_t d = 0; d < width; d++) {
+                __m512 k0 = _mm512_loadu_ps(keys + d * KEY_BLOCK + j);
+                __m512 k1 = _mm512_loadu_ps(keys + d * KEY_BLOCK + j + 16);
+                for (int r = 0; r < ROW_GROUP; r++) {
+                    __m512 q = _mm512_set1_ps(rows[i + r][d]);
+                    acc[r][0] = _mm512_fmadd_ps(q, k0, acc[r][0]);
+                    acc[r][1] = _mm512_fmadd_ps(q, k1, acc[r][1]);
+                }
+            }
+            for (int r = 0; r < ROW_GROUP; r++) {
+                _mm512_storeu_ps(scores + (i + r) * KEY_BLOCK + j, _mm512_mul_ps(acc[r][0], factor));
+                _mm512_storeu_ps(scores + (i + r) * KEY_BLOCK + j + 16, _mm512_mul_ps(acc[r][1], factor));
+            }
+        }
+    }
+}
+
+/* The online softmax step: scores become e^(s - new max); running sums and
+ * accumulated outputs are rescaled to the new maximum. */
+AVX512 static void tile_softmax(tile_scratch *t, int64_t keys, int64_t width) {
+    for (int64_t i = 0; i < QUERY_ROWS; i++) {
+        float *row = t->scores + i * KEY_BLOCK;
+        __m512 peak = _mm512_set1_ps(-INFINITY);
+        for (int64_t j = 0; j < keys; j += 16) {
+            peak = _mm512_mask_max_ps(peak, lanes(keys - j), peak, _mm512_loadu_ps(row + j));
+        }
+        float old_max = t->maxima[i];
+        float new_max = fmaxf(old_max, _mm512_reduce_max_ps(peak));
+        float correction = old_max == -INFINITY ? 0.0f : expf(old_max - new_max);
+        __m512 shift = _mm512_set1_ps(new_max), sum = _mm512_setzero_ps();
+        for (int64_t j = 0; j < keys; j += 16) {
+            __mmask16 mask = lanes(keys - j);
+            __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, row + j), shift));
+            _mm512_mask_storeu_ps(row + j, mask, e);
+            sum = _mm512_mask_add_ps(sum, mask, sum, e);
+        }
+        t->totals[i] = t->totals[i] * correction + _mm512_reduce_add_ps(sum);
+        t->maxima[i] = new_max;
+        if (correction != 1.0f) {
+            float *out = t->sums + i * width;
+            for (int64_t d = 0; d < width; d++) out[d] *= correction;
+        }
+    }
+}
+
+/* sums[i] += sum_j p[i][j] v_j over the block's keys, four rows and up to 64
+ * output columns in registers at a time. */
+AVX512 static void tile_values(tile_scratch *t, const float *value, int64_t value_stride, int64_t keys,
+                               int64_t width) {
+    for (int64_t i = 0; i < QUERY_ROWS; i += ROW_GROUP) {
+        for (int64_t chunk = 0; chunk < width; chunk += HEAD_CHUNK) {
+            __mmask16 mask[4];
+            for (int c = 0; c < 4; c++) mask[c] = lanes(width - chunk - 16 * c);
+            __m512 acc[ROW_GROUP][4];
+            for (int r = 0; r < ROW_GROUP; r++) {
+                for (int c = 0; c < 4; c++) {
+                    acc[r][c] = _mm512_maskz_loadu_ps(mask[c], t->sums + (i + r) * width + chunk + 16 * c);
+                }
+            }
+            for (int64_t j = 0; j < keys; j++) {
+                const float *v = value + j * value_stride + chunk;
+                __m512 vv[4];
+                for (int c = 0; c < 4; c++) vv[c] = _mm512_maskz_loadu_ps(mask[c], v + 16 * c);
+                for (int r = 0; r < ROW_GROUP; r++) {
+                    __m512 p = _mm512_set1_ps(t->scores[(i + r) * KEY_BLOCK + j]);
+                    for (int c = 0; c < 4; c++) acc[r][c] = _mm512_fmadd_ps(p, vv[c], acc[r][c]);
+                }
+            }
+            for (int r = 0; r < ROW_GROUP; r++) {
+                for (int c = 0; c < 4; c++) {
+                    _mm512_mask_storeu_ps(t->sums + (i + r) * width + chunk + 16 * c, mask[c], acc[r][c]);
+                }
+            }
+        }
+    }
+}
+
+AVX512 static void run_tile(const nodus_attention_shape *s, const float *query, const float *key, const float *value,
+                            float *output, float scale, int64_t tile, tile_scratch *t) {
+    const int64_t per_head = (s->query_tokens + QUERY_ROWS - 1) / QUERY_ROWS;
+    const int64_t item = tile / (per_head * s->heads), head = (tile / per_head) % s->heads;
+    const int64_t first = (tile % per_head) * QUERY_ROWS;
+    const int64_t rows = s->query_tokens - first < QUERY_ROWS ? s->query_tokens - first : QUERY_ROWS;
+    const int64_t width = s->head_width, column = head * width;
+    const float *row_pointers[QUERY_ROWS];
+    for (int64_t i = 0; i < QUERY_ROWS; i++) {
+        /* Rows past the end repeat the last one; their results are never written. */
+        int64_t row = first + (i < rows ? i : rows - 1);
+        row_pointers[i] = query + (item * s->query_tokens + row) * s->query_stride + column;
+    }
+    for (int64_t i = 0; i < QUERY_ROWS; i++) {
+        t->maxima[i] = -INFINITY;
+        t->totals[i] = 0.0f;
+    }
+    for (int64_t index = 0; index < QUERY_ROWS * width; index++) t->sums[index] = 0.0f;
+
+    /* Consecutive tiles of one head share its transposed keys. */
+    if (t->packed != item * s->heads + head) {
+        for (int64_t start = 0; start < s->key_tokens; start += KEY_BLOCK) {
+            const float *key_rows = key + (item * s->key_tokens + start) * s->key_stride + column;
+            float *block = t->keys + start * width;
+            for (int64_t j = 0; j < KEY_BLOCK; j++) {
+                for (int64_t d = 0; d < width; d++) {
+                    block[d * KEY_BLOCK + j] = start + j < s->key_tokens ? key_rows[j * s->key_stride + d] : 0.0f;
+                }
+            }
+        }
+        t->packed = item * s->heads + head;
+    }
+    for (int64_t start = 0; start < s->key_tokens; start += KEY_BLOCK) {
+        const int64_t keys = s->key_tokens - start < KEY_BLOCK ? s->key_tokens - start : KEY_BLOCK;
+        const int64_t padded = (keys + 31) / 32 * 32;
+        tile_scores(row_pointers, t->keys + start * width, t->scores, width, padded, scale);
+        tile_softmax(t, keys, width);
+        tile_values(t, value + (item * s->key_tokens + start) * s->value_stride + column, s->value_stride, keys, width);
+    }
+    for (int64_t i = 0; i < rows; i++) {
+        float *out = output + (item * s->query_tokens + first + i) * s->output_stride + column;
+        const float inverse = 1.0f / t->totals[i];
+        for (int64_t d = 0; d < width; d++) out[d] = t->sums[i * width + d] * inverse;
+    }
+}
+
+int nodus_attention_tiles(const nodus_attention_shape *shape, const float *query, const float *key,
+                          const float *value, float *output, float scale, int64_t tile_begin, int64_t tile_end) {
+    if (!nodus_attention_supported() || shape->head_width <= 0 || shape->key_tokens <= 0) return 0;
+    const int64_t width = shape->head_width;
+    const int64_t key_floats = (shape->key_tokens + KEY_BLOCK - 1) / KEY_BLOCK * KEY_BLOCK * width;
+    const size_t floats = (size_t)QUERY_ROWS * KEY_BLOCK + (size_t)key_floats + (size_t)QUERY_ROWS * width
+                          + 2 * QUERY_ROWS;
+    float *memory = aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
+    if (!memory) return 0;
+    tile_scratch t = {
+        .scores = memory,
+        .keys = memory + QUERY_ROWS * KEY_BLOCK,
+        .packed = -1,
+        .sums = memory + QUERY_ROWS * KEY_BLOCK + key_floats,
+        .maxima = memory + QUERY_ROWS * KEY_BLOCK + key_floats + QUERY_ROWS * width,
+    };
+    t.totals = t.maxima + QUERY_ROWS;
+    for (int64_t tile = tile_begin; tile < tile_end; tile++) run_tile(shape, query, key, value, output, scale, tile, &t);
+    free(memory);
+    return 1;
+}
