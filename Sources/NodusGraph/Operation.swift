@@ -43,6 +43,10 @@ public enum Operation: Sendable {
     /// LoRA side paths of a Linear: y + sum_i weights[slot_i] * scale_i * B_i (A_i x).
     /// Inputs: y [..., N], x [..., K], then A_i [r_i, K] and B_i [N, r_i] per part.
     case lowRankUpdate(parts: [LowRankPart], weights: AdapterWeights)
+    /// 2-D convolution, NCHW, zero-padded by `padding` before (top, left) and
+    /// `trailingPadding` after (bottom, right): diffusers' `Downsample2D` with
+    /// padding 0 (`F.pad(x, (0, 1, 0, 1))`, then a stride-2 conv). Inputs as `conv2d`.
+    case conv2dAsymmetric(stride: Int, padding: Int, trailingPadding: Int)
 
     /// The op's name in plans and profiles.
     public var name: String {
@@ -69,6 +73,7 @@ public enum Operation: Sendable {
         case .tokensToChannels: "tokens_to_channels"
         case .concatChannels: "concat_channels"
         case .lowRankUpdate: "low_rank_update"
+        case .conv2dAsymmetric: "conv2d_asymmetric"
         }
     }
 
