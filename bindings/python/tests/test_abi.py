@@ -156,6 +156,9 @@ def test_every_header_function_is_called():
     lib.nodus_sample_params_init(ctypes.byref(sample_params))
     assert lib.nodus_sample(None, None, ctypes.byref(sample_params), None) == INVALID_ARGUMENT
     assert lib.nodus_randn(0, None) == INVALID_ARGUMENT
+    assert lib.nodus_model_encode(None, None, ctypes.byref(out), ctypes.byref(tensor())) == INVALID_ARGUMENT
+    assert lib.nodus_model_encode_latent(None, None, None, ctypes.byref(out)) == INVALID_ARGUMENT
+    assert lib.nodus_model_set_vae_tiling(None, 1, 0) == INVALID_ARGUMENT
     missing = sorted(set(header_functions()) - Recorder.calls)
     assert not missing, f"not exercised: {missing}"
 
