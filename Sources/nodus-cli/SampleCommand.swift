@@ -26,7 +26,7 @@ struct SampleCommand: Command {
         .value("output", "FILE.png", "the decoded image (needs --vae)"),
         .value("npy", "FILE.npy", "the final latent [B, C, H, W]"),
         .value("threads", "N", "worker threads (default: all cores)"),
-    ]
+    ] + ModelHandle.tilingOptions
 
     func run(_ arguments: ParsedArguments) throws {
         let path = try arguments.positionals(["MODEL"])[0]
@@ -41,6 +41,7 @@ struct SampleCommand: Command {
             throw CLIError.usage("--output '\(imagePath)' must end in .png")
         }
         if imagePath != nil && vaePath == nil { throw CLIError.usage("--output needs --vae to decode the latents") }
+        if ModelHandle.wantsTiling(arguments) && vaePath == nil { throw CLIError.usage("--tiled needs --vae") }
         if let latentPath { _ = try TensorFiles.kind(of: latentPath, option: "npy") }
         let steps = try arguments.integer("steps", default: 50, in: 1...10_000)
         let guidance = try arguments.number("guidance", default: 4.0)
@@ -64,6 +65,7 @@ struct SampleCommand: Command {
         if let vae, vae.kindName != "vae" {
             throw CLIError.failure("--vae '\(vae.path)' is a \(vae.kindName) model, not a VAE")
         }
+        try vae?.setTiling(from: arguments)
         let sampleSize = try model.configInteger("sample_size")
         let height = try arguments.integer("height", default: sampleSize, in: 1...4096)
         let width = try arguments.integer("width", default: sampleSize, in: 1...4096)
