@@ -176,6 +176,44 @@ NODUS_API NODUS_NODISCARD nodus_status nodus_model_forward(nodus_model *model, c
 NODUS_API NODUS_NODISCARD nodus_status nodus_model_decode(nodus_model *model, const nodus_tensor *latent,
                                                           nodus_tensor *output);
 
+/* ---- VAE encoding and tiling -------------------------------------------- */
+
+/* VAE encode, `vae.encode(image).latent_dist` as in diffusers: `image` is float32
+ * [B, in_channels, H, W] in about [-1, 1], H and W multiples of 2^(levels - 1)
+ * (8 for the SD VAE); `mean` and `logvar` receive float32 [B, latent_channels,
+ * H/8, W/8], logvar clamped to [-30, 20] (std = exp(0.5 * logvar)). Outputs as
+ * in nodus_model_forward; while either output's data is NULL the call only
+ * reports shapes (to the outputs whose data is NULL) and computes nothing.
+ * NODUS_ERROR_UNSUPPORTED: the folder cannot encode (no encoder weights: a
+ * decoder-only export, which still decodes); NODUS_ERROR_SHAPE: the image does
+ * not fit; NODUS_ERROR_INVALID_ARGUMENT: it holds NaN or infinity, or `model`
+ * is not a VAE. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_model_encode(nodus_model *model, const nodus_tensor *image,
+                                                          nodus_tensor *mean, nodus_tensor *logvar);
+
+/* The latent a pipeline feeds the denoiser, float32 [B, latent_channels, H/8, W/8]:
+ * (latent_dist.sample() - shift_factor) * scaling_factor with `noise` (float32,
+ * that same shape) as the normal draw, i.e. (mean + exp(0.5 * logvar) * noise
+ * - shift_factor) * scaling_factor; with `noise` NULL, latent_dist.mode(), i.e.
+ * (mean - shift_factor) * scaling_factor. shift_factor is 0 unless config.json
+ * sets it. diffusers draws that noise as torch.randn(shape, generator): pass
+ * nodus_randn's. Errors as nodus_model_encode; output as in nodus_model_forward. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_model_encode_latent(nodus_model *model, const nodus_tensor *image,
+                                                                 const nodus_tensor *noise, nodus_tensor *latent);
+
+/* Tiled VAE encoding and decoding: diffusers' vae.enable_tiling() (enabled
+ * non-zero) or vae.disable_tiling() (0, the default). While enabled, an image
+ * wider or higher than `tile_sample_size` pixels (a latent beyond
+ * tile_sample_size / 8) is processed in overlapping tiles blended at the seams,
+ * so memory is bounded by the tile size; the result differs slightly from an
+ * untiled one, exactly as in diffusers. `tile_sample_size` is diffusers'
+ * tile_sample_min_size (tile_latent_min_size = tile_sample_size / 8 follows):
+ * 0 for the config's sample_size; otherwise a multiple of 4 * 2^(levels - 1)
+ * (32 for the SD VAE), else NODUS_ERROR_INVALID_ARGUMENT and the setting is
+ * unchanged. NODUS_ERROR_INVALID_ARGUMENT also when `model` is not a VAE. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_model_set_vae_tiling(nodus_model *model, int32_t enabled,
+                                                                  int32_t tile_sample_size);
+
 /* ---- LoRA adapters ------------------------------------------------------ */
 /* The semantics of diffusers' PEFT integration: for every Linear an adapter
  * targets, y = W x + b + sum_i w_i s_i B_i (A_i x), with s_i = alpha / rank per

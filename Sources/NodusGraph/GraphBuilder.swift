@@ -132,17 +132,7 @@ public struct GraphBuilder {
     }
 
     public mutating func conv2d(_ x: ValueID, weight: ValueID, bias: ValueID?, stride: Int = 1, padding: Int) throws -> ValueID {
-        let s = shape(of: x), w = shape(of: weight)
-        guard s.count == 4, w.count == 4, w[1] == s[1], stride > 0,
-              s[2] + 2 * padding >= w[2], s[3] + 2 * padding >= w[3] else {
-            throw mismatch("conv2d", "input \(s) does not fit weight \(describe(weight)) \(w)")
-        }
-        if let bias, shape(of: bias) != [w[0]] {
-            throw mismatch("conv2d", "bias \(describe(bias)) has shape \(shape(of: bias)), expected [\(w[0])]")
-        }
-        let height = (s[2] + 2 * padding - w[2]) / stride + 1
-        let width = (s[3] + 2 * padding - w[3]) / stride + 1
-        return append(.conv2d(stride: stride, padding: padding), [x, weight, bias], shape: [s[0], w[0], height, width])
+        try conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, trailingPadding: padding)
     }
 
     public mutating func groupNorm(_ x: ValueID, groups: Int, eps: Float, weight: ValueID?, bias: ValueID?,
@@ -207,6 +197,29 @@ public struct GraphBuilder {
             throw mismatch("add_per_channel", "\(shape(of: values)) is not [batch, channels] of \(s)")
         }
         return append(.addPerChannel, [x, values], shape: s)
+    }
+
+    // MARK: Asymmetric padding
+
+    /// A convolution zero-padded by `padding` before and `trailingPadding` after
+    /// each spatial axis (`conv2d` when they are equal).
+    public mutating func conv2d(_ x: ValueID, weight: ValueID, bias: ValueID?, stride: Int, padding: Int,
+                                trailingPadding: Int) throws -> ValueID {
+        let s = shape(of: x), w = shape(of: weight)
+        let padded = padding + trailingPadding
+        guard s.count == 4, w.count == 4, w[1] == s[1], stride > 0, padding >= 0, trailingPadding >= 0,
+              s[2] + padded >= w[2], s[3] + padded >= w[3] else {
+            throw mismatch("conv2d", "input \(s) does not fit weight \(describe(weight)) \(w)")
+        }
+        if let bias, shape(of: bias) != [w[0]] {
+            throw mismatch("conv2d", "bias \(describe(bias)) has shape \(shape(of: bias)), expected [\(w[0])]")
+        }
+        let height = (s[2] + padded - w[2]) / stride + 1
+        let width = (s[3] + padded - w[3]) / stride + 1
+        let operation: Operation = padding == trailingPadding
+            ? .conv2d(stride: stride, padding: padding)
+            : .conv2dAsymmetric(stride: stride, padding: padding, trailingPadding: trailingPadding)
+        return append(operation, [x, weight, bias], shape: [s[0], w[0], height, width])
     }
 
     // MARK: Helpers

@@ -110,11 +110,7 @@ struct Lowering {
             return UnpatchifyStep(input: try floats(input(0)), output: output, batch: outputShape[0],
                                   channels: outputShape[1], rows: rows, columns: columns, patch: patch)
         case .conv2d(let stride, let padding):
-            let s = try shape(0), w = try shape(1)
-            let convolution = ConvolutionShape(batch: s[0], inChannels: s[1], height: s[2], width: s[3], outChannels: w[0],
-                                               kernelHeight: w[2], kernelWidth: w[3], stride: stride, padding: padding)
-            return ConvolutionStep(shape: convolution, input: try floats(input(0)), weight: try floats(input(1)),
-                                   bias: try optionalFloats(inputs[safe: 2] ?? nil), output: output)
+            return try convolution(node, stride: stride, padding: padding, trailingPadding: padding)
         case .groupNorm(let groups, let eps, let silu):
             return GroupNormStep(input: try floats(input(0)), output: output,
                                  weight: try optionalFloats(inputs[safe: 1] ?? nil),
@@ -157,6 +153,21 @@ struct Lowering {
             let planes = outputShape[0] * outputShape[1]
             return AddPerChannelStep(input: try floats(input(0)), values: try floats(input(1)), output: output,
                                      planes: planes, planeSize: outputCount / max(planes, 1))
+        case .conv2dAsymmetric(let stride, let padding, let trailingPadding):
+            return try convolution(node, stride: stride, padding: padding, trailingPadding: trailingPadding)
         }
+    }
+
+    /// The kernel of a `conv2d` or `conv2dAsymmetric` node.
+    private func convolution(_ node: Node, stride: Int, padding: Int, trailingPadding: Int) throws -> any Kernel {
+        guard node.inputs.count >= 2, let x = node.inputs[0], let weight = node.inputs[1] else {
+            throw NodusError(.internal, "\(node.operation.name) is missing its input or weight")
+        }
+        let s = graph[x].shape, w = graph[weight].shape
+        let shape = ConvolutionShape(batch: s[0], inChannels: s[1], height: s[2], width: s[3], outChannels: w[0],
+                                     kernelHeight: w[2], kernelWidth: w[3], stride: stride, padding: padding,
+                                     trailingPadding: trailingPadding)
+        return ConvolutionStep(shape: shape, input: try floats(x), weight: try floats(weight),
+                               bias: try optionalFloats(node.inputs[safe: 2] ?? nil), output: try floats(node.output))
     }
 }

@@ -48,6 +48,10 @@ public enum Operation: Sendable {
     /// A per-(batch, channel) value added to a whole plane. Inputs: x [B, C, ...], values [B, C]
     /// (a resnet's projected time embedding).
     case addPerChannel
+    /// 2-D convolution, NCHW, zero-padded by `padding` before (top, left) and
+    /// `trailingPadding` after (bottom, right): diffusers' `Downsample2D` with
+    /// padding 0 (`F.pad(x, (0, 1, 0, 1))`, then a stride-2 conv). Inputs as `conv2d`.
+    case conv2dAsymmetric(stride: Int, padding: Int, trailingPadding: Int)
 
     /// The op's name in plans and profiles.
     public var name: String {
@@ -76,6 +80,7 @@ public enum Operation: Sendable {
         case .lowRankUpdate: "low_rank_update"
         case .geglu: "geglu"
         case .addPerChannel: "add_per_channel"
+        case .conv2dAsymmetric: "conv2d_asymmetric"
         }
     }
 

@@ -14,6 +14,11 @@ public struct AutoencoderKLConfig: Sendable {
     public var usePostQuantConv: Bool
     public var useQuantConv: Bool
     public var midBlockAttention: Bool
+    /// `sample_size`: the tile side tiled encoding and decoding use by default
+    /// (the first entry when the config gives a list, as diffusers reads it).
+    public var sampleSize: Int
+    /// `down_block_types` of the encoder (one per entry of `blockOutChannels`).
+    public var downBlockTypes: [String]
 
     /// Pixels per latent cell: 2^(number of blocks - 1).
     public var downscale: Int { 1 << (blockOutChannels.count - 1) }
@@ -30,6 +35,10 @@ public struct AutoencoderKLConfig: Sendable {
         usePostQuantConv = try reader.bool("use_post_quant_conv", default: true)
         useQuantConv = try reader.bool("use_quant_conv", default: true)
         midBlockAttention = try reader.bool("mid_block_add_attention", default: true)
+        sampleSize = reader.members["sample_size"]?.arrayValue != nil
+            ? try reader.intArray("sample_size").first ?? 0 : try reader.int("sample_size", default: 32)
+        downBlockTypes = reader.has("down_block_types")
+            ? try reader.stringArray("down_block_types") : ["DownEncoderBlock2D"]
         _ = try reader.choice("act_fn", default: "silu", allowed: ["silu"])
         if reader.has("up_block_types") {
             for type in try reader.stringArray("up_block_types") where type != "UpDecoderBlock2D" {

@@ -9,24 +9,36 @@ import NodusGraph
 /// attention / resnet, `UpDecoderBlock2D`s of layers_per_block + 1 resnets
 /// with nearest-2x-and-conv upsamplers, GroupNorm + SiLU, conv_out). The
 /// latent it takes is z = latent / scaling_factor; the image is about [-1, 1].
+/// Encoding (`vae.encode(x).latent_dist`) is in `AutoencoderKLModel+Encoder`,
+/// tiling (`vae.enable_tiling()`) in `AutoencoderKLModel+Tiling`.
 ///
-/// Limitations: decoding only for now (encoding arrives with the UNet work);
-/// no tiling (`enable_tiling`), so memory grows with the image area.
+/// Limitations: `UpDecoderBlock2D` / `DownEncoderBlock2D` blocks only; without
+/// tiling, memory grows with the image area.
 public final class AutoencoderKLModel: DiffusionModel, LatentDecoder {
     public let kind = ModelKind.vae
     public let config: JSONValue
     public let settings: AutoencoderKLConfig
-    private let weights: Weights
-    private let options: ModelOptions
+    let directory: String
+    let weights: Weights
+    let options: ModelOptions
     private var decoders = ExecutableCache()
+    var encoders = ExecutableCache()
+    /// Why this folder cannot encode (no encoder weights, an unsupported block), or nil.
+    private(set) var encoderProblem: NodusError?
+    /// Tiled encoding and decoding (`enable_tiling`), or nil (the default).
+    public internal(set) var tiling: VAETiling?
 
     public init(directory: String, config: JSONValue, options: ModelOptions) throws {
         settings = try AutoencoderKLConfig(JSONObjectReader(config, context: "config.json of '\(directory)'"))
         self.config = config
+        self.directory = directory
         self.options = options
         weights = Weights(store: try WeightStore(directory: directory))
         // Building the decoder graph once reads and checks every weight it uses.
         _ = try buildDecoder(latentShape: [1, settings.latentChannels, 1, 1])
+        // The encoder is checked the same way, but a folder that cannot encode
+        // (a decoder-only export) still loads: encoding then fails with the reason.
+        encoderProblem = encoderAvailability()
     }
 
     public func outputShape(for inputs: [String: Tensor]) throws -> [Int] {
@@ -49,6 +61,7 @@ public final class AutoencoderKLModel: DiffusionModel, LatentDecoder {
         let z = try ModelInputs(["latent": latent], known: ["latent"])
             .image("latent", channels: settings.latentChannels, multiple: 1)
         Parallel.setThreads(options.threads)
+        if let tiling, tiling.tilesLatent(z.shape) { return try tiledDecode(z, tiling: tiling) }
         let executable = try decoders.executable(for: z.shape) { try buildDecoder(latentShape: z.shape) }
         return try executable.run(["latent": z])
     }
@@ -64,11 +77,7 @@ public final class AutoencoderKLModel: DiffusionModel, LatentDecoder {
         let top = c.blockOutChannels[c.blockOutChannels.count - 1]
         x = try builder.conv(x, "decoder.conv_in", outChannels: top, kernel: 3)
 
-        x = try builder.resnet(x, "decoder.mid_block.resnets.0", outChannels: top)
-        if c.midBlockAttention {
-            x = try builder.spatialAttention(x, "decoder.mid_block.attentions.0", headWidth: top)
-        }
-        x = try builder.resnet(x, "decoder.mid_block.resnets.1", outChannels: top)
+        x = try builder.midBlock(x, "decoder.mid_block", attention: c.midBlockAttention)
 
         let reversed = Array(c.blockOutChannels.reversed())
         for (index, channels) in reversed.enumerated() {

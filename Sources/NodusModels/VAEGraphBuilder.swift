@@ -79,4 +79,27 @@ struct VAEGraphBuilder {
         let image = try graph.tokensToChannels(projected, height: shape[2], width: shape[3])
         return try graph.add(image, x)
     }
+
+    /// The VAE's `UNetMidBlock2D`: resnet, single-head spatial attention (when
+    /// `attention`), resnet, all at the input's width.
+    mutating func midBlock(_ x: ValueID, _ prefix: String, attention: Bool) throws -> ValueID {
+        let width = channels(x)
+        var hidden = try resnet(x, prefix + ".resnets.0", outChannels: width)
+        if attention {
+            hidden = try spatialAttention(hidden, prefix + ".attentions.0", headWidth: width)
+        }
+        return try resnet(hidden, prefix + ".resnets.1", outChannels: width)
+    }
+
+    /// diffusers' `Downsample2D` with a convolution (3x3, stride 2, same
+    /// channels). With `padding` 0, as the VAE encoder builds it, the input is
+    /// first padded by one zero row and column at the bottom and right
+    /// (`F.pad(x, (0, 1, 0, 1))`); otherwise the conv pads `padding` all round.
+    mutating func downsample(_ x: ValueID, _ prefix: String, padding: Int) throws -> ValueID {
+        let width = channels(x)
+        let weightValue = try weight(prefix + ".conv.weight", [width, width, 3, 3])
+        let bias = try weight(prefix + ".conv.bias", [width])
+        return try graph.conv2d(x, weight: weightValue, bias: bias, stride: 2, padding: padding,
+                                trailingPadding: padding == 0 ? 1 : padding)
+    }
 }

@@ -41,7 +41,7 @@ struct SampleCommand: Command {
         .value("npy", "FILE.npy", "the final latent [B, C, H, W]"),
         .value("stats", "PREFIX", "ensemble mean and variance maps (needs --samples >= 2)"),
         .value("threads", "N", "worker threads (default: all cores)"),
-    ]
+    ] + ModelHandle.tilingOptions
 
     func run(_ arguments: ParsedArguments) throws {
         let path = try arguments.positionals(["MODEL"])[0]
@@ -56,6 +56,7 @@ struct SampleCommand: Command {
             throw CLIError.usage("--output '\(imagePath)' must end in .png")
         }
         if imagePath != nil && vaePath == nil { throw CLIError.usage("--output needs --vae to decode the latents") }
+        if ModelHandle.wantsTiling(arguments) && vaePath == nil { throw CLIError.usage("--tiled needs --vae") }
         if let latentPath { _ = try TensorFiles.kind(of: latentPath, option: "npy") }
         let steps = try arguments.integer("steps", default: 50, in: 1...10_000)
         let samples = try arguments.integer("samples", default: 1, in: 1...4096)
@@ -88,9 +89,9 @@ struct SampleCommand: Command {
         }
         job.conditioning = try arguments.value("conditioning").map { try SampleCommand.batched($0, "conditioning", batch) }
         job.imageLatents = try arguments.value("image-latents").map { try SampleCommand.batched($0, "image-latents", batch) }
-        job.mask = try arguments.value("mask").map { try TensorFiles.readSingle($0, option: "mask") }
+        job.mask = try arguments.value("mask").map { try TensorFiles.readTensor($0, name: nil, preferred: "mask", option: "mask") }
         job.strength = try arguments.number("strength", default: 1)
-
+        try vae?.setTiling(from: arguments)
         let sampleSize = try model.configInteger("sample_size")
         let height = try arguments.integer("height", default: sampleSize, in: 1...4096)
         let width = try arguments.integer("width", default: sampleSize, in: 1...4096)
@@ -155,7 +156,7 @@ struct SampleCommand: Command {
 
     /// A per-sample tensor of `--option FILE`, its batch of 1 repeated to `batch`.
     static func batched(_ path: String, _ option: String, _ batch: Int) throws -> Tensor {
-        let tensor = try TensorFiles.readSingle(path, option: option).asFloat32()
+        let tensor = try TensorFiles.readTensor(path, name: nil, preferred: option, option: option).asFloat32()
         guard tensor.rank == 4, tensor.shape[0] == 1 || tensor.shape[0] == batch else {
             throw CLIError.usage("--\(option) '\(path)' must be [1 or \(batch), C, h, w], got \(tensor.shape)")
         }

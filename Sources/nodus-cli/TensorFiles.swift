@@ -53,13 +53,21 @@ enum TensorFiles {
         }
     }
 
-    /// The one tensor of `--option FILE` (.npy, or a .safetensors file holding one tensor).
-    static func readSingle(_ path: String, option: String) throws -> Tensor {
-        let tensors = try read(path, option: option, defaultName: option)
-        guard tensors.count == 1, let tensor = tensors.values.first else {
-            throw CLIError.usage("--\(option) '\(path)' must hold one tensor, found \(tensors.keys.sorted())")
+    /// One tensor from `path`: a .npy file, or the tensor `name` of a .safetensors
+    /// file (without a name: its only tensor, else `preferred`).
+    static func readTensor(_ path: String, name: String?, preferred: String, option: String) throws -> Tensor {
+        switch try kind(of: path, option: option) {
+        case .npy:
+            if name != nil { throw CLIError.usage("--tensor names a tensor of a .safetensors --\(option), not of '\(path)'") }
+            return try NumpyArray.read(path: path)
+        case .safetensors:
+            let file = try SafetensorsFile(path: path)
+            let chosen = name ?? (file.names.count == 1 ? file.names[0] : preferred)
+            guard file.names.contains(chosen) else {
+                throw CLIError.failure("'\(path)' has no tensor '\(chosen)' (it has \(file.names.joined(separator: ", "))); choose one with --tensor")
+            }
+            return try file.tensor(chosen)
         }
-        return tensor
     }
 
     /// Writes one tensor to `path` (.npy, or .safetensors under `name`).

@@ -12,6 +12,7 @@ let commands: [any Command] = [
     VersionCommand(),
     LoRACommand(),
     DemoCommand(),
+    EncodeCommand(),
 ]
 
 func topLevelHelp() -> String {

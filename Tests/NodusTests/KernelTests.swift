@@ -24,9 +24,12 @@ final class KernelTests: XCTestCase {
     }
 
     func testConvolutionMatchesDirectSum() {
-        for (stride, padding, kernel) in [(1, 1, 3), (2, 1, 3), (2, 0, 3), (1, 0, 1), (1, 2, 5)] {
+        // (stride, padding before, padding after, kernel); (2, 0, 1, 3) is diffusers' Downsample2D.
+        for (stride, padding, trailing, kernel) in [(1, 1, 1, 3), (2, 1, 1, 3), (2, 0, 0, 3), (1, 0, 0, 1), (1, 2, 2, 5),
+                                                    (2, 0, 1, 3), (1, 0, 1, 1)] {
             var shape = ConvolutionShape(batch: 2, inChannels: 3, height: 9, width: 7, outChannels: 4,
-                                         kernelHeight: kernel, kernelWidth: kernel, stride: stride, padding: padding)
+                                         kernelHeight: kernel, kernelWidth: kernel, stride: stride, padding: padding,
+                                         trailingPadding: trailing)
             // Two output rows per im2col chunk, so every chunk boundary is crossed.
             shape.columnBudget = 2 * 3 * kernel * kernel * shape.outWidth
             let input = random(2 * 3 * 9 * 7, seed: 1)
@@ -47,7 +50,7 @@ final class KernelTests: XCTestCase {
                 } } }
                 expected[((b * 4 + o) * shape.outHeight + y) * shape.outWidth + x] = Float(sum)
             } } } }
-            assertClose(output, expected, "conv k\(kernel) s\(stride) p\(padding)")
+            assertClose(output, expected, "conv k\(kernel) s\(stride) p\(padding),\(trailing)")
         }
     }
 

@@ -7,16 +7,6 @@ import NodusModels
 /// The Python suite checks the same through the C ABI; these keep the Swift
 /// layers honest on their own.
 final class ModelParityTests: XCTestCase {
-    private func relativeError(_ ours: Tensor, _ reference: Tensor) -> Float {
-        let a = ours.floatArray(), b = reference.floatArray()
-        var difference: Float = 0, scale: Float = 0
-        for index in 0..<b.count {
-            difference = max(difference, abs(a[index] - b[index]))
-            scale = max(scale, abs(b[index]))
-        }
-        return difference / scale
-    }
-
     func testDiTForwardMatchesDiffusers() throws {
         let model = try ModelLoader.load(path: Fixtures.path("dit-tiny"))
         let reference = try SafetensorsFile(path: Fixtures.path("dit-tiny-forward.safetensors"))

@@ -10,6 +10,9 @@
 extern "C" {
 #endif
 
+/* Inside libnodus.so only: not exported beside the public ABI. */
+#define NODUS_ATTENTION_INTERNAL __attribute__((visibility("hidden")))
+
 /* Heads packed in the feature dimension, as diffusers' Attention lays them
  * out: q [batch, query_tokens, *], k and v [batch, key_tokens, *], head h at
  * columns h * head_width ..< (h + 1) * head_width; strides in floats between tokens. */
@@ -19,16 +22,16 @@ typedef struct nodus_attention_shape {
 } nodus_attention_shape;
 
 /* 1 when this CPU runs nodus_attention_tiles (AVX-512F), else 0. */
-int nodus_attention_supported(void);
+NODUS_ATTENTION_INTERNAL int nodus_attention_supported(void);
 
 /* Query rows per tile; tiles are numbered ((b * heads + h) * tiles_per_head + t). */
-int64_t nodus_attention_tile_rows(void);
-int64_t nodus_attention_tile_count(const nodus_attention_shape *shape);
+NODUS_ATTENTION_INTERNAL int64_t nodus_attention_tile_rows(void);
+NODUS_ATTENTION_INTERNAL int64_t nodus_attention_tile_count(const nodus_attention_shape *shape);
 
 /* output = softmax(scale * q k^T) v for tiles [tile_begin, tile_end). Threads
  * may call it on disjoint tile ranges. Returns 1, or 0 without touching
  * anything when the CPU lacks AVX-512 or scratch memory cannot be had. */
-int nodus_attention_tiles(const nodus_attention_shape *shape, const float *query, const float *key,
+NODUS_ATTENTION_INTERNAL int nodus_attention_tiles(const nodus_attention_shape *shape, const float *query, const float *key,
                           const float *value, float *output, float scale, int64_t tile_begin, int64_t tile_end);
 
 #ifdef __cplusplus

@@ -1,4 +1,7 @@
 /// 2-D convolution on NCHW float32 data with a PyTorch [out, in, kh, kw] weight.
+/// Zero padding is `padding` before (top, left) and `trailingPadding` after
+/// (bottom, right) each spatial axis: equal for `nn.Conv2d(padding=p)`, (0, 1)
+/// for diffusers' `Downsample2D` with padding 0 (`F.pad(x, (0, 1, 0, 1))`).
 public struct ConvolutionShape: Sendable {
     public var batch: Int
     public var inChannels: Int
@@ -9,9 +12,10 @@ public struct ConvolutionShape: Sendable {
     public var kernelWidth: Int
     public var stride: Int
     public var padding: Int
+    public var trailingPadding: Int
 
     public init(batch: Int, inChannels: Int, height: Int, width: Int, outChannels: Int,
-                kernelHeight: Int, kernelWidth: Int, stride: Int, padding: Int) {
+                kernelHeight: Int, kernelWidth: Int, stride: Int, padding: Int, trailingPadding: Int? = nil) {
         self.batch = batch
         self.inChannels = inChannels
         self.height = height
@@ -21,12 +25,15 @@ public struct ConvolutionShape: Sendable {
         self.kernelWidth = kernelWidth
         self.stride = stride
         self.padding = padding
+        self.trailingPadding = trailingPadding ?? padding
     }
 
-    public var outHeight: Int { (height + 2 * padding - kernelHeight) / stride + 1 }
-    public var outWidth: Int { (width + 2 * padding - kernelWidth) / stride + 1 }
+    public var outHeight: Int { (height + padding + trailingPadding - kernelHeight) / stride + 1 }
+    public var outWidth: Int { (width + padding + trailingPadding - kernelWidth) / stride + 1 }
     var patchSize: Int { inChannels * kernelHeight * kernelWidth }
-    var isPointwise: Bool { kernelHeight == 1 && kernelWidth == 1 && stride == 1 && padding == 0 }
+    var isPointwise: Bool {
+        kernelHeight == 1 && kernelWidth == 1 && stride == 1 && padding == 0 && trailingPadding == 0
+    }
 
     /// Floats the im2col column buffer may take (8 MB by default).
     public var columnBudget = 2 << 20

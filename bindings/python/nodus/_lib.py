@@ -132,6 +132,9 @@ PROTOTYPES = {
     "nodus_sample": (_status, [_p, _p, ctypes.POINTER(SampleParams), _tensor_p]),
     "nodus_batch_statistics": (_status, [_tensor_p, ctypes.c_int32, _tensor_p, _tensor_p]),
     "nodus_randn": (_status, [ctypes.c_uint64, _tensor_p]),
+    "nodus_model_encode": (_status, [_p, _tensor_p, _tensor_p, _tensor_p]),
+    "nodus_model_encode_latent": (_status, [_p, _tensor_p, _tensor_p, _tensor_p]),
+    "nodus_model_set_vae_tiling": (_status, [_p, ctypes.c_int32, ctypes.c_int32]),
 }
 
 

@@ -123,8 +123,15 @@ class Output:
 def call_with_output(function):
     """Runs ``function(output_pointer) -> status`` twice: with data NULL to learn the
     result's shape and dtype, then with a buffer of that size. Returns the array."""
-    output = Output()
-    _lib.check(function(output.pointer))
-    output.allocate(output.shape(), numpy_dtype(output.struct.dtype))
-    _lib.check(function(output.pointer))
-    return output.result()
+    return call_with_outputs(function, 1)[0]
+
+
+def call_with_outputs(function, count):
+    """``call_with_output`` for a call with ``count`` outputs, ``function(*output_pointers)``;
+    returns a tuple of arrays."""
+    outputs = [Output() for _ in range(count)]
+    _lib.check(function(*[output.pointer for output in outputs]))
+    for output in outputs:
+        output.allocate(output.shape(), numpy_dtype(output.struct.dtype))
+    _lib.check(function(*[output.pointer for output in outputs]))
+    return tuple(output.result() for output in outputs)

@@ -68,6 +68,50 @@ class Model(Handle):
         handle = self.handle
         return _tensor.call_with_output(lambda output: _lib.lib.nodus_model_decode(handle, source.pointer, output))
 
+    # -- VAE encoding and tiling ------------------------------------------
+
+    def encode(self, image):
+        """VAE encode, ``vae.encode(image).latent_dist``: returns ``(mean, logvar)``.
+
+        ``image`` is [B, C, H, W] in about [-1, 1], H and W multiples of 8 (SD VAE);
+        logvar is clamped to [-30, 20] and std = exp(0.5 * logvar).
+        """
+        source = _tensor.Input(_tensor.float32_array(image, "image"), "image")
+        handle = self.handle
+        return _tensor.call_with_outputs(
+            lambda mean, logvar: _lib.lib.nodus_model_encode(handle, source.pointer, mean, logvar), 2
+        )
+
+    def encode_latent(self, image, noise=None):
+        """The scaled latent a pipeline feeds the denoiser:
+        ``(latent_dist.sample() - shift_factor) * scaling_factor`` with ``noise`` as the
+        normal draw (diffusers' ``torch.randn(shape, generator)``: ``nodus.randn``), or
+        ``latent_dist.mode()`` scaled the same way when ``noise`` is None.
+        """
+        source = _tensor.Input(_tensor.float32_array(image, "image"), "image")
+        draw = None if noise is None else _tensor.Input(_tensor.float32_array(noise, "noise"), "noise")
+        pointer = None if draw is None else draw.pointer
+        handle = self.handle
+        return _tensor.call_with_output(
+            lambda output: _lib.lib.nodus_model_encode_latent(handle, source.pointer, pointer, output)
+        )
+
+    def enable_tiling(self, tile_sample_size=None):
+        """Tiled VAE encode / decode, as diffusers' ``vae.enable_tiling()``.
+
+        ``tile_sample_size`` is diffusers' ``tile_sample_min_size`` in pixels (the
+        latent tile follows); None uses the config's ``sample_size``. It must be a
+        multiple of 4 * 2^(levels - 1) (32 for the SD VAE).
+        """
+        size = 0 if tile_sample_size is None else tile_sample_size
+        if int(size) != size or not 0 <= size < 2**31 or (tile_sample_size is not None and size == 0):
+            raise ValueError(f"nodus: tile_sample_size must be a positive integer or None, not {tile_sample_size!r}")
+        _lib.check(_lib.lib.nodus_model_set_vae_tiling(self.handle, 1, int(size)))
+
+    def disable_tiling(self):
+        """Encode and decode in one piece again (diffusers' ``vae.disable_tiling()``)."""
+        _lib.check(_lib.lib.nodus_model_set_vae_tiling(self.handle, 0, 0))
+
     # -- LoRA adapters (diffusers' PEFT integration) ----------------------
 
     def load_lora_weights(self, path, adapter_name):

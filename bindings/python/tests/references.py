@@ -8,7 +8,7 @@ import numpy as np
 from safetensors.numpy import load_file
 
 FIXTURES = Path(__file__).resolve().parents[3] / "Tests" / "Fixtures"
-REGENERATE = "the scripts in tests/reference (make_model_fixtures.py, make_lora_fixtures.py)"
+REGENERATE = "the scripts in tests/reference (make_model_fixtures.py, make_lora_fixtures.py, make_vae_fixtures.py)"
 
 
 def fixture_path(name: str) -> Path:

@@ -156,6 +156,10 @@ def test_every_header_function_is_called():
     lib.nodus_sample_params_init(ctypes.byref(sample_params))
     assert lib.nodus_sample(None, None, ctypes.byref(sample_params), None) == INVALID_ARGUMENT
     assert lib.nodus_randn(0, None) == INVALID_ARGUMENT
+    assert lib.nodus_model_encode(None, None, ctypes.byref(out), ctypes.byref(tensor())) == INVALID_ARGUMENT
+    assert lib.nodus_model_encode_latent(None, None, None, ctypes.byref(out)) == INVALID_ARGUMENT
+    assert lib.nodus_model_set_vae_tiling(None, 1, 0) == INVALID_ARGUMENT
+    assert lib.nodus_batch_statistics(None, 1, ctypes.byref(out), ctypes.byref(tensor())) == INVALID_ARGUMENT
     missing = sorted(set(header_functions()) - Recorder.calls)
     assert not missing, f"not exercised: {missing}"
 
@@ -627,6 +631,23 @@ def test_sample_bad_input(dit, ddim):
         nodus.sample(dit, ddim, steps=2, init_noise=x0, class_labels=[0], encoder_hidden_states=(x0, x0))
     with pytest.raises(nodus.InvalidArgumentError, match="strength"):
         nodus.sample(dit, ddim, steps=2, init_noise=x0, class_labels=[0], strength=0.5)
+
+
+def test_batch_statistics():
+    samples = np.random.default_rng(3).standard_normal((5, 2, 3, 4)).astype(np.float32)
+    mean, variance = nodus.batch_statistics(samples)
+    np.testing.assert_allclose(mean, samples.astype(np.float64).mean(0), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(variance, samples.astype(np.float64).var(0, ddof=1), rtol=1e-6, atol=1e-7)
+    _, population = nodus.batch_statistics(samples, correction=0)
+    np.testing.assert_allclose(population, samples.astype(np.float64).var(0), rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError):
+        nodus.batch_statistics(samples[:1])
+    with pytest.raises(nodus.InvalidArgumentError, match="correction"):
+        nodus.batch_statistics(samples, correction=5)
+    broken = samples.copy()
+    broken[2, 1, 1, 1] = np.nan
+    with pytest.raises(nodus.InvalidArgumentError, match="NaN"):
+        nodus.batch_statistics(broken)
 
 
 def test_sample_ddpm_needs_step_noise(dit):

@@ -28,7 +28,7 @@ def relative_error(ours, reference):
 
 
 def test_every_command_has_help():
-    for command in ["", "info", "forward", "sample", "randn", "version"]:
+    for command in ["", "info", "forward", "sample", "randn", "version", "encode"]:
         result = run(*([command] if command else []), "--help")
         assert result.returncode == 0, result.stderr
         assert "usage: nodus" in result.stdout
@@ -76,7 +76,43 @@ def test_sample_writes_latent_and_png(tmp_path):
     assert int.from_bytes(header[16:20], "big") == 16 and int.from_bytes(header[20:24], "big") == 16
 
 
+def test_sample_decodes_tiled(tmp_path):
+    image = tmp_path / "x.png"
+    result = run("sample", os.path.join(FIXTURES, "dit-tiny"), "--scheduler", os.path.join(FIXTURES, "scheduler-ddim"),
+                 "--vae", os.path.join(FIXTURES, "vae-tiny"), "--steps", 2, "--tile-size", 8, "--output", image)
+    assert result.returncode == 0, result.stderr
+    assert image.exists()
+
+
+def test_encode_matches_the_reference(tmp_path):
+    reference = load_file(os.path.join(FIXTURES, "vae-tiny-encode.safetensors"))
+    tiled = load_file(os.path.join(FIXTURES, "vae-tiny-tiled.safetensors"))
+    vae = os.path.join(FIXTURES, "vae-tiny")
+    image = tmp_path / "image.npy"
+    np.save(image, reference["image"])
+    scaling = 0.18215
+    cases = [
+        (["--input", image, "--seed", 7100], reference["latent"], "sample"),
+        (["--input", image, "--mode"], reference["latent_mode"], "mode"),
+        (["--input", os.path.join(FIXTURES, "vae-tiny-tiled.safetensors"), "--tensor", "tiled_image", "--mode",
+          "--tiled", "--tile-size", 16], tiled["tiled_mean"] * np.float32(scaling), "tiled mode"),
+    ]
+    for arguments, expected, label in cases:
+        output = tmp_path / "latent.safetensors"
+        result = run("encode", vae, *arguments, "--output", output)
+        assert result.returncode == 0, result.stderr
+        error = relative_error(load_file(str(output))["latent"], expected)
+        assert error < 1e-4, f"CLI encode ({label}) relative error {error} (bound 1e-4)"
+
+
 @pytest.mark.parametrize("arguments, fragment", [
+    (["encode", "VAE", "--input", "IMAGE17", "--output", "z.npy"], "multiples of 2"),
+    (["encode", "VAE", "--input", "IMAGE17", "--tensor", "image", "--output", "z.npy"], "--tensor"),
+    (["encode", "VAE", "--input", "IMAGE17", "--output", "z.npy", "--tile-size", 12], "multiple of 8"),
+    (["encode", "VAE", "--input", "IMAGE17", "--output", "z.npy", "--mode", "--seed", 1], "--mode"),
+    (["encode", "VAE", "--input", os.path.join(FIXTURES, "dit-tiny-forward.safetensors"), "--output", "z.npy"],
+     "no tensor 'image'"),
+    (["sample", "MODEL", "--scheduler", "SCHEDULER", "--npy", "z.npy", "--tiled"], "--vae"),
     (["info", "/nonexistent/model"], "/nonexistent/model"),
     (["forward", "MODEL", "--output", "y.npy"], "--input"),
     (["randn", "--shape", "1,-4", "--output", "x.npy"], "shape"),
@@ -84,8 +120,11 @@ def test_sample_writes_latent_and_png(tmp_path):
     (["frobnicate"], "frobnicate"),
 ])
 def test_bad_input_fails_with_a_message(tmp_path, arguments, fragment):
-    places = {"MODEL": os.path.join(FIXTURES, "dit-tiny"), "SCHEDULER": os.path.join(FIXTURES, "scheduler-ddim")}
-    arguments = [places.get(a, a) for a in arguments]
+    image = tmp_path / "image17.npy"
+    np.save(image, np.zeros((1, 3, 17, 16), np.float32))
+    places = {"MODEL": os.path.join(FIXTURES, "dit-tiny"), "SCHEDULER": os.path.join(FIXTURES, "scheduler-ddim"),
+              "VAE": os.path.join(FIXTURES, "vae-tiny"), "IMAGE17": str(image)}
+    arguments = [places.get(a, a) for a in map(str, arguments)]
     arguments = [str(tmp_path / a) if a.endswith(".npy") else a for a in arguments]
     result = run(*arguments)
     assert result.returncode != 0
