@@ -162,9 +162,9 @@ NODUS_API const char *nodus_model_config_json(const nodus_model *model);
 /* One forward pass, `output = model(**inputs).sample` as in diffusers.
  * DiT inputs: "sample" float32 [B, C, H, W]; "timestep" int64 or float32 [B]
  * (or one value, broadcast); "class_labels" int64 [B].
- * UNet inputs: "sample" float32 [B, in_channels, H, W] (H and W multiples of
- * 2^(blocks - 1)); "timestep" as for DiT; "encoder_hidden_states" float32
- * [B, tokens, cross_attention_dim], any number of tokens.
+ * UNet inputs: "sample" float32 [B, in_channels, H, W]; "timestep" as for DiT;
+ * "encoder_hidden_states" float32 [B, tokens, cross_attention_dim], any number
+ * of tokens.
  * See nodus_tensor for how `output` is filled (call with output->data = NULL
  * to learn the shape). NODUS_ERROR_SHAPE names the input that does not fit. */
 NODUS_API NODUS_NODISCARD nodus_status nodus_model_forward(nodus_model *model, const nodus_tensor *inputs,

@@ -153,6 +153,16 @@ public struct GraphBuilder {
         return append(.upsampleNearest2x, [x], shape: [s[0], s[1], s[2] * 2, s[3] * 2])
     }
 
+    /// Nearest-neighbour resize to `height` x `width` (the 2x kernel when it is exactly twice).
+    public mutating func resizeNearest(_ x: ValueID, height: Int, width: Int) throws -> ValueID {
+        let s = shape(of: x)
+        guard s.count == 4, height > 0, width > 0 else {
+            throw mismatch("resize_nearest", "input \(s) to \(height)x\(width)")
+        }
+        if height == 2 * s[2] && width == 2 * s[3] { return try upsampleNearest2x(x) }
+        return append(.resizeNearest(height: height, width: width), [x], shape: [s[0], s[1], height, width])
+    }
+
     public mutating func channelsToTokens(_ x: ValueID) throws -> ValueID {
         let s = shape(of: x)
         guard s.count == 4 else { throw mismatch("channels_to_tokens", "input \(s) is not NCHW") }

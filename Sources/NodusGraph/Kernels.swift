@@ -172,6 +172,16 @@ struct UpsampleStep: Kernel {
     }
 }
 
+struct ResizeStep: Kernel {
+    let name = "resize_nearest"
+    let input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>
+    let planes: Int, height: Int, width: Int, outHeight: Int, outWidth: Int
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        Layout.resizeNearest(input, output, planes: planes, height: height, width: width, outHeight: outHeight,
+                             outWidth: outWidth)
+    }
+}
+
 struct TransposeStep: Kernel {
     let name: String
     let input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>

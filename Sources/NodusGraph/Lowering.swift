@@ -155,6 +155,10 @@ struct Lowering {
                                      planes: planes, planeSize: outputCount / max(planes, 1))
         case .conv2dAsymmetric(let stride, let padding, let trailingPadding):
             return try convolution(node, stride: stride, padding: padding, trailingPadding: trailingPadding)
+        case .resizeNearest(let height, let width):
+            let s = try shape(0)
+            return ResizeStep(input: try floats(input(0)), output: output, planes: s[0] * s[1], height: s[2], width: s[3],
+                              outHeight: height, outWidth: width)
         }
     }
 

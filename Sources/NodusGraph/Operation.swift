@@ -52,6 +52,8 @@ public enum Operation: Sendable {
     /// `trailingPadding` after (bottom, right): diffusers' `Downsample2D` with
     /// padding 0 (`F.pad(x, (0, 1, 0, 1))`, then a stride-2 conv). Inputs as `conv2d`.
     case conv2dAsymmetric(stride: Int, padding: Int, trailingPadding: Int)
+    /// Nearest-neighbour resize of NCHW to `height` x `width` (`F.interpolate(size=...)`).
+    case resizeNearest(height: Int, width: Int)
 
     /// The op's name in plans and profiles.
     public var name: String {
@@ -81,6 +83,7 @@ public enum Operation: Sendable {
         case .geglu: "geglu"
         case .addPerChannel: "add_per_channel"
         case .conv2dAsymmetric: "conv2d_asymmetric"
+        case .resizeNearest: "resize_nearest"
         }
     }
 

@@ -20,9 +20,11 @@ public protocol ContextConditionedModel: DiffusionModel {
 /// nearest-2x + conv upsampler; GroupNorm + SiLU; conv_out. Any in_channels
 /// (4; 8 with a baseline latent; 9 for inpainting) and any context length.
 ///
-/// Limitations: sample sides must be multiples of 2^(blocks - 1) (diffusers
-/// also accepts others by resizing in its upsamplers); the configurations
-/// `UNetConfig` refuses (class / addition embeddings, ...).
+/// Sample sides need not be multiples of 2^(blocks - 1): as diffusers does,
+/// each upsampler then resizes to the size of the skip it meets.
+///
+/// Limitations: the configurations `UNetConfig` refuses (class / addition
+/// embeddings, scale-shift resnets, ...).
 public final class UNetModel: ContextConditionedModel, AdaptableModel {
     public let kind = ModelKind.unet
     public let config: JSONValue
@@ -74,7 +76,7 @@ public final class UNetModel: ContextConditionedModel, AdaptableModel {
 
     private func checkedInputs(_ inputs: [String: Tensor]) throws -> (sample: Tensor, context: Tensor) {
         let checked = try ModelInputs(inputs, known: UNetModel.inputNames)
-        let sample = try checked.image("sample", channels: settings.inChannels, multiple: settings.downscale)
+        let sample = try checked.image("sample", channels: settings.inChannels, multiple: 1)
         let context = try checked.sequence("encoder_hidden_states", batch: sample.shape[0],
                                            width: settings.crossAttentionWidth)
         return (sample, context)
@@ -153,8 +155,11 @@ public final class UNetModel: ContextConditionedModel, AdaptableModel {
                                                  context: context)
                 }
             }
-            if index < levels - 1 {
-                x = try b.conv(b.graph.upsampleNearest2x(x), "\(prefix).upsamplers.0.conv", outChannels: channels, kernel: 3)
+            if index < levels - 1, let next = skips.last {
+                // To the next skip's size: 2x, or one less where the downsampler rounded up.
+                let size = b.graph.shape(of: next)
+                x = try b.conv(b.graph.resizeNearest(x, height: size[2], width: size[3]), "\(prefix).upsamplers.0.conv",
+                               outChannels: channels, kernel: 3)
             }
         }
 

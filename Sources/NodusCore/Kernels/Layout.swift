@@ -92,6 +92,20 @@ public enum Layout {
         }
     }
 
+    /// Nearest-neighbour resize of [planes, height, width] to [planes, outHeight, outWidth]
+    /// as `F.interpolate(mode="nearest", size=...)`: source index floor(dst * in / out).
+    public static func resizeNearest(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, planes: Int,
+                                     height: Int, width: Int, outHeight: Int, outWidth: Int) {
+        Parallel.forEach(planes * outHeight, costPerItem: outWidth * 2) { range in
+            for unit in range {
+                let plane = unit / outHeight, y = unit % outHeight
+                let source = input + (plane * height + y * height / outHeight) * width
+                let line = output + unit * outWidth
+                for x in 0..<outWidth { line[x] = source[x * width / outWidth] }
+            }
+        }
+    }
+
     /// Copies columns `start ..< start + count` of a [rows, width] matrix.
     public static func sliceColumns(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>,
                                     rows: Int, width: Int, start: Int, count: Int) {
