@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
+import nodus
 from conftest import FIXTURES, REPOSITORY
 
 CLI = os.path.join(REPOSITORY, ".build", "release", "nodus")
@@ -74,6 +75,29 @@ def test_sample_writes_latent_and_png(tmp_path):
         header = file.read(24)
     assert header[:8] == b"\x89PNG\r\n\x1a\n"
     assert int.from_bytes(header[16:20], "big") == 16 and int.from_bytes(header[20:24], "big") == 16
+
+
+def test_sample_unet_ensemble_matches_the_reference(tmp_path):
+    """nodus sample on a UNet: a context file (uncond, cond), K samples in one batch, statistics maps."""
+    reference = load_file(os.path.join(FIXTURES, "unet-tiny-sample-ddim.safetensors"))
+    states = reference["encoder_hidden_states"]
+    save_file({"uncond": states[:1], "cond": states[1:]}, str(tmp_path / "context.safetensors"))
+    result = run("sample", os.path.join(FIXTURES, "unet-tiny"), "--scheduler", os.path.join(FIXTURES, "scheduler-ddim"),
+                 "--context", tmp_path / "context.safetensors", "--steps", 5, "--guidance", 7.5, "--samples", 3,
+                 "--seed", 7, "--npy", tmp_path / "latent.npy", "--stats", tmp_path / "maps")
+    assert result.returncode == 0, result.stderr
+    latent = np.load(tmp_path / "latent.npy")
+    assert latent.shape == (3, 4, 8, 8)
+    model = nodus.load(os.path.join(FIXTURES, "unet-tiny"))
+    scheduler = nodus.Scheduler.from_config(os.path.join(FIXTURES, "scheduler-ddim"))
+    expected = nodus.sample(model, scheduler, steps=5, guidance_scale=7.5, init_noise=nodus.randn((3, 4, 8, 8), seed=7),
+                            encoder_hidden_states=(states[:1], states[1:]))
+    np.testing.assert_array_equal(latent, expected)
+    np.testing.assert_allclose(np.load(tmp_path / "maps-mean.npy"), latent.astype(np.float64).mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.load(tmp_path / "maps-variance.npy"), latent.astype(np.float64).var(0, ddof=1),
+                               rtol=1e-5, atol=1e-6)
+    missing = run("sample", os.path.join(FIXTURES, "unet-tiny"), "--scheduler", os.path.join(FIXTURES, "scheduler-ddim"), "--npy", tmp_path / "x.npy")
+    assert missing.returncode != 0 and "--context" in missing.stderr
 
 
 def test_sample_decodes_tiled(tmp_path):
