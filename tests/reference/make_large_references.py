@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Opt-in real-size references (weights are never committed).
 
-    /work/refvenv/bin/python tests/reference/make_large_references.py [OUT] [--only dit|lora|vae]
+    /work/refvenv/bin/python tests/reference/make_large_references.py [OUT] [--only dit|lora|vae|unet|unet-lora|vae-encode]
     NODUS_LARGE_REFERENCES=OUT pytest bindings/python/tests/test_large.py
 
 Writes to OUT (default /tmp/nodus-large):
@@ -16,11 +16,26 @@ Writes to OUT (default /tmp/nodus-large):
                                (block_out_channels [128,256,512,512], layers_per_block 2,
                                scaling_factor 0.18215), float32 (~335 MB)
   sd-vae-decode.safetensors    latent [1,4,64,64], image [1,3,512,512] = vae.decode(latent).sample
+  sd-vae-encode.safetensors    (--only vae-encode, needs sd-vae/) image [1,3,512,512] in [-1, 1],
+                               mean, logvar [1,4,64,64] = vae.encode(image).latent_dist.mean / .logvar
+                               (logvar clamped to [-30, 20] by diffusers)
+  sd-unet/                     (--only unet) random-init UNet2DConditionModel with the SD-1.5 config
+                               (block_out_channels [320,640,1280,1280], layers_per_block 2,
+                               attention_head_dim 8 = 8 heads, cross_attention_dim 768,
+                               sample_size 64), float32, save_pretrained (~3.4 GB)
+  unet-forward.safetensors     sample [2,4,64,64], timestep int64 [2], encoder_hidden_states
+                               [2,77,768], output [2,4,64,64]
+  sd-unet-lora-A.safetensors   (--only unet, or unet-lora alone) rank-8 LoRA (lora_alpha 8) on
+                               to_q/to_k/to_v/to_out.0 of every attention (128 Linears), written
+                               by diffusers' StableDiffusionLoraLoaderMixin (keys unet.*)
+  unet-lora-forward.safetensors output [2,4,64,64]: the unet-forward inputs with the LoRA at 0.7
 
 Parameters that the default init leaves constant (all zeros / all ones: GroupNorm
-affine in the VAE; none in diffusers' DiT, which does not zero-init AdaLN / proj_out
-the way the original DiT code does) get a seeded N(0, 0.05) / 1 + N(0, 0.05).
-Takes a few minutes on 2 cores (model construction, 3 GB of writes, the VAE decode).
+affine in the VAE and the UNet, LayerNorm affine in the UNet; none in diffusers' DiT,
+which does not zero-init AdaLN / proj_out the way the original DiT code does) get a
+seeded N(0, 0.05) / 1 + N(0, 0.05).
+Takes a few minutes on 2 cores (model construction, 3 GB of writes, the VAE decode);
+--only unet another few (3.4 GB of writes, two SD-1.5 forwards at batch 2).
 """
 
 from __future__ import annotations
@@ -33,7 +48,7 @@ import time
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, DiTTransformer2DModel
+from diffusers import AutoencoderKL, DiTTransformer2DModel, UNet2DConditionModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_model_fixtures import make_nonconstant, metadata, save_tensors  # noqa: E402
@@ -167,11 +182,145 @@ def make_vae(out: Path, shard: str, t0: float) -> None:
     )
 
 
+SD15_UNET = dict(
+    sample_size=64,
+    in_channels=4,
+    out_channels=4,
+    center_input_sample=False,
+    flip_sin_to_cos=True,
+    freq_shift=0,
+    down_block_types=["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+    mid_block_type="UNetMidBlock2DCrossAttn",
+    up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+    block_out_channels=[320, 640, 1280, 1280],
+    layers_per_block=2,
+    downsample_padding=1,
+    mid_block_scale_factor=1,
+    act_fn="silu",
+    norm_num_groups=32,
+    norm_eps=1e-5,
+    cross_attention_dim=768,
+    attention_head_dim=8,
+    use_linear_projection=False,
+)
+
+
+def unet_inputs() -> dict:
+    g = torch.Generator().manual_seed(7100)
+    return dict(
+        sample=torch.randn(2, 4, 64, 64, generator=g),
+        timestep=torch.tensor([981, 21], dtype=torch.int64),
+        encoder_hidden_states=torch.randn(2, 77, 768, generator=g),
+    )
+
+
+def make_unet(out: Path, shard: str, t0: float) -> None:
+    torch.manual_seed(7000)
+    model = UNet2DConditionModel(**SD15_UNET)
+    touched = make_nonconstant(model, 7001)
+    n = sum(p.numel() for p in model.parameters())
+    log(f"SD-1.5 UNet built: {n / 1e6:.1f} M parameters, re-initialised {len(touched)} constant params", t0)
+    save_model(model.eval(), out / "sd-unet", shard)
+    del model
+    log("sd-unet/ written", t0)
+
+    model = UNet2DConditionModel.from_pretrained(str(out / "sd-unet"), torch_dtype=torch.float32).eval()
+    inputs = unet_inputs()
+    with torch.no_grad():
+        output = model(inputs["sample"], inputs["timestep"], encoder_hidden_states=inputs["encoder_hidden_states"]).sample.float()
+    log(f"SD-1.5 UNet forward done, output {tuple(output.shape)}, max|out| {output.abs().max():.3f}", t0)
+    save_tensors(
+        out / "unet-forward.safetensors",
+        dict(inputs, output=output),
+        metadata(
+            "UNet2DConditionModel(sample, timestep, encoder_hidden_states).sample for the random-init SD-1.5 UNet "
+            "in sd-unet/ (batch 2, 4x64x64, context 77x768)",
+            generator="tests/reference/make_large_references.py",
+            command=COMMAND,
+        ),
+    )
+
+
+def make_unet_lora(out: Path, t0: float) -> None:
+    """A rank-8 LoRA on the SD-1.5 UNet's attention projections (to_q/to_k/to_v/to_out.0 of attn1
+    and attn2 in all 16 transformer blocks: 128 Linears), written by diffusers' SD LoRA writer,
+    loaded back from the file, and the forward with it at weight 0.7."""
+    import tempfile
+
+    from diffusers.loaders.lora_pipeline import StableDiffusionLoraLoaderMixin
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    model = UNet2DConditionModel.from_pretrained(str(out / "sd-unet"), torch_dtype=torch.float32).eval()
+    torch.manual_seed(7200)
+    model.add_adapter(LoraConfig(r=8, lora_alpha=8, target_modules=["to_q", "to_k", "to_v", "to_out.0"]),
+                      adapter_name="A")
+    g = torch.Generator().manual_seed(7201)
+    with torch.no_grad():
+        for name, parameter in sorted(model.named_parameters()):
+            if "lora_B" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=g) * 0.01)
+    with tempfile.TemporaryDirectory() as tmp:
+        StableDiffusionLoraLoaderMixin.save_lora_weights(
+            tmp, unet_lora_layers=get_peft_model_state_dict(model, adapter_name="A"),
+            unet_lora_adapter_metadata=model.peft_config["A"].to_dict())
+        shutil.copy(Path(tmp) / "pytorch_lora_weights.safetensors", out / "sd-unet-lora-A.safetensors")
+    (out / "sd-unet-lora-A.safetensors").chmod(0o644)
+    del model
+    # the reference comes from the file as diffusers loads it
+    model = UNet2DConditionModel.from_pretrained(str(out / "sd-unet"), torch_dtype=torch.float32).eval()
+    model.load_lora_adapter(str(out / "sd-unet-lora-A.safetensors"), prefix="unet", adapter_name="A",
+                            use_safetensors=True)
+    n_lora = sum(1 for name, _ in model.named_modules() if name.endswith(("to_q", "to_k", "to_v", "to_out.0")))
+    model.set_adapters(["A"], weights=[0.7])
+    inputs = unet_inputs()
+    with torch.no_grad():
+        output = model(inputs["sample"], inputs["timestep"], encoder_hidden_states=inputs["encoder_hidden_states"]).sample.float()
+    from safetensors.torch import load_file
+
+    base = load_file(str(out / "unet-forward.safetensors"))["output"]
+    effect = float((output - base).abs().max() / base.abs().max())
+    log(f"SD-1.5 UNet LoRA forward done ({n_lora} LoRA Linears), max|out| {output.abs().max():.3f}, "
+        f"relative change from the base output {effect:.1e}", t0)
+    assert effect > 1e-3, f"LoRA moves the output by only {effect:.1e} (tolerance 1e-4)"
+    save_tensors(
+        out / "unet-lora-forward.safetensors", dict(output=output),
+        metadata("SD-1.5 UNet forward (inputs of unet-forward.safetensors) with sd-unet-lora-A.safetensors "
+                 "(r=8, alpha=8, to_q/to_k/to_v/to_out.0 of attn1 and attn2) at weight 0.7, diffusers + PEFT",
+                 generator="tests/reference/make_large_references.py", command=COMMAND),
+    )
+
+
+def make_vae_encode(out: Path, t0: float) -> None:
+    """SD VAE encode of a 512x512 image: the posterior mean and logvar (needs sd-vae/)."""
+    vae = AutoencoderKL.from_pretrained(str(out / "sd-vae"), torch_dtype=torch.float32).eval()
+    g = torch.Generator().manual_seed(6200)
+    # a smooth image in [-1, 1] (an upsampled random field plus fine noise), as a VAE sees
+    coarse = torch.rand(1, 3, 16, 16, generator=g) * 2 - 1
+    image = torch.nn.functional.interpolate(coarse, size=(512, 512), mode="bilinear", align_corners=False)
+    image = (image + 0.05 * torch.randn(1, 3, 512, 512, generator=g)).clamp(-1, 1)
+    with torch.no_grad():
+        dist = vae.encode(image).latent_dist
+        mean, logvar = dist.mean.float(), dist.logvar.float()
+    log(f"SD VAE encode done, mean {tuple(mean.shape)}, max|mean| {mean.abs().max():.3f}, "
+        f"logvar in [{logvar.min():.2f}, {logvar.max():.2f}]", t0)
+    save_tensors(
+        out / "sd-vae-encode.safetensors",
+        dict(image=image, mean=mean, logvar=logvar),
+        metadata(
+            "AutoencoderKL.encode(image).latent_dist for the random-init SD VAE in sd-vae/: mean and logvar "
+            "(diffusers clamps logvar to [-30, 20]); a latent is (mean + exp(0.5 * logvar) * noise) * scaling_factor",
+            generator="tests/reference/make_large_references.py",
+            command=COMMAND,
+        ),
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", nargs="?", type=Path, default=Path("/tmp/nodus-large"))
-    ap.add_argument("--only", choices=["dit", "lora", "vae"],
-                    help="generate only one reference (lora needs dit-xl-2/ from a previous run)")
+    ap.add_argument("--only", choices=["dit", "lora", "vae", "unet", "unet-lora", "vae-encode"],
+                    help="generate only one reference (lora needs dit-xl-2/, vae-encode sd-vae/ and unet-lora "
+                         "sd-unet/ from a previous run; unet makes sd-unet/ and its LoRA reference)")
     ap.add_argument(
         "--max-shard-size",
         default="10GB",
@@ -188,6 +337,12 @@ def main() -> None:
         make_dit_lora(args.out, t0)
     if args.only in (None, "vae"):
         make_vae(args.out, args.max_shard_size, t0)
+    if args.only in (None, "vae", "vae-encode"):
+        make_vae_encode(args.out, t0)
+    if args.only in (None, "unet"):
+        make_unet(args.out, args.max_shard_size, t0)
+    if args.only in (None, "unet", "unet-lora"):
+        make_unet_lora(args.out, t0)
     (args.out / "README.json").write_text(
         json.dumps({"generator": "tests/reference/make_large_references.py", "command": COMMAND}, indent=2) + "\n"
     )
