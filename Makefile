@@ -6,7 +6,7 @@
 #   make demo    synthesize nodules with the bundled model and its LoRAs: out/demo.png
 #   make bench   DiT-XL/2 forward beside torch and onnxruntime (installs them in .venv-bench)
 #   make bench-lora  LoRA load / fuse / unfuse / forward on DiT-XL/2 beside diffusers + PEFT
-#   make large-check  real-size parity (DiT-XL/2, SD VAE; generates GBs of weights in /tmp)
+#   make large-check  real-size parity (DiT-XL/2, SD-1.5 UNet, SD VAE; generates GBs of weights in /tmp)
 
 SHELL := /bin/bash
 RELEASE := .build/release

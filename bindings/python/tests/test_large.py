@@ -1,4 +1,4 @@
-"""Opt-in real-size parity: DiT-XL/2 forward and SD VAE decode (random weights).
+"""Opt-in real-size parity: DiT-XL/2 and SD-1.5 UNet forwards (with LoRA) and the SD VAE (random weights).
 
 Make the references (a few minutes, ~3.3 GB, never committed):
 
@@ -91,3 +91,35 @@ def test_sd_vae_decode():
     assert np.isfinite(err) and err < FORWARD_BOUND, (
         f"SD VAE decode (1x4x64x64 -> 1x3x512x512): relative max error {err:.3e}, bound {FORWARD_BOUND:.0e}"
     )
+
+
+def sd_unet_inputs():
+    from safetensors.numpy import load_file
+
+    ref = load_file(str(reference("unet-forward.safetensors")))
+    return ref, dict(sample=ref["sample"], timestep=ref["timestep"], encoder_hidden_states=ref["encoder_hidden_states"])
+
+
+def test_sd15_unet_forward():
+    """The SD-1.5 UNet (random weights), batch 2, 4x64x64, context 77x768, against diffusers."""
+    import nodus
+
+    ref, inputs = sd_unet_inputs()
+    m = nodus.load(str(reference("sd-unet")))
+    assert m.kind == "unet" and m.config["block_out_channels"] == [320, 640, 1280, 1280]
+    err = rel_err(m.forward(**inputs), ref["output"])
+    assert np.isfinite(err) and err < FORWARD_BOUND, f"SD-1.5 UNet forward: relative max error {err:.3e}"
+
+
+def test_sd15_unet_lora_forward():
+    """The SD-1.5 UNet with a rank-8 LoRA on the attention projections at 0.7, against diffusers + PEFT."""
+    import nodus
+    from safetensors.numpy import load_file
+
+    _, inputs = sd_unet_inputs()
+    expected = load_file(str(reference("unet-lora-forward.safetensors")))["output"]
+    m = nodus.load(str(reference("sd-unet")))
+    m.load_lora_weights(str(reference("sd-unet-lora-A.safetensors")), adapter_name="A")
+    m.set_adapters(["A"], [0.7])
+    err = rel_err(m.forward(**inputs), expected)
+    assert np.isfinite(err) and err < FORWARD_BOUND, f"SD-1.5 UNet + LoRA forward: relative max error {err:.3e}"
