@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Opt-in real-size references (weights are never committed).
 
-    /work/refvenv/bin/python tests/reference/make_large_references.py [OUT] [--only dit|lora|vae]
+    /work/refvenv/bin/python tests/reference/make_large_references.py [OUT] [--only dit|lora|vae|vae-encode]
     NODUS_LARGE_REFERENCES=OUT pytest bindings/python/tests/test_large.py
 
 Writes to OUT (default /tmp/nodus-large):
@@ -16,6 +16,11 @@ Writes to OUT (default /tmp/nodus-large):
                                (block_out_channels [128,256,512,512], layers_per_block 2,
                                scaling_factor 0.18215), float32 (~335 MB)
   sd-vae-decode.safetensors    latent [1,4,64,64], image [1,3,512,512] = vae.decode(latent).sample
+  sd-vae-encode.safetensors    image [1,3,512,512] -> mean, logvar [1,4,64,64] = vae.encode(image).latent_dist
+  sd-vae-tiled.safetensors     with vae.enable_tiling() (tiles 512 / 64): tiled_image [1,3,1024,1024] ->
+                               tiled_mean, tiled_logvar [1,4,128,128]; tiled_latent [1,4,128,128] ->
+                               tiled_decoded [1,3,1024,1024]
+                               (--only vae-encode makes these two from an existing sd-vae/)
 
 Parameters that the default init leaves constant (all zeros / all ones: GroupNorm
 affine in the VAE; none in diffusers' DiT, which does not zero-init AdaLN / proj_out
@@ -167,11 +172,43 @@ def make_vae(out: Path, shard: str, t0: float) -> None:
     )
 
 
+def make_vae_encode(out: Path, t0: float) -> None:
+    """SD VAE encode at 512x512, and tiled encode / decode at 1024x1024 (3x3 tiles of 512 / 64)."""
+    vae = AutoencoderKL.from_pretrained(str(out / "sd-vae"), torch_dtype=torch.float32).eval()
+    g = torch.Generator().manual_seed(6200)
+    image = torch.rand(1, 3, 512, 512, generator=g) * 2 - 1
+    with torch.no_grad():
+        dist = vae.encode(image).latent_dist
+    log(f"SD VAE encode done, mean {tuple(dist.mean.shape)}", t0)
+    save_tensors(
+        out / "sd-vae-encode.safetensors",
+        dict(image=image, mean=dist.mean, logvar=dist.logvar),
+        metadata("AutoencoderKL.encode(image).latent_dist (mean, clamped logvar) for the SD VAE in sd-vae/",
+                 generator="tests/reference/make_large_references.py", command=COMMAND),
+    )
+    tiled_image = torch.rand(1, 3, 1024, 1024, generator=g) * 2 - 1
+    tiled_latent = torch.randn(1, 4, 128, 128, generator=g)
+    vae.enable_tiling()
+    with torch.no_grad():
+        tiled = vae.encode(tiled_image).latent_dist
+        log("SD VAE tiled encode done", t0)
+        decoded = vae.decode(tiled_latent).sample.float()
+    log("SD VAE tiled decode done", t0)
+    save_tensors(
+        out / "sd-vae-tiled.safetensors",
+        dict(tiled_image=tiled_image, tiled_mean=tiled.mean, tiled_logvar=tiled.logvar, tiled_latent=tiled_latent,
+             tiled_decoded=decoded),
+        metadata("the SD VAE in sd-vae/ with enable_tiling() (tile_sample_min_size 512, tile_latent_min_size 64): "
+                 "encode(tiled_image).latent_dist -> tiled_mean, tiled_logvar; decode(tiled_latent).sample -> "
+                 "tiled_decoded", generator="tests/reference/make_large_references.py", command=COMMAND),
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", nargs="?", type=Path, default=Path("/tmp/nodus-large"))
-    ap.add_argument("--only", choices=["dit", "lora", "vae"],
-                    help="generate only one reference (lora needs dit-xl-2/ from a previous run)")
+    ap.add_argument("--only", choices=["dit", "lora", "vae", "vae-encode"],
+                    help="generate only one reference (lora needs dit-xl-2/, vae-encode sd-vae/ from a previous run)")
     ap.add_argument(
         "--max-shard-size",
         default="10GB",
@@ -188,6 +225,8 @@ def main() -> None:
         make_dit_lora(args.out, t0)
     if args.only in (None, "vae"):
         make_vae(args.out, args.max_shard_size, t0)
+    if args.only in (None, "vae", "vae-encode"):
+        make_vae_encode(args.out, t0)
     (args.out / "README.json").write_text(
         json.dumps({"generator": "tests/reference/make_large_references.py", "command": COMMAND}, indent=2) + "\n"
     )

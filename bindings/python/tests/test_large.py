@@ -1,4 +1,4 @@
-"""Opt-in real-size parity: DiT-XL/2 forward and SD VAE decode (random weights).
+"""Opt-in real-size parity: DiT-XL/2 forward, SD VAE decode, encode and tiling (random weights).
 
 Make the references (a few minutes, ~3.3 GB, never committed):
 
@@ -91,3 +91,34 @@ def test_sd_vae_decode():
     assert np.isfinite(err) and err < FORWARD_BOUND, (
         f"SD VAE decode (1x4x64x64 -> 1x3x512x512): relative max error {err:.3e}, bound {FORWARD_BOUND:.0e}"
     )
+
+
+def test_sd_vae_encode():
+    import nodus
+    from safetensors.numpy import load_file
+
+    ref = load_file(str(reference("sd-vae-encode.safetensors")))
+    m = nodus.load(str(reference("sd-vae")))
+    mean, logvar = m.encode(ref["image"])
+    for name, ours in (("mean", mean), ("logvar", logvar)):
+        err = rel_err(ours, ref[name])
+        assert np.isfinite(err) and err < FORWARD_BOUND, (
+            f"SD VAE encode (1x3x512x512 -> {name} 1x4x64x64): relative max error {err:.3e}, bound {FORWARD_BOUND:.0e}"
+        )
+
+
+def test_sd_vae_tiled_1024():
+    """enable_tiling() at the config's 512 / 64: 3x3 tiles each way for a 1024x1024 image."""
+    import nodus
+    from safetensors.numpy import load_file
+
+    ref = load_file(str(reference("sd-vae-tiled.safetensors")))
+    m = nodus.load(str(reference("sd-vae")))
+    m.enable_tiling()
+    results = dict(zip(("tiled_mean", "tiled_logvar"), m.encode(ref["tiled_image"])))
+    results["tiled_decoded"] = m.decode(ref["tiled_latent"])
+    for name, ours in results.items():
+        err = rel_err(ours, ref[name])
+        assert np.isfinite(err) and err < FORWARD_BOUND, (
+            f"SD VAE tiled 1024x1024 ({name}): relative max error {err:.3e}, bound {FORWARD_BOUND:.0e}"
+        )
