@@ -42,11 +42,11 @@ public final class AutoencoderKLModel: DiffusionModel, LatentDecoder {
     }
 
     public func outputShape(for inputs: [String: Tensor]) throws -> [Int] {
-        throw NodusError.invalidArgument("an AutoencoderKL has no forward pass here: call decode")
+        throw NodusError.invalidArgument("an AutoencoderKL has no forward pass here: call decode or encode")
     }
 
     public func forward(_ inputs: [String: Tensor]) throws -> Tensor {
-        throw NodusError.invalidArgument("an AutoencoderKL has no forward pass here: call decode")
+        throw NodusError.invalidArgument("an AutoencoderKL has no forward pass here: call decode or encode")
     }
 
     public func decodedShape(forLatent shape: [Int]) throws -> [Int] {

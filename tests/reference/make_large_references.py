@@ -16,9 +16,11 @@ Writes to OUT (default /tmp/nodus-large):
                                (block_out_channels [128,256,512,512], layers_per_block 2,
                                scaling_factor 0.18215), float32 (~335 MB)
   sd-vae-decode.safetensors    latent [1,4,64,64], image [1,3,512,512] = vae.decode(latent).sample
-  sd-vae-encode.safetensors    (--only vae-encode, needs sd-vae/) image [1,3,512,512] in [-1, 1],
-                               mean, logvar [1,4,64,64] = vae.encode(image).latent_dist.mean / .logvar
-                               (logvar clamped to [-30, 20] by diffusers)
+  sd-vae-encode.safetensors    image [1,3,512,512] -> mean, logvar [1,4,64,64] = vae.encode(image).latent_dist
+  sd-vae-tiled.safetensors     with vae.enable_tiling() (tiles 512 / 64): tiled_image [1,3,1024,1024] ->
+                               tiled_mean, tiled_logvar [1,4,128,128]; tiled_latent [1,4,128,128] ->
+                               tiled_decoded [1,3,1024,1024]
+                               (--only vae-encode makes these two from an existing sd-vae/)
   sd-unet/                     (--only unet) random-init UNet2DConditionModel with the SD-1.5 config
                                (block_out_channels [320,640,1280,1280], layers_per_block 2,
                                attention_head_dim 8 = 8 heads, cross_attention_dim 768,
@@ -291,27 +293,34 @@ def make_unet_lora(out: Path, t0: float) -> None:
 
 
 def make_vae_encode(out: Path, t0: float) -> None:
-    """SD VAE encode of a 512x512 image: the posterior mean and logvar (needs sd-vae/)."""
+    """SD VAE encode at 512x512, and tiled encode / decode at 1024x1024 (3x3 tiles of 512 / 64)."""
     vae = AutoencoderKL.from_pretrained(str(out / "sd-vae"), torch_dtype=torch.float32).eval()
     g = torch.Generator().manual_seed(6200)
-    # a smooth image in [-1, 1] (an upsampled random field plus fine noise), as a VAE sees
-    coarse = torch.rand(1, 3, 16, 16, generator=g) * 2 - 1
-    image = torch.nn.functional.interpolate(coarse, size=(512, 512), mode="bilinear", align_corners=False)
-    image = (image + 0.05 * torch.randn(1, 3, 512, 512, generator=g)).clamp(-1, 1)
+    image = torch.rand(1, 3, 512, 512, generator=g) * 2 - 1
     with torch.no_grad():
         dist = vae.encode(image).latent_dist
-        mean, logvar = dist.mean.float(), dist.logvar.float()
-    log(f"SD VAE encode done, mean {tuple(mean.shape)}, max|mean| {mean.abs().max():.3f}, "
-        f"logvar in [{logvar.min():.2f}, {logvar.max():.2f}]", t0)
+    log(f"SD VAE encode done, mean {tuple(dist.mean.shape)}", t0)
     save_tensors(
         out / "sd-vae-encode.safetensors",
-        dict(image=image, mean=mean, logvar=logvar),
-        metadata(
-            "AutoencoderKL.encode(image).latent_dist for the random-init SD VAE in sd-vae/: mean and logvar "
-            "(diffusers clamps logvar to [-30, 20]); a latent is (mean + exp(0.5 * logvar) * noise) * scaling_factor",
-            generator="tests/reference/make_large_references.py",
-            command=COMMAND,
-        ),
+        dict(image=image, mean=dist.mean, logvar=dist.logvar),
+        metadata("AutoencoderKL.encode(image).latent_dist (mean, clamped logvar) for the SD VAE in sd-vae/",
+                 generator="tests/reference/make_large_references.py", command=COMMAND),
+    )
+    tiled_image = torch.rand(1, 3, 1024, 1024, generator=g) * 2 - 1
+    tiled_latent = torch.randn(1, 4, 128, 128, generator=g)
+    vae.enable_tiling()
+    with torch.no_grad():
+        tiled = vae.encode(tiled_image).latent_dist
+        log("SD VAE tiled encode done", t0)
+        decoded = vae.decode(tiled_latent).sample.float()
+    log("SD VAE tiled decode done", t0)
+    save_tensors(
+        out / "sd-vae-tiled.safetensors",
+        dict(tiled_image=tiled_image, tiled_mean=tiled.mean, tiled_logvar=tiled.logvar, tiled_latent=tiled_latent,
+             tiled_decoded=decoded),
+        metadata("the SD VAE in sd-vae/ with enable_tiling() (tile_sample_min_size 512, tile_latent_min_size 64): "
+                 "encode(tiled_image).latent_dist -> tiled_mean, tiled_logvar; decode(tiled_latent).sample -> "
+                 "tiled_decoded", generator="tests/reference/make_large_references.py", command=COMMAND),
     )
 
 

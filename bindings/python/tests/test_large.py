@@ -1,4 +1,5 @@
-"""Opt-in real-size parity: DiT-XL/2 and SD-1.5 UNet forwards (with LoRA) and the SD VAE (random weights).
+"""Opt-in real-size parity: DiT-XL/2 and SD-1.5 UNet forwards (with LoRA), SD VAE decode, encode and tiling
+(random weights).
 
 Make the references (a few minutes, ~3.3 GB, never committed):
 
@@ -123,3 +124,33 @@ def test_sd15_unet_lora_forward():
     m.set_adapters(["A"], [0.7])
     err = rel_err(m.forward(**inputs), expected)
     assert np.isfinite(err) and err < FORWARD_BOUND, f"SD-1.5 UNet + LoRA forward: relative max error {err:.3e}"
+
+def test_sd_vae_encode():
+    import nodus
+    from safetensors.numpy import load_file
+
+    ref = load_file(str(reference("sd-vae-encode.safetensors")))
+    m = nodus.load(str(reference("sd-vae")))
+    mean, logvar = m.encode(ref["image"])
+    for name, ours in (("mean", mean), ("logvar", logvar)):
+        err = rel_err(ours, ref[name])
+        assert np.isfinite(err) and err < FORWARD_BOUND, (
+            f"SD VAE encode (1x3x512x512 -> {name} 1x4x64x64): relative max error {err:.3e}, bound {FORWARD_BOUND:.0e}"
+        )
+
+
+def test_sd_vae_tiled_1024():
+    """enable_tiling() at the config's 512 / 64: 3x3 tiles each way for a 1024x1024 image."""
+    import nodus
+    from safetensors.numpy import load_file
+
+    ref = load_file(str(reference("sd-vae-tiled.safetensors")))
+    m = nodus.load(str(reference("sd-vae")))
+    m.enable_tiling()
+    results = dict(zip(("tiled_mean", "tiled_logvar"), m.encode(ref["tiled_image"])))
+    results["tiled_decoded"] = m.decode(ref["tiled_latent"])
+    for name, ours in results.items():
+        err = rel_err(ours, ref[name])
+        assert np.isfinite(err) and err < FORWARD_BOUND, (
+            f"SD VAE tiled 1024x1024 ({name}): relative max error {err:.3e}, bound {FORWARD_BOUND:.0e}"
+        )
