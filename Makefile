@@ -4,7 +4,8 @@
 #   make build   release libnodus.so (Swift runtime linked statically) and the nodus CLI
 #   make test    every suite: Swift unit tests, C examples, Python binding, no-toolchain load
 #   make demo    synthesize nodules with the bundled model and its LoRAs: out/demo.png
-#   make bench   DiT-XL/2 forward beside torch and onnxruntime (installs them in .venv-bench)
+#   make bench   DiT-XL/2, SD-1.5 UNet forward and SD VAE decode beside torch and onnxruntime
+#                (installs them in .venv-bench; report in benchmarks/results/forward-<date>.md)
 #   make bench-lora  LoRA load / fuse / unfuse / forward on DiT-XL/2 beside diffusers + PEFT
 #   make large-check  real-size parity (DiT-XL/2, SD-1.5 UNet, SD VAE; generates GBs of weights in /tmp)
 
@@ -78,7 +79,7 @@ $(BENCH_VENV)/bin/python:
 	$(BENCH_VENV)/bin/pip install -q torch==2.13.0+cpu diffusers==0.42.1 peft==0.21.2 onnx onnxruntime onnxscript safetensors numpy
 
 bench: build $(BENCH_VENV)/bin/python
-	$(BENCH_VENV)/bin/python benchmarks/dit_forward.py
+	$(BENCH_VENV)/bin/python benchmarks/forward.py --workload all
 
 bench-lora: build $(BENCH_VENV)/bin/python
 	$(BENCH_VENV)/bin/python benchmarks/lora.py

@@ -5,7 +5,7 @@
 
 Two seeded rank-32 adapters A and B (lora_alpha 32, to_q/to_k/to_v/to_out.0 of the 28
 blocks: 112 Linears, diffusers file format) on the random-init DiT-XL/2 that
-benchmarks/dit_forward.py caches in --work. Times, in interleaved rounds after a warm-up:
+benchmarks/forward.py caches in --work. Times, in interleaved rounds after a warm-up:
 adapter file load, fuse_lora / unfuse_lora of A, and the batch-2 forward (base, fused A,
 unfused A+B at (0.7, 0.5)); checks Nodus A+B against diffusers A+B, and writes the report
 to benchmarks/results/lora-<date>.md.
@@ -24,7 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dit_forward import INPUT_NAMES, REPO, machine, make_inputs, prepare, rel_max_error, sgemm_peaks, timed
+from forward import REPO, WORKLOADS, machine, paths, prepare, rel_max_error, sgemm_peaks, timed
+
+DIT = WORKLOADS["dit"]  # DiT-XL/2 (28 layers), batch 2
+INPUT_NAMES = ("sample", "timestep", "class_labels")
 
 RANK, ALPHA, LAYERS = 32, 32, 28
 TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
@@ -164,10 +167,11 @@ def rounds(measurements, runs):
 
 
 def benchmark(args):
-    folder = prepare(args.work, LAYERS)[0]
+    prepare(DIT, args.work, quick=False)
+    folder = paths(DIT, args.work, quick=False)[0]
     adapters = {name: make_adapter(args.work / f"dit-xl2-lora-r{RANK}-{name}.safetensors", seed)
                 for name, seed in (("A", 4000), ("B", 4001))}
-    inputs = make_inputs()
+    inputs = DIT.inputs(False)
     print("loading Nodus and diffusers, adapters A and B ...")
     nodus_out, nodus_measures = nodus_side(folder, adapters, inputs, args.threads)
     torch_out, torch_measures = diffusers_side(folder, adapters, inputs, args.threads)
