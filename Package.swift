@@ -13,7 +13,9 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
-        .target(name: "NodusCore", dependencies: ["CBLAS"], swiftSettings: fastMath),
+        // Kernels with per-function AVX-512 code, chosen at run time (a Swift build targets baseline x86-64).
+        .target(name: "CNodusKernels", path: "Sources/CNodusKernels"),
+        .target(name: "NodusCore", dependencies: ["CBLAS", "CNodusKernels"], swiftSettings: fastMath),
         .target(name: "NodusFormats", dependencies: ["NodusCore"]),
         .target(name: "NodusGraph", dependencies: ["NodusCore"], swiftSettings: fastMath),
         .target(name: "NodusModels", dependencies: ["NodusCore", "NodusGraph", "NodusFormats"]),

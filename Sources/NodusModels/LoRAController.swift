@@ -49,9 +49,9 @@ public final class LoRAController {
     /// Merges `lora_scale * w_i * s_i * B_i A_i` of `adapterNames` (nil: the
     /// active ones) into copies of the weights.
     public func fuse(adapterNames: [String]?, loraScale: Float) throws {
-        let (names, merged) = try adapters.fusedWeights(for: adapterNames, loraScale: loraScale) { try weights.original($0) }
-        weights.replace(merged)
-        adapters.markFused(names, weights: Set(merged.keys))
+        let (names, terms) = try adapters.fusionTerms(for: adapterNames, loraScale: loraScale)
+        let fused = try weights.installMerged(terms)
+        adapters.markFused(names, weights: fused)
         generation += 1
     }
 

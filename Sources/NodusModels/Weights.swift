@@ -39,8 +39,25 @@ final class Weights {
         try store.names.map { name in (name, try replacements[name] ?? store.tensor(name)) }
     }
 
-    func replace(_ replacements: [String: Tensor]) {
-        self.replacements.merge(replacements) { _, new in new }
+    /// Installs `W + sum of the terms` as the replacement of every weight in
+    /// `terms` (new float32 copies); returns their names.
+    func installMerged(_ terms: [String: [LowRankMerge.Term]]) throws -> Set<String> {
+        var merged: [String: Tensor] = [:]
+        var jobs: [LowRankMerge.Job] = []
+        for name in terms.keys.sorted() {
+            let original = try self.original(name)
+            guard original.rank == 2 else {
+                throw NodusError.shape("cannot fuse a LoRA into '\(name)': shape \(original.shape) is not a matrix")
+            }
+            let target = Tensor(storage: try Storage(uninitializedByteCount: original.byteCount), shape: original.shape,
+                                dtype: .float32)
+            merged[name] = target
+            jobs.append(LowRankMerge.Job(weight: original.floats, target: target.floats, rows: original.shape[0],
+                                         columns: original.shape[1], terms: terms[name] ?? []))
+        }
+        LowRankMerge.merge(jobs)
+        replacements.merge(merged) { _, new in new }
+        return Set(merged.keys)
     }
 
     /// Drops the replacements. Their memory (hundreds of MB for a fused LoRA)
