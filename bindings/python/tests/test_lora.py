@@ -306,6 +306,21 @@ def test_fuse_lora_scale(model, ref):
     model.unfuse_lora()
 
 
+def test_fuse_again_after_unfuse(loaded, base, ref):
+    """Fusing again rewrites the memory the previous fusion left (kept for reuse): every fusion
+    must come out whole, whatever the last one wrote there and whichever weights it covered."""
+    fusions = [(["A"], [1.0], 4.0, "A_x4"), (["A", "B"], [0.7, 0.5], 1.0, "AB_07_05"), (["A"], [1.0], 1.0, "A_fused"),
+               (["A"], [-2.0], 1.0, "A_neg"), (["qkv"], [1.0], 1.0, "qkv"), (["A"], [1.0], 4.0, "A_x4")]
+    for names, weights, scale, expected in fusions:
+        loaded.set_adapters(names, weights)
+        loaded.fuse_lora(adapter_names=names, lora_scale=scale)
+        assert_close(forward(loaded, ref), ref[expected], FORWARD_BOUND, f"{names} at {weights} x{scale} fused again")
+        loaded.unfuse_lora()
+        loaded.disable_lora()
+        assert_identical(forward(loaded, ref), base, f"base output after unfusing {names} at {weights} x{scale}")
+        loaded.enable_lora()
+
+
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 def test_fuse_on_a_cpu_without_avx512(tmp_path, ref):
     """valgrind's virtual CPU has no AVX-512: there the library must take its baseline paths
