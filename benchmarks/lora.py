@@ -10,7 +10,7 @@ adapter file load, fuse_lora / unfuse_lora of A, and the batch-2 forward (base, 
 unfused A+B at (0.7, 0.5)), with the page faults and CPU time of each; the first fuse_lora of
 each side is reported on its own (Nodus maps the memory of its fused copies then, and reuses it
 after). Checks Nodus A+B against diffusers A+B, and writes the report to
-benchmarks/results/lora-<date>.md.
+benchmarks/results/lora-<date>.md (lora-<date>-<HHMM>.md when that exists).
 """
 
 import argparse
@@ -270,7 +270,10 @@ def main():
     print("\n" + text)
     folder = REPO / "benchmarks" / "results"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"lora-{datetime.date.today().isoformat()}.md"
+    now = datetime.datetime.now()
+    path = folder / f"lora-{now.date().isoformat()}.md"
+    if path.exists():  # a second report on the same day keeps the first
+        path = folder / f"lora-{now.date().isoformat()}-{now.strftime('%H%M')}.md"
     path.write_text(text)
     print(f"wrote {path}")
 
