@@ -32,4 +32,35 @@ public enum Parallel {
             if start < end { body(start..<end) }
         }
     }
+
+    /// Runs `body` on every index of `0..<count`. Each worker walks its own
+    /// contiguous share of the indices in order (as `forEach`, so workers touch
+    /// different memory), then helps with what is left of the others' shares:
+    /// for many similar items whose cost varies, or when another process takes a
+    /// core for a while (a static split would wait for the slowed worker).
+    public static func forEachBalanced(_ count: Int, _ body: (Int) -> Void) {
+        let workers = min(threads, count)
+        if workers <= 1 {
+            for index in 0..<count { body(index) }
+            return
+        }
+        // Share w is [start(w), start(w + 1)); next[w] is its next index not yet taken.
+        let start = { (worker: Int) in count * worker / workers }
+        let next = UnsafeMutablePointer<Atomic<Int>>.allocate(capacity: workers)
+        for worker in 0..<workers { (next + worker).initialize(to: Atomic(start(worker))) }
+        defer {
+            _ = next.deinitialize(count: workers)
+            next.deallocate()
+        }
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            for offset in 0..<workers {
+                let share = (worker + offset) % workers
+                while true {
+                    let index = next[share].add(1, ordering: .relaxed).oldValue
+                    guard index < start(share + 1) else { break }
+                    body(index)
+                }
+            }
+        }
+    }
 }

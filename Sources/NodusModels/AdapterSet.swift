@@ -108,11 +108,13 @@ final class AdapterSet {
         return result
     }
 
-    /// The merged weights `W + lora_scale * sum_i w_i s_i B_i A_i` for `names`
-    /// (nil: the active adapters), by weight name. Does not change the set;
-    /// `markFused` does once the caller has installed them.
-    func fusedWeights(for names: [String]?, loraScale: Float,
-                      base: (String) throws -> Tensor) throws -> (names: [String], weights: [String: Tensor]) {
+    /// The terms `lora_scale * w_i * s_i * B_i A_i` to merge for `names` (nil:
+    /// the active adapters), by weight name, in adapter order (the order PEFT
+    /// adds them in). A weight an adapter targets is listed even when all its
+    /// factors are 0 (it is still fused: a copy). The pointers are valid while
+    /// the adapters stay loaded. Does not change the set; `markFused` does once
+    /// the caller has installed the merged weights.
+    func fusionTerms(for names: [String]?, loraScale: Float) throws -> (names: [String], terms: [String: [LowRankMerge.Term]]) {
         guard fusedAdapters.isEmpty else {
             throw NodusError.invalidArgument("adapters \(fusedAdapters) are already fused: call unfuse_lora first")
         }
@@ -120,27 +122,17 @@ final class AdapterSet {
         let chosen = names ?? active
         try requireLoaded(chosen)
         guard !chosen.isEmpty else { throw NodusError.invalidArgument("fuse_lora: no adapter is active and none was named") }
-        var merged: [String: Tensor] = [:]
+        var terms: [String: [LowRankMerge.Term]] = [:]
         for adapter in adapters where chosen.contains(adapter.name) {
             let factor = loraScale * (weights[adapter.name] ?? 1)
             for (weightName, paths) in adapter.paths {
-                let terms = paths.filter { factor * $0.scale != 0 }.map {
+                terms[weightName, default: []] += paths.filter { factor * $0.scale != 0 }.map {
                     (down: UnsafePointer($0.down.floats), up: UnsafePointer($0.up.floats), rank: $0.down.shape[0],
                      factor: factor * $0.scale)
                 }
-                if let existing = merged[weightName] {
-                    LowRankMerge.add(terms, into: existing.floats, rows: existing.shape[0], columns: existing.shape[1])
-                } else {
-                    let original = try base(weightName)
-                    let target = Tensor(storage: try Storage(uninitializedByteCount: original.byteCount),
-                                        shape: original.shape, dtype: .float32)
-                    LowRankMerge.merge(original.floats, terms, into: target.floats, rows: original.shape[0],
-                                       columns: original.shape[1])
-                    merged[weightName] = target
-                }
             }
         }
-        return (chosen, merged)
+        return (chosen, terms)
     }
 
     func markFused(_ names: [String], weights: Set<String>) {

@@ -47,15 +47,18 @@ public final class LoRAController {
     }
 
     /// Merges `lora_scale * w_i * s_i * B_i A_i` of `adapterNames` (nil: the
-    /// active ones) into copies of the weights.
+    /// active ones) into copies of the weights (see `Weights.installMerged` for
+    /// their memory).
     public func fuse(adapterNames: [String]?, loraScale: Float) throws {
-        let (names, merged) = try adapters.fusedWeights(for: adapterNames, loraScale: loraScale) { try weights.original($0) }
-        weights.replace(merged)
-        adapters.markFused(names, weights: Set(merged.keys))
+        let (names, terms) = try adapters.fusionTerms(for: adapterNames, loraScale: loraScale)
+        let fused = try weights.installMerged(terms)
+        adapters.markFused(names, weights: fused)
         generation += 1
     }
 
-    /// Drops the merged copies: the weights are the mapped originals again, bit for bit.
+    /// Drops the merged copies: the weights are the mapped originals again, bit
+    /// for bit. The copies' memory is kept for the next fuse, lazily free
+    /// (`Weights.removeReplacements`).
     public func unfuse() {
         weights.removeReplacements()
         adapters.markUnfused()

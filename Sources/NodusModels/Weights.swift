@@ -39,15 +39,81 @@ final class Weights {
         try store.names.map { name in (name, try replacements[name] ?? store.tensor(name)) }
     }
 
-    func replace(_ replacements: [String: Tensor]) {
-        self.replacements.merge(replacements) { _, new in new }
+    /// Installs `W + sum of the terms` as the replacement of every weight in
+    /// `terms` (float32 [rows, columns], in the memory `replacementRegion`
+    /// describes); returns their names. When it throws, nothing was installed.
+    func installMerged(_ terms: [String: [LowRankMerge.Term]]) throws -> Set<String> {
+        let names = terms.keys.sorted()
+        guard !names.isEmpty else { return [] }
+        var originals: [Tensor] = []
+        var offsets: [Int] = []
+        var byteCount = 0
+        for name in names {
+            let original = try self.original(name)
+            guard original.rank == 2 else {
+                throw NodusError.shape("cannot fuse a LoRA into '\(name)': shape \(original.shape) is not a matrix")
+            }
+            originals.append(original)
+            offsets.append(byteCount)
+            byteCount += (original.byteCount + 63) / 64 * 64
+        }
+        let region = try replacementMemory(byteCount: byteCount)
+        var merged: [String: Tensor] = [:]
+        var jobs: [LowRankMerge.Job] = []
+        for (index, name) in names.enumerated() {
+            let original = originals[index]
+            let storage = Storage(viewing: region.bytes + offsets[index], byteCount: original.byteCount, owner: region)
+            let target = Tensor(storage: storage, shape: original.shape, dtype: .float32)
+            merged[name] = target
+            jobs.append(LowRankMerge.Job(weight: original.floats, target: target.floats, rows: original.shape[0],
+                                         columns: original.shape[1], terms: terms[name] ?? []))
+        }
+        LowRankMerge.merge(jobs)
+        replacements.merge(merged) { _, new in new }
+        return Set(names)
     }
 
-    /// Drops the replacements. Their memory (hundreds of MB for a fused LoRA)
-    /// is returned to the system on a background queue, so this returns at once.
+    /// The memory of the merged weights. Held from the first fuse while the
+    /// model lives, so that fusing again rewrites pages that are already mapped
+    /// instead of taking a page fault (and a page clear) for every 4 KiB:
+    ///
+    /// * while fused, it holds the merged copies: one float32 copy of each fused
+    ///   weight (the originals stay views of the mapped file);
+    /// * after unfuse, `removeReplacements` marks it free with `MADV_FREE`: it
+    ///   still counts in the RSS, but the kernel takes its pages back whenever it
+    ///   needs memory, and the next fuse reuses the pages it left;
+    /// * it is unmapped when the model is freed, or when a fuse needs more than
+    ///   it holds or less than half of it (then the new region replaces it).
+    ///
+    /// Plans built for an earlier fusion may still view this memory when it is
+    /// rewritten; they are never run again (fuse and unfuse change the LoRA
+    /// generation, and models rebuild their plans when it changes).
+    private var replacementRegion: ReusableRegion?
+    /// Marking the region free takes milliseconds for 4 KiB pages: it runs here,
+    /// and the next fuse waits for it.
+    private let releaseQueue = DispatchQueue(label: "nodus.weights.release")
+
+    private func replacementMemory(byteCount: Int) throws -> ReusableRegion {
+        releaseQueue.sync {}  // a pending MADV_FREE must not follow the new writes
+        if let region = replacementRegion, byteCount <= region.byteCount, byteCount * 2 >= region.byteCount {
+            return region
+        }
+        if let old = replacementRegion {
+            replacementRegion = nil
+            releaseQueue.async { withExtendedLifetime(old) {} }  // unmapping hundreds of MB takes a while
+        }
+        let region = try ReusableRegion(byteCount: byteCount)
+        replacementRegion = region
+        return region
+    }
+
+    /// Drops the replacements: the weights are the file's views again. Their
+    /// memory is kept for the next fuse and marked lazily free (see
+    /// `replacementRegion`), on a background queue, so this returns at once.
     func removeReplacements() {
-        let released = replacements
         replacements = [:]
-        DispatchQueue.global(qos: .utility).async { withExtendedLifetime(released) {} }
+        if let region = replacementRegion {
+            releaseQueue.async { region.releaseLazily() }
+        }
     }
 }

@@ -103,29 +103,105 @@ final class KernelTests: XCTestCase {
         assertClose(output, expected, "group norm + SiLU")
     }
 
-    func testLowRankMergeAcrossRowBlocks() {
-        // Blocks of two rows: every block boundary is crossed, and the last block is short.
-        let (rows, columns) = (5, 700)
-        let weight = random(rows * columns, seed: 10)
-        let (downA, upA) = (random(3 * columns, seed: 11), random(rows * 3, seed: 12))
-        let (downB, upB) = (random(2 * columns, seed: 13), random(rows * 2, seed: 14))
-        var target = [Float](repeating: .nan, count: rows * columns)
-        downA.withUnsafeBufferPointer { da in upA.withUnsafeBufferPointer { ua in
-            downB.withUnsafeBufferPointer { db in upB.withUnsafeBufferPointer { ub in
-                let terms: [LowRankMerge.Term] = [(da.baseAddress!, ua.baseAddress!, 3, 0.5), (db.baseAddress!, ub.baseAddress!, 2, -2)]
-                LowRankMerge.merge(weight, terms, into: &target, rows: rows, columns: columns, blockBytes: 2 * columns * 4)
-            } }
-        } }
+    /// W + sum_t f_t B_t A_t in double precision.
+    private func lowRankReference(_ weight: [Float], _ terms: [(down: [Float], up: [Float], rank: Int, factor: Float)],
+                                  rows: Int, columns: Int) -> [Float] {
         var expected = [Float](repeating: 0, count: rows * columns)
         for row in 0..<rows {
             for column in 0..<columns {
                 var sum = Double(weight[row * columns + column])
-                for k in 0..<3 { sum += 0.5 * Double(upA[row * 3 + k]) * Double(downA[k * columns + column]) }
-                for k in 0..<2 { sum -= 2 * Double(upB[row * 2 + k]) * Double(downB[k * columns + column]) }
+                for term in terms {
+                    var product = 0.0
+                    for k in 0..<term.rank { product += Double(term.up[row * term.rank + k]) * Double(term.down[k * columns + column]) }
+                    sum += Double(term.factor) * product
+                }
                 expected[row * columns + column] = Float(sum)
             }
         }
-        assertClose(target, expected, "W + 0.5 B_a A_a - 2 B_b A_b")
+        return expected
+    }
+
+    /// A 64-byte aligned copy of `values` followed by `padding` NaNs, freed when the test ends.
+    private func buffer(_ values: [Float], padding: Int = 0) -> UnsafeMutablePointer<Float> {
+        let count = max(values.count + padding, 1)
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64)
+        addTeardownBlock { raw.deallocate() }
+        let pointer = raw.bindMemory(to: Float.self, capacity: count)
+        pointer.initialize(repeating: .nan, count: count)
+        pointer.update(from: values, count: values.count)
+        return pointer
+    }
+
+    /// Whether /proc/cpuinfo lists AVX-512F (where the single-pass merge must be the one that runs).
+    private var cpuHasAVX512: Bool {
+        let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+            .split(separator: "\n").first { $0.hasPrefix("flags") } ?? ""
+        return flags.split(separator: " ").contains("avx512f")
+    }
+
+    private func checkMerge(rows: Int, columns: Int, ranks: [Int], factors: [Float], seed: UInt64) {
+        let count = rows * columns
+        let weight = random(count, seed: seed)
+        let terms = ranks.indices.map { index in
+            (down: random(ranks[index] * columns, seed: seed + 10 + UInt64(index)),
+             up: random(rows * ranks[index], seed: seed + 20 + UInt64(index)), rank: ranks[index], factor: factors[index])
+        }
+        let expected = lowRankReference(weight, terms, rows: rows, columns: columns)
+        let mergeTerms: [LowRankMerge.Term] = terms.map { (UnsafePointer(buffer($0.down)), UnsafePointer(buffer($0.up)), $0.rank, $0.factor) }
+        // Targets: a separate 64-byte aligned one, one 4 bytes off alignment, and the weight itself (in place).
+        for singlePass in [true, false] {
+            for (inPlace, offset) in [(false, 0), (false, 1), (true, 0)] {
+                let source = buffer(weight)
+                let target = inPlace ? source : buffer([], padding: count + 2) + offset
+                LowRankMerge.merge([LowRankMerge.Job(weight: source, target: target, rows: rows, columns: columns,
+                                                     terms: mergeTerms)],
+                                   singlePass: singlePass, blockBytes: 2 * columns * 4)
+                let ours = Array(UnsafeBufferPointer(start: target, count: count))
+                let label = "\(rows)x\(columns) ranks \(ranks), single pass \(singlePass), in place \(inPlace), offset \(offset)"
+                XCTAssertEqual(ours.filter { !$0.isFinite }.count, 0, "\(label): elements left unwritten")
+                assertClose(ours, expected, label)
+                if !inPlace {
+                    XCTAssertEqual(Array(UnsafeBufferPointer(start: source, count: count)), weight, "\(label): weight changed")
+                    XCTAssertTrue(target[count].isNaN, "\(label): wrote past the end")
+                }
+            }
+        }
+    }
+
+    func testLowRankMergeMatchesReference() {
+        XCTAssertEqual(LowRankMerge.hasSinglePassKernel, cpuHasAVX512, "single-pass merge availability vs /proc/cpuinfo")
+        // Sizes that reach every path of the single-pass kernel: 64-row blocks, 8-row tiles with 4-row and
+        // 1-row remainders (77 = 64 + 8 + 4 + 1), 32-column tiles, a lone 16-column vector and a masked tail
+        // (87 = 2 * 32 + 16 + 7), a matrix narrower than one vector, and widths that are multiples of 16
+        // (streaming stores when the target is aligned; 130 = 2 * 64 + 2 rows). Ranks are not multiples of
+        // 16, one is 0; the factors differ in sign and size; terms are added in order.
+        for (rows, columns) in [(77, 87), (13, 5), (130, 96)] {
+            checkMerge(rows: rows, columns: columns, ranks: [3, 17, 0, 1], factors: [0.5, -2, 3, 1.25], seed: UInt64(rows))
+        }
+        checkMerge(rows: 9, columns: 48, ranks: [], factors: [], seed: 40)  // no terms: a copy
+        checkMerge(rows: 66, columns: 33, ranks: [32], factors: [1], seed: 50)  // one LoRA of rank 32
+    }
+
+    func testLowRankMergeRunsSeveralJobs() {
+        // Blocks of several weights in one parallel loop: each target gets its own weight and terms.
+        let shapes = [(70, 33), (3, 130), (129, 16)]
+        var jobs: [LowRankMerge.Job] = []
+        var expected: [[Float]] = []
+        for (index, (rows, columns)) in shapes.enumerated() {
+            let seed = UInt64(300 + 10 * index)
+            let (weight, down, up) = (random(rows * columns, seed: seed), random(5 * columns, seed: seed + 1),
+                                      random(rows * 5, seed: seed + 2))
+            let factor = Float(index) - 0.5
+            expected.append(lowRankReference(weight, [(down, up, 5, factor)], rows: rows, columns: columns))
+            jobs.append(LowRankMerge.Job(weight: buffer(weight), target: buffer([], padding: rows * columns),
+                                         rows: rows, columns: columns, terms: [(UnsafePointer(buffer(down)), UnsafePointer(buffer(up)), 5, factor)]))
+        }
+        LowRankMerge.merge(jobs)
+        for (index, job) in jobs.enumerated() {
+            let ours = Array(UnsafeBufferPointer(start: job.target, count: job.rows * job.columns))
+            XCTAssertEqual(ours.filter { !$0.isFinite }.count, 0, "job \(index): elements left unwritten")
+            assertClose(ours, expected[index], "job \(index) of \(jobs.count)")
+        }
     }
 
     func testVectorExpAcrossTheRange() {

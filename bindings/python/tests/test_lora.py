@@ -17,6 +17,11 @@ A failed load or a rejected call leaves the model's outputs and its other adapte
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -299,6 +304,51 @@ def test_fuse_lora_scale(model, ref):
     model.fuse_lora(adapter_names=["A"], lora_scale=4.0)
     assert_close(forward(model, ref), ref["A_x4"], FORWARD_BOUND, "fuse_lora(['A'], lora_scale=4.0)")
     model.unfuse_lora()
+
+
+def test_fuse_again_after_unfuse(loaded, base, ref):
+    """Fusing again rewrites the memory the previous fusion left (kept for reuse): every fusion
+    must come out whole, whatever the last one wrote there and whichever weights it covered."""
+    fusions = [(["A"], [1.0], 4.0, "A_x4"), (["A", "B"], [0.7, 0.5], 1.0, "AB_07_05"), (["A"], [1.0], 1.0, "A_fused"),
+               (["A"], [-2.0], 1.0, "A_neg"), (["qkv"], [1.0], 1.0, "qkv"), (["A"], [1.0], 4.0, "A_x4")]
+    for names, weights, scale, expected in fusions:
+        loaded.set_adapters(names, weights)
+        loaded.fuse_lora(adapter_names=names, lora_scale=scale)
+        assert_close(forward(loaded, ref), ref[expected], FORWARD_BOUND, f"{names} at {weights} x{scale} fused again")
+        loaded.unfuse_lora()
+        loaded.disable_lora()
+        assert_identical(forward(loaded, ref), base, f"base output after unfusing {names} at {weights} x{scale}")
+        loaded.enable_lora()
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_fuse_on_a_cpu_without_avx512(tmp_path, ref):
+    """valgrind's virtual CPU has no AVX-512: there the library must take its baseline paths
+    (the LoRA merge by copy + GEMM instead of the AVX-512 kernel) and give the same results."""
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {os.path.dirname(os.path.dirname(os.path.abspath(nodus.__file__)))!r})
+        import numpy as np, nodus
+        from safetensors.numpy import load_file
+        ref = load_file({str(fixture_path("dit-tiny-lora-forward.safetensors"))!r})
+        inputs = dict(sample=ref["sample"], timestep=ref["timestep"], class_labels=ref["class_labels"])
+        m = nodus.load({str(fixture_path("dit-tiny"))!r})
+        base = m.forward(**inputs)
+        m.load_lora_weights({str(fixture_path(ADAPTER_FILES["A"]))!r}, adapter_name="A")
+        unfused = m.forward(**inputs)
+        m.fuse_lora(adapter_names=["A"], lora_scale=1.0)
+        fused = m.forward(**inputs)
+        m.unfuse_lora()
+        m.disable_lora()
+        np.savez({str(tmp_path / "out.npz")!r}, base=base, unfused=unfused, fused=fused, after=m.forward(**inputs))
+    """)
+    run = subprocess.run(["valgrind", "-q", "--tool=none", sys.executable, "-c", script], capture_output=True,
+                         text=True, timeout=600, env={**os.environ, "OPENBLAS_CORETYPE": ""})
+    assert run.returncode == 0, f"under valgrind (no AVX-512): exit {run.returncode}\n{run.stderr[-3000:]}"
+    out = np.load(tmp_path / "out.npz")
+    assert_close(out["fused"], ref["A_fused"], FORWARD_BOUND, "fused A without AVX-512 vs diffusers fuse_lora")
+    assert_close(out["fused"], out["unfused"], FUSED_BOUND, "fused vs unfused A without AVX-512")
+    assert_identical(out["after"], out["base"], "base output after fuse + unfuse without AVX-512")
 
 
 # ------------------------------------------------------ disable / enable / delete
