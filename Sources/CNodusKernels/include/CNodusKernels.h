@@ -1,0 +1,3 @@
+/* The C kernels Swift sees: one header per kernel family. */
+#include "nodus_attention.h"
+#include "nodus_kernels.h"
