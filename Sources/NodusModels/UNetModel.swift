@@ -54,18 +54,12 @@ public final class UNetModel: ContextConditionedModel, AdaptableModel {
     }
 
     public func outputShape(for inputs: [String: Tensor]) throws -> [Int] {
-        let (sample, _) = try checkedInputs(inputs)
-        return [sample.shape[0], settings.outChannels, sample.shape[2], sample.shape[3]]
+        let sample = try checkedInputs(inputs).sample.shape
+        return [sample[0], settings.outChannels, sample[2], sample[3]]
     }
 
     public func forward(_ inputs: [String: Tensor]) throws -> Tensor {
-        let (sample, context) = try checkedInputs(inputs)
-        let checked = try ModelInputs(inputs, known: UNetModel.inputNames)
-        let feeds = [
-            "sample": sample,
-            "timestep": try checked.timesteps("timestep", batch: sample.shape[0]),
-            "encoder_hidden_states": context,
-        ]
+        let (sample, context, feeds) = try checkedInputs(inputs)
         Parallel.setThreads(options.threads)
         let executable = try executables.executable(for: sample.shape + context.shape, generation: lora.generation) {
             try lora.apply(to: UNetModel.buildGraph(settings: settings, weights: weights, sampleShape: sample.shape,
@@ -74,12 +68,16 @@ public final class UNetModel: ContextConditionedModel, AdaptableModel {
         return try executable.run(feeds)
     }
 
-    private func checkedInputs(_ inputs: [String: Tensor]) throws -> (sample: Tensor, context: Tensor) {
+    /// Every input checked and converted, and the graph's feeds made of them.
+    private func checkedInputs(_ inputs: [String: Tensor]) throws
+        -> (sample: Tensor, context: Tensor, feeds: [String: Tensor]) {
         let checked = try ModelInputs(inputs, known: UNetModel.inputNames)
         let sample = try checked.image("sample", channels: settings.inChannels, multiple: 1)
-        let context = try checked.sequence("encoder_hidden_states", batch: sample.shape[0],
-                                           width: settings.crossAttentionWidth)
-        return (sample, context)
+        let batch = sample.shape[0]
+        let context = try checked.sequence("encoder_hidden_states", batch: batch, width: settings.crossAttentionWidth)
+        let feeds = ["sample": sample, "timestep": try checked.timesteps("timestep", batch: batch),
+                     "encoder_hidden_states": context]
+        return (sample, context, feeds)
     }
 
     /// The forward graph for one sample and context shape (before LoRA side paths).
