@@ -175,6 +175,10 @@ def timed(function):
     return result, time.perf_counter() - start
 
 
+def gigabytes(count):
+    return f"{count / 1e9:.2f}" if count >= 1e8 else f"{count / 1e9:.3g}"
+
+
 def rel_max_error(value, reference):
     return float(np.abs(value - reference).max() / np.abs(reference).max())
 
@@ -542,7 +546,7 @@ def section(args, workload, r):
         f"## {workload.title(args.quick)}, {args.threads} threads",
         "",
         f"* Model: random-init diffusers `{workload.diffusers_class}` in "
-        f"`{args.work / workload.folder(args.quick)}` ({r['weight_bytes'] / gb:.3g} GB of weights), "
+        f"`{args.work / workload.folder(args.quick)}` ({gigabytes(r['weight_bytes'])} GB of weights), "
         f"inputs {shapes}, "
         f"output {r['output_shape']}",
         f"* ONNX: {r['export']}",
@@ -560,7 +564,7 @@ def section(args, workload, r):
         "|---|---:|",
         *setup,
         "",
-        f"| memory: own subprocess, load + 1 fp32 forward (weights {r['weight_bytes'] / gb:.3g} GB) "
+        f"| memory: own subprocess, load + 1 fp32 forward (weights {gigabytes(r['weight_bytes'])} GB) "
         "| peak RSS GB | RSS after GB |",
         "|---|---:|---:|",
         *memory_rows,
@@ -582,7 +586,7 @@ def report(args, results, loads):
     before, after = loads
     quiet = before[0] < 0.5
     load_text = " / ".join(f"{value:.2f}" for value in before) + " before, " + \
-        " / ".join(f"{value:.2f}" for value in after) + " after"
+        " / ".join(f"{value:.2f}" for value in after) + " after (which includes this run's own threads)"
     return "\n".join([
         f"# Nodus beside torch and onnxruntime: {', '.join(WORKLOADS[name].label for name in results)}"
         f"{' (--quick variants)' if args.quick else ''}, {args.threads} threads",
