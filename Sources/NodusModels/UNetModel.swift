@@ -118,8 +118,7 @@ public final class UNetModel: ContextConditionedModel, AdaptableModel {
                 skips.append(x)
             }
             if level < levels - 1 {
-                x = try b.conv(x, "\(prefix).downsamplers.0.conv", outChannels: channels, kernel: 3, stride: 2,
-                               padding: c.downsamplePadding)
+                x = try b.downsample(x, "\(prefix).downsamplers.0", padding: c.downsamplePadding)
                 skips.append(x)
             }
         }

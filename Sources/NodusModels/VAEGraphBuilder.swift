@@ -22,12 +22,11 @@ struct VAEGraphBuilder {
 
     private func channels(_ x: ValueID) -> Int { graph.shape(of: x)[1] }
 
-    /// Conv2d with bias, "same" padding for odd kernels unless `padding` is given.
-    mutating func conv(_ x: ValueID, _ prefix: String, outChannels: Int, kernel: Int, stride: Int = 1,
-                       padding: Int? = nil) throws -> ValueID {
+    /// Conv2d with bias, "same" padding for odd kernels.
+    mutating func conv(_ x: ValueID, _ prefix: String, outChannels: Int, kernel: Int) throws -> ValueID {
         let weightValue = try weight(prefix + ".weight", [outChannels, channels(x), kernel, kernel])
         let bias = try weight(prefix + ".bias", [outChannels])
-        return try graph.conv2d(x, weight: weightValue, bias: bias, stride: stride, padding: padding ?? kernel / 2)
+        return try graph.conv2d(x, weight: weightValue, bias: bias, padding: kernel / 2)
     }
 
     /// Linear with bias (or without), reading the input width from `x`.
