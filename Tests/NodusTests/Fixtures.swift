@@ -1,7 +1,9 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Foundation
 import NodusCore
+import XCTest
 
 /// Locates files under `Tests/Fixtures` (made by the scripts in `tests/reference`).
 enum Fixtures {
@@ -12,11 +14,15 @@ enum Fixtures {
     }()
 
     static func path(_ name: String) -> String { directory + "/" + name }
+}
 
-    /// A fresh temporary directory for a test's own files.
-    static func temporaryDirectory(_ label: String) -> String {
+extension XCTestCase {
+    /// A fresh temporary directory for this test's own files, removed with everything in it
+    /// when the test ends.
+    func temporaryDirectory(_ label: String) -> String {
         let path = "/tmp/nodus-tests-\(label)-\(UInt64.random(in: 0...UInt64.max))"
         _ = path.withCString { mkdir($0, 0o755) }
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
         return path
     }
 }

@@ -13,7 +13,7 @@ final class LoRAFileTests: XCTestCase {
 
     override func setUp() {
         super.setUp()
-        directory = Fixtures.temporaryDirectory("lora")
+        directory = temporaryDirectory("lora")
     }
 
     // MARK: - Helpers

@@ -12,7 +12,7 @@ final class ModelLoadingTests: XCTestCase {
     /// A DiT folder with `config` and the tiny fixture's weights, optionally replaced.
     private func ditFolder(config: String? = nil, replacing weights: [(String, Tensor)] = [],
                            dropping dropped: Set<String> = []) throws -> String {
-        let directory = Fixtures.temporaryDirectory("dit")
+        let directory = temporaryDirectory("dit")
         let original = try SafetensorsFile(path: Fixtures.path("dit-tiny/diffusion_pytorch_model.safetensors"))
         var tensors = try original.names.filter { !dropped.contains($0) }.map { ($0, try original.tensor($0)) }
         for (name, tensor) in weights {
@@ -45,7 +45,7 @@ final class ModelLoadingTests: XCTestCase {
 
     func testMissingFolderAndConfig() throws {
         assertLoadFails("/nonexistent/model", code: .io, mentioning: ["/nonexistent/model"])
-        assertLoadFails(Fixtures.temporaryDirectory("empty"), code: .io, mentioning: ["config.json"])
+        assertLoadFails(temporaryDirectory("empty"), code: .io, mentioning: ["config.json"])
     }
 
     func testConfigErrorsNameTheField() throws {

@@ -46,7 +46,7 @@ final class NumpyArrayTests: XCTestCase {
     }
 
     func testRoundTripEverySupportedDType() throws {
-        let directory = Fixtures.temporaryDirectory("npy")
+        let directory = temporaryDirectory("npy")
         for dtype in DType.allCases where dtype != .bfloat16 {
             for shape in [[], [5], [2, 3, 4], [0, 3]] {
                 let original = try SafetensorsTests.patterned(shape, dtype)
@@ -64,7 +64,7 @@ final class NumpyArrayTests: XCTestCase {
 
     func testWritesExactlyWhatNumpyWrites() throws {
         // np.save(path, np.arange(6, dtype=np.float32).reshape(2, 3)) with NumPy 2.4.
-        let directory = Fixtures.temporaryDirectory("npy")
+        let directory = temporaryDirectory("npy")
         let path = directory + "/arange.npy"
         try NumpyArray.write(try Tensor(shape: [2, 3], floats: [0, 1, 2, 3, 4, 5]), to: path)
         let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"
@@ -75,7 +75,7 @@ final class NumpyArrayTests: XCTestCase {
     }
 
     func testReadsVersionTwoAndThreeHeaders() throws {
-        let directory = Fixtures.temporaryDirectory("npy")
+        let directory = temporaryDirectory("npy")
         for major: UInt8 in [2, 3] {
             let path = rawFile(directory, major: major, header: "{\"descr\": \"<f4\", \"shape\": (3,), \"fortran_order\": False}\n",
                                data: floatBytes([1.5, -2, 4]))
@@ -86,7 +86,7 @@ final class NumpyArrayTests: XCTestCase {
     }
 
     func testReadTensorIsWritableCopy() throws {
-        let directory = Fixtures.temporaryDirectory("npy")
+        let directory = temporaryDirectory("npy")
         let path = directory + "/copy.npy"
         try NumpyArray.write(try Tensor(shape: [2], floats: [1, 2]), to: path)
         let tensor = try NumpyArray.read(path: path)
@@ -96,7 +96,7 @@ final class NumpyArrayTests: XCTestCase {
     }
 
     func testBFloat16WriteIsUnsupported() throws {
-        let directory = Fixtures.temporaryDirectory("npy")
+        let directory = temporaryDirectory("npy")
         XCTAssertThrowsError(try NumpyArray.write(try Tensor(zeros: [2], dtype: .bfloat16), to: directory + "/b.npy")) { error in
             XCTAssertEqual((error as? NodusError)?.code, .unsupported, "\(error)")
             XCTAssertTrue("\(error)".contains("bfloat16"), "\(error)")
@@ -104,62 +104,62 @@ final class NumpyArrayTests: XCTestCase {
     }
 
     func testBadMagic() {
-        let directory = Fixtures.temporaryDirectory("npy")
+        let directory = temporaryDirectory("npy")
         let path = directory + "/magic.npy"
         SafetensorsTests.writeBytes(Array("PK\u{3}\u{4} this is a zip, not an npy".utf8), to: path)
         assertError(.format, path, ["npy magic"])
     }
 
     func testTooShort() {
-        let directory = Fixtures.temporaryDirectory("npy")
+        let directory = temporaryDirectory("npy")
         let path = directory + "/short.npy"
         SafetensorsTests.writeBytes([0x93, 0x4E, 0x55], to: path)
         assertError(.format, path, ["3 bytes", "too short"])
     }
 
     func testTruncatedData() {
-        let directory = Fixtures.temporaryDirectory("npy")
+        let directory = temporaryDirectory("npy")
         let path = rawFile(directory, header: "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }\n",
                            data: floatBytes([1, 2, 3]))
         assertError(.format, path, ["needs 24 data bytes", "has 12", "truncated"])
     }
 
     func testExtraData() {
-        let directory = Fixtures.temporaryDirectory("npy")
+        let directory = temporaryDirectory("npy")
         let path = rawFile(directory, header: "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }\n",
                            data: floatBytes([1, 2]))
         assertError(.format, path, ["needs 4 data bytes", "has 8"])
     }
 
     func testFortranOrder() {
-        let directory = Fixtures.temporaryDirectory("npy")
+        let directory = temporaryDirectory("npy")
         let path = rawFile(directory, header: "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }\n",
                            data: floatBytes([0, 1, 2, 3, 4, 5]))
         assertError(.unsupported, path, ["fortran_order True is not supported"])
     }
 
     func testUnsupportedDescriptor() {
-        let directory = Fixtures.temporaryDirectory("npy")
+        let directory = temporaryDirectory("npy")
         let path = rawFile(directory, header: "{'descr': '>f4', 'fortran_order': False, 'shape': (1,), }\n",
                            data: floatBytes([1]))
         assertError(.unsupported, path, ["dtype '>f4' is not supported"])
     }
 
     func testHeaderLengthPastEnd() {
-        let directory = Fixtures.temporaryDirectory("npy")
+        let directory = temporaryDirectory("npy")
         let path = directory + "/long.npy"
         SafetensorsTests.writeBytes([0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59, 2, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x7B], to: path)
         assertError(.format, path, ["header length 4294967295 runs past the end"])
     }
 
     func testUnsupportedVersion() {
-        let directory = Fixtures.temporaryDirectory("npy")
+        let directory = temporaryDirectory("npy")
         let path = rawFile(directory, major: 9, header: "{}", data: [])
         assertError(.unsupported, path, ["version 9.0"])
     }
 
     func testMalformedHeaders() {
-        let directory = Fixtures.temporaryDirectory("npy")
+        let directory = temporaryDirectory("npy")
         let cases: [(String, String)] = [
             ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, -3), }", "non-negative integer"),
             ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3) ", "expected '}'"),

@@ -68,7 +68,7 @@ final class SafetensorsTests: XCTestCase {
     // MARK: - Round trips
 
     func testRoundTripEveryDTypeIsZeroCopy() throws {
-        let directory = Fixtures.temporaryDirectory("safetensors")
+        let directory = temporaryDirectory("safetensors")
         let path = directory + "/all.safetensors"
         var tensors: [(name: String, tensor: Tensor)] = []
         for (index, dtype) in DType.allCases.enumerated() {
@@ -101,7 +101,7 @@ final class SafetensorsTests: XCTestCase {
     }
 
     func testTensorsAreLaidOutInGivenOrder() throws {
-        let directory = Fixtures.temporaryDirectory("safetensors")
+        let directory = temporaryDirectory("safetensors")
         let path = directory + "/order.safetensors"
         try SafetensorsWriter.write([(name: "z", tensor: try Tensor(shape: [2], floats: [1, 2])),
                                      (name: "a", tensor: try Tensor(shape: [1], floats: [3]))], to: path)
@@ -112,7 +112,7 @@ final class SafetensorsTests: XCTestCase {
     }
 
     func testMetadataRoundTrip() throws {
-        let directory = Fixtures.temporaryDirectory("safetensors")
+        let directory = temporaryDirectory("safetensors")
         let path = directory + "/meta.safetensors"
         let metadata = ["format": "pt", "quoted": "say \"hi\"\\ / \n\ttab", "unicode": "héllo ✓", "json": #"{"r": 4}"#]
         try SafetensorsWriter.write([(name: "w", tensor: try Tensor(shape: [3], floats: [1, -2, 0.5]))],
@@ -124,7 +124,7 @@ final class SafetensorsTests: XCTestCase {
     }
 
     func testViewOutlivesFileObject() throws {
-        let directory = Fixtures.temporaryDirectory("safetensors")
+        let directory = temporaryDirectory("safetensors")
         let path = directory + "/life.safetensors"
         try SafetensorsWriter.write([(name: "w", tensor: try Tensor(shape: [2, 2], floats: [1, 2, 3, 4]))], to: path)
         var file: SafetensorsFile? = try SafetensorsFile(path: path)
@@ -134,7 +134,7 @@ final class SafetensorsTests: XCTestCase {
     }
 
     func testWriterReplacesExistingFileAndLeavesNoTemporaries() throws {
-        let directory = Fixtures.temporaryDirectory("safetensors")
+        let directory = temporaryDirectory("safetensors")
         let path = directory + "/replace.safetensors"
         try SafetensorsWriter.write([(name: "old", tensor: try Tensor(shape: [1], floats: [1]))], to: path)
         try SafetensorsWriter.write([(name: "new", tensor: try Tensor(shape: [1], floats: [2]))], to: path)
@@ -152,7 +152,7 @@ final class SafetensorsTests: XCTestCase {
     }
 
     func testWriterRejectsDuplicateAndReservedNames() throws {
-        let directory = Fixtures.temporaryDirectory("safetensors")
+        let directory = temporaryDirectory("safetensors")
         let tensor = try Tensor(shape: [1], floats: [1])
         XCTAssertThrowsError(try SafetensorsWriter.write([(name: "a", tensor: tensor), (name: "a", tensor: tensor)],
                                                          to: directory + "/dup.safetensors")) { error in
@@ -165,7 +165,7 @@ final class SafetensorsTests: XCTestCase {
     }
 
     func testMissingTensorNamesIt() throws {
-        let directory = Fixtures.temporaryDirectory("safetensors")
+        let directory = temporaryDirectory("safetensors")
         let path = directory + "/one.safetensors"
         try SafetensorsWriter.write([(name: "w", tensor: try Tensor(shape: [1], floats: [1]))], to: path)
         let file = try SafetensorsFile(path: path)
@@ -184,27 +184,27 @@ final class SafetensorsTests: XCTestCase {
     // MARK: - Broken input
 
     func testEmptyFile() {
-        let directory = Fixtures.temporaryDirectory("safetensors")
+        let directory = temporaryDirectory("safetensors")
         let path = directory + "/empty.safetensors"
         Self.writeBytes([], to: path)
         assertFormatError(path, ["0 bytes", "shorter than the 8-byte header length"])
     }
 
     func testFileShorterThanEightBytes() {
-        let directory = Fixtures.temporaryDirectory("safetensors")
+        let directory = temporaryDirectory("safetensors")
         let path = directory + "/short.safetensors"
         Self.writeBytes([1, 0, 0], to: path)
         assertFormatError(path, ["3 bytes", "shorter than the 8-byte header length"])
     }
 
     func testHeaderLengthPastEnd() {
-        let directory = Fixtures.temporaryDirectory("safetensors")
+        let directory = temporaryDirectory("safetensors")
         let path = Self.rawFile(directory, header: "{}", declaredLength: 1000)
         assertFormatError(path, ["header length 1000 runs past the end"])
     }
 
     func testHugeHeaderLengthIsRejectedWithoutAllocating() {
-        let directory = Fixtures.temporaryDirectory("safetensors")
+        let directory = temporaryDirectory("safetensors")
         let path = Self.rawFile(directory, header: "{}", declaredLength: 1 << 63)
         assertFormatError(path, ["header length 9223372036854775808 runs past the end"])
         let maximum = Self.rawFile(directory, header: "{}", declaredLength: UInt64.max)
@@ -212,60 +212,60 @@ final class SafetensorsTests: XCTestCase {
     }
 
     func testHeaderNotJSON() {
-        let directory = Fixtures.temporaryDirectory("safetensors")
+        let directory = temporaryDirectory("safetensors")
         let path = Self.rawFile(directory, header: "{\"w\": {\"dtype\": ")
         assertFormatError(path, ["header", "is not valid JSON"])
     }
 
     func testHeaderNotAnObject() {
-        let directory = Fixtures.temporaryDirectory("safetensors")
+        let directory = temporaryDirectory("safetensors")
         let path = Self.rawFile(directory, header: "[1, 2, 3]")
         assertFormatError(path, ["the header is not a JSON object"])
     }
 
     func testUnknownDType() {
-        let directory = Fixtures.temporaryDirectory("safetensors")
+        let directory = temporaryDirectory("safetensors")
         let path = Self.rawFile(directory, header: #"{"w": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}}"#,
                                 dataByteCount: 2)
         assertFormatError(path, ["tensor 'w'", "unknown dtype 'F8_E4M3'"])
     }
 
     func testNegativeShape() {
-        let directory = Fixtures.temporaryDirectory("safetensors")
+        let directory = temporaryDirectory("safetensors")
         let path = Self.rawFile(directory, header: #"{"w": {"dtype": "F32", "shape": [2, -1], "data_offsets": [0, 0]}}"#)
         assertFormatError(path, ["tensor 'w'", "non-negative integers"])
     }
 
     func testFractionalShape() {
-        let directory = Fixtures.temporaryDirectory("safetensors")
+        let directory = temporaryDirectory("safetensors")
         let path = Self.rawFile(directory, header: #"{"w": {"dtype": "F32", "shape": [1.5], "data_offsets": [0, 4]}}"#,
                                 dataByteCount: 4)
         assertFormatError(path, ["tensor 'w'", "non-negative integers"])
     }
 
     func testOffsetsOutOfRange() {
-        let directory = Fixtures.temporaryDirectory("safetensors")
+        let directory = temporaryDirectory("safetensors")
         let path = Self.rawFile(directory, header: #"{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}"#,
                                 dataByteCount: 8)
         assertFormatError(path, ["tensor 'w'", "[0, 16] run past the end of the data area (8 bytes)"])
     }
 
     func testBeginAfterEnd() {
-        let directory = Fixtures.temporaryDirectory("safetensors")
+        let directory = temporaryDirectory("safetensors")
         let path = Self.rawFile(directory, header: #"{"w": {"dtype": "F32", "shape": [1], "data_offsets": [8, 4]}}"#,
                                 dataByteCount: 8)
         assertFormatError(path, ["tensor 'w'", "[8, 4] must have 0 <= begin <= end"])
     }
 
     func testWrongByteSizeForShape() {
-        let directory = Fixtures.temporaryDirectory("safetensors")
+        let directory = temporaryDirectory("safetensors")
         let path = Self.rawFile(directory, header: #"{"w": {"dtype": "F16", "shape": [2, 3], "data_offsets": [0, 24]}}"#,
                                 dataByteCount: 24)
         assertFormatError(path, ["tensor 'w'", "hold 24 bytes", "needs 12"])
     }
 
     func testOverlappingTensors() {
-        let directory = Fixtures.temporaryDirectory("safetensors")
+        let directory = temporaryDirectory("safetensors")
         let header = #"{"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}, "#
             + #""b": {"dtype": "F32", "shape": [2], "data_offsets": [12, 20]}}"#
         let path = Self.rawFile(directory, header: header, dataByteCount: 20)
@@ -273,7 +273,7 @@ final class SafetensorsTests: XCTestCase {
     }
 
     func testEmptyTensorsDoNotOverlap() throws {
-        let directory = Fixtures.temporaryDirectory("safetensors")
+        let directory = temporaryDirectory("safetensors")
         let header = #"{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "#
             + #""b": {"dtype": "F32", "shape": [0], "data_offsets": [4, 4]}}"#
         let path = Self.rawFile(directory, header: header, dataByteCount: 8)
@@ -281,13 +281,13 @@ final class SafetensorsTests: XCTestCase {
     }
 
     func testNonStringMetadata() {
-        let directory = Fixtures.temporaryDirectory("safetensors")
+        let directory = temporaryDirectory("safetensors")
         let path = Self.rawFile(directory, header: #"{"__metadata__": {"format": "pt", "rank": 4}}"#)
         assertFormatError(path, ["'__metadata__' value of 'rank' must be a string"])
     }
 
     func testMissingFields() {
-        let directory = Fixtures.temporaryDirectory("safetensors")
+        let directory = temporaryDirectory("safetensors")
         assertFormatError(Self.rawFile(directory, header: #"{"w": {"shape": [1], "data_offsets": [0, 4]}}"#,
                                        dataByteCount: 4), ["tensor 'w'", "'dtype'"])
         assertFormatError(Self.rawFile(directory, header: #"{"w": {"dtype": "F32", "data_offsets": [0, 4]}}"#,

@@ -109,7 +109,7 @@ final class SchedulerTests: XCTestCase {
     // MARK: - Loading
 
     func testLoadsConfigFileAndFolder() throws {
-        let folder = Fixtures.temporaryDirectory("scheduler")
+        let folder = temporaryDirectory("scheduler")
         let path = folder + "/scheduler_config.json"
         let text = #"{"_class_name": "DDIMScheduler", "_diffusers_version": "0.42.1", "beta_schedule": "scaled_linear", "#
             + #""beta_start": 0.00085, "beta_end": 0.012, "steps_offset": 1, "skip_prk_steps": true}"#

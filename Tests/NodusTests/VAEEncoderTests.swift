@@ -128,7 +128,7 @@ final class VAEEncoderTests: XCTestCase {
     }
 
     func testDecoderOnlyFolderDecodesButCannotEncode() throws {
-        let directory = Fixtures.temporaryDirectory("vae-decoder-only")
+        let directory = temporaryDirectory("vae-decoder-only")
         let original = try SafetensorsFile(path: Fixtures.path("vae-tiny/diffusion_pytorch_model.safetensors"))
         let kept = try original.names.filter { !$0.hasPrefix("encoder.") && !$0.hasPrefix("quant_conv.") }
             .map { (name: $0, tensor: try original.tensor($0)) }

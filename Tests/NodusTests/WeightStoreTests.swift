@@ -28,7 +28,7 @@ final class WeightStoreTests: XCTestCase {
 
     /// A folder with two shards and an index.
     private func makeShardedFolder() throws -> String {
-        let directory = Fixtures.temporaryDirectory("weights-sharded")
+        let directory = temporaryDirectory("weights-sharded")
         try SafetensorsWriter.write([(name: "proj.weight", tensor: try Tensor(shape: [2, 2], floats: [1, 2, 3, 4])),
                                      (name: "proj.bias", tensor: try float16([2], [0.5, -1]))],
                                     to: directory + "/diffusion_pytorch_model-00001-of-00002.safetensors")
@@ -60,7 +60,7 @@ final class WeightStoreTests: XCTestCase {
     }
 
     func testSingleFileFolder() throws {
-        let directory = Fixtures.temporaryDirectory("weights-single")
+        let directory = temporaryDirectory("weights-single")
         try SafetensorsWriter.write([(name: "a.weight", tensor: try Tensor(shape: [2, 3], floats: [1, 2, 3, 4, 5, 6])),
                                      (name: "a.bias", tensor: try float16([3], [0.25, -2, 8]))],
                                     to: directory + "/diffusion_pytorch_model.safetensors")
@@ -81,7 +81,7 @@ final class WeightStoreTests: XCTestCase {
     }
 
     func testUnalignedFloat32IsCopied() throws {
-        let directory = Fixtures.temporaryDirectory("weights-unaligned")
+        let directory = temporaryDirectory("weights-unaligned")
         // A 1-element F16 first puts the F32 tensor 2 bytes into the (8-aligned) data area.
         try SafetensorsWriter.write([(name: "half", tensor: try float16([1], [1])),
                                      (name: "w", tensor: try Tensor(shape: [3], floats: [7, 8, 9]))],
@@ -107,7 +107,7 @@ final class WeightStoreTests: XCTestCase {
     }
 
     func testSingleFileGivenDirectly() throws {
-        let directory = Fixtures.temporaryDirectory("weights-file")
+        let directory = temporaryDirectory("weights-file")
         let path = directory + "/lora.safetensors"
         try SafetensorsWriter.write([(name: "x", tensor: try Tensor(shape: [1], floats: [3]))], to: path)
         let store = try WeightStore(file: path)
@@ -119,14 +119,14 @@ final class WeightStoreTests: XCTestCase {
     }
 
     func testCustomBaseName() throws {
-        let directory = Fixtures.temporaryDirectory("weights-base")
+        let directory = temporaryDirectory("weights-base")
         try SafetensorsWriter.write([(name: "x", tensor: try Tensor(shape: [1], floats: [3]))],
                                     to: directory + "/model.safetensors")
         XCTAssertEqual(try WeightStore(directory: directory, baseName: "model").names, ["x"])
     }
 
     func testFolderWithoutWeightsListsWhatWasLookedFor() {
-        let directory = Fixtures.temporaryDirectory("weights-none")
+        let directory = temporaryDirectory("weights-none")
         assertError(.io, ["has no weights", "\(directory)/diffusion_pytorch_model.safetensors'",
                           "\(directory)/diffusion_pytorch_model.safetensors.index.json'"]) {
             _ = try WeightStore(directory: directory)
