@@ -1,3 +1,4 @@
 /* The C kernels Swift sees: one header per kernel family. */
 #include "nodus_attention.h"
+#include "nodus_gemm.h"
 #include "nodus_kernels.h"

@@ -1,3 +1,5 @@
+import CNodusKernels
+
 /// 2-D convolution on NCHW float32 data with a PyTorch [out, in, kh, kw] weight.
 /// Zero padding is `padding` before (top, left) and `trailingPadding` after
 /// (bottom, right) each spatial axis: equal for `nn.Conv2d(padding=p)`, (0, 1)
@@ -41,14 +43,21 @@ public struct ConvolutionShape: Sendable {
     /// Output rows per im2col chunk, so the column buffer stays within its budget.
     public var chunkRows: Int { max(1, min(outHeight, columnBudget / max(1, patchSize * outWidth))) }
 
+    /// Whether `Convolution.run` reads patches straight from the image (`PackedGemm`).
+    var readsImageDirectly: Bool { PackedGemm.suits(rows: outChannels) }
+
     /// Scratch floats `Convolution.run` needs.
-    public var scratchCount: Int { isPointwise ? 0 : patchSize * chunkRows * outWidth }
+    public var scratchCount: Int { isPointwise || readsImageDirectly ? 0 : patchSize * chunkRows * outWidth }
 }
 
 public enum Convolution {
     public static func run(shape: ConvolutionShape, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                            bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
                            scratch: UnsafeMutablePointer<Float>) {
+        if shape.readsImageDirectly {
+            runPacked(shape: shape, input: input, weight: weight, bias: bias, output: output)
+            return
+        }
         let outSpatial = shape.outHeight * shape.outWidth
         let inSpatial = shape.height * shape.width
         for item in 0..<shape.batch {
@@ -76,6 +85,33 @@ public enum Convolution {
                               beta: beta, c: target + row * shape.outWidth, ldc: outSpatial)
                 row += rows
             }
+        }
+    }
+
+    /// Each image as the B of one `PackedGemm` product: weight [out, in * kh * kw]
+    /// times the patches, gathered tile by tile as the product packs them.
+    private static func runPacked(shape: ConvolutionShape, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                  bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
+        let outSpatial = shape.outHeight * shape.outWidth
+        let inSpatial = shape.height * shape.width
+        var problem = nodus_gemm_problem()
+        (problem.m, problem.n, problem.k) = (Int64(shape.outChannels), Int64(outSpatial), Int64(shape.patchSize))
+        problem.a = PackedGemm.matrix(weight, rowStride: shape.patchSize, columnStride: 1)
+        (problem.ldc, problem.row_bias) = (Int64(outSpatial), bias)
+        for item in 0..<shape.batch {
+            let source = input + item * shape.inChannels * inSpatial
+            if shape.isPointwise {
+                problem.b = PackedGemm.matrix(source, rowStride: inSpatial, columnStride: 1)
+            } else {
+                problem.image = nodus_gemm_image(
+                    data: source, channels: Int64(shape.inChannels), height: Int64(shape.height),
+                    width: Int64(shape.width), kernel_height: Int64(shape.kernelHeight),
+                    kernel_width: Int64(shape.kernelWidth), stride: Int64(shape.stride),
+                    pad_top: Int64(shape.padding), pad_left: Int64(shape.padding),
+                    out_height: Int64(shape.outHeight), out_width: Int64(shape.outWidth))
+            }
+            problem.c = output + item * shape.outChannels * outSpatial
+            PackedGemm.run(problem)
         }
     }
 

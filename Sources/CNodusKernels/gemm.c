@@ -1,0 +1,277 @@
+#include "nodus_gemm.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdlib.h>
+
+/* The register tile is MR x NR (24 accumulators of 16 floats). Blocks follow
+ * the BLIS scheme: a KC x NR panel of B stays in L1 while MC / MR panels of A
+ * stream through it from L2; a KC x NC block of B is packed once per K block. */
+enum { MR = 12, NR = 32, KC = 256, MC = 192, NC = 2048 };
+
+#define AVX512 __attribute__((target("avx512f,fma")))
+
+int nodus_gemm_supported(void) { return __builtin_cpu_supports("avx512f") ? 1 : 0; }
+
+int64_t nodus_gemm_tile_rows(void) { return MR; }
+
+int64_t nodus_gemm_tile_columns(void) { return NR; }
+
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* Lanes [0, count) of a 16-float vector, count clamped to 0...16. */
+static inline __mmask16 lanes(int64_t count) {
+    return count >= 16 ? (__mmask16)0xFFFF : count <= 0 ? (__mmask16)0 : (__mmask16)((1u << count) - 1);
+}
+
+/* A[row0 ..< row0 + rows, col0 ..< col0 + depth] as panels of MR rows, each
+ * [depth][MR] (column-interleaved), rows past the end zero. */
+static void pack_a(const nodus_gemm_matrix *a, int64_t row0, int64_t rows, int64_t col0, int64_t depth, float *target) {
+    for (int64_t first = 0; first < rows; first += MR) {
+        int64_t count = min64(MR, rows - first);
+        for (int64_t r = 0; r < MR; r++) {
+            float *column = target + r;
+            if (r >= count) {
+                for (int64_t p = 0; p < depth; p++) column[p * MR] = 0;
+                continue;
+            }
+            const float *source = a->data + (row0 + first + r) * a->row_stride + col0 * a->column_stride;
+            if (a->column_stride == 1) {
+                for (int64_t p = 0; p < depth; p++) column[p * MR] = source[p];
+            } else {
+                for (int64_t p = 0; p < depth; p++) column[p * MR] = source[p * a->column_stride];
+            }
+        }
+        target += depth * MR;
+    }
+}
+
+/* B[row0 ..< row0 + depth, col0 ..< col0 + columns] as panels of NR columns,
+ * each [depth][NR], columns past the end zero. */
+AVX512 static void pack_b_matrix(const nodus_gemm_matrix *b, int64_t row0, int64_t depth, int64_t col0, int64_t columns,
+                                 float *target) {
+    for (int64_t first = 0; first < columns; first += NR) {
+        int64_t count = min64(NR, columns - first);
+        const float *origin = b->data + row0 * b->row_stride + (col0 + first) * b->column_stride;
+        if (b->column_stride == 1) {
+            __mmask16 low = lanes(count), high = lanes(count - 16);
+            for (int64_t p = 0; p < depth; p++) {
+                const float *row = origin + p * b->row_stride;
+                _mm512_store_ps(target + p * NR, _mm512_maskz_loadu_ps(low, row));
+                _mm512_store_ps(target + p * NR + 16, _mm512_maskz_loadu_ps(high, row + 16));
+            }
+        } else {
+            /* Transposed B (a Linear weight): each column is contiguous in memory. */
+            for (int64_t j = 0; j < NR; j++) {
+                const float *column = origin + j * b->column_stride;
+                if (j >= count) {
+                    for (int64_t p = 0; p < depth; p++) target[p * NR + j] = 0;
+                } else {
+                    for (int64_t p = 0; p < depth; p++) target[p * NR + j] = column[p * b->row_stride];
+                }
+            }
+        }
+        target += depth * NR;
+    }
+}
+
+/* out[0 ..< count] = line[x0 ..< x0 + count], zero where x is outside [0, width):
+ * masked loads, which never touch the masked-off addresses. */
+AVX512 static inline void copy_padded(float *out, const float *line, int64_t x0, int64_t count, int64_t width) {
+    for (int64_t q = 0; q < count; q += 16) {
+        int64_t x = x0 + q, chunk = min64(16, count - q);
+        __mmask16 inside = lanes(min64(chunk, width - x)) & (__mmask16)~lanes(-x);
+        __m512 v = _mm512_maskz_loadu_ps(inside, (const float *)((intptr_t)line + x * (int64_t)sizeof(float)));
+        _mm512_mask_storeu_ps(out + q, lanes(chunk), v);
+    }
+}
+
+/* The im2col matrix of `image` for rows [row0, row0 + depth) and columns
+ * [col0, col0 + columns), packed as pack_b_matrix packs, read from the image. */
+AVX512 static void pack_b_image(const nodus_gemm_image *image, int64_t row0, int64_t depth, int64_t col0,
+                                int64_t columns, float *target) {
+    const int64_t taps = image->kernel_height * image->kernel_width;
+    const int64_t plane_size = image->height * image->width;
+    for (int64_t first = 0; first < columns; first += NR) {
+        const int64_t count = min64(NR, columns - first);
+        const int64_t start_y = (col0 + first) / image->out_width, start_x = (col0 + first) % image->out_width;
+        /* Row p of B is (channel, ky, kx); counters instead of divisions per row. */
+        const float *plane = image->data + (row0 / taps) * plane_size;
+        int64_t ky = (row0 % taps) / image->kernel_width, kx = (row0 % taps) % image->kernel_width;
+        for (int64_t p = 0; p < depth; p++) {
+            float *out = target + p * NR;
+            const int64_t dy = ky - image->pad_top, dx = kx - image->pad_left;
+            /* Runs of the panel's columns that lie on one output row. */
+            int64_t j = 0, oy = start_y, ox = start_x;
+            while (j < count) {
+                int64_t run = min64(count - j, image->out_width - ox);
+                int64_t y = oy * image->stride + dy;
+                if (y < 0 || y >= image->height) {
+                    copy_padded(out + j, plane, 0, run, 0);
+                } else if (image->stride == 1) {
+                    copy_padded(out + j, plane + y * image->width, ox + dx, run, image->width);
+                } else {
+                    const float *line = plane + y * image->width;
+                    for (int64_t r = 0; r < run; r++) {
+                        int64_t x = (ox + r) * image->stride + dx;
+                        out[j + r] = (x >= 0 && x < image->width) ? line[x] : 0;
+                    }
+                }
+                j += run;
+                ox = 0;
+                oy++;
+            }
+            if (count < NR) copy_padded(out + count, plane, 0, NR - count, 0);
+            if (++kx == image->kernel_width) {
+                kx = 0;
+                if (++ky == image->kernel_height) {
+                    ky = 0;
+                    plane += plane_size;
+                }
+            }
+        }
+        target += depth * NR;
+    }
+}
+
+/* What the kernel adds to its tile after the products. */
+typedef struct tile_epilogue {
+    const float *row_bias;    /* per row of the tile, or NULL */
+    const float *column_bias; /* per column of the tile, or NULL */
+    int load;                 /* add the tile's old values */
+} tile_epilogue;
+
+/* C tile [rows x columns] (at most MR x NR) = packed A panel x packed B panel
+ * over depth, then the epilogue. Full tiles are stored whole, edge tiles masked. */
+AVX512 static void kernel(int64_t depth, const float *a, const float *b, float *c, int64_t ldc, int64_t rows,
+                          int64_t columns, tile_epilogue epilogue) {
+    /* The tile's rows of C arrive from memory while the products run. */
+    if (epilogue.load) {
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) {
+            if (i < rows) {
+                _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+                _mm_prefetch((const char *)(c + i * ldc + 16), _MM_HINT_T0);
+            }
+        }
+    }
+    __m512 low[MR], high[MR];
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; i++) low[i] = high[i] = _mm512_setzero_ps();
+    for (int64_t p = 0; p < depth; p++) {
+        __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) {
+            __m512 ai = _mm512_set1_ps(a[i]);
+            low[i] = _mm512_fmadd_ps(ai, b0, low[i]);
+            high[i] = _mm512_fmadd_ps(ai, b1, high[i]);
+        }
+        a += MR;
+        b += NR;
+    }
+    __mmask16 mask_low = lanes(columns), mask_high = lanes(columns - 16);
+    __m512 bias_low = _mm512_setzero_ps(), bias_high = _mm512_setzero_ps();
+    if (epilogue.column_bias) {
+        bias_low = _mm512_maskz_loadu_ps(mask_low, epilogue.column_bias);
+        bias_high = _mm512_maskz_loadu_ps(mask_high, epilogue.column_bias + 16);
+    }
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; i++) {
+        if (i >= rows) break;
+        float *row = c + i * ldc;
+        __m512 v0 = _mm512_add_ps(low[i], bias_low), v1 = _mm512_add_ps(high[i], bias_high);
+        if (epilogue.row_bias) {
+            __m512 r = _mm512_set1_ps(epilogue.row_bias[i]);
+            v0 = _mm512_add_ps(v0, r);
+            v1 = _mm512_add_ps(v1, r);
+        }
+        if (epilogue.load) {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(mask_low, row));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(mask_high, row + 16));
+        }
+        _mm512_mask_storeu_ps(row, mask_low, v0);
+        _mm512_mask_storeu_ps(row + 16, mask_high, v1);
+    }
+}
+
+/* B[row, column], read as the packing reads it. */
+static float b_element(const nodus_gemm_problem *problem, int64_t row, int64_t column) {
+    if (!problem->image.data) return problem->b.data[row * problem->b.row_stride + column * problem->b.column_stride];
+    const nodus_gemm_image *image = &problem->image;
+    int64_t taps = image->kernel_height * image->kernel_width;
+    int64_t channel = row / taps, ky = row % taps / image->kernel_width, kx = row % taps % image->kernel_width;
+    int64_t y = column / image->out_width * image->stride + ky - image->pad_top;
+    int64_t x = column % image->out_width * image->stride + kx - image->pad_left;
+    if (y < 0 || y >= image->height || x < 0 || x >= image->width) return 0;
+    return image->data[(channel * image->height + y) * image->width + x];
+}
+
+/* The block without packing, element by element: only when packing memory
+ * cannot be had, so that a caller never has to undo a half-written C. */
+static void block_unpacked(const nodus_gemm_problem *problem, int64_t row_begin, int64_t row_end, int64_t column_begin,
+                           int64_t column_end) {
+    const nodus_gemm_matrix *a = &problem->a;
+    for (int64_t i = row_begin; i < row_end; i++) {
+        for (int64_t j = column_begin; j < column_end; j++) {
+            float sum = 0;
+            for (int64_t p = 0; p < problem->k; p++) {
+                sum = fmaf(a->data[i * a->row_stride + p * a->column_stride], b_element(problem, p, j), sum);
+            }
+            float *target = problem->c + i * problem->ldc + j;
+            if (problem->row_bias) sum += problem->row_bias[i];
+            if (problem->column_bias) sum += problem->column_bias[j];
+            *target = problem->accumulate ? *target + sum : sum;
+        }
+    }
+}
+
+AVX512 int nodus_gemm_block(const nodus_gemm_problem *problem, int64_t row_begin, int64_t row_end, int64_t column_begin,
+                            int64_t column_end) {
+    if (!nodus_gemm_supported()) return 0;
+    if (row_begin >= row_end || column_begin >= column_end) return 1;
+    const int64_t depth_total = problem->k;
+    const int64_t block_depth = min64(KC, depth_total > 0 ? depth_total : 1);
+    const int64_t block_rows = min64(MC, (row_end - row_begin + MR - 1) / MR * MR);
+    const int64_t block_columns = min64(NC, (column_end - column_begin + NR - 1) / NR * NR);
+    float *packed_a = aligned_alloc(64, (size_t)(block_rows * block_depth) * sizeof(float));
+    float *packed_b = aligned_alloc(64, (size_t)(block_depth * block_columns) * sizeof(float));
+    if (!packed_a || !packed_b) {
+        free(packed_a);
+        free(packed_b);
+        block_unpacked(problem, row_begin, row_end, column_begin, column_end);
+        return 1;
+    }
+    for (int64_t jc = column_begin; jc < column_end; jc += NC) {
+        const int64_t columns = min64(NC, column_end - jc);
+        int64_t pc = 0;
+        do {
+            /* k = 0 still runs once: C = bias (+ C). */
+            const int64_t depth = min64(KC, depth_total - pc);
+            if (problem->image.data) {
+                pack_b_image(&problem->image, pc, depth, jc, columns, packed_b);
+            } else {
+                pack_b_matrix(&problem->b, pc, depth, jc, columns, packed_b);
+            }
+            for (int64_t ic = row_begin; ic < row_end; ic += MC) {
+                const int64_t rows = min64(MC, row_end - ic);
+                pack_a(&problem->a, ic, rows, pc, depth, packed_a);
+                for (int64_t jr = 0; jr < columns; jr += NR) {
+                    for (int64_t ir = 0; ir < rows; ir += MR) {
+                        tile_epilogue epilogue = {
+                            .row_bias = pc == 0 && problem->row_bias ? problem->row_bias + ic + ir : NULL,
+                            .column_bias = pc == 0 && problem->column_bias ? problem->column_bias + jc + jr : NULL,
+                            .load = problem->accumulate || pc > 0,
+                        };
+                        kernel(depth, packed_a + ir * depth, packed_b + jr * depth,
+                               problem->c + (ic + ir) * problem->ldc + jc + jr, problem->ldc, min64(MR, rows - ir),
+                               min64(NR, columns - jr), epilogue);
+                    }
+                }
+            }
+            pc += depth;
+        } while (pc < depth_total);
+    }
+    free(packed_a);
+    free(packed_b);
+    return 1;
+}

@@ -1,0 +1,65 @@
+/* Single-precision matrix products on AVX-512: C = A B (+ bias, + C), with A
+ * and B read through strides (so either may be transposed) or, for B, straight
+ * from an NCHW image as the im2col matrix of a convolution, without building
+ * that matrix. Internal to Nodus (not part of the public ABI in include/nodus.h). */
+#ifndef NODUS_GEMM_H
+#define NODUS_GEMM_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NODUS_GEMM_INTERNAL __attribute__((visibility("hidden")))
+
+/* A matrix read through strides: element (i, j) is data[i * row_stride + j * column_stride]. */
+typedef struct nodus_gemm_matrix {
+    const float *data;
+    int64_t row_stride, column_stride;
+} nodus_gemm_matrix;
+
+/* One image of a convolution's input, [channels, height, width], read as the
+ * im2col matrix B [channels * kernel_height * kernel_width, out_height * out_width]:
+ * B[(c * kh + dy) * kw + dx, oy * out_width + ox] =
+ *   image[c, oy * stride + dy - pad_top, ox * stride + dx - pad_left], 0 outside. */
+typedef struct nodus_gemm_image {
+    const float *data;
+    int64_t channels, height, width;
+    int64_t kernel_height, kernel_width, stride, pad_top, pad_left;
+    int64_t out_height, out_width;
+} nodus_gemm_image;
+
+/* C [m, n] (row stride ldc) = A [m, k] B [k, n], plus row_bias[i] on row i and
+ * column_bias[j] on column j when given, plus the old C when accumulate is 1.
+ * B is `image` when image.data is set, else `b`. */
+typedef struct nodus_gemm_problem {
+    int64_t m, n, k;
+    nodus_gemm_matrix a, b;
+    nodus_gemm_image image;
+    float *c;
+    int64_t ldc;
+    const float *row_bias, *column_bias;
+    int accumulate;
+} nodus_gemm_problem;
+
+/* 1 when this CPU runs nodus_gemm_block (AVX-512F), else 0. */
+NODUS_GEMM_INTERNAL int nodus_gemm_supported(void);
+
+/* The register tile: rows and columns of C one kernel call computes. Thread
+ * splits should fall on multiples of these. */
+NODUS_GEMM_INTERNAL int64_t nodus_gemm_tile_rows(void);
+NODUS_GEMM_INTERNAL int64_t nodus_gemm_tile_columns(void);
+
+/* Computes C[row_begin..<row_end, column_begin..<column_end]. Threads may call
+ * it on disjoint blocks of one problem. Returns 1, or 0 without touching C
+ * when the CPU lacks AVX-512. (Without memory for its packing buffers it
+ * still finishes, element by element.) */
+NODUS_GEMM_INTERNAL int nodus_gemm_block(const nodus_gemm_problem *problem, int64_t row_begin, int64_t row_end,
+                                         int64_t column_begin, int64_t column_end);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,45 @@
+import CNodusKernels
+
+/// Nodus' own AVX-512 matrix product (`Sources/CNodusKernels/gemm.c`). It packs
+/// blocks of A and B into register-tile panels as it goes, reads B straight from
+/// the image for a convolution (no im2col buffer), and adds biases and the old C
+/// as it stores a tile. OpenBLAS stays the path on CPUs without AVX-512, for
+/// products with fewer rows than one register tile, and for scaled products.
+enum PackedGemm {
+    static let isSupported = nodus_gemm_supported() != 0
+
+    static let tileRows = Int(nodus_gemm_tile_rows())
+    static let tileColumns = Int(nodus_gemm_tile_columns())
+
+    /// Whether a product of `rows` rows runs here: below one tile of rows most
+    /// of each tile would be padding.
+    static func suits(rows: Int) -> Bool { isSupported && rows >= tileRows }
+
+    /// A matrix read through strides, element (i, j) at `i * rowStride + j * columnStride`.
+    static func matrix(_ data: UnsafePointer<Float>, rowStride: Int, columnStride: Int) -> nodus_gemm_matrix {
+        nodus_gemm_matrix(data: data, row_stride: Int64(rowStride), column_stride: Int64(columnStride))
+    }
+
+    /// Runs the product on the workers: each takes a run of whole tile columns
+    /// (so each packs only its part of B), or of tile rows when C is too narrow
+    /// for every worker to have a column.
+    static func run(_ problem: nodus_gemm_problem) {
+        let (rows, columns) = (Int(problem.m), Int(problem.n))
+        let columnTiles = (columns + tileColumns - 1) / tileColumns
+        let rowTiles = (rows + tileRows - 1) / tileRows
+        let depth = max(1, Int(problem.k))
+        withUnsafePointer(to: problem) { problem in
+            if columnTiles >= Parallel.threads || columnTiles >= rowTiles {
+                Parallel.forEach(columnTiles, costPerItem: rows * depth * tileColumns) { tiles in
+                    _ = nodus_gemm_block(problem, 0, Int64(rows), Int64(tiles.lowerBound * tileColumns),
+                                         Int64(min(columns, tiles.upperBound * tileColumns)))
+                }
+            } else {
+                Parallel.forEach(rowTiles, costPerItem: tileRows * depth * columns) { tiles in
+                    _ = nodus_gemm_block(problem, Int64(tiles.lowerBound * tileRows),
+                                         Int64(min(rows, tiles.upperBound * tileRows)), 0, Int64(columns))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,117 @@
+import CNodusKernels
+import XCTest
+@testable import NodusCore
+
+/// The AVX-512 packed product (`gemm.c`) against float64 sums: shapes that end
+/// inside register tiles (12 x 32) and cross its cache blocks (K 256, rows 192,
+/// columns 2048), transposed operands, biases, accumulation, and B read from
+/// an image as a convolution's patches.
+final class PackedGemmTests: XCTestCase {
+    private func random(_ count: Int, seed: UInt64) -> [Float] {
+        var generator = TorchGenerator(seed: seed)
+        return generator.normal(count: count)
+    }
+
+    /// Worst |a - b| over the largest |b|.
+    private func relativeError(_ actual: [Float], _ expected: [Double]) -> Double {
+        let peak = max(expected.map(abs).max() ?? 1, 1e-30)
+        return zip(actual, expected).map { abs(Double($0) - $1) }.max().map { $0 / peak } ?? 0
+    }
+
+    /// Runs `problem` as three blocks on a 2 x 2 split with uneven edges, the way
+    /// threads share it, so block offsets are exercised too.
+    private func runInBlocks(_ problem: nodus_gemm_problem, rowSplit: Int, columnSplit: Int) {
+        withUnsafePointer(to: problem) { problem in
+            let (m, n) = (problem.pointee.m, problem.pointee.n)
+            let rows = Int64(rowSplit), columns = Int64(columnSplit)
+            XCTAssertEqual(nodus_gemm_block(problem, 0, rows, 0, n), 1)
+            XCTAssertEqual(nodus_gemm_block(problem, rows, m, 0, columns), 1)
+            XCTAssertEqual(nodus_gemm_block(problem, rows, m, columns, n), 1)
+        }
+    }
+
+    func testStridedProductsMatchFloat64() throws {
+        try XCTSkipUnless(PackedGemm.isSupported, "this CPU has no AVX-512: OpenBLAS runs instead")
+        let shapes = [(m: 12, n: 32, k: 1), (m: 13, n: 33, k: 257), (m: 25, n: 70, k: 300),
+                      (m: 14, n: 2100, k: 20), (m: 200, n: 40, k: 513), (m: 30, n: 5, k: 0)]
+        for (index, shape) in shapes.enumerated() {
+            for (transposeA, transposeB) in [(false, false), (false, true), (true, false), (true, true)] {
+                let a = random(shape.m * shape.k, seed: UInt64(index))
+                let b = random(shape.k * shape.n, seed: UInt64(100 + index))
+                let rowBias = random(shape.m, seed: 7), columnBias = random(shape.n, seed: 8)
+                let old = random(shape.m * shape.n, seed: 9)
+                let accumulate = index % 2 == 1
+                var expected = [Double](repeating: 0, count: shape.m * shape.n)
+                for i in 0..<shape.m {
+                    for j in 0..<shape.n {
+                        var sum = Double(rowBias[i]) + Double(columnBias[j]) + (accumulate ? Double(old[i * shape.n + j]) : 0)
+                        for p in 0..<shape.k {
+                            let x = transposeA ? a[p * shape.m + i] : a[i * shape.k + p]
+                            let y = transposeB ? b[j * shape.k + p] : b[p * shape.n + j]
+                            sum += Double(x) * Double(y)
+                        }
+                        expected[i * shape.n + j] = sum
+                    }
+                }
+                var output = accumulate ? old : [Float](repeating: .nan, count: old.count)
+                a.withUnsafeBufferPointer { a in b.withUnsafeBufferPointer { b in
+                    rowBias.withUnsafeBufferPointer { rowBias in columnBias.withUnsafeBufferPointer { columnBias in
+                        output.withUnsafeMutableBufferPointer { output in
+                            var problem = nodus_gemm_problem()
+                            (problem.m, problem.n, problem.k) = (Int64(shape.m), Int64(shape.n), Int64(shape.k))
+                            problem.a = transposeA ? PackedGemm.matrix(a.baseAddress!, rowStride: 1, columnStride: shape.m)
+                                                   : PackedGemm.matrix(a.baseAddress!, rowStride: shape.k, columnStride: 1)
+                            problem.b = transposeB ? PackedGemm.matrix(b.baseAddress!, rowStride: 1, columnStride: shape.k)
+                                                   : PackedGemm.matrix(b.baseAddress!, rowStride: shape.n, columnStride: 1)
+                            (problem.c, problem.ldc) = (output.baseAddress!, Int64(shape.n))
+                            (problem.row_bias, problem.column_bias) = (rowBias.baseAddress!, columnBias.baseAddress!)
+                            problem.accumulate = accumulate ? 1 : 0
+                            runInBlocks(problem, rowSplit: min(shape.m, 12), columnSplit: shape.n / 2)
+                        }
+                    } }
+                } }
+                XCTAssertLessThan(relativeError(output, expected), 1e-6,
+                                  "shape \(shape), transposeA \(transposeA), transposeB \(transposeB)")
+            }
+        }
+    }
+
+    /// Convolutions through `Convolution.run` (the image read as patches, no
+    /// im2col buffer) against the definition in float64.
+    func testConvolutionReadsPatchesFromTheImage() throws {
+        try XCTSkipUnless(PackedGemm.isSupported, "this CPU has no AVX-512: im2col + OpenBLAS runs instead")
+        let cases = [
+            ConvolutionShape(batch: 2, inChannels: 5, height: 9, width: 13, outChannels: 14, kernelHeight: 3,
+                             kernelWidth: 3, stride: 1, padding: 1),
+            ConvolutionShape(batch: 1, inChannels: 3, height: 11, width: 70, outChannels: 25, kernelHeight: 3,
+                             kernelWidth: 3, stride: 2, padding: 0, trailingPadding: 1),  // Downsample2D
+            ConvolutionShape(batch: 1, inChannels: 40, height: 6, width: 7, outChannels: 12, kernelHeight: 1,
+                             kernelWidth: 1, stride: 1, padding: 0),  // pointwise
+            ConvolutionShape(batch: 1, inChannels: 2, height: 8, width: 8, outChannels: 13, kernelHeight: 3,
+                             kernelWidth: 5, stride: 2, padding: 2),
+        ]
+        for (index, shape) in cases.enumerated() {
+            XCTAssertTrue(shape.readsImageDirectly)
+            XCTAssertEqual(shape.scratchCount, 0, "no im2col buffer")
+            let input = random(shape.batch * shape.inChannels * shape.height * shape.width, seed: UInt64(index))
+            let weight = random(shape.outChannels * shape.patchSize, seed: UInt64(50 + index))
+            let bias = random(shape.outChannels, seed: UInt64(90 + index))
+            let (outHeight, outWidth) = (shape.outHeight, shape.outWidth)
+            var expected = [Double](repeating: 0, count: shape.batch * shape.outChannels * outHeight * outWidth)
+            for item in 0..<shape.batch { for o in 0..<shape.outChannels { for y in 0..<outHeight { for x in 0..<outWidth {
+                var sum = Double(bias[o])
+                for c in 0..<shape.inChannels { for ky in 0..<shape.kernelHeight { for kx in 0..<shape.kernelWidth {
+                    let iy = y * shape.stride + ky - shape.padding, ix = x * shape.stride + kx - shape.padding
+                    guard iy >= 0, iy < shape.height, ix >= 0, ix < shape.width else { continue }
+                    let w = weight[((o * shape.inChannels + c) * shape.kernelHeight + ky) * shape.kernelWidth + kx]
+                    sum += Double(w) * Double(input[((item * shape.inChannels + c) * shape.height + iy) * shape.width + ix])
+                } } }
+                expected[((item * shape.outChannels + o) * outHeight + y) * outWidth + x] = sum
+            } } } }
+            var output = [Float](repeating: .nan, count: expected.count)
+            var scratch: [Float] = [0]
+            Convolution.run(shape: shape, input: input, weight: weight, bias: bias, output: &output, scratch: &scratch)
+            XCTAssertLessThan(relativeError(output, expected), 1e-6, "case \(index)")
+        }
+    }
+}
