@@ -24,22 +24,63 @@ static inline __mmask16 lanes(int64_t count) {
     return count >= 16 ? (__mmask16)0xFFFF : count <= 0 ? (__mmask16)0 : (__mmask16)((1u << count) - 1);
 }
 
+/* In place: row i of the 16 x 16 block becomes its column i. */
+AVX512 static inline void transpose16(__m512 r[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    /* u[4g + c], lane L: column 4L + c of rows 4g ..< 4g + 4. */
+    for (int g = 0; g < 4; g++) {
+        u[4 * g] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+        u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+        u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+        u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+    }
+    /* Column 4L + c gathers lane L of u[c], u[4 + c], u[8 + c], u[12 + c]. */
+    for (int c = 0; c < 4; c++) {
+        __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44), v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE);
+        __m512 v2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44), v3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xEE);
+        r[c] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+        r[4 + c] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
+        r[8 + c] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+        r[12 + c] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
+    }
+}
+
+/* Interleaves `lines` (at most 16) contiguous runs of `length` floats, line i
+ * starting at origin + i * line_stride: target[p * target_stride + i] = line_i[p]
+ * for i < width (lines past `lines` give zeros), 16 x 16 blocks at a time. */
+AVX512 static void interleave_lines(const float *origin, int64_t line_stride, int64_t lines, int64_t length,
+                                    float *target, int64_t target_stride, int64_t width) {
+    const __mmask16 store = lanes(width);
+    for (int64_t p0 = 0; p0 < length; p0 += 16) {
+        const int64_t chunk = min64(16, length - p0);
+        const __mmask16 load = lanes(chunk);
+        __m512 block[16];
+        for (int64_t i = 0; i < 16; i++) {
+            block[i] = i < lines ? _mm512_maskz_loadu_ps(load, origin + i * line_stride + p0) : _mm512_setzero_ps();
+        }
+        transpose16(block);
+        for (int64_t q = 0; q < chunk; q++) _mm512_mask_storeu_ps(target + (p0 + q) * target_stride, store, block[q]);
+    }
+}
+
 /* A[row0 ..< row0 + rows, col0 ..< col0 + depth] as panels of MR rows, each
  * [depth][MR] (column-interleaved), rows past the end zero. */
-static void pack_a(const nodus_gemm_matrix *a, int64_t row0, int64_t rows, int64_t col0, int64_t depth, float *target) {
+AVX512 static void pack_a(const nodus_gemm_matrix *a, int64_t row0, int64_t rows, int64_t col0, int64_t depth,
+                          float *target) {
     for (int64_t first = 0; first < rows; first += MR) {
-        int64_t count = min64(MR, rows - first);
-        for (int64_t r = 0; r < MR; r++) {
-            float *column = target + r;
-            if (r >= count) {
-                for (int64_t p = 0; p < depth; p++) column[p * MR] = 0;
-                continue;
-            }
-            const float *source = a->data + (row0 + first + r) * a->row_stride + col0 * a->column_stride;
-            if (a->column_stride == 1) {
-                for (int64_t p = 0; p < depth; p++) column[p * MR] = source[p];
-            } else {
-                for (int64_t p = 0; p < depth; p++) column[p * MR] = source[p * a->column_stride];
+        const int64_t count = min64(MR, rows - first);
+        const float *origin = a->data + (row0 + first) * a->row_stride + col0 * a->column_stride;
+        if (a->column_stride == 1) {
+            interleave_lines(origin, a->row_stride, count, depth, target, MR, MR);
+        } else {
+            for (int64_t r = 0; r < MR; r++) {
+                for (int64_t p = 0; p < depth; p++) {
+                    target[p * MR + r] = r < count ? origin[r * a->row_stride + p * a->column_stride] : 0;
+                }
             }
         }
         target += depth * MR;
@@ -51,7 +92,7 @@ static void pack_a(const nodus_gemm_matrix *a, int64_t row0, int64_t rows, int64
 AVX512 static void pack_b_matrix(const nodus_gemm_matrix *b, int64_t row0, int64_t depth, int64_t col0, int64_t columns,
                                  float *target) {
     for (int64_t first = 0; first < columns; first += NR) {
-        int64_t count = min64(NR, columns - first);
+        const int64_t count = min64(NR, columns - first);
         const float *origin = b->data + row0 * b->row_stride + (col0 + first) * b->column_stride;
         if (b->column_stride == 1) {
             __mmask16 low = lanes(count), high = lanes(count - 16);
@@ -60,14 +101,16 @@ AVX512 static void pack_b_matrix(const nodus_gemm_matrix *b, int64_t row0, int64
                 _mm512_store_ps(target + p * NR, _mm512_maskz_loadu_ps(low, row));
                 _mm512_store_ps(target + p * NR + 16, _mm512_maskz_loadu_ps(high, row + 16));
             }
-        } else {
+        } else if (b->row_stride == 1) {
             /* Transposed B (a Linear weight): each column is contiguous in memory. */
+            for (int64_t half = 0; half < NR; half += 16) {
+                interleave_lines(origin + half * b->column_stride, b->column_stride, count - half, depth, target + half,
+                                 NR, 16);
+            }
+        } else {
             for (int64_t j = 0; j < NR; j++) {
-                const float *column = origin + j * b->column_stride;
-                if (j >= count) {
-                    for (int64_t p = 0; p < depth; p++) target[p * NR + j] = 0;
-                } else {
-                    for (int64_t p = 0; p < depth; p++) target[p * NR + j] = column[p * b->row_stride];
+                for (int64_t p = 0; p < depth; p++) {
+                    target[p * NR + j] = j < count ? origin[p * b->row_stride + j * b->column_stride] : 0;
                 }
             }
         }

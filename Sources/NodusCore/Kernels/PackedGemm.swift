@@ -20,16 +20,18 @@ enum PackedGemm {
         nodus_gemm_matrix(data: data, row_stride: Int64(rowStride), column_stride: Int64(columnStride))
     }
 
-    /// Runs the product on the workers: each takes a run of whole tile columns
-    /// (so each packs only its part of B), or of tile rows when C is too narrow
-    /// for every worker to have a column.
+    /// Runs the product on the workers. Each packs all of the operand the split
+    /// does not divide, so the split divides the larger one: runs of whole tile
+    /// columns (each worker packs its part of B, all of A) when C is wider than
+    /// tall, else runs of tile rows, or whichever gives every worker a share.
     static func run(_ problem: nodus_gemm_problem) {
         let (rows, columns) = (Int(problem.m), Int(problem.n))
         let columnTiles = (columns + tileColumns - 1) / tileColumns
         let rowTiles = (rows + tileRows - 1) / tileRows
         let depth = max(1, Int(problem.k))
         withUnsafePointer(to: problem) { problem in
-            if columnTiles >= Parallel.threads || columnTiles >= rowTiles {
+            let byColumns = columnTiles >= rowTiles || (columns >= rows && columnTiles >= Parallel.threads)
+            if byColumns {
                 Parallel.forEach(columnTiles, costPerItem: rows * depth * tileColumns) { tiles in
                     _ = nodus_gemm_block(problem, 0, Int64(rows), Int64(tiles.lowerBound * tileColumns),
                                          Int64(min(columns, tiles.upperBound * tileColumns)))
