@@ -181,6 +181,7 @@ AVX512 static void pack_b_image(const nodus_gemm_image *image, int64_t row0, int
 typedef struct tile_epilogue {
     const float *row_bias;    /* per row of the tile, or NULL */
     const float *column_bias; /* per column of the tile, or NULL */
+    float scale;              /* multiplies the products */
     int load;                 /* add the tile's old values */
 } tile_epilogue;
 
@@ -211,6 +212,14 @@ AVX512 static void kernel(int64_t depth, const float *a, const float *b, float *
         }
         a += MR;
         b += NR;
+    }
+    if (epilogue.scale != 1.0f) {
+        const __m512 scale = _mm512_set1_ps(epilogue.scale);
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) {
+            low[i] = _mm512_mul_ps(low[i], scale);
+            high[i] = _mm512_mul_ps(high[i], scale);
+        }
     }
     __mmask16 mask_low = lanes(columns), mask_high = lanes(columns - 16);
     __m512 bias_low = _mm512_setzero_ps(), bias_high = _mm512_setzero_ps();
@@ -261,6 +270,7 @@ static void block_unpacked(const nodus_gemm_problem *problem, int64_t row_begin,
                 sum = fmaf(a->data[i * a->row_stride + p * a->column_stride], b_element(problem, p, j), sum);
             }
             float *target = problem->c + i * problem->ldc + j;
+            sum *= problem->scale;
             if (problem->row_bias) sum += problem->row_bias[i];
             if (problem->column_bias) sum += problem->column_bias[j];
             *target = problem->accumulate ? *target + sum : sum;
@@ -303,6 +313,7 @@ AVX512 int nodus_gemm_block(const nodus_gemm_problem *problem, int64_t row_begin
                         tile_epilogue epilogue = {
                             .row_bias = pc == 0 && problem->row_bias ? problem->row_bias + ic + ir : NULL,
                             .column_bias = pc == 0 && problem->column_bias ? problem->column_bias + jc + jr : NULL,
+                            .scale = problem->scale,
                             .load = problem->accumulate || pc > 0,
                         };
                         kernel(depth, packed_a + ir * depth, packed_b + jr * depth,

@@ -4,8 +4,8 @@ import XCTest
 
 /// The AVX-512 packed product (`gemm.c`) against float64 sums: shapes that end
 /// inside register tiles (12 x 32) and cross its cache blocks (K 256, rows 192,
-/// columns 2048), transposed operands, biases, accumulation, and B read from
-/// an image as a convolution's patches.
+/// columns 2048), fewer rows than a tile, transposed operands, scale, biases,
+/// accumulation, and B read from an image as a convolution's patches.
 final class PackedGemmTests: XCTestCase {
     private func random(_ count: Int, seed: UInt64) -> [Float] {
         var generator = TorchGenerator(seed: seed)
@@ -33,7 +33,7 @@ final class PackedGemmTests: XCTestCase {
     func testStridedProductsMatchFloat64() throws {
         try XCTSkipUnless(PackedGemm.isSupported, "this CPU has no AVX-512: OpenBLAS runs instead")
         let shapes = [(m: 12, n: 32, k: 1), (m: 13, n: 33, k: 257), (m: 25, n: 70, k: 300),
-                      (m: 14, n: 2100, k: 20), (m: 200, n: 40, k: 513), (m: 30, n: 5, k: 0)]
+                      (m: 14, n: 2100, k: 20), (m: 200, n: 40, k: 513), (m: 30, n: 5, k: 0), (m: 2, n: 100, k: 260)]
         for (index, shape) in shapes.enumerated() {
             for (transposeA, transposeB) in [(false, false), (false, true), (true, false), (true, true)] {
                 let a = random(shape.m * shape.k, seed: UInt64(index))
@@ -41,32 +41,34 @@ final class PackedGemmTests: XCTestCase {
                 let rowBias = random(shape.m, seed: 7), columnBias = random(shape.n, seed: 8)
                 let old = random(shape.m * shape.n, seed: 9)
                 let accumulate = index % 2 == 1
+                let scale: Float = index % 3 == 2 ? 0.37 : 1
                 var expected = [Double](repeating: 0, count: shape.m * shape.n)
                 for i in 0..<shape.m {
                     for j in 0..<shape.n {
-                        var sum = Double(rowBias[i]) + Double(columnBias[j]) + (accumulate ? Double(old[i * shape.n + j]) : 0)
+                        var product = 0.0
                         for p in 0..<shape.k {
                             let x = transposeA ? a[p * shape.m + i] : a[i * shape.k + p]
                             let y = transposeB ? b[j * shape.k + p] : b[p * shape.n + j]
-                            sum += Double(x) * Double(y)
+                            product += Double(x) * Double(y)
                         }
-                        expected[i * shape.n + j] = sum
+                        expected[i * shape.n + j] = Double(scale) * product + Double(rowBias[i]) + Double(columnBias[j])
+                            + (accumulate ? Double(old[i * shape.n + j]) : 0)
                     }
                 }
                 var output = accumulate ? old : [Float](repeating: .nan, count: old.count)
                 a.withUnsafeBufferPointer { a in b.withUnsafeBufferPointer { b in
                     rowBias.withUnsafeBufferPointer { rowBias in columnBias.withUnsafeBufferPointer { columnBias in
                         output.withUnsafeMutableBufferPointer { output in
-                            var problem = nodus_gemm_problem()
-                            (problem.m, problem.n, problem.k) = (Int64(shape.m), Int64(shape.n), Int64(shape.k))
-                            problem.a = transposeA ? PackedGemm.matrix(a.baseAddress!, rowStride: 1, columnStride: shape.m)
-                                                   : PackedGemm.matrix(a.baseAddress!, rowStride: shape.k, columnStride: 1)
+                            var problem = PackedGemm.problem(
+                                m: shape.m, n: shape.n, k: shape.k,
+                                a: transposeA ? PackedGemm.matrix(a.baseAddress!, rowStride: 1, columnStride: shape.m)
+                                              : PackedGemm.matrix(a.baseAddress!, rowStride: shape.k, columnStride: 1),
+                                c: output.baseAddress!, ldc: shape.n)
                             problem.b = transposeB ? PackedGemm.matrix(b.baseAddress!, rowStride: 1, columnStride: shape.k)
                                                    : PackedGemm.matrix(b.baseAddress!, rowStride: shape.n, columnStride: 1)
-                            (problem.c, problem.ldc) = (output.baseAddress!, Int64(shape.n))
                             (problem.row_bias, problem.column_bias) = (rowBias.baseAddress!, columnBias.baseAddress!)
-                            problem.accumulate = accumulate ? 1 : 0
-                            runInBlocks(problem, rowSplit: min(shape.m, 12), columnSplit: shape.n / 2)
+                            (problem.scale, problem.accumulate) = (scale, accumulate ? 1 : 0)
+                            runInBlocks(problem, rowSplit: min(shape.m - 1, 12), columnSplit: shape.n / 2)
                         }
                     } }
                 } }

@@ -30,9 +30,9 @@ typedef struct nodus_gemm_image {
     int64_t out_height, out_width;
 } nodus_gemm_image;
 
-/* C [m, n] (row stride ldc) = A [m, k] B [k, n], plus row_bias[i] on row i and
- * column_bias[j] on column j when given, plus the old C when accumulate is 1.
- * B is `image` when image.data is set, else `b`. */
+/* C [m, n] (row stride ldc) = scale * A [m, k] B [k, n], plus row_bias[i] on
+ * row i and column_bias[j] on column j when given, plus the old C when
+ * accumulate is 1. B is `image` when image.data is set, else `b`. */
 typedef struct nodus_gemm_problem {
     int64_t m, n, k;
     nodus_gemm_matrix a, b;
@@ -40,6 +40,7 @@ typedef struct nodus_gemm_problem {
     float *c;
     int64_t ldc;
     const float *row_bias, *column_bias;
+    float scale;
     int accumulate;
 } nodus_gemm_problem;
 

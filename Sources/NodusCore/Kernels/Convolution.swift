@@ -44,7 +44,7 @@ public struct ConvolutionShape: Sendable {
     public var chunkRows: Int { max(1, min(outHeight, columnBudget / max(1, patchSize * outWidth))) }
 
     /// Whether `Convolution.run` reads patches straight from the image (`PackedGemm`).
-    var readsImageDirectly: Bool { PackedGemm.suits(rows: outChannels) }
+    var readsImageDirectly: Bool { PackedGemm.isSupported }
 
     /// Scratch floats `Convolution.run` needs.
     public var scratchCount: Int { isPointwise || readsImageDirectly ? 0 : patchSize * chunkRows * outWidth }
@@ -94,10 +94,10 @@ public enum Convolution {
                                   bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
         let outSpatial = shape.outHeight * shape.outWidth
         let inSpatial = shape.height * shape.width
-        var problem = nodus_gemm_problem()
-        (problem.m, problem.n, problem.k) = (Int64(shape.outChannels), Int64(outSpatial), Int64(shape.patchSize))
-        problem.a = PackedGemm.matrix(weight, rowStride: shape.patchSize, columnStride: 1)
-        (problem.ldc, problem.row_bias) = (Int64(outSpatial), bias)
+        var problem = PackedGemm.problem(m: shape.outChannels, n: outSpatial, k: shape.patchSize,
+                                         a: PackedGemm.matrix(weight, rowStride: shape.patchSize, columnStride: 1),
+                                         c: output, ldc: outSpatial)
+        problem.row_bias = bias
         for item in 0..<shape.batch {
             let source = input + item * shape.inChannels * inSpatial
             if shape.isPointwise {

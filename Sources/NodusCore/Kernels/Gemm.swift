@@ -1,20 +1,20 @@
 import CBLAS
 import CNodusKernels
 
-/// Matrix products on row-major float32 matrices: `PackedGemm` where it suits,
-/// else OpenBLAS.
+/// Matrix products on row-major float32 matrices: `PackedGemm` on AVX-512
+/// CPUs, else OpenBLAS.
 public enum Gemm {
     /// `output[m, n] = sum_k input[m, k] * weight[n, k] (+ bias[n])`: a PyTorch
     /// `Linear` with its [out, in] weight, over `rows` rows.
     public static func linear(input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                               output: UnsafeMutablePointer<Float>, rows: Int, inFeatures: Int, outFeatures: Int) {
-        if PackedGemm.suits(rows: rows) {
+        if PackedGemm.isSupported {
+            var problem = PackedGemm.problem(m: rows, n: outFeatures, k: inFeatures,
+                                             a: PackedGemm.matrix(input, rowStride: inFeatures, columnStride: 1),
+                                             c: output, ldc: outFeatures)
             // B[k, n] = weight[n, k]: the weight read transposed, as packing reads it anyway.
-            var problem = nodus_gemm_problem()
-            (problem.m, problem.n, problem.k) = (Int64(rows), Int64(outFeatures), Int64(inFeatures))
-            problem.a = PackedGemm.matrix(input, rowStride: inFeatures, columnStride: 1)
             problem.b = PackedGemm.matrix(weight, rowStride: 1, columnStride: inFeatures)
-            (problem.c, problem.ldc, problem.column_bias) = (output, Int64(outFeatures), bias)
+            problem.column_bias = bias
             PackedGemm.run(problem)
             return
         }
@@ -36,14 +36,14 @@ public enum Gemm {
     public static func multiply(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                                 a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                                 beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
-        if alpha == 1 && (beta == 0 || beta == 1) && PackedGemm.suits(rows: m) {
-            var problem = nodus_gemm_problem()
-            (problem.m, problem.n, problem.k) = (Int64(m), Int64(n), Int64(k))
-            problem.a = transposeA ? PackedGemm.matrix(a, rowStride: 1, columnStride: lda)
-                                   : PackedGemm.matrix(a, rowStride: lda, columnStride: 1)
+        if (beta == 0 || beta == 1) && PackedGemm.isSupported {
+            var problem = PackedGemm.problem(m: m, n: n, k: k,
+                                             a: transposeA ? PackedGemm.matrix(a, rowStride: 1, columnStride: lda)
+                                                           : PackedGemm.matrix(a, rowStride: lda, columnStride: 1),
+                                             c: c, ldc: ldc)
             problem.b = transposeB ? PackedGemm.matrix(b, rowStride: 1, columnStride: ldb)
                                    : PackedGemm.matrix(b, rowStride: ldb, columnStride: 1)
-            (problem.c, problem.ldc, problem.accumulate) = (c, Int64(ldc), beta == 1 ? 1 : 0)
+            (problem.scale, problem.accumulate) = (alpha, beta == 1 ? 1 : 0)
             PackedGemm.run(problem)
             return
         }

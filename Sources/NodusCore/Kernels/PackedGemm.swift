@@ -3,17 +3,21 @@ import CNodusKernels
 /// Nodus' own AVX-512 matrix product (`Sources/CNodusKernels/gemm.c`). It packs
 /// blocks of A and B into register-tile panels as it goes, reads B straight from
 /// the image for a convolution (no im2col buffer), and adds biases and the old C
-/// as it stores a tile. OpenBLAS stays the path on CPUs without AVX-512, for
-/// products with fewer rows than one register tile, and for scaled products.
+/// as it stores a tile. OpenBLAS is the path on CPUs without AVX-512.
 enum PackedGemm {
     static let isSupported = nodus_gemm_supported() != 0
 
     static let tileRows = Int(nodus_gemm_tile_rows())
     static let tileColumns = Int(nodus_gemm_tile_columns())
 
-    /// Whether a product of `rows` rows runs here: below one tile of rows most
-    /// of each tile would be padding.
-    static func suits(rows: Int) -> Bool { isSupported && rows >= tileRows }
+    /// `C [m, n] = A [m, k] B [k, n]`, with B, biases and accumulation to be set.
+    static func problem(m: Int, n: Int, k: Int, a: nodus_gemm_matrix, c: UnsafeMutablePointer<Float>,
+                        ldc: Int) -> nodus_gemm_problem {
+        var problem = nodus_gemm_problem()
+        (problem.m, problem.n, problem.k, problem.a) = (Int64(m), Int64(n), Int64(k), a)
+        (problem.c, problem.ldc, problem.scale) = (c, Int64(ldc), 1)
+        return problem
+    }
 
     /// A matrix read through strides, element (i, j) at `i * rowStride + j * columnStride`.
     static func matrix(_ data: UnsafePointer<Float>, rowStride: Int, columnStride: Int) -> nodus_gemm_matrix {
