@@ -98,8 +98,8 @@ AVX512 static void pack_b_matrix(const nodus_gemm_matrix *b, int64_t row0, int64
             __mmask16 low = lanes(count), high = lanes(count - 16);
             for (int64_t p = 0; p < depth; p++) {
                 const float *row = origin + p * b->row_stride;
-                _mm512_store_ps(target + p * NR, _mm512_maskz_loadu_ps(low, row));
-                _mm512_store_ps(target + p * NR + 16, _mm512_maskz_loadu_ps(high, row + 16));
+                _mm512_storeu_ps(target + p * NR, _mm512_maskz_loadu_ps(low, row));
+                _mm512_storeu_ps(target + p * NR + 16, _mm512_maskz_loadu_ps(high, row + 16));
             }
         } else if (b->row_stride == 1) {
             /* Transposed B (a Linear weight): each column is contiguous in memory. */
@@ -203,7 +203,7 @@ AVX512 static void kernel(int64_t depth, const float *a, const float *b, float *
 #pragma GCC unroll 12
     for (int i = 0; i < MR; i++) low[i] = high[i] = _mm512_setzero_ps();
     for (int64_t p = 0; p < depth; p++) {
-        __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 12
         for (int i = 0; i < MR; i++) {
             __m512 ai = _mm512_set1_ps(a[i]);
@@ -246,12 +246,31 @@ AVX512 static void kernel(int64_t depth, const float *a, const float *b, float *
     }
 }
 
-/* B[row, column], read as the packing reads it. */
-static float b_element(const nodus_gemm_problem *problem, int64_t row, int64_t column) {
-    if (!problem->image.data) return problem->b.data[row * problem->b.row_stride + column * problem->b.column_stride];
+/* Packed operands are stored by blocks of KC rows of k: block p0 holds every
+ * panel's rows [p0, p0 + depth), panel after panel, so the block a product
+ * reads is one contiguous run, laid out as its own packing would lay it out. */
+static inline int64_t padded(int64_t count, int64_t tile) { return (count + tile - 1) / tile * tile; }
+
+/* Where element (row, column) of an operand packed with `tile`-wide panels
+ * along `lines` (rows of A, columns of B) and `k` along the other side sits. */
+static inline int64_t packed_index(int64_t line, int64_t p, int64_t lines, int64_t k, int64_t tile) {
+    const int64_t p0 = p / KC * KC, depth = min64(KC, k - p0);
+    return p0 * padded(lines, tile) + line / tile * depth * tile + (p - p0) * tile + line % tile;
+}
+
+/* A[row, p], from wherever the problem keeps it. */
+static float a_element(const nodus_gemm_problem *problem, int64_t row, int64_t p) {
+    if (problem->packed_a) return problem->packed_a[packed_index(row, p, problem->m, problem->k, MR)];
+    return problem->a.data[row * problem->a.row_stride + p * problem->a.column_stride];
+}
+
+/* B[p, column], read as the packing reads it. */
+static float b_element(const nodus_gemm_problem *problem, int64_t p, int64_t column) {
+    if (problem->packed_b) return problem->packed_b[packed_index(column, p, problem->n, problem->k, NR)];
+    if (!problem->image.data) return problem->b.data[p * problem->b.row_stride + column * problem->b.column_stride];
     const nodus_gemm_image *image = &problem->image;
     int64_t taps = image->kernel_height * image->kernel_width;
-    int64_t channel = row / taps, ky = row % taps / image->kernel_width, kx = row % taps % image->kernel_width;
+    int64_t channel = p / taps, ky = p % taps / image->kernel_width, kx = p % taps % image->kernel_width;
     int64_t y = column / image->out_width * image->stride + ky - image->pad_top;
     int64_t x = column % image->out_width * image->stride + kx - image->pad_left;
     if (y < 0 || y >= image->height || x < 0 || x >= image->width) return 0;
@@ -262,12 +281,11 @@ static float b_element(const nodus_gemm_problem *problem, int64_t row, int64_t c
  * cannot be had, so that a caller never has to undo a half-written C. */
 static void block_unpacked(const nodus_gemm_problem *problem, int64_t row_begin, int64_t row_end, int64_t column_begin,
                            int64_t column_end) {
-    const nodus_gemm_matrix *a = &problem->a;
     for (int64_t i = row_begin; i < row_end; i++) {
         for (int64_t j = column_begin; j < column_end; j++) {
             float sum = 0;
             for (int64_t p = 0; p < problem->k; p++) {
-                sum = fmaf(a->data[i * a->row_stride + p * a->column_stride], b_element(problem, p, j), sum);
+                sum = fmaf(a_element(problem, i, p), b_element(problem, p, j), sum);
             }
             float *target = problem->c + i * problem->ldc + j;
             sum *= problem->scale;
@@ -278,6 +296,32 @@ static void block_unpacked(const nodus_gemm_problem *problem, int64_t row_begin,
     }
 }
 
+int64_t nodus_gemm_packed_a_count(int64_t m, int64_t k) { return padded(m, MR) * k; }
+
+int64_t nodus_gemm_packed_b_count(int64_t k, int64_t n) { return k * padded(n, NR); }
+
+AVX512 int nodus_gemm_pack_a(const nodus_gemm_matrix *a, int64_t m, int64_t k, int64_t row_begin, int64_t row_end,
+                             float *target) {
+    if (!nodus_gemm_supported()) return 0;
+    for (int64_t p0 = 0; p0 < k; p0 += KC) {
+        const int64_t depth = min64(KC, k - p0);
+        pack_a(a, row_begin, min64(row_end, m) - row_begin, p0, depth,
+               target + p0 * padded(m, MR) + row_begin * depth);
+    }
+    return 1;
+}
+
+AVX512 int nodus_gemm_pack_b(const nodus_gemm_matrix *b, int64_t k, int64_t n, int64_t column_begin,
+                             int64_t column_end, float *target) {
+    if (!nodus_gemm_supported()) return 0;
+    for (int64_t p0 = 0; p0 < k; p0 += KC) {
+        const int64_t depth = min64(KC, k - p0);
+        pack_b_matrix(b, p0, depth, column_begin, min64(column_end, n) - column_begin,
+                      target + p0 * padded(n, NR) + column_begin * depth);
+    }
+    return 1;
+}
+
 AVX512 int nodus_gemm_block(const nodus_gemm_problem *problem, int64_t row_begin, int64_t row_end, int64_t column_begin,
                             int64_t column_end) {
     if (!nodus_gemm_supported()) return 0;
@@ -286,9 +330,9 @@ AVX512 int nodus_gemm_block(const nodus_gemm_problem *problem, int64_t row_begin
     const int64_t block_depth = min64(KC, depth_total > 0 ? depth_total : 1);
     const int64_t block_rows = min64(MC, (row_end - row_begin + MR - 1) / MR * MR);
     const int64_t block_columns = min64(NC, (column_end - column_begin + NR - 1) / NR * NR);
-    float *packed_a = aligned_alloc(64, (size_t)(block_rows * block_depth) * sizeof(float));
-    float *packed_b = aligned_alloc(64, (size_t)(block_depth * block_columns) * sizeof(float));
-    if (!packed_a || !packed_b) {
+    float *packed_a = problem->packed_a ? NULL : aligned_alloc(64, (size_t)(block_rows * block_depth) * sizeof(float));
+    float *packed_b = problem->packed_b ? NULL : aligned_alloc(64, (size_t)(block_depth * block_columns) * sizeof(float));
+    if ((!problem->packed_a && !packed_a) || (!problem->packed_b && !packed_b)) {
         free(packed_a);
         free(packed_b);
         block_unpacked(problem, row_begin, row_end, column_begin, column_end);
@@ -300,14 +344,22 @@ AVX512 int nodus_gemm_block(const nodus_gemm_problem *problem, int64_t row_begin
         do {
             /* k = 0 still runs once: C = bias (+ C). */
             const int64_t depth = min64(KC, depth_total - pc);
-            if (problem->image.data) {
+            const float *block_b = packed_b;
+            if (problem->packed_b) {
+                block_b = problem->packed_b + pc * padded(problem->n, NR) + jc * depth;
+            } else if (problem->image.data) {
                 pack_b_image(&problem->image, pc, depth, jc, columns, packed_b);
             } else {
                 pack_b_matrix(&problem->b, pc, depth, jc, columns, packed_b);
             }
             for (int64_t ic = row_begin; ic < row_end; ic += MC) {
                 const int64_t rows = min64(MC, row_end - ic);
-                pack_a(&problem->a, ic, rows, pc, depth, packed_a);
+                const float *block_a = packed_a;
+                if (problem->packed_a) {
+                    block_a = problem->packed_a + pc * padded(problem->m, MR) + ic * depth;
+                } else {
+                    pack_a(&problem->a, ic, rows, pc, depth, packed_a);
+                }
                 for (int64_t jr = 0; jr < columns; jr += NR) {
                     for (int64_t ir = 0; ir < rows; ir += MR) {
                         tile_epilogue epilogue = {
@@ -316,7 +368,7 @@ AVX512 int nodus_gemm_block(const nodus_gemm_problem *problem, int64_t row_begin
                             .scale = problem->scale,
                             .load = problem->accumulate || pc > 0,
                         };
-                        kernel(depth, packed_a + ir * depth, packed_b + jr * depth,
+                        kernel(depth, block_a + ir * depth, block_b + jr * depth,
                                problem->c + (ic + ir) * problem->ldc + jc + jr, problem->ldc, min64(MR, rows - ir),
                                min64(NR, columns - jr), epilogue);
                     }

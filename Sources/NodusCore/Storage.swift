@@ -47,6 +47,21 @@ public final class Storage: @unchecked Sendable {
         self.ownsBytes = false
     }
 
+    /// Whether these bytes are a view of a memory-mapped file (a weight read in place).
+    public var isFileMapped: Bool { owner is MappedFile }
+
+    /// For a view of a mapped file: drops the whole pages it covers from this
+    /// process's memory. They stay valid and are read back from the file (the
+    /// page cache) if touched again; for weights another copy now stands in for.
+    public func releaseFilePages() {
+        guard isFileMapped else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (Int(bitPattern: bytes) + page - 1) / page * page
+        let end = (Int(bitPattern: bytes) + byteCount) / page * page
+        guard end > start, let address = UnsafeMutableRawPointer(bitPattern: start) else { return }
+        _ = madvise(address, end - start, MADV_DONTNEED)
+    }
+
     deinit {
         if ownsBytes { free(bytes) }
     }

@@ -12,11 +12,13 @@ public final class Executable {
     /// Class-label style inputs and the table size their values must index.
     private let indexLimits: [(input: String, rows: Int, table: String)]
 
-    public init(graph: Graph) throws {
+    /// `packedWeights` (kept by the model across plans) lets products read
+    /// their weights packed once instead of packing them on every call.
+    public init(graph: Graph, packedWeights: PackedWeights? = nil) throws {
         guard let output = graph.output else { throw NodusError(.internal, "graph has no output") }
         let plan = MemoryPlan(graph: graph)
         let arena = try Storage(zeroedByteCount: plan.arenaByteCount)
-        var lowering = Lowering(graph: graph, plan: plan, arena: arena.bytes)
+        var lowering = Lowering(graph: graph, plan: plan, arena: arena.bytes, packedWeights: packedWeights)
         let steps = try graph.nodes.map { try lowering.kernel(for: $0) }
         let scratchCount = steps.map(\.scratchCount).max() ?? 0
         self.graph = graph

@@ -5,11 +5,12 @@ import NodusCore
 
 struct LinearStep: Kernel {
     let name = "linear"
-    let input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?
+    let input: UnsafePointer<Float>, weight: UnsafePointer<Float>, packedWeight: UnsafePointer<Float>?
+    let bias: UnsafePointer<Float>?
     let output: UnsafeMutablePointer<Float>
     let rows: Int, inFeatures: Int, outFeatures: Int
     func run(scratch: UnsafeMutablePointer<Float>) {
-        Gemm.linear(input: input, weight: weight, bias: bias, output: output, rows: rows,
+        Gemm.linear(input: input, weight: weight, packedWeight: packedWeight, bias: bias, output: output, rows: rows,
                     inFeatures: inFeatures, outFeatures: outFeatures)
     }
 }
@@ -144,11 +145,13 @@ struct UnpatchifyStep: Kernel {
 struct ConvolutionStep: Kernel {
     let name = "conv2d"
     let shape: ConvolutionShape
-    let input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?
+    let input: UnsafePointer<Float>, weight: UnsafePointer<Float>, packedWeight: UnsafePointer<Float>?
+    let bias: UnsafePointer<Float>?
     let output: UnsafeMutablePointer<Float>
     var scratchCount: Int { shape.scratchCount }
     func run(scratch: UnsafeMutablePointer<Float>) {
-        Convolution.run(shape: shape, input: input, weight: weight, bias: bias, output: output, scratch: scratch)
+        Convolution.run(shape: shape, input: input, weight: weight, packedWeight: packedWeight, bias: bias,
+                        output: output, scratch: scratch)
     }
 }
 

@@ -5,12 +5,14 @@ struct Lowering {
     let graph: Graph
     let plan: MemoryPlan
     let arena: UnsafeMutableRawPointer
+    let packedWeights: PackedWeights?
     private(set) var indexLimits: [(input: String, rows: Int, table: String)] = []
 
-    init(graph: Graph, plan: MemoryPlan, arena: UnsafeMutableRawPointer) {
+    init(graph: Graph, plan: MemoryPlan, arena: UnsafeMutableRawPointer, packedWeights: PackedWeights?) {
         self.graph = graph
         self.plan = plan
         self.arena = arena
+        self.packedWeights = packedWeights
     }
 
     private func address(_ value: ValueID) throws -> UnsafeMutableRawPointer {
@@ -27,6 +29,13 @@ struct Lowering {
 
     private func floats(_ value: ValueID) throws -> UnsafeMutablePointer<Float> {
         try address(value).assumingMemoryBound(to: Float.self)
+    }
+
+    /// The packed form of a weight constant, when the plan has packed weights and it is one.
+    private func packed(_ value: ValueID, _ pack: (PackedWeights, Tensor) throws -> UnsafePointer<Float>?)
+        throws -> UnsafePointer<Float>? {
+        guard let packedWeights, case .constant(_, let tensor) = graph[value].origin else { return nil }
+        return try pack(packedWeights, tensor)
     }
 
     private func optionalFloats(_ value: ValueID?) throws -> UnsafePointer<Float>? {
@@ -51,6 +60,7 @@ struct Lowering {
         case .linear:
             let weightShape = try shape(1)
             return LinearStep(input: try floats(input(0)), weight: try floats(input(1)),
+                              packedWeight: try packed(input(1)) { try $0.linear($1) },
                               bias: try optionalFloats(inputs[safe: 2] ?? nil), output: output,
                               rows: outputCount / weightShape[0], inFeatures: weightShape[1], outFeatures: weightShape[0])
         case .layerNorm(let eps):
@@ -172,6 +182,7 @@ struct Lowering {
                                      kernelHeight: w[2], kernelWidth: w[3], stride: stride, padding: padding,
                                      trailingPadding: trailingPadding)
         return ConvolutionStep(shape: shape, input: try floats(x), weight: try floats(weight),
+                               packedWeight: try packed(weight) { try $0.convolution($1) },
                                bias: try optionalFloats(node.inputs[safe: 2] ?? nil), output: try floats(node.output))
     }
 }

@@ -28,7 +28,8 @@ extension AutoencoderKLModel {
     /// `tiled_decode(z).sample`.
     func tiledDecode(_ latent: Tensor, tiling: VAETiling) throws -> Tensor {
         try tiling.decodeGrid.run(latent) { shape in
-            let executable = try Executable(graph: buildDecoder(latentShape: shape))
+            let executable = try Executable(graph: buildDecoder(latentShape: shape),
+                                            packedWeights: decoders.packedWeights)
             return { tile in try executable.run(["latent": tile]) }
         }
     }
@@ -36,7 +37,8 @@ extension AutoencoderKLModel {
     /// `_tiled_encode(x)`: the blended moments.
     func tiledEncode(_ image: Tensor, tiling: VAETiling) throws -> Tensor {
         try tiling.encodeGrid.run(image) { shape in
-            let executable = try Executable(graph: buildEncoder(imageShape: shape))
+            let executable = try Executable(graph: buildEncoder(imageShape: shape),
+                                            packedWeights: encoders.packedWeights)
             return { tile in try executable.run(["image": tile]) }
         }
     }

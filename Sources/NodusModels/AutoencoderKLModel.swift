@@ -21,7 +21,7 @@ public final class AutoencoderKLModel: DiffusionModel, LatentDecoder {
     let directory: String
     let weights: Weights
     let options: ModelOptions
-    private var decoders = ExecutableCache()
+    var decoders = ExecutableCache()
     var encoders = ExecutableCache()
     /// Why this folder cannot encode (no encoder weights, an unsupported block), or nil.
     private(set) var encoderProblem: NodusError?

@@ -8,6 +8,8 @@ struct ExecutableCache {
     private let capacity = 4
     /// The LoRA generation the plans were built for.
     private var generation = 0
+    /// Weights packed once, for every plan of the model.
+    let packedWeights = PackedWeights()
 
     /// The plan for `shape`, built anew when none exists or the model's LoRA
     /// `generation` changed since the cached ones were built.
@@ -17,7 +19,7 @@ struct ExecutableCache {
             self.generation = generation
         }
         if let cached = plans[shape] { return cached }
-        let executable = try Executable(graph: try build())
+        let executable = try Executable(graph: try build(), packedWeights: packedWeights)
         if plans.count >= capacity { plans.removeAll() }
         plans[shape] = executable
         return executable

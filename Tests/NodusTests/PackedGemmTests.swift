@@ -78,6 +78,50 @@ final class PackedGemmTests: XCTestCase {
         }
     }
 
+    /// Operands packed once (weights), in two ranges as threads pack them, then
+    /// read by products split into blocks.
+    func testPrepackedOperandsMatchFloat64() throws {
+        try XCTSkipUnless(PackedGemm.isSupported, "this CPU has no AVX-512: OpenBLAS runs instead")
+        for (index, shape) in [(m: 25, n: 70, k: 300), (m: 200, n: 45, k: 513), (m: 3, n: 33, k: 7)].enumerated() {
+            let a = random(shape.m * shape.k, seed: UInt64(200 + index))
+            let b = random(shape.n * shape.k, seed: UInt64(300 + index))  // [n, k]: a Linear weight
+            let bias = random(shape.n, seed: 11)
+            var expected = [Double](repeating: 0, count: shape.m * shape.n)
+            for i in 0..<shape.m {
+                for j in 0..<shape.n {
+                    var sum = Double(bias[j])
+                    for p in 0..<shape.k { sum += Double(a[i * shape.k + p]) * Double(b[j * shape.k + p]) }
+                    expected[i * shape.n + j] = sum
+                }
+            }
+            var packedA = [Float](repeating: .nan, count: Int(nodus_gemm_packed_a_count(Int64(shape.m), Int64(shape.k))))
+            var packedB = [Float](repeating: .nan, count: Int(nodus_gemm_packed_b_count(Int64(shape.k), Int64(shape.n))))
+            var output = [Float](repeating: .nan, count: shape.m * shape.n)
+            for packA in [false, true] {
+                a.withUnsafeBufferPointer { a in b.withUnsafeBufferPointer { b in bias.withUnsafeBufferPointer { bias in
+                    packedA.withUnsafeMutableBufferPointer { packedA in packedB.withUnsafeMutableBufferPointer { packedB in
+                        output.withUnsafeMutableBufferPointer { output in
+                            var matrixA = PackedGemm.matrix(a.baseAddress!, rowStride: shape.k, columnStride: 1)
+                            var matrixB = PackedGemm.matrix(b.baseAddress!, rowStride: 1, columnStride: shape.k)
+                            let (m, n, k) = (Int64(shape.m), Int64(shape.n), Int64(shape.k))
+                            let rowSplit = min(m, 12), columnSplit = min(n, 32)
+                            XCTAssertEqual(nodus_gemm_pack_a(&matrixA, m, k, 0, rowSplit, packedA.baseAddress!), 1)
+                            XCTAssertEqual(nodus_gemm_pack_a(&matrixA, m, k, rowSplit, m, packedA.baseAddress!), 1)
+                            XCTAssertEqual(nodus_gemm_pack_b(&matrixB, k, n, 0, columnSplit, packedB.baseAddress!), 1)
+                            XCTAssertEqual(nodus_gemm_pack_b(&matrixB, k, n, columnSplit, n, packedB.baseAddress!), 1)
+                            var problem = PackedGemm.problem(m: shape.m, n: shape.n, k: shape.k, a: matrixA,
+                                                             c: output.baseAddress!, ldc: shape.n)
+                            (problem.packed_b, problem.column_bias) = (UnsafePointer(packedB.baseAddress!), bias.baseAddress!)
+                            if packA { problem.packed_a = UnsafePointer(packedA.baseAddress!) }
+                            runInBlocks(problem, rowSplit: Int(rowSplit), columnSplit: Int(columnSplit))
+                        }
+                    } }
+                } } }
+                XCTAssertLessThan(relativeError(output, expected), 1e-6, "shape \(shape), packed A \(packA)")
+            }
+        }
+    }
+
     /// Convolutions through `Convolution.run` (the image read as patches, no
     /// im2col buffer) against the definition in float64.
     func testConvolutionReadsPatchesFromTheImage() throws {

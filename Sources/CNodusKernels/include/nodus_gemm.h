@@ -32,11 +32,15 @@ typedef struct nodus_gemm_image {
 
 /* C [m, n] (row stride ldc) = scale * A [m, k] B [k, n], plus row_bias[i] on
  * row i and column_bias[j] on column j when given, plus the old C when
- * accumulate is 1. B is `image` when image.data is set, else `b`. */
+ * accumulate is 1. A is read from packed_a when set (packed by
+ * nodus_gemm_pack_a for this m and k), else from `a`; B from packed_b when set
+ * (nodus_gemm_pack_b for this k and n), else from `image` when image.data is
+ * set, else from `b`. */
 typedef struct nodus_gemm_problem {
     int64_t m, n, k;
     nodus_gemm_matrix a, b;
     nodus_gemm_image image;
+    const float *packed_a, *packed_b;
     float *c;
     int64_t ldc;
     const float *row_bias, *column_bias;
@@ -52,8 +56,23 @@ NODUS_GEMM_INTERNAL int nodus_gemm_supported(void);
 NODUS_GEMM_INTERNAL int64_t nodus_gemm_tile_rows(void);
 NODUS_GEMM_INTERNAL int64_t nodus_gemm_tile_columns(void);
 
+/* Floats an A [m, k] or a B [k, n] takes packed: the panels the product
+ * reads, so that a constant operand (a weight) is packed once, not per call. */
+NODUS_GEMM_INTERNAL int64_t nodus_gemm_packed_a_count(int64_t m, int64_t k);
+NODUS_GEMM_INTERNAL int64_t nodus_gemm_packed_b_count(int64_t k, int64_t n);
+
+/* Packs rows [row_begin, row_end) of A [m, k], or columns [column_begin,
+ * column_end) of B [k, n], into `target` (the whole packed operand). Ranges
+ * start on a multiple of the tile rows (columns); threads may pack disjoint
+ * ranges. Return 1, or 0 without touching `target` when the CPU lacks AVX-512. */
+NODUS_GEMM_INTERNAL int nodus_gemm_pack_a(const nodus_gemm_matrix *a, int64_t m, int64_t k, int64_t row_begin,
+                                          int64_t row_end, float *target);
+NODUS_GEMM_INTERNAL int nodus_gemm_pack_b(const nodus_gemm_matrix *b, int64_t k, int64_t n, int64_t column_begin,
+                                          int64_t column_end, float *target);
+
 /* Computes C[row_begin..<row_end, column_begin..<column_end]. Threads may call
- * it on disjoint blocks of one problem. Returns 1, or 0 without touching C
+ * it on disjoint blocks of one problem; blocks start on multiples of the tile
+ * rows and columns. Returns 1, or 0 without touching C
  * when the CPU lacks AVX-512. (Without memory for its packing buffers it
  * still finishes, element by element.) */
 NODUS_GEMM_INTERNAL int nodus_gemm_block(const nodus_gemm_problem *problem, int64_t row_begin, int64_t row_end,

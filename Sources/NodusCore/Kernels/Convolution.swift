@@ -51,11 +51,12 @@ public struct ConvolutionShape: Sendable {
 }
 
 public enum Convolution {
+    /// `packedWeight`, from `packWeight` of the same weight, saves packing it on every call.
     public static func run(shape: ConvolutionShape, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                           bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-                           scratch: UnsafeMutablePointer<Float>) {
+                           packedWeight: UnsafePointer<Float>? = nil, bias: UnsafePointer<Float>?,
+                           output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
         if shape.readsImageDirectly {
-            runPacked(shape: shape, input: input, weight: weight, bias: bias, output: output)
+            runPacked(shape: shape, input: input, weight: weight, packedWeight: packedWeight, bias: bias, output: output)
             return
         }
         let outSpatial = shape.outHeight * shape.outWidth
@@ -88,16 +89,30 @@ public enum Convolution {
         }
     }
 
+    /// Floats a weight [out, in, kh, kw] takes packed for `run`, or nil on CPUs
+    /// where convolutions do not use packed weights.
+    public static func packedWeightCount(outChannels: Int, patchSize: Int) -> Int? {
+        PackedGemm.packedCount(m: outChannels, k: patchSize)
+    }
+
+    /// Packs a weight once for `run`, into `packedWeightCount` floats.
+    public static func packWeight(_ weight: UnsafePointer<Float>, outChannels: Int, patchSize: Int,
+                                  into target: UnsafeMutablePointer<Float>) {
+        PackedGemm.pack(a: PackedGemm.matrix(weight, rowStride: patchSize, columnStride: 1), m: outChannels,
+                        k: patchSize, into: target)
+    }
+
     /// Each image as the B of one `PackedGemm` product: weight [out, in * kh * kw]
     /// times the patches, gathered tile by tile as the product packs them.
     private static func runPacked(shape: ConvolutionShape, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                                  bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
+                                  packedWeight: UnsafePointer<Float>?, bias: UnsafePointer<Float>?,
+                                  output: UnsafeMutablePointer<Float>) {
         let outSpatial = shape.outHeight * shape.outWidth
         let inSpatial = shape.height * shape.width
         var problem = PackedGemm.problem(m: shape.outChannels, n: outSpatial, k: shape.patchSize,
                                          a: PackedGemm.matrix(weight, rowStride: shape.patchSize, columnStride: 1),
                                          c: output, ldc: outSpatial)
-        problem.row_bias = bias
+        (problem.packed_a, problem.row_bias) = (packedWeight, bias)
         for item in 0..<shape.batch {
             let source = input + item * shape.inChannels * inSpatial
             if shape.isPointwise {

@@ -5,16 +5,17 @@ import CNodusKernels
 /// CPUs, else OpenBLAS.
 public enum Gemm {
     /// `output[m, n] = sum_k input[m, k] * weight[n, k] (+ bias[n])`: a PyTorch
-    /// `Linear` with its [out, in] weight, over `rows` rows.
-    public static func linear(input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+    /// `Linear` with its [out, in] weight, over `rows` rows. `packedWeight`, from
+    /// `packLinearWeight` of the same weight, saves packing it on every call.
+    public static func linear(input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                              packedWeight: UnsafePointer<Float>? = nil, bias: UnsafePointer<Float>?,
                               output: UnsafeMutablePointer<Float>, rows: Int, inFeatures: Int, outFeatures: Int) {
         if PackedGemm.isSupported {
             var problem = PackedGemm.problem(m: rows, n: outFeatures, k: inFeatures,
                                              a: PackedGemm.matrix(input, rowStride: inFeatures, columnStride: 1),
                                              c: output, ldc: outFeatures)
-            // B[k, n] = weight[n, k]: the weight read transposed, as packing reads it anyway.
-            problem.b = PackedGemm.matrix(weight, rowStride: 1, columnStride: inFeatures)
-            problem.column_bias = bias
+            problem.b = linearWeightMatrix(weight, inFeatures: inFeatures)
+            (problem.packed_b, problem.column_bias) = (packedWeight, bias)
             PackedGemm.run(problem)
             return
         }
@@ -30,6 +31,24 @@ public enum Gemm {
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(outFeatures), Int32(inFeatures),
                     1, input, Int32(inFeatures), weight, Int32(inFeatures), beta, output, Int32(outFeatures))
+    }
+
+    /// Floats a Linear weight [out, in] takes packed for `linear`, or nil on CPUs
+    /// where products do not use packed weights.
+    public static func packedLinearWeightCount(outFeatures: Int, inFeatures: Int) -> Int? {
+        PackedGemm.packedCount(k: inFeatures, n: outFeatures)
+    }
+
+    /// Packs a Linear weight once for `linear`, into `packedLinearWeightCount` floats.
+    public static func packLinearWeight(_ weight: UnsafePointer<Float>, outFeatures: Int, inFeatures: Int,
+                                        into target: UnsafeMutablePointer<Float>) {
+        PackedGemm.pack(b: linearWeightMatrix(weight, inFeatures: inFeatures), k: inFeatures, n: outFeatures,
+                        into: target)
+    }
+
+    /// B[k, n] = weight[n, k]: the weight read transposed, as packing reads it anyway.
+    private static func linearWeightMatrix(_ weight: UnsafePointer<Float>, inFeatures: Int) -> nodus_gemm_matrix {
+        PackedGemm.matrix(weight, rowStride: 1, columnStride: inFeatures)
     }
 
     /// General `C = alpha * op(A) * op(B) + beta * C` with leading dimensions.

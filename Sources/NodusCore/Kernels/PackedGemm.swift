@@ -24,6 +24,36 @@ enum PackedGemm {
         nodus_gemm_matrix(data: data, row_stride: Int64(rowStride), column_stride: Int64(columnStride))
     }
 
+    /// Floats A [m, k] takes packed, or nil on CPUs the packed product does not run on.
+    static func packedCount(m: Int, k: Int) -> Int? {
+        isSupported ? Int(nodus_gemm_packed_a_count(Int64(m), Int64(k))) : nil
+    }
+
+    /// Floats B [k, n] takes packed, or nil on CPUs the packed product does not run on.
+    static func packedCount(k: Int, n: Int) -> Int? {
+        isSupported ? Int(nodus_gemm_packed_b_count(Int64(k), Int64(n))) : nil
+    }
+
+    /// Packs A [m, k] (a constant operand) into `target` (`packedCount(m:k:)` floats).
+    static func pack(a: nodus_gemm_matrix, m: Int, k: Int, into target: UnsafeMutablePointer<Float>) {
+        withUnsafePointer(to: a) { a in
+            Parallel.forEach((m + tileRows - 1) / tileRows, costPerItem: tileRows * k) { tiles in
+                _ = nodus_gemm_pack_a(a, Int64(m), Int64(k), Int64(tiles.lowerBound * tileRows),
+                                      Int64(min(m, tiles.upperBound * tileRows)), target)
+            }
+        }
+    }
+
+    /// Packs B [k, n] (a constant operand) into `target` (`packedCount(k:n:)` floats).
+    static func pack(b: nodus_gemm_matrix, k: Int, n: Int, into target: UnsafeMutablePointer<Float>) {
+        withUnsafePointer(to: b) { b in
+            Parallel.forEach((n + tileColumns - 1) / tileColumns, costPerItem: tileColumns * k) { tiles in
+                _ = nodus_gemm_pack_b(b, Int64(k), Int64(n), Int64(tiles.lowerBound * tileColumns),
+                                      Int64(min(n, tiles.upperBound * tileColumns)), target)
+            }
+        }
+    }
+
     /// Runs the product on the workers. Each packs all of the operand the split
     /// does not divide, so the split divides the larger one: runs of whole tile
     /// columns (each worker packs its part of B, all of A) when C is wider than
