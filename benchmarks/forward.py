@@ -422,6 +422,16 @@ def machine():
     return f"{cpu['Model name']} ({family}), {cpu['CPU(s)']} CPUs (lscpu)"
 
 
+def nodus_gemm():
+    """Which matrix products Nodus runs on this CPU (it chooses at run time)."""
+    with open("/proc/cpuinfo") as cpuinfo:
+        avx512 = " avx512f" in cpuinfo.read()
+    if avx512:
+        return "Nodus' own AVX-512 kernels (packed weights, patches read from the image); OpenBLAS unused"
+    coretype = os.environ.get("OPENBLAS_CORETYPE", "(unset: auto-detected)")
+    return f"OpenBLAS (no AVX-512 here), OPENBLAS_CORETYPE={coretype} as the environment set it"
+
+
 def attempt(result, name, function):
     """function(), or None with the failure recorded under result["failed"][name]."""
     try:
@@ -598,8 +608,7 @@ def report(args, results, loads):
         f"* Command: `{shlex.join([sys.executable, *sys.argv])}`",
         f"* Versions: torch {torch.__version__}, diffusers {diffusers.__version__}, "
         f"onnxruntime {onnxruntime.__version__}, {nodus_version}",
-        f"* Nodus GEMM: OpenBLAS, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset: auto-detected)')} "
-        "(as the environment set it; this script does not change it)",
+        f"* Nodus GEMM: {nodus_gemm()}",
         f"* Per workload: 1 warm-up run each, then {args.runs} interleaved rounds (each round runs every engine "
         "once, in rotating order); same inputs, `torch.inference_mode()`. onnxruntime: CPU EP, "
         "`ORT_ENABLE_ALL`; everyone on the same threads.",

@@ -16,7 +16,6 @@ benchmarks/results/lora-<date>.md (lora-<date>-<HHMM>.md when that exists).
 import argparse
 import datetime
 import json
-import os
 import resource
 import shlex
 import statistics
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from forward import REPO, WORKLOADS, machine, paths, prepare, rel_max_error, sgemm_peaks, timed
+from forward import REPO, WORKLOADS, machine, nodus_gemm, paths, prepare, rel_max_error, sgemm_peaks, timed
 
 DIT = WORKLOADS["dit"]  # DiT-XL/2 (28 layers), batch 2
 INPUT_NAMES = ("sample", "timestep", "class_labels")
@@ -223,7 +222,7 @@ def report(args, r):
         f"* Command: `{shlex.join([sys.executable, *sys.argv])}`",
         f"* Versions: torch {torch.__version__}, diffusers {diffusers.__version__}, peft {peft.__version__}, "
         f"nodus {nodus.__version__}",
-        f"* Nodus GEMM: OpenBLAS, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset: auto-detected)')}",
+        f"* Nodus GEMM: {nodus_gemm()}",
         f"* Adapters: 2 seeded random files in diffusers format, {r['file_mb']:.1f} MB each (float32); "
         "diffusers side: `DiTWithLora(DiTTransformer2DModel, PeftAdapterMixin)`",
         f"* sgemm peak, fp32 1152^3 on {args.threads} threads, best of 30, GFLOP/s before / after "
