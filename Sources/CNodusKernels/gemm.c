@@ -6,8 +6,9 @@
 
 /* The register tile is MR x NR (24 accumulators of 16 floats). Blocks follow
  * the BLIS scheme: a KC x NR panel of B stays in L1 while MC / MR panels of A
- * stream through it from L2; a KC x NC block of B is packed once per K block. */
-enum { MR = 12, NR = 32, KC = 256, MC = 192, NC = 2048 };
+ * stream through it from L2; a KC x NC block of B is packed once per K block
+ * (B packed once ahead, a weight, reads MC_PACKED_B rows of A per pass). */
+enum { MR = 12, NR = 32, KC = 256, MC = 192, NC = 2048, MC_PACKED_B = 384 };
 
 #define AVX512 __attribute__((target("avx512f,fma")))
 
@@ -328,8 +329,12 @@ AVX512 int nodus_gemm_block(const nodus_gemm_problem *problem, int64_t row_begin
     if (row_begin >= row_end || column_begin >= column_end) return 1;
     const int64_t depth_total = problem->k;
     const int64_t block_depth = min64(KC, depth_total > 0 ? depth_total : 1);
-    const int64_t block_rows = min64(MC, (row_end - row_begin + MR - 1) / MR * MR);
-    const int64_t block_columns = min64(NC, (column_end - column_begin + NR - 1) / NR * NR);
+    /* With B packed once there is no B block to keep small: one pass over the
+     * columns packs each block of A once, and taller A blocks read B fewer times. */
+    const int64_t step_rows = problem->packed_b ? MC_PACKED_B : MC;
+    const int64_t step_columns = problem->packed_b ? column_end - column_begin : NC;
+    const int64_t block_rows = min64(step_rows, (row_end - row_begin + MR - 1) / MR * MR);
+    const int64_t block_columns = min64(step_columns, (column_end - column_begin + NR - 1) / NR * NR);
     float *packed_a = problem->packed_a ? NULL : aligned_alloc(64, (size_t)(block_rows * block_depth) * sizeof(float));
     float *packed_b = problem->packed_b ? NULL : aligned_alloc(64, (size_t)(block_depth * block_columns) * sizeof(float));
     if ((!problem->packed_a && !packed_a) || (!problem->packed_b && !packed_b)) {
@@ -338,8 +343,8 @@ AVX512 int nodus_gemm_block(const nodus_gemm_problem *problem, int64_t row_begin
         block_unpacked(problem, row_begin, row_end, column_begin, column_end);
         return 1;
     }
-    for (int64_t jc = column_begin; jc < column_end; jc += NC) {
-        const int64_t columns = min64(NC, column_end - jc);
+    for (int64_t jc = column_begin; jc < column_end; jc += step_columns) {
+        const int64_t columns = min64(step_columns, column_end - jc);
         int64_t pc = 0;
         do {
             /* k = 0 still runs once: C = bias (+ C). */
@@ -352,8 +357,8 @@ AVX512 int nodus_gemm_block(const nodus_gemm_problem *problem, int64_t row_begin
             } else {
                 pack_b_matrix(&problem->b, pc, depth, jc, columns, packed_b);
             }
-            for (int64_t ic = row_begin; ic < row_end; ic += MC) {
-                const int64_t rows = min64(MC, row_end - ic);
+            for (int64_t ic = row_begin; ic < row_end; ic += step_rows) {
+                const int64_t rows = min64(step_rows, row_end - ic);
                 const float *block_a = packed_a;
                 if (problem->packed_a) {
                     block_a = problem->packed_a + pc * padded(problem->m, MR) + ic * depth;
