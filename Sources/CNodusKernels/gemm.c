@@ -1,16 +1,15 @@
 #include "nodus_gemm.h"
 
-#include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
+
+#include "simd.h"
 
 /* The register tile is MR x NR (24 accumulators of 16 floats). Blocks follow
  * the BLIS scheme: a KC x NR panel of B stays in L1 while MC / MR panels of A
  * stream through it from L2; a KC x NC block of B is packed once per K block
  * (B packed once ahead, a weight, reads MC_PACKED_B rows of A per pass). */
 enum { MR = 12, NR = 32, KC = 256, MC = 192, NC = 2048, MC_PACKED_B = 384 };
-
-#define AVX512 __attribute__((target("avx512f,fma")))
 
 int nodus_gemm_supported(void) { return __builtin_cpu_supports("avx512f") ? 1 : 0; }
 
@@ -19,11 +18,6 @@ int64_t nodus_gemm_tile_rows(void) { return MR; }
 int64_t nodus_gemm_tile_columns(void) { return NR; }
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-
-/* Lanes [0, count) of a 16-float vector, count clamped to 0...16. */
-static inline __mmask16 lanes(int64_t count) {
-    return count >= 16 ? (__mmask16)0xFFFF : count <= 0 ? (__mmask16)0 : (__mmask16)((1u << count) - 1);
-}
 
 /* In place: row i of the 16 x 16 block becomes its column i. */
 AVX512 static inline void transpose16(__m512 r[16]) {

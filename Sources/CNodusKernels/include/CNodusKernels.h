@@ -1,4 +1,5 @@
 /* The C kernels Swift sees: one header per kernel family. */
+#include "nodus_activation.h"
 #include "nodus_attention.h"
 #include "nodus_gemm.h"
 #include "nodus_kernels.h"

@@ -1,11 +1,13 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CNodusKernels
 
 /// Element-wise activations, in place or out of place (`input` may equal `output`).
 public enum Activation {
     /// GELU with the tanh approximation (`nn.GELU(approximate="tanh")`).
     public static func geluTanh(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, count: Int) {
+        if vectorized(input, output, count: count, nodus_gelu_tanh) { return }
         map(input, output, count: count) { x in
             let inner = 0.797_884_56 * (x + 0.044_715 * x * x * x)
             return 0.5 * x * (1 + VectorMath.tanh(inner))
@@ -38,11 +40,13 @@ public enum Activation {
 
     /// SiLU / swish: x * sigmoid(x).
     public static func silu(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, count: Int) {
+        if vectorized(input, output, count: count, nodus_silu) { return }
         map(input, output, count: count) { x in x * VectorMath.sigmoid(x) }
     }
 
     /// SiLU on the calling thread only (for kernels that already split their work).
     static func siluSerial(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, count: Int) {
+        if hasAVX512Kernels && nodus_silu(input, output, Int64(count)) != 0 { return }
         var start = 0
         while start + 8 <= count {
             let x = UnsafeRawPointer(input + start).loadUnaligned(as: VectorMath.Vector.self)
@@ -58,6 +62,22 @@ public enum Activation {
 
     /// Applies a vector function over `count` floats, 8 at a time, split over threads.
     @inline(__always)
+    /// Whether the AVX-512 activations of `Sources/CNodusKernels/activation.c` run here.
+    static let hasAVX512Kernels = nodus_activation_supported() != 0
+
+    /// `kernel` (one of those) over the workers, or false on CPUs it does not run on.
+    private static func vectorized(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, count: Int,
+                                   _ kernel: (UnsafePointer<Float>?, UnsafeMutablePointer<Float>?, Int64) -> Int32)
+        -> Bool {
+        guard hasAVX512Kernels else { return false }
+        let chunk = 4096
+        Parallel.forEach((count + chunk - 1) / chunk, costPerItem: chunk) { range in
+            let start = range.lowerBound * chunk, end = min(count, range.upperBound * chunk)
+            _ = kernel(input + start, output + start, Int64(end - start))
+        }
+        return true
+    }
+
     static func map(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, count: Int,
                     _ function: (VectorMath.Vector) -> VectorMath.Vector) {
         Parallel.forEach((count + 7) / 8, costPerItem: 8) { range in

@@ -1,0 +1,29 @@
+/* Element-wise activations on AVX-512 (16 floats at a time, exp in registers).
+ * Internal to Nodus (not part of the public ABI in include/nodus.h). */
+#ifndef NODUS_ACTIVATION_H
+#define NODUS_ACTIVATION_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NODUS_ACTIVATION_INTERNAL __attribute__((visibility("hidden")))
+
+/* 1 when this CPU runs the functions below (AVX-512F), else 0. */
+NODUS_ACTIVATION_INTERNAL int nodus_activation_supported(void);
+
+/* GELU with the tanh approximation, as x * sigmoid(2 u) with
+ * u = sqrt(2 / pi) (x + 0.044715 x^3): 0.5 x (1 + tanh u) without its
+ * cancellation. `output` may be `input`. Returns 1, or 0 without AVX-512. */
+NODUS_ACTIVATION_INTERNAL int nodus_gelu_tanh(const float *input, float *output, int64_t count);
+
+/* SiLU, x * sigmoid(x). `output` may be `input`. Returns 1, or 0 without AVX-512. */
+NODUS_ACTIVATION_INTERNAL int nodus_silu(const float *input, float *output, int64_t count);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
