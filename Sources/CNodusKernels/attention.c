@@ -6,8 +6,9 @@
 #include "simd.h"
 
 /* Query rows per tile and keys per block: a tile's scores (64 x 128 floats,
- * 32 KB) and a transposed key block stay in L1/L2 while they are used. */
-enum { QUERY_ROWS = 64, KEY_BLOCK = 128, ROW_GROUP = 4, HEAD_CHUNK = 64 };
+ * 32 KB) and a transposed key block stay in L1/L2 while they are used. Scores
+ * are computed SCORE_ROWS rows by 32 keys at a time (16 accumulators). */
+enum { QUERY_ROWS = 64, KEY_BLOCK = 128, SCORE_ROWS = 8 };
 
 int nodus_attention_supported(void) { return __builtin_cpu_supports("avx512f") ? 1 : 0; }
 
@@ -31,20 +32,23 @@ typedef struct tile_scratch {
 AVX512 static void tile_scores(const float *const *rows, const float *keys, float *scores, int64_t width,
                                int64_t padded, float scale) {
     const __m512 factor = _mm512_set1_ps(scale);
-    for (int64_t i = 0; i < QUERY_ROWS; i += ROW_GROUP) {
+    for (int64_t i = 0; i < QUERY_ROWS; i += SCORE_ROWS) {
         for (int64_t j = 0; j < padded; j += 32) {
-            __m512 acc[ROW_GROUP][2];
-            for (int r = 0; r < ROW_GROUP; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+            __m512 acc[SCORE_ROWS][2];
+#pragma GCC unroll 8
+            for (int r = 0; r < SCORE_ROWS; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
             for (int64_t d = 0; d < width; d++) {
                 __m512 k0 = _mm512_loadu_ps(keys + d * KEY_BLOCK + j);
                 __m512 k1 = _mm512_loadu_ps(keys + d * KEY_BLOCK + j + 16);
-                for (int r = 0; r < ROW_GROUP; r++) {
+#pragma GCC unroll 8
+                for (int r = 0; r < SCORE_ROWS; r++) {
                     __m512 q = _mm512_set1_ps(rows[i + r][d]);
                     acc[r][0] = _mm512_fmadd_ps(q, k0, acc[r][0]);
                     acc[r][1] = _mm512_fmadd_ps(q, k1, acc[r][1]);
                 }
             }
-            for (int r = 0; r < ROW_GROUP; r++) {
+#pragma GCC unroll 8
+            for (int r = 0; r < SCORE_ROWS; r++) {
                 _mm512_storeu_ps(scores + (i + r) * KEY_BLOCK + j, _mm512_mul_ps(acc[r][0], factor));
                 _mm512_storeu_ps(scores + (i + r) * KEY_BLOCK + j + 16, _mm512_mul_ps(acc[r][1], factor));
             }
@@ -80,33 +84,50 @@ AVX512 static void tile_softmax(tile_scratch *t, int64_t keys, int64_t width) {
     }
 }
 
-/* sums[i] += sum_j p[i][j] v_j over the block's keys, four rows and up to 64
- * output columns in registers at a time. */
+/* sums[i] += sum_j p[i][j] v_j for ROWS rows from `first` and VECTORS x 16
+ * output columns from `column` (masked at the head's width), all in registers
+ * through the block's keys. Inlined with constant ROWS and VECTORS. */
+AVX512 static inline __attribute__((always_inline)) void values_block(tile_scratch *t, const float *value,
+                                                                     int64_t value_stride, int64_t keys,
+                                                                     int64_t width, int64_t first, int64_t column,
+                                                                     const int ROWS, const int VECTORS) {
+    __mmask16 mask[4];
+    __m512 acc[16][4];
+    for (int c = 0; c < VECTORS; c++) mask[c] = lanes(width - column - 16 * c);
+    for (int r = 0; r < ROWS; r++) {
+        for (int c = 0; c < VECTORS; c++) {
+            acc[r][c] = _mm512_maskz_loadu_ps(mask[c], t->sums + (first + r) * width + column + 16 * c);
+        }
+    }
+    for (int64_t j = 0; j < keys; j++) {
+        const float *v = value + j * value_stride + column;
+        __m512 vv[4];
+        for (int c = 0; c < VECTORS; c++) vv[c] = _mm512_maskz_loadu_ps(mask[c], v + 16 * c);
+        for (int r = 0; r < ROWS; r++) {
+            __m512 p = _mm512_set1_ps(t->scores[(first + r) * KEY_BLOCK + j]);
+            for (int c = 0; c < VECTORS; c++) acc[r][c] = _mm512_fmadd_ps(p, vv[c], acc[r][c]);
+        }
+    }
+    for (int r = 0; r < ROWS; r++) {
+        for (int c = 0; c < VECTORS; c++) {
+            _mm512_mask_storeu_ps(t->sums + (first + r) * width + column + 16 * c, mask[c], acc[r][c]);
+        }
+    }
+}
+
+/* sums[i] += sum_j p[i][j] v_j over the block's keys: the head's columns in
+ * runs of at most 64, each run with as many rows in registers as fit (about
+ * 16 to 24 accumulators), so narrow heads (40, 80) waste few lanes. */
 AVX512 static void tile_values(tile_scratch *t, const float *value, int64_t value_stride, int64_t keys,
                                int64_t width) {
-    for (int64_t i = 0; i < QUERY_ROWS; i += ROW_GROUP) {
-        for (int64_t chunk = 0; chunk < width; chunk += HEAD_CHUNK) {
-            __mmask16 mask[4];
-            for (int c = 0; c < 4; c++) mask[c] = lanes(width - chunk - 16 * c);
-            __m512 acc[ROW_GROUP][4];
-            for (int r = 0; r < ROW_GROUP; r++) {
-                for (int c = 0; c < 4; c++) {
-                    acc[r][c] = _mm512_maskz_loadu_ps(mask[c], t->sums + (i + r) * width + chunk + 16 * c);
-                }
-            }
-            for (int64_t j = 0; j < keys; j++) {
-                const float *v = value + j * value_stride + chunk;
-                __m512 vv[4];
-                for (int c = 0; c < 4; c++) vv[c] = _mm512_maskz_loadu_ps(mask[c], v + 16 * c);
-                for (int r = 0; r < ROW_GROUP; r++) {
-                    __m512 p = _mm512_set1_ps(t->scores[(i + r) * KEY_BLOCK + j]);
-                    for (int c = 0; c < 4; c++) acc[r][c] = _mm512_fmadd_ps(p, vv[c], acc[r][c]);
-                }
-            }
-            for (int r = 0; r < ROW_GROUP; r++) {
-                for (int c = 0; c < 4; c++) {
-                    _mm512_mask_storeu_ps(t->sums + (i + r) * width + chunk + 16 * c, mask[c], acc[r][c]);
-                }
+    for (int64_t column = 0; column < width; column += 64) {
+        const int64_t vectors = (width - column + 15) / 16 < 4 ? (width - column + 15) / 16 : 4;
+        for (int64_t first = 0; first < QUERY_ROWS;) {
+            switch (vectors) {
+            case 1: values_block(t, value, value_stride, keys, width, first, column, 16, 1); first += 16; break;
+            case 2: values_block(t, value, value_stride, keys, width, first, column, 8, 2); first += 8; break;
+            case 3: values_block(t, value, value_stride, keys, width, first, column, 8, 3); first += 8; break;
+            default: values_block(t, value, value_stride, keys, width, first, column, 4, 4); first += 4; break;
             }
         }
     }
