@@ -38,6 +38,24 @@ final class ActivationTests: XCTestCase {
         }
     }
 
+    func testGEGLU() {
+        let (rows, width) = (3, 1037)
+        let hidden = inputs.map { 1 - $0 / 200 }  // 0.4 ... 1.6
+        var input = [Float](), output = [Float](repeating: .nan, count: rows * width)
+        for row in 0..<rows { input += hidden.map { $0 * Float(row + 1) } + inputs.map { $0 / Float(row + 1) } }
+        Activation.geglu(input, &output, rows: rows, width: width)
+        for row in 0..<rows {
+            for index in 0..<width {
+                let g = Double(inputs[index] / Float(row + 1)), h = Double(hidden[index] * Float(row + 1))
+                let exact = h * 0.5 * g * erfc(-g / 2.0.squareRoot())
+                // About 1e-6 relative (fit_gelu_erf.py), plus e^(-g^2 / 2)'s error from
+                // rounding g / sqrt 2 to float32, which grows with g^2.
+                let tolerance = (1e-6 + 1.5e-7 * g * g) * abs(exact) + 1e-30
+                XCTAssertLessThanOrEqual(abs(Double(output[row * width + index]) - exact), tolerance, "geglu(\(g))")
+            }
+        }
+    }
+
     func testSiLU() {
         check("silu", { Activation.silu($0, $1, count: $2) }) { x in x }
         check("silu (one thread)", { Activation.siluSerial($0, $1, count: $2) }) { x in x }

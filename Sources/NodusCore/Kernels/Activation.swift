@@ -27,6 +27,13 @@ public enum Activation {
     /// GEGLU gating (diffusers `GEGLU`): each input row [2 width] is (hidden, gate);
     /// output row = hidden * GELU(gate) with the exact erf GELU.
     public static func geglu(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
+        if hasAVX512Kernels {
+            Parallel.forEach(rows, costPerItem: width * 8) { range in
+                _ = nodus_geglu(input + range.lowerBound * 2 * width, output + range.lowerBound * width,
+                                Int64(range.count), Int64(width))
+            }
+            return
+        }
         Parallel.forEach(rows, costPerItem: width * 8) { range in
             for row in range {
                 let hidden = input + row * 2 * width, gate = hidden + width, target = output + row * width
