@@ -58,6 +58,20 @@ AVX512 static inline __m512 normal_cdf(__m512 x) {
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, one, _CMP_LE_OQ), far, near);
 }
 
+AVX512 static void gelu_erf(const float *input, float *output, int64_t count) {
+    for (int64_t i = 0; i < count; i += 16) {
+        const __mmask16 mask = lanes(count - i);
+        const __m512 x = _mm512_maskz_loadu_ps(mask, input + i);
+        _mm512_mask_storeu_ps(output + i, mask, _mm512_mul_ps(x, normal_cdf(x)));
+    }
+}
+
+int nodus_gelu_erf(const float *input, float *output, int64_t count) {
+    if (!nodus_activation_supported()) return 0;
+    gelu_erf(input, output, count);
+    return 1;
+}
+
 AVX512 static void geglu_rows(const float *input, float *output, int64_t rows, int64_t width) {
     for (int64_t r = 0; r < rows; r++) {
         const float *hidden = input + r * 2 * width, *gate = hidden + width;

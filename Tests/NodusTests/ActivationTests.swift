@@ -38,6 +38,15 @@ final class ActivationTests: XCTestCase {
         }
     }
 
+    func testExactGELU() {
+        var output = [Float](repeating: .nan, count: inputs.count)
+        Activation.geluErf(inputs, &output, count: inputs.count)
+        for (x, y) in zip(inputs.map(Double.init), output) {
+            let exact = 0.5 * x * erfc(-x / 2.0.squareRoot())
+            XCTAssertLessThanOrEqual(abs(Double(y) - exact), (1e-6 + 1.5e-7 * x * x) * abs(exact) + 1e-30, "gelu(\(x))")
+        }
+    }
+
     func testGEGLU() {
         let (rows, width) = (3, 1037)
         let hidden = inputs.map { 1 - $0 / 200 }  // 0.4 ... 1.6

@@ -22,6 +22,10 @@ NODUS_ACTIVATION_INTERNAL int nodus_gelu_tanh(const float *input, float *output,
 /* SiLU, x * sigmoid(x). `output` may be `input`. Returns 1, or 0 without AVX-512. */
 NODUS_ACTIVATION_INTERNAL int nodus_silu(const float *input, float *output, int64_t count);
 
+/* The exact GELU (nn.GELU()), x * Phi(x) with Phi the standard normal CDF.
+ * `output` may be `input`. Returns 1, or 0 without AVX-512. */
+NODUS_ACTIVATION_INTERNAL int nodus_gelu_erf(const float *input, float *output, int64_t count);
+
 /* GEGLU (diffusers' GEGLU after its projection): each input row [2 width] is
  * (hidden, gate); output row = hidden * gate * Phi(gate), the exact (erf)
  * GELU. `output` must not overlap `input`. Returns 1, or 0 without AVX-512. */

@@ -16,6 +16,7 @@ public enum Activation {
 
     /// Exact GELU (`nn.GELU()`): 0.5 x (1 + erf(x / sqrt 2)).
     public static func geluErf(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, count: Int) {
+        if vectorized(input, output, count: count, nodus_gelu_erf) { return }
         Parallel.forEach(count) { range in
             for index in range {
                 let x = input[index]
