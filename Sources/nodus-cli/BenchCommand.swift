@@ -17,7 +17,8 @@ struct BenchCommand: Command {
         One untimed warm-up (it builds the plan and packs weights), then --rounds timed runs.
         Without --profile: the median and fastest forward. With --profile: seconds, share, calls
         and GFLOP/s per kind of operation (step medians over the rounds), then the --top slowest
-        layers (diffusers module names); --json prints the profile's JSON instead.
+        layers (diffusers module names; --fold sums the numbered blocks of a kind, so a DiT's 28
+        transformer_blocks.*.ff.net.2 make one row); --json prints the profile's JSON instead.
         Example: nodus bench --profile dit/ --rounds 5 --top 20
         """
     let options: [OptionSpec] = [
@@ -26,6 +27,7 @@ struct BenchCommand: Command {
         .value("rounds", "N", "timed runs after the warm-up (default 3)"),
         .value("threads", "N", "worker threads (default: all cores)"),
         .value("top", "N", "with --profile: layers to list (default 15)"),
+        .flag("fold", "with --profile: sum layers over repeated blocks (transformer_blocks.*, resnets.*, attentions.*)"),
         .flag("json", "with --profile: print the profile as JSON"),
     ]
 
@@ -35,7 +37,7 @@ struct BenchCommand: Command {
         let threads = try arguments.integer("threads", default: 0, in: 0...4096)
         let top = try arguments.integer("top", default: 15, in: 0...100_000)
         let profiling = arguments.flag("profile")
-        if !profiling, let option = ["top", "json"].first(where: { arguments.value($0) != nil || arguments.flag($0) }) {
+        if !profiling, let option = ["top", "fold", "json"].first(where: { arguments.value($0) != nil || arguments.flag($0) }) {
             throw CLIError.usage("--\(option) needs --profile")
         }
         let model = try ModelHandle(path: path, threads: Int32(threads))
@@ -52,7 +54,7 @@ struct BenchCommand: Command {
             if arguments.flag("json") {
                 StandardStream.output(json + "\n")
             } else {
-                StandardStream.output(header + (try ProfileReport(json: json).text(top: top)))
+                StandardStream.output(header + (try ProfileReport(json: json).text(top: top, folded: arguments.flag("fold"))))
             }
             return
         }

@@ -4,7 +4,7 @@ import Glibc
 import NodusFormats
 
 /// The tables `nodus bench --profile` prints from `nodus_model_profile`'s JSON:
-/// one row per kind of operation, then the slowest layers.
+/// one row per kind of operation, then the slowest layers (or repeated modules).
 struct ProfileReport {
     let profile: JSONValue
 
@@ -12,8 +12,9 @@ struct ProfileReport {
         profile = try JSONValue.parse(text, context: "the profile")
     }
 
-    /// The summary line, the kinds table and the `top` slowest layers.
-    func text(top: Int) -> String {
+    /// The summary line, the kinds table and the `top` slowest layers (with
+    /// `folded`, the numbers of repeated blocks folded: see `layerTotals`).
+    func text(top: Int, folded: Bool) -> String {
         let rounds = profile["rounds"]?.intValue ?? 0
         let roundSeconds = profile["round_seconds"]?.arrayValue?.compactMap(\.doubleValue) ?? []
         let stepSeconds = number(profile, "step_seconds")
@@ -37,15 +38,49 @@ struct ProfileReport {
                      rate(stepSeconds > 0 ? flops / stepSeconds / 1e9 : 0)])
         text += table(rows)
 
-        let layers = (profile["layers"]?.arrayValue ?? []).prefix(top)
+        let layers = layerTotals(folded: folded).prefix(top)
         guard !layers.isEmpty else { return text }
-        rows = [["layer (top \(layers.count))", "kind", "ms", "share", "calls", "GFLOP/s"]]
+        let title = folded ? "layer, blocks folded (top \(layers.count))" : "layer (top \(layers.count))"
+        rows = [[title, "kind", "ms", "share", "calls", "GFLOP/s"]]
         for layer in layers {
-            rows.append([layer["layer"]?.stringValue ?? "?", layer["kind"]?.stringValue ?? "?",
-                         fixed(number(layer, "seconds") * 1e3, 3), percent(number(layer, "share")),
-                         String(layer["calls"]?.intValue ?? 0), rate(number(layer, "gflops"))])
+            rows.append([layer.name, layer.kind, fixed(layer.seconds * 1e3, 3), percent(layer.share), String(layer.calls),
+                         rate(layer.seconds > 0 ? layer.flops / layer.seconds / 1e9 : 0)])
         }
         return text + "\n" + table(rows)
+    }
+
+    /// The profile's layers, slowest first; `folded`: summed over the numbers of
+    /// repeated blocks (`transformer_blocks.3` -> `transformer_blocks.*`, likewise
+    /// `resnets` and `attentions`), so a DiT's 28 blocks or a UNet level's resnets
+    /// make one row per module while UNet levels (`up_blocks.1`) stay apart.
+    private func layerTotals(folded: Bool)
+        -> [(name: String, kind: String, seconds: Double, share: Double, calls: Int, flops: Double)] {
+        var totals: [(name: String, kind: String, seconds: Double, share: Double, calls: Int, flops: Double)] = []
+        var index: [String: Int] = [:]
+        for layer in profile["layers"]?.arrayValue ?? [] {
+            var name = layer["layer"]?.stringValue ?? "?"
+            let kind = layer["kind"]?.stringValue ?? "?"
+            if folded {
+                var parts = name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+                for position in parts.indices.dropFirst()
+                where ["transformer_blocks", "resnets", "attentions"].contains(parts[position - 1])
+                    && !parts[position].isEmpty && parts[position].allSatisfy(\.isNumber) {
+                    parts[position] = "*"
+                }
+                name = parts.joined(separator: ".")
+            }
+            let key = name + "\u{0}" + kind
+            if index[key] == nil {
+                index[key] = totals.count
+                totals.append((name, kind, 0, 0, 0, 0))
+            }
+            let position = index[key] ?? 0
+            totals[position].seconds += number(layer, "seconds")
+            totals[position].share += number(layer, "share")
+            totals[position].calls += layer["calls"]?.intValue ?? 0
+            totals[position].flops += number(layer, "flops")
+        }
+        return totals.sorted { $0.seconds > $1.seconds }
     }
 
     private func number(_ value: JSONValue, _ key: String) -> Double { value[key]?.doubleValue ?? 0 }

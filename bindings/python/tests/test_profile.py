@@ -215,6 +215,9 @@ def test_cli_bench_profile():
     assert {entry["kind"] for entry in profile["kinds"]} == UNET_KINDS
     result = run_cli("bench", "--profile", fixture_path("vae-tiny"), "--rounds", 1)
     assert result.returncode == 0 and "conv2d" in result.stdout, result.stderr
+    result = run_cli("bench", "--profile", "--fold", fixture_path("dit-tiny"), "--rounds", 1, "--top", 50)
+    assert result.returncode == 0, result.stderr
+    assert "transformer_blocks.*.attn1 " in result.stdout and "transformer_blocks.0." not in result.stdout, result.stdout
 
 
 def test_cli_bench_times_forwards(tmp_path):
