@@ -186,9 +186,11 @@ NODUS_API NODUS_NODISCARD nodus_status nodus_model_decode(nodus_model *model, co
  *    "kinds": [{"kind", "seconds", "calls", "share", "flops", "gflops"}],
  *    "layers": [{"layer", "kind", "seconds", "calls", "share", "flops", "gflops"}]}
  * kinds are kernel names ("linear", "conv2d", "attention", "group_norm", ...);
- * a layer is a module as diffusers names it (a weight's name without ".weight",
- * e.g. "transformer_blocks.3.attn1.to_q"; attention: "...attn1"; other steps:
- * the module of the step producing their input). Kinds and layers are sorted
+ * a layer is a module as diffusers names it: a weight's name without ".weight"
+ * ("transformer_blocks.3.attn1.to_q", "up_blocks.1.resnets.0.conv1"); for a
+ * step without weights, the module shared by the steps producing its inputs
+ * (attention: "...attn1"; a residual stream from another block left out), or
+ * of its first reader when only model inputs feed it. Kinds and layers are sorted
  * slowest first; shares are of step_seconds and sum to 1; flops count 2 per
  * multiply-add, for linear, conv2d, attention and low_rank_update steps (0 for
  * the others); gflops = flops / seconds / 1e9.
