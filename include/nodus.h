@@ -176,6 +176,32 @@ NODUS_API NODUS_NODISCARD nodus_status nodus_model_forward(nodus_model *model, c
 NODUS_API NODUS_NODISCARD nodus_status nodus_model_decode(nodus_model *model, const nodus_tensor *latent,
                                                           nodus_tensor *output);
 
+/* Profiles one forward pass step by step: the inputs of nodus_model_forward
+ * (a VAE takes one input, "latent" to profile its decoder or "image" for its
+ * encoder, untiled). Runs one untimed warm-up (the first forward for a shape
+ * also builds its plan and packs weights), then `rounds` (>= 1) timed runs;
+ * each step's time is its median over the rounds. *out_json receives, as JSON:
+ *   {"rounds", "round_seconds": [wall time of each round], "seconds": their
+ *    median, "step_seconds": sum of the steps' medians, "flops", "steps",
+ *    "kinds": [{"kind", "seconds", "calls", "share", "flops", "gflops"}],
+ *    "layers": [{"layer", "kind", "seconds", "calls", "share", "flops", "gflops"}]}
+ * kinds are kernel names ("linear", "conv2d", "attention", "group_norm", ...);
+ * a layer is a module as diffusers names it: a weight's name without ".weight"
+ * ("transformer_blocks.3.attn1.to_q", "up_blocks.1.resnets.0.conv1"); for a
+ * step without weights, the module shared by the steps producing its inputs
+ * (attention: "...attn1"; a residual stream from another block left out), or
+ * of its first reader when only model inputs feed it. Kinds and layers are sorted
+ * slowest first; shares are of step_seconds and sum to 1; flops count 2 per
+ * multiply-add, for linear, conv2d, attention and low_rank_update steps (0 for
+ * the others); gflops = flops / seconds / 1e9.
+ * The string is owned by the model and valid until the next call on it; on
+ * failure *out_json is NULL. NODUS_ERROR_INVALID_ARGUMENT: `model` or
+ * `out_json` is NULL, `inputs` is NULL with input_count > 0, rounds < 1, an
+ * input is unknown or missing; NODUS_ERROR_SHAPE: an input does not fit. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_model_profile(nodus_model *model, const nodus_tensor *inputs,
+                                                           size_t input_count, int32_t rounds,
+                                                           const char **out_json);
+
 /* ---- VAE encoding and tiling -------------------------------------------- */
 
 /* VAE encode, `vae.encode(image).latent_dist` as in diffusers: `image` is float32

@@ -112,23 +112,7 @@ public func nodusModelForward(_ model: OpaquePointer?, _ inputs: UnsafePointer<n
     return Status.run(function) {
         let handle = ModelHandle.from(try Argument.required(model, "model", in: function))
         let target = try Argument.required(output, "output", in: function)
-        guard inputCount >= 0, inputCount <= 1024 else {
-            throw NodusError.invalidArgument("\(function): input_count \(inputCount) is out of range")
-        }
-        if inputCount > 0 { _ = try Argument.required(inputs, "inputs", in: function) }
-        var named: [String: Tensor] = [:]
-        for index in 0..<inputCount {
-            guard let inputs else { break }
-            let input = inputs[index]
-            guard let namePointer = input.name else {
-                throw NodusError.invalidArgument("\(function): inputs[\(index)].name is NULL")
-            }
-            let name = String(cString: namePointer)
-            guard named[name] == nil else {
-                throw NodusError.invalidArgument("\(function): input '\(name)' is given twice")
-            }
-            named[name] = try TensorBridge.input(input, label: "\(function): input '\(name)'", copy: false)
-        }
+        let named = try TensorBridge.namedInputs(inputs, count: inputCount, in: function)
         let shape = try handle.model.outputShape(for: named)
         let label = "\(function): output"
         guard try TensorBridge.prepareOutput(target, shape: shape, dtype: .float32, label: label) else { return }

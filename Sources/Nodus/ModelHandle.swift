@@ -6,7 +6,7 @@ import NodusModels
 
 /// What a `nodus_model *` points to: a loaded model and its config.json as a C
 /// string (returned by `nodus_model_config_json`, freed with the handle), plus
-/// the last LoRA state string handed out.
+/// the last JSON string handed out (LoRA state or comparison, profile).
 final class ModelHandle {
     let model: any DiffusionModel
     let configJSON: UnsafeMutablePointer<CChar>
@@ -25,7 +25,7 @@ final class ModelHandle {
         free(stateJSON)
     }
 
-    /// Keeps `text` as the model's current state string (freeing the previous one).
+    /// Keeps `text` as the model's current JSON string (freeing the previous one).
     func keepStateJSON(_ text: String) -> UnsafePointer<CChar>? {
         free(stateJSON)
         stateJSON = strdup(text)

@@ -62,18 +62,33 @@ public final class Executable {
         return result
     }
 
-    /// Runs the graph and reports the seconds spent in each kernel kind.
-    public func profile(_ inputs: [String: Tensor]) throws -> [(name: String, seconds: Double, calls: Int)] {
-        _ = try run(inputs)  // validates and loads the inputs
-        var totals: [String: (Double, Int)] = [:]
+    /// Times every step over `rounds` runs after one untimed warm-up run (which
+    /// checks and loads the inputs, and touches the arena and packed weights).
+    /// Each step's time is its median over the rounds.
+    /// - Throws: as `run`; `NodusError.invalidArgument` when `rounds` < 1.
+    public func profile(_ inputs: [String: Tensor], rounds: Int) throws -> ExecutionProfile {
+        guard rounds >= 1 else { throw NodusError.invalidArgument("rounds must be at least 1, got \(rounds)") }
+        _ = try run(inputs)  // the warm-up; the inputs stay in the arena for the rounds
         let scratchPointer = scratch.bytes.assumingMemoryBound(to: Float.self)
-        for step in steps {
-            let start = Clock.seconds()
-            step.run(scratch: scratchPointer)
-            let elapsed = Clock.seconds() - start
-            totals[step.name, default: (0, 0)].0 += elapsed
-            totals[step.name, default: (0, 0)].1 += 1
+        // timings[round * steps.count + step], allocated before the clock starts.
+        var timings = [Double](repeating: 0, count: rounds * steps.count)
+        var roundSeconds = [Double](repeating: 0, count: rounds)
+        for round in 0..<rounds {
+            let roundStart = Clock.seconds()
+            var start = roundStart
+            for (index, step) in steps.enumerated() {
+                step.run(scratch: scratchPointer)
+                let end = Clock.seconds()
+                timings[round * steps.count + index] = end - start
+                start = end
+            }
+            roundSeconds[round] = start - roundStart
         }
-        return totals.map { (name: $0.key, seconds: $0.value.0, calls: $0.value.1) }.sorted { $0.seconds > $1.seconds }
+        let layers = graph.layerNames
+        let profiled = steps.indices.map { index in
+            ExecutionProfile.Step(kind: steps[index].name, layer: layers[index], flops: steps[index].flops,
+                                  seconds: ExecutionProfile.median((0..<rounds).map { timings[$0 * steps.count + index] }))
+        }
+        return ExecutionProfile(rounds: rounds, roundSeconds: roundSeconds, steps: profiled)
     }
 }

@@ -9,6 +9,7 @@ struct LinearStep: Kernel {
     let bias: UnsafePointer<Float>?
     let output: UnsafeMutablePointer<Float>
     let rows: Int, inFeatures: Int, outFeatures: Int
+    var flops: Int { 2 * rows * inFeatures * outFeatures }
     func run(scratch: UnsafeMutablePointer<Float>) {
         Gemm.linear(input: input, weight: weight, packedWeight: packedWeight, bias: bias, output: output, rows: rows,
                     inFeatures: inFeatures, outFeatures: outFeatures)
@@ -54,6 +55,8 @@ struct AttentionStep: Kernel {
     let query: UnsafePointer<Float>, key: UnsafePointer<Float>, value: UnsafePointer<Float>
     let output: UnsafeMutablePointer<Float>
     var scratchCount: Int { shape.scratchCount }
+    /// q kᵀ and the weighted sum of v, per head: 2 products of Nq x Nk x headWidth.
+    var flops: Int { 4 * shape.batch * shape.heads * shape.queryTokens * shape.keyTokens * shape.headWidth }
     func run(scratch: UnsafeMutablePointer<Float>) {
         AttentionKernel.run(shape: shape, query: query, key: key, value: value, output: output, scratch: scratch,
                             scale: 1 / Float(shape.headWidth).squareRoot())
@@ -149,6 +152,10 @@ struct ConvolutionStep: Kernel {
     let bias: UnsafePointer<Float>?
     let output: UnsafeMutablePointer<Float>
     var scratchCount: Int { shape.scratchCount }
+    var flops: Int {
+        2 * shape.batch * shape.outChannels * shape.outHeight * shape.outWidth * shape.inChannels * shape.kernelHeight
+            * shape.kernelWidth
+    }
     func run(scratch: UnsafeMutablePointer<Float>) {
         Convolution.run(shape: shape, input: input, weight: weight, packedWeight: packedWeight, bias: bias,
                         output: output, scratch: scratch)
@@ -233,6 +240,14 @@ struct LowRankStep: Kernel {
     let weights: AdapterWeights
     let rows: Int, inFeatures: Int, outFeatures: Int
     var scratchCount: Int { rows * (parts.map(\.part.rank).max() ?? 0) }
+    /// The products of the parts whose weight is non-zero now (the others are skipped).
+    var flops: Int {
+        let current = weights.all
+        return parts.reduce(0) { total, entry in
+            let factor = entry.part.slot < current.count ? current[entry.part.slot] : 0
+            return total + (factor * entry.part.scale == 0 ? 0 : 2 * rows * entry.part.rank * (inFeatures + outFeatures))
+        }
+    }
     func run(scratch: UnsafeMutablePointer<Float>) {
         if let linearOutput { output.update(from: linearOutput, count: rows * outFeatures) }
         let current = weights.all

@@ -69,6 +69,17 @@ public final class DiTModel: ClassConditionedModel, AdaptableModel {
     }
 
     public func forward(_ inputs: [String: Tensor]) throws -> Tensor {
+        let (executable, feeds) = try plan(for: inputs)
+        return try executable.run(feeds)
+    }
+
+    public func profile(_ inputs: [String: Tensor], rounds: Int) throws -> ExecutionProfile {
+        let (executable, feeds) = try plan(for: inputs)
+        return try executable.profile(feeds, rounds: rounds)
+    }
+
+    /// The plan for these inputs' shapes (built on their first use) and the graph's checked feeds.
+    private func plan(for inputs: [String: Tensor]) throws -> (Executable, feeds: [String: Tensor]) {
         let checked = try ModelInputs(inputs, known: DiTModel.inputNames)
         let sample = try checked.image("sample", channels: settings.inChannels, multiple: settings.patchSize)
         let batch = sample.shape[0]
@@ -81,7 +92,7 @@ public final class DiTModel: ClassConditionedModel, AdaptableModel {
         let executable = try executables.executable(for: sample.shape, generation: lora.generation) {
             try lora.apply(to: DiTModel.buildGraph(settings: settings, weights: weights, sampleShape: sample.shape))
         }
-        return try executable.run(feeds)
+        return (executable, feeds)
     }
 
     /// The forward graph for one input shape (before LoRA side paths).

@@ -1,5 +1,6 @@
 import NodusCore
 import NodusFormats
+import NodusGraph
 
 /// A loaded model that maps named input tensors to one output tensor, as
 /// `model(**inputs).sample` does in diffusers.
@@ -11,6 +12,11 @@ public protocol DiffusionModel: AnyObject {
     /// - Throws: `NodusError.shape` naming an input that is missing or does not fit.
     func outputShape(for inputs: [String: Tensor]) throws -> [Int]
     func forward(_ inputs: [String: Tensor]) throws -> Tensor
+    /// Times each step of the plan for these inputs over `rounds` runs, after
+    /// one untimed warm-up (see `Executable.profile`). The inputs are those of
+    /// `forward`; a VAE takes "latent" (its decoder) or "image" (its encoder).
+    /// - Throws: as `forward`; `NodusError.invalidArgument` when `rounds` < 1.
+    func profile(_ inputs: [String: Tensor], rounds: Int) throws -> ExecutionProfile
 }
 
 /// A model that turns latents into images (the VAE).

@@ -13,6 +13,7 @@ let commands: [any Command] = [
     LoRACommand(),
     DemoCommand(),
     EncodeCommand(),
+    BenchCommand(),
 ]
 
 func topLevelHelp() -> String {

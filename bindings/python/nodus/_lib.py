@@ -135,6 +135,7 @@ PROTOTYPES = {
     "nodus_model_encode": (_status, [_p, _tensor_p, _tensor_p, _tensor_p]),
     "nodus_model_encode_latent": (_status, [_p, _tensor_p, _tensor_p, _tensor_p]),
     "nodus_model_set_vae_tiling": (_status, [_p, ctypes.c_int32, ctypes.c_int32]),
+    "nodus_model_profile": (_status, [_p, _tensor_p, _size, ctypes.c_int32, ctypes.POINTER(_str)]),
 }
 
 

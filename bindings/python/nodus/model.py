@@ -62,6 +62,25 @@ class Model(Handle):
         # `prepared` owns the arrays the structs point to; it lives until this returns.
         return _tensor.call_with_output(call)
 
+    def profile(self, rounds=3, **inputs):
+        """Times each step of one forward pass on ``inputs`` (those of ``forward``; a
+        VAE takes ``latent=`` for its decoder or ``image=`` for its encoder), over
+        ``rounds`` runs after one untimed warm-up; returns the parsed JSON of
+        ``nodus_model_profile``: ``rounds``, ``round_seconds``, ``seconds`` (their
+        median), ``step_seconds``, ``flops``, ``steps``, ``kinds`` (``kind``,
+        ``seconds``, ``calls``, ``share``, ``flops``, ``gflops``) and ``layers``
+        (``layer``, ``kind``, the same numbers), both slowest first.
+        """
+        if isinstance(rounds, bool) or int(rounds) != rounds or not 1 <= rounds < 2**31:
+            raise ValueError(f"nodus: rounds must be a positive integer, not {rounds!r}")
+        if not inputs:
+            raise ValueError("nodus: profile() needs named inputs, e.g. sample=..., timestep=...")
+        prepared = [_tensor.Input(_tensor.model_input_array(value, name), name) for name, value in inputs.items()]
+        array = (_lib.Tensor * len(prepared))(*[item.struct for item in prepared])
+        text = ctypes.c_char_p()
+        _lib.check(_lib.lib.nodus_model_profile(self.handle, array, len(prepared), int(rounds), ctypes.byref(text)))
+        return json.loads(text.value.decode())
+
     def decode(self, latent):
         """VAE decode, ``vae.decode(latent).sample``: the latent is z = latent / scaling_factor."""
         source = _tensor.Input(_tensor.float32_array(latent, "latent"), "latent")

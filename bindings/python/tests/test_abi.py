@@ -133,6 +133,9 @@ def test_every_header_function_is_called():
     out = tensor()
     assert lib.nodus_model_forward(None, None, 0, ctypes.byref(out)) == INVALID_ARGUMENT
     assert lib.nodus_model_decode(None, None, ctypes.byref(out)) == INVALID_ARGUMENT
+    profile_json = ctypes.c_char_p()
+    assert lib.nodus_model_profile(None, None, 0, 1, ctypes.byref(profile_json)) == INVALID_ARGUMENT
+    assert profile_json.value is None
     assert lib.nodus_model_load_lora(None, b"lora.safetensors", b"A") == INVALID_ARGUMENT
     assert lib.nodus_model_set_adapters(None, None, None, 0) == INVALID_ARGUMENT
     assert lib.nodus_model_fuse_lora(None, None, 0, 1.0) == INVALID_ARGUMENT
