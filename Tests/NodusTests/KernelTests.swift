@@ -23,6 +23,25 @@ final class KernelTests: XCTestCase {
         XCTAssertLessThan(worst / max(scale, 1e-30), tolerance, "\(label): relative error \(worst / scale)")
     }
 
+    /// Tokens <-> channels on shapes that end inside the 16 x 16 register blocks
+    /// and the 64-row runs threads take: an exact permutation.
+    func testTransposeMovesEveryElement() {
+        for (batch, rows, columns) in [(2, 70, 45), (1, 3, 17), (3, 129, 16), (1, 16, 1)] {
+            let input = random(batch * rows * columns, seed: UInt64(rows))
+            var output = [Float](repeating: .nan, count: input.count)
+            Layout.transpose(input, &output, batch: batch, rows: rows, columns: columns)
+            var expected = output
+            for item in 0..<batch {
+                for row in 0..<rows {
+                    for column in 0..<columns {
+                        expected[(item * columns + column) * rows + row] = input[(item * rows + row) * columns + column]
+                    }
+                }
+            }
+            XCTAssertEqual(output, expected, "[\(batch), \(rows), \(columns)]")
+        }
+    }
+
     func testConvolutionMatchesDirectSum() {
         // (stride, padding before, padding after, kernel); (2, 0, 1, 3) is diffusers' Downsample2D.
         for (stride, padding, trailing, kernel) in [(1, 1, 1, 3), (2, 1, 1, 3), (2, 0, 0, 3), (1, 0, 0, 1), (1, 2, 2, 5),

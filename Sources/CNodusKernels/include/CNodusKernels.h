@@ -3,3 +3,4 @@
 #include "nodus_attention.h"
 #include "nodus_gemm.h"
 #include "nodus_kernels.h"
+#include "nodus_layout.h"

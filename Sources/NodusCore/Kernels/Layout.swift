@@ -1,3 +1,5 @@
+import CNodusKernels
+
 /// Data movement between the layouts models use: NCHW images, token rows,
 /// patches.
 public enum Layout {
@@ -48,10 +50,25 @@ public enum Layout {
         }
     }
 
+    /// Whether `transpose` runs the AVX-512 kernel (`Sources/CNodusKernels/layout.c`).
+    static let hasAVX512Transpose = nodus_layout_supported() != 0
+
     /// Transposes each of `batch` matrices [rows, columns] to [columns, rows]:
     /// NCHW [B, C, HW] <-> tokens [B, HW, C].
     public static func transpose(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>,
                                  batch: Int, rows: Int, columns: Int) {
+        if hasAVX512Transpose {
+            // Runs of 64 rows: four 16 x 16 register blocks per column block.
+            let runs = (rows + 63) / 64
+            Parallel.forEach(batch * runs, costPerItem: 64 * columns) { range in
+                for unit in range {
+                    let item = unit / runs, first = (unit % runs) * 64
+                    _ = nodus_transpose_rows(input + item * rows * columns, output + item * rows * columns,
+                                             Int64(rows), Int64(columns), Int64(first), Int64(min(rows, first + 64)))
+                }
+            }
+            return
+        }
         let block = 32
         let rowBlocks = (rows + block - 1) / block
         Parallel.forEach(batch * rowBlocks, costPerItem: block * columns) { range in
