@@ -23,6 +23,21 @@ final class KernelTests: XCTestCase {
         XCTAssertLessThan(worst / max(scale, 1e-30), tolerance, "\(label): relative error \(worst / scale)")
     }
 
+    /// Normalisation statistics far from zero (where one-pass float sums lose
+    /// the variance) on counts that end inside a vector.
+    func testMomentsAreTwoPassInDouble() {
+        for count in [1, 15, 16, 37, 4099] {
+            let values = random(count, seed: UInt64(count)).map { 1000 + $0 * 0.01 }
+            let mean = values.reduce(0.0) { $0 + Double($1) } / Double(count)
+            let variance = values.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / Double(count)
+            let (ourMean, inverse) = Normalization.moments(values, count: count, eps: 1e-6)
+            // Double sums in another order may round to the neighbouring float.
+            let expectedInverse = Float(1 / (variance + Double(Float(1e-6))).squareRoot())
+            XCTAssertEqual(ourMean, Float(mean), accuracy: Float(mean).ulp, "mean of \(count)")
+            XCTAssertEqual(inverse, expectedInverse, accuracy: expectedInverse.ulp, "1/deviation of \(count)")
+        }
+    }
+
     /// Tokens <-> channels on shapes that end inside the 16 x 16 register blocks
     /// and the 64-row runs threads take: an exact permutation.
     func testTransposeMovesEveryElement() {

@@ -4,3 +4,4 @@
 #include "nodus_gemm.h"
 #include "nodus_kernels.h"
 #include "nodus_layout.h"
+#include "nodus_statistics.h"
