@@ -182,7 +182,8 @@ struct Lowering {
                                      kernelHeight: w[2], kernelWidth: w[3], stride: stride, padding: padding,
                                      trailingPadding: trailingPadding)
         return ConvolutionStep(shape: shape, input: try floats(x), weight: try floats(weight),
-                               packedWeight: try packed(weight) { try $0.convolution($1) },
+                               // Winograd transforms the weights itself: a packed copy would go unused.
+                               packedWeight: shape.usesWinograd ? nil : try packed(weight) { try $0.convolution($1) },
                                bias: try optionalFloats(node.inputs[safe: 2] ?? nil), output: try floats(node.output))
     }
 }

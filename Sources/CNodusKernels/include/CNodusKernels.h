@@ -5,3 +5,4 @@
 #include "nodus_kernels.h"
 #include "nodus_layout.h"
 #include "nodus_statistics.h"
+#include "nodus_winograd.h"
