@@ -121,7 +121,7 @@ AVX512 static inline __attribute__((always_inline)) void values_block(tile_scrat
 AVX512 static void tile_values(tile_scratch *t, const float *value, int64_t value_stride, int64_t keys,
                                int64_t width) {
     for (int64_t column = 0; column < width; column += 64) {
-        const int64_t vectors = (width - column + 15) / 16 < 4 ? (width - column + 15) / 16 : 4;
+        const int64_t vectors = min64(4, (width - column + 15) / 16);
         for (int64_t first = 0; first < QUERY_ROWS;) {
             switch (vectors) {
             case 1: values_block(t, value, value_stride, keys, width, first, column, 16, 1); first += 16; break;
@@ -138,7 +138,7 @@ AVX512 static void run_tile(const nodus_attention_shape *s, const float *query, 
     const int64_t per_head = (s->query_tokens + QUERY_ROWS - 1) / QUERY_ROWS;
     const int64_t item = tile / (per_head * s->heads), head = (tile / per_head) % s->heads;
     const int64_t first = (tile % per_head) * QUERY_ROWS;
-    const int64_t rows = s->query_tokens - first < QUERY_ROWS ? s->query_tokens - first : QUERY_ROWS;
+    const int64_t rows = min64(QUERY_ROWS, s->query_tokens - first);
     const int64_t width = s->head_width, column = head * width;
     const float *row_pointers[QUERY_ROWS];
     for (int64_t i = 0; i < QUERY_ROWS; i++) {

@@ -17,8 +17,6 @@ int64_t nodus_gemm_tile_rows(void) { return MR; }
 
 int64_t nodus_gemm_tile_columns(void) { return NR; }
 
-static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-
 /* Interleaves `lines` (at most 16) contiguous runs of `length` floats, line i
  * starting at origin + i * line_stride: target[p * target_stride + i] = line_i[p]
  * for i < width (lines past `lines` give zeros), 16 x 16 blocks at a time. */

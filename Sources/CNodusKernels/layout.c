@@ -7,10 +7,10 @@ int nodus_layout_supported(void) { return __builtin_cpu_supports("avx512f") ? 1 
 AVX512 static void transpose_rows(const float *input, float *output, int64_t rows, int64_t columns, int64_t row_begin,
                                   int64_t row_end) {
     for (int64_t r0 = row_begin; r0 < row_end; r0 += 16) {
-        const int64_t height = row_end - r0 < 16 ? row_end - r0 : 16;
+        const int64_t height = min64(16, row_end - r0);
         const __mmask16 store = lanes(height);
         for (int64_t c0 = 0; c0 < columns; c0 += 16) {
-            const int64_t width = columns - c0 < 16 ? columns - c0 : 16;
+            const int64_t width = min64(16, columns - c0);
             const __mmask16 load = lanes(width);
             __m512 block[16];
             for (int64_t i = 0; i < 16; i++) {

@@ -30,6 +30,8 @@ AVX512 static inline __m512 exp512(__m512 x) {
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, lower, _CMP_LT_OQ), result, _mm512_setzero_ps());
 }
 
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
 /* Lanes [0, count) of a 16-float vector, count clamped to 0...16. */
 static inline __mmask16 lanes(int64_t count) {
     return count >= 16 ? (__mmask16)0xFFFF : count <= 0 ? (__mmask16)0 : (__mmask16)((1u << count) - 1);

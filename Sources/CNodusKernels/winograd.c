@@ -39,8 +39,6 @@ int nodus_winograd_supported(void) { return __builtin_cpu_supports("avx512f") ? 
 
 int64_t nodus_winograd_tile_columns(void) { return NR; }
 
-static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-
 /* Floats between the 36 points' planes of a transformed input or products
  * buffer holding `floats` per point: rounded to 4 KB and then 256 bytes more,
  * so that the planes, which a transform touches all at once, do not map to the
