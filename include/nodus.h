@@ -138,7 +138,12 @@ NODUS_API NODUS_NODISCARD nodus_status nodus_model_kind_from_name(const char *na
 typedef struct nodus_model_params {
     uint32_t struct_size;  /* sizeof(nodus_model_params), set by nodus_model_params_init */
     int32_t threads;       /* worker threads for this model; 0 = all cores (default)     */
-    nodus_dtype dtype;     /* compute precision; NODUS_DTYPE_FLOAT32 (default)           */
+    nodus_dtype dtype;     /* compute precision of Linears and convolutions:             */
+                           /* NODUS_DTYPE_FLOAT32 (default), or NODUS_DTYPE_BFLOAT16:    */
+                           /* weights rounded to bf16 once (half the memory), bf16       */
+                           /* products summed in float32 (torch's bf16 autocast; below   */
+                           /* 3e-2 of float32), the rest float32; any other dtype is     */
+                           /* NODUS_ERROR_UNSUPPORTED at load                            */
 } nodus_model_params;
 
 /* Fills `params` with the defaults. */

@@ -16,6 +16,16 @@ struct LinearStep: Kernel {
     }
 }
 
+/// A Linear or a convolution with a bf16 weight (a plan's `.bfloat16` precision).
+struct BFloat16ProductStep: Kernel {
+    let name: String
+    let product: BFloat16Gemm
+    let flops: Int
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        product.run()
+    }
+}
+
 struct LayerNormStep: Kernel {
     let name = "layer_norm"
     let input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>
@@ -152,10 +162,7 @@ struct ConvolutionStep: Kernel {
     let bias: UnsafePointer<Float>?
     let output: UnsafeMutablePointer<Float>
     var scratchCount: Int { shape.scratchCount }
-    var flops: Int {
-        2 * shape.batch * shape.outChannels * shape.outHeight * shape.outWidth * shape.inChannels * shape.kernelHeight
-            * shape.kernelWidth
-    }
+    var flops: Int { shape.flops }
     func run(scratch: UnsafeMutablePointer<Float>) {
         Convolution.run(shape: shape, input: input, weight: weight, packedWeight: packedWeight, bias: bias,
                         output: output, scratch: scratch)

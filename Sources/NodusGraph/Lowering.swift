@@ -38,6 +38,12 @@ struct Lowering {
         return try pack(packedWeights, tensor)
     }
 
+    /// The bf16 form of a weight constant, when the plan computes in bf16 and it is one.
+    private func bfloat16(_ value: ValueID, role: PackedBFloat16Weight.Role) throws -> PackedBFloat16Weight? {
+        guard let packedWeights, case .constant(_, let tensor) = graph[value].origin else { return nil }
+        return try packedWeights.bfloat16(tensor, role: role)
+    }
+
     private func optionalFloats(_ value: ValueID?) throws -> UnsafePointer<Float>? {
         guard let value else { return nil }
         return UnsafePointer(try floats(value))
@@ -59,10 +65,16 @@ struct Lowering {
         switch node.operation {
         case .linear:
             let weightShape = try shape(1)
+            let rows = outputCount / weightShape[0], bias = try optionalFloats(inputs[safe: 2] ?? nil)
+            if let weight = try bfloat16(input(1), role: .linear) {
+                let product = try BFloat16Gemm(linearInput: try floats(input(0)), weight: weight, bias: bias,
+                                               output: output, rows: rows)
+                return BFloat16ProductStep(name: "linear", product: product,
+                                           flops: 2 * rows * weightShape[1] * weightShape[0])
+            }
             return LinearStep(input: try floats(input(0)), weight: try floats(input(1)),
-                              packedWeight: try packed(input(1)) { try $0.linear($1) },
-                              bias: try optionalFloats(inputs[safe: 2] ?? nil), output: output,
-                              rows: outputCount / weightShape[0], inFeatures: weightShape[1], outFeatures: weightShape[0])
+                              packedWeight: try packed(input(1)) { try $0.linear($1) }, bias: bias, output: output,
+                              rows: rows, inFeatures: weightShape[1], outFeatures: weightShape[0])
         case .layerNorm(let eps):
             let width = outputShape.last ?? 1
             return LayerNormStep(input: try floats(input(0)), output: output,
@@ -181,9 +193,16 @@ struct Lowering {
         let shape = ConvolutionShape(batch: s[0], inChannels: s[1], height: s[2], width: s[3], outChannels: w[0],
                                      kernelHeight: w[2], kernelWidth: w[3], stride: stride, padding: padding,
                                      trailingPadding: trailingPadding)
+        let bias = try optionalFloats(node.inputs[safe: 2] ?? nil)
+        // Winograd (float32 even in a bf16 plan: it does 2.25x fewer multiplications, so it beats the bf16
+        // product) transforms the weights itself: a packed copy would go unused.
+        if !shape.usesWinograd, let packed = try bfloat16(weight, role: .convolution) {
+            let product = try BFloat16Gemm(convolution: shape, input: try floats(x), weight: packed, bias: bias,
+                                           output: try floats(node.output))
+            return BFloat16ProductStep(name: "conv2d", product: product, flops: shape.flops)
+        }
         return ConvolutionStep(shape: shape, input: try floats(x), weight: try floats(weight),
-                               // Winograd transforms the weights itself: a packed copy would go unused.
                                packedWeight: shape.usesWinograd ? nil : try packed(weight) { try $0.convolution($1) },
-                               bias: try optionalFloats(node.inputs[safe: 2] ?? nil), output: try floats(node.output))
+                               bias: bias, output: try floats(node.output))
     }
 }

@@ -21,8 +21,8 @@ public final class AutoencoderKLModel: DiffusionModel, LatentDecoder {
     let directory: String
     let weights: Weights
     let options: ModelOptions
-    var decoders = ExecutableCache()
-    var encoders = ExecutableCache()
+    var decoders: ExecutableCache
+    var encoders: ExecutableCache
     /// Why this folder cannot encode (no encoder weights, an unsupported block), or nil.
     private(set) var encoderProblem: NodusError?
     /// Tiled encoding and decoding (`enable_tiling`), or nil (the default).
@@ -33,6 +33,8 @@ public final class AutoencoderKLModel: DiffusionModel, LatentDecoder {
         self.config = config
         self.directory = directory
         self.options = options
+        decoders = ExecutableCache(precision: try options.precision())
+        encoders = ExecutableCache(precision: try options.precision())
         weights = Weights(store: try WeightStore(directory: directory))
         // Building the decoder graph once reads and checks every weight it uses.
         _ = try buildDecoder(latentShape: [1, settings.latentChannels, 1, 1])

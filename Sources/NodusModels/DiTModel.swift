@@ -23,7 +23,7 @@ public final class DiTModel: ClassConditionedModel, AdaptableModel {
     public let settings: DiTConfig
     private let weights: Weights
     private let options: ModelOptions
-    private var executables = ExecutableCache()
+    private var executables: ExecutableCache
     public let lora: LoRAController
 
     static let inputNames: Set<String> = ["sample", "timestep", "class_labels"]
@@ -35,6 +35,7 @@ public final class DiTModel: ClassConditionedModel, AdaptableModel {
         self.config = config
         self.settings = settings
         self.options = options
+        executables = ExecutableCache(precision: try options.precision())
         let weights = Weights(store: store)
         self.weights = weights
         // Building the graph once reads and checks every weight, so a wrong file fails here;

@@ -9,13 +9,18 @@ struct ExecutableCache {
     /// The LoRA generation the plans were built for.
     private var generation = 0
     /// Weights packed once, for every plan of the model.
-    let packedWeights = PackedWeights()
+    let packedWeights: PackedWeights
+
+    init(precision: PackedWeights.Precision) {
+        packedWeights = PackedWeights(precision: precision)
+    }
 
     /// The plan for `shape`, built anew when none exists or the model's LoRA
     /// `generation` changed since the cached ones were built.
     mutating func executable(for shape: [Int], generation: Int = 0, build: () throws -> Graph) throws -> Executable {
         if generation != self.generation {
             plans.removeAll()
+            packedWeights.forgetUnheldWeights()
             self.generation = generation
         }
         if let cached = plans[shape] { return cached }

@@ -4,9 +4,7 @@ import NodusFormats
 /// Opens a diffusers model folder and builds the model its config.json names.
 public enum ModelLoader {
     public static func load(path: String, options: ModelOptions = ModelOptions()) throws -> any DiffusionModel {
-        guard options.dtype == .float32 else {
-            throw NodusError.unsupported("dtype \(options.dtype.name) is not supported yet (float32 only)")
-        }
+        _ = try options.precision()
         guard options.threads >= 0 else { throw NodusError.invalidArgument("threads must be >= 0, got \(options.threads)") }
         let directory = path.hasSuffix("/") && path.count > 1 ? String(path.dropLast()) : path
         let configPath = directory + "/config.json"

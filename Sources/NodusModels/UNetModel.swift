@@ -31,7 +31,7 @@ public final class UNetModel: ContextConditionedModel, AdaptableModel {
     public let settings: UNetConfig
     private let weights: Weights
     private let options: ModelOptions
-    private var executables = ExecutableCache()
+    private var executables: ExecutableCache
     public let lora: LoRAController
 
     static let inputNames: Set<String> = ["sample", "timestep", "encoder_hidden_states"]
@@ -43,6 +43,7 @@ public final class UNetModel: ContextConditionedModel, AdaptableModel {
         self.config = config
         self.settings = settings
         self.options = options
+        executables = ExecutableCache(precision: try options.precision())
         let weights = Weights(store: try WeightStore(directory: directory))
         self.weights = weights
         // Building the graph once reads and checks every weight; its Linears are the LoRA targets.

@@ -26,6 +26,7 @@ struct BenchCommand: Command {
         .value("input", "FILE", "FILE.safetensors or NAME=FILE.npy (default: random inputs)", repeatable: true),
         .value("rounds", "N", "timed runs after the warm-up (default 3)"),
         .value("threads", "N", "worker threads (default: all cores)"),
+        ModelHandle.dtypeOption,
         .value("top", "N", "with --profile: layers to list (default 15)"),
         .flag("fold", "with --profile: sum layers over repeated blocks (transformer_blocks.*, resnets.*, attentions.*)"),
         .flag("json", "with --profile: print the profile as JSON"),
@@ -40,7 +41,7 @@ struct BenchCommand: Command {
         if !profiling, let option = ["top", "fold", "json"].first(where: { arguments.value($0) != nil || arguments.flag($0) }) {
             throw CLIError.usage("--\(option) needs --profile")
         }
-        let model = try ModelHandle(path: path, threads: Int32(threads))
+        let model = try ModelHandle(path: path, threads: Int32(threads), dtype: arguments.value("dtype") ?? "float32")
         let specifications = arguments.all("input")
         let inputs = specifications.isEmpty ? try BenchInputs.make(for: model) : try TensorFiles.readInputs(specifications)
 

@@ -24,6 +24,7 @@ struct EncodeCommand: Command {
         .value("seed", "S", "seed of the posterior sample's noise (default 0)"),
         .flag("mode", "the posterior's mode (mean) instead of a sample"),
         .value("threads", "N", "worker threads (default: all cores)"),
+        ModelHandle.dtypeOption,
     ] + ModelHandle.tilingOptions
 
     func run(_ arguments: ParsedArguments) throws {
@@ -40,7 +41,7 @@ struct EncodeCommand: Command {
         }
         let threads = try arguments.integer("threads", default: 0, in: 0...4096)
         let image = try TensorFiles.readTensor(input, name: arguments.value("tensor"), preferred: "image", option: "input")
-        let vae = try ModelHandle(path: path, threads: Int32(threads))
+        let vae = try ModelHandle(path: path, threads: Int32(threads), dtype: arguments.value("dtype") ?? "float32")
         guard vae.kindName == "vae" else { throw CLIError.failure("'\(path)' is a \(vae.kindName) model, not a VAE") }
         try vae.setTiling(from: arguments)
 

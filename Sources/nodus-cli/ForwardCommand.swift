@@ -17,6 +17,7 @@ struct ForwardCommand: Command {
         .value("input", "FILE", "FILE.safetensors or NAME=FILE.npy", repeatable: true),
         .value("output", "FILE", "the .npy or .safetensors file to write (required)"),
         .value("threads", "N", "worker threads (default: all cores)"),
+        ModelHandle.dtypeOption,
     ]
 
     func run(_ arguments: ParsedArguments) throws {
@@ -27,7 +28,7 @@ struct ForwardCommand: Command {
         guard !specifications.isEmpty else { throw CLIError.usage("missing --input") }
         let threads = try arguments.integer("threads", default: 0, in: 0...4096)
         let inputs = try TensorFiles.readInputs(specifications)
-        let model = try ModelHandle(path: path, threads: Int32(threads))
+        let model = try ModelHandle(path: path, threads: Int32(threads), dtype: arguments.value("dtype") ?? "float32")
 
         let names = CStringPool()
         let described = try inputs.map { try TensorArgument.make($0.tensor, name: names.add($0.name)) }

@@ -6,11 +6,17 @@ final class ModelHandle {
     let pointer: OpaquePointer
     let path: String
 
-    /// Loads the model folder at `path` with `threads` workers (0 = all cores).
-    init(path: String, threads: Int32 = 0) throws {
+    /// The `--dtype` option of the commands that load models.
+    static let dtypeOption = OptionSpec.value(
+        "dtype", "NAME", "compute precision of Linears and convolutions: float32 (default) or bfloat16")
+
+    /// Loads the model folder at `path` with `threads` workers (0 = all cores)
+    /// and compute precision `dtype` (a `nodus_dtype_name`).
+    init(path: String, threads: Int32 = 0, dtype: String = "float32") throws {
         var params = nodus_model_params()
         nodus_model_params_init(&params)
         params.threads = threads
+        try check(nodus_dtype_from_name(dtype, &params.dtype), "--dtype")
         var model: OpaquePointer?
         try check(nodus_model_load(path, &params, &model), "cannot load '\(path)'")
         guard let model else { throw CLIError.failure("cannot load '\(path)': no model returned") }

@@ -41,6 +41,7 @@ struct SampleCommand: Command {
         .value("npy", "FILE.npy", "the final latent [B, C, H, W]"),
         .value("stats", "PREFIX", "ensemble mean and variance maps (needs --samples >= 2)"),
         .value("threads", "N", "worker threads (default: all cores)"),
+        ModelHandle.dtypeOption,
     ] + ModelHandle.tilingOptions
 
     func run(_ arguments: ParsedArguments) throws {
@@ -65,9 +66,10 @@ struct SampleCommand: Command {
         let seedText = arguments.value("seed") ?? "0"
         guard let seed = UInt64(seedText) else { throw CLIError.usage("--seed must be a non-negative integer") }
 
-        let model = try ModelHandle(path: path, threads: Int32(threads))
+        let dtype = arguments.value("dtype") ?? "float32"
+        let model = try ModelHandle(path: path, threads: Int32(threads), dtype: dtype)
         let scheduler = try SchedulerHandle(path: try arguments.required("scheduler"))
-        let vae = try vaePath.map { try ModelHandle(path: $0, threads: Int32(threads)) }
+        let vae = try vaePath.map { try ModelHandle(path: $0, threads: Int32(threads), dtype: dtype) }
         if let vae, vae.kindName != "vae" {
             throw CLIError.failure("--vae '\(vae.path)' is a \(vae.kindName) model, not a VAE")
         }

@@ -55,9 +55,43 @@ final class BFloat16GemmTests: XCTestCase {
         return zip(actual, expected).map { abs(Double($0) - $1) }.max().map { $0 / peak } ?? 0
     }
 
+    /// `BFloat16Gemm(linearInput:...)` over arrays, run on `path`.
+    private func runLinear(input: [Float], inputRowStride: Int? = nil, weight: PackedBFloat16Weight, bias: [Float]?,
+                           output: inout [Float], rows: Int, accumulate: Bool = false,
+                           path: BFloat16Gemm.Path = .automatic) throws {
+        try input.withUnsafeBufferPointer { input in
+            try output.withUnsafeMutableBufferPointer { output in
+                try withOptionalPointer(bias) { bias in
+                    try BFloat16Gemm(linearInput: input.baseAddress!, inputRowStride: inputRowStride, weight: weight,
+                                     bias: bias, output: output.baseAddress!, rows: rows, accumulate: accumulate)
+                        .run(path: path)
+                }
+            }
+        }
+    }
+
+    /// `BFloat16Gemm(convolution:...)` over arrays, run on `path`.
+    private func runConvolution(_ shape: ConvolutionShape, input: [Float], weight: PackedBFloat16Weight,
+                                bias: [Float]?, output: inout [Float], accumulate: Bool = false,
+                                path: BFloat16Gemm.Path = .automatic) throws {
+        try input.withUnsafeBufferPointer { input in
+            try output.withUnsafeMutableBufferPointer { output in
+                try withOptionalPointer(bias) { bias in
+                    try BFloat16Gemm(convolution: shape, input: input.baseAddress!, weight: weight, bias: bias,
+                                     output: output.baseAddress!, accumulate: accumulate).run(path: path)
+                }
+            }
+        }
+    }
+
+    private func withOptionalPointer(_ values: [Float]?, _ body: (UnsafePointer<Float>?) throws -> Void) rethrows {
+        guard let values else { return try body(nil) }
+        try values.withUnsafeBufferPointer { try body($0.baseAddress) }
+    }
+
     // MARK: - Cases
 
-    /// A Linear case through `BFloat16Gemm.linear` on each of `paths`, with
+    /// A Linear case through `BFloat16Gemm(linearInput:)` on each of `paths`, with
     /// bias; every other case accumulates onto an old output and reads input
     /// rows 3 floats apart, with NaN between them: the padding of an odd depth
     /// must not read past a row.
@@ -83,14 +117,14 @@ final class BFloat16GemmTests: XCTestCase {
                                               role: .linear)
         let outputs = try paths.map { path in
             var output = accumulate ? old : [Float](repeating: .nan, count: old.count)
-            try BFloat16Gemm.linear(input: input, inputRowStride: stride, weight: packed, bias: bias, output: &output,
-                                    rows: shape.rows, accumulate: accumulate, path: path)
+            try runLinear(input: input, inputRowStride: stride, weight: packed, bias: bias, output: &output,
+                          rows: shape.rows, accumulate: accumulate, path: path)
             return output
         }
         return (outputs, expected)
     }
 
-    /// A convolution case through `BFloat16Gemm.convolution` on each of
+    /// A convolution case through `BFloat16Gemm(convolution:)` on each of
     /// `paths`, with bias; the last case accumulates onto an old output. A
     /// plane of NaN follows the input: nothing past it may be read.
     private func convolution(_ shape: ConvolutionShape, index: Int, paths: [BFloat16Gemm.Path]) throws -> (outputs: [[Float]], expected: [Double]) {
@@ -118,8 +152,8 @@ final class BFloat16GemmTests: XCTestCase {
                                               role: .convolution)
         let outputs = try paths.map { path in
             var output = accumulate ? old : [Float](repeating: .nan, count: old.count)
-            try BFloat16Gemm.convolution(shape: shape, input: input, weight: packed, bias: bias, output: &output,
-                                         accumulate: accumulate, path: path)
+            try runConvolution(shape, input: input, weight: packed, bias: bias, output: &output,
+                               accumulate: accumulate, path: path)
             return output
         }
         return (outputs, expected)
@@ -170,7 +204,7 @@ final class BFloat16GemmTests: XCTestCase {
         let input = random(rows * depth, seed: 1), weight = random(columns * depth, seed: 2)
         let packed = try PackedBFloat16Weight(weight: weight, rows: columns, depth: depth, role: .linear)
         var whole = [Float](repeating: 0, count: rows * columns)
-        try BFloat16Gemm.linear(input: input, weight: packed, bias: nil, output: &whole, rows: rows)
+        try runLinear(input: input, weight: packed, bias: nil, output: &whole, rows: rows)
         var output = [Float](repeating: .nan, count: rows * columns)
         input.withUnsafeBufferPointer { input in
             output.withUnsafeMutableBufferPointer { output in
@@ -208,8 +242,7 @@ final class BFloat16GemmTests: XCTestCase {
                     let (weight, input): (Float, Float) = roundedOperand == "weight" ? (value, 1) : (1, value)
                     let packed = try PackedBFloat16Weight(weight: [weight], rows: 1, depth: 1, role: .linear)
                     var output: [Float] = [0]
-                    try BFloat16Gemm.linear(input: [input], inputRowStride: nil, weight: packed, bias: nil,
-                                            output: &output, rows: 1, accumulate: false, path: path)
+                    try runLinear(input: [input], weight: packed, bias: nil, output: &output, rows: 1, path: path)
                     XCTAssertTrue(output[0] == rounded || (output[0].isNaN && rounded.isNaN),
                                   "\(roundedOperand) \(value) gave \(output[0]), expected \(rounded) (path \(path))")
                 }
@@ -230,7 +263,7 @@ final class BFloat16GemmTests: XCTestCase {
         let packed = try PackedBFloat16Weight(weight: weight, rows: features, depth: features, role: .linear)
         XCTAssertEqual(packed.byteCount, features * features * 2)
         var output = [Float](repeating: .nan, count: rows * features)
-        try BFloat16Gemm.linear(input: input, weight: packed, bias: bias, output: &output, rows: rows)
+        try runLinear(input: input, weight: packed, bias: bias, output: &output, rows: rows)
         let error = relativeError(output, reference.map(Double.init))
         XCTAssertLessThan(error, 3e-2, "bf16 against float32")
         XCTAssertGreaterThan(error, 1e-4, "bf16 against float32: as close as float32 itself, so not bf16")
@@ -250,8 +283,7 @@ final class BFloat16GemmTests: XCTestCase {
         let shape = ConvolutionShape(batch: 1, inChannels: 1, height: 1, width: 1, outChannels: 1, kernelHeight: 1,
                                      kernelWidth: 1, stride: 1, padding: 0)
         var output: [Float] = [0]
-        XCTAssertThrowsError(try BFloat16Gemm.convolution(shape: shape, input: one, weight: linear, bias: nil,
-                                                          output: &output)) { error in
+        XCTAssertThrowsError(try runConvolution(shape, input: one, weight: linear, bias: nil, output: &output)) { error in
             XCTAssertEqual((error as? NodusError)?.code, .shape)
         }
     }

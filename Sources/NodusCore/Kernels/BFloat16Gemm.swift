@@ -1,16 +1,15 @@
 import CNodusKernels
 
-/// Linears and convolutions with a bfloat16 weight (`PackedBFloat16Weight`):
-/// the float32 activations are rounded to bf16 as they are packed and the bf16
-/// products summed in float32, as torch's bf16 autocast computes `nn.Linear`
-/// and `nn.Conv2d`; unlike autocast, the bias is added in float32 and the
-/// output is not rounded to bf16. On this CPU's `vdpbf16ps` it runs about twice
-/// as fast as the float32 `PackedGemm`; CPUs without avx512_bf16 get the same
-/// sums from float32 fused multiply-adds (AVX-512F, else plain C).
-///
-/// Limitations: only the product is bf16; the opt-in mode that would choose it
-/// per layer is not built yet (see SPEC section 5: it must stay below 3e-2 of float32).
-public enum BFloat16Gemm {
+/// A Linear or a convolution with a bfloat16 weight (`PackedBFloat16Weight`),
+/// bound to its buffers: checked once when made, then run any number of times
+/// (a plan step). The float32 activations are rounded to bf16 as they are
+/// packed and the bf16 products summed in float32, as torch's bf16 autocast
+/// computes `nn.Linear` and `nn.Conv2d`; unlike autocast, the bias is added in
+/// float32 and the output is not rounded to bf16. On this CPU's `vdpbf16ps` it
+/// runs about twice as fast as the float32 `PackedGemm`; CPUs without
+/// avx512_bf16 get the same sums from float32 fused multiply-adds (AVX-512F,
+/// else plain C).
+public struct BFloat16Gemm {
     /// The kernel code to run (tests force the fallbacks).
     enum Path {
         case automatic, dotProduct, avx512, portable
@@ -30,32 +29,33 @@ public enum BFloat16Gemm {
     static let tileRows = Int(nodus_gemm_bf16_tile_rows())
     static let tileColumns = Int(nodus_gemm_bf16_tile_columns())
 
+    /// The first item's product; a convolution's later batch items move its
+    /// input (or image) and output by the steps below.
+    private var problem: nodus_gemm_bf16_problem
+    private let batch: Int, inputStep: Int, outputStep: Int
+    /// The weight whose panels `problem` reads, kept alive with it.
+    private let weight: PackedBFloat16Weight
+
     /// `output[r, n] = sum_k bf16(input[r, k]) * weight[n, k] (+ bias[n])` over
     /// `rows` rows: a PyTorch `Linear` under bf16 autocast. Input rows are
     /// `inputRowStride` floats apart (default: the weight's depth); output rows
     /// are dense. With `accumulate` the result is added to `output`.
     /// - Throws: `NodusError.shape` when `weight` is not a `.linear` weight.
-    public static func linear(input: UnsafePointer<Float>, inputRowStride: Int? = nil, weight: PackedBFloat16Weight,
-                              bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, rows: Int,
-                              accumulate: Bool = false) throws {
-        try linear(input: input, inputRowStride: inputRowStride, weight: weight, bias: bias, output: output,
-                   rows: rows, accumulate: accumulate, path: .automatic)
-    }
-
-    static func linear(input: UnsafePointer<Float>, inputRowStride: Int?, weight: PackedBFloat16Weight,
-                       bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, rows: Int,
-                       accumulate: Bool, path: Path) throws {
+    public init(linearInput input: UnsafePointer<Float>, inputRowStride: Int? = nil, weight: PackedBFloat16Weight,
+                bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, rows: Int,
+                accumulate: Bool = false) throws {
         guard weight.role == .linear else {
             throw NodusError.shape("a convolution's bf16 weight [\(weight.rows), \(weight.depth)] used as a Linear")
         }
-        var problem = nodus_gemm_bf16_problem()
+        guard rows >= 0 else { throw NodusError.shape("a Linear of \(rows) rows") }
+        problem = nodus_gemm_bf16_problem()
         (problem.m, problem.n, problem.k) = (Int64(rows), Int64(weight.rows), Int64(weight.depth))
         (problem.role, problem.weight) = (NODUS_GEMM_BF16_LINEAR, weight.packed)
         problem.input = nodus_gemm_bf16_matrix(data: input, row_stride: Int64(inputRowStride ?? weight.depth),
                                                column_stride: 1)
         (problem.c, problem.ldc, problem.column_bias) = (output, Int64(weight.rows), bias)
         problem.accumulate = accumulate ? 1 : 0
-        try run(problem, path: path)
+        (batch, inputStep, outputStep, self.weight) = (1, 0, 0, weight)
     }
 
     /// A 2-D convolution (NCHW, `shape`) with a bf16 weight [out, in * kh * kw]:
@@ -63,16 +63,8 @@ public enum BFloat16Gemm {
     /// patches read (and rounded) as they are packed: no im2col buffer. With
     /// `accumulate` the result is added to `output`.
     /// - Throws: `NodusError.shape` when `weight` is not a `.convolution` weight of `shape`.
-    public static func convolution(shape: ConvolutionShape, input: UnsafePointer<Float>, weight: PackedBFloat16Weight,
-                                   bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-                                   accumulate: Bool = false) throws {
-        try convolution(shape: shape, input: input, weight: weight, bias: bias, output: output,
-                        accumulate: accumulate, path: .automatic)
-    }
-
-    static func convolution(shape: ConvolutionShape, input: UnsafePointer<Float>, weight: PackedBFloat16Weight,
-                            bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, accumulate: Bool,
-                            path: Path) throws {
+    public init(convolution shape: ConvolutionShape, input: UnsafePointer<Float>, weight: PackedBFloat16Weight,
+                bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, accumulate: Bool = false) throws {
         guard weight.role == .convolution, weight.rows == shape.outChannels, weight.depth == shape.patchSize else {
             throw NodusError.shape("bf16 weight [\(weight.rows), \(weight.depth)] (\(weight.role)) does not fit a "
                                    + "convolution of \(shape.inChannels) -> \(shape.outChannels) channels, "
@@ -80,37 +72,60 @@ public enum BFloat16Gemm {
         }
         let outSpatial = shape.outHeight * shape.outWidth
         let inSpatial = shape.height * shape.width
-        var problem = nodus_gemm_bf16_problem()
+        problem = nodus_gemm_bf16_problem()
         (problem.m, problem.n, problem.k) = (Int64(shape.outChannels), Int64(outSpatial), Int64(shape.patchSize))
         (problem.role, problem.weight) = (NODUS_GEMM_BF16_CONVOLUTION, weight.packed)
-        (problem.ldc, problem.row_bias, problem.accumulate) = (Int64(outSpatial), bias, accumulate ? 1 : 0)
-        for item in 0..<shape.batch {
-            let source = input + item * shape.inChannels * inSpatial
-            if shape.isPointwise {
-                problem.input = nodus_gemm_bf16_matrix(data: source, row_stride: Int64(inSpatial), column_stride: 1)
-            } else {
-                problem.image = nodus_gemm_bf16_image(
-                    data: source, channels: Int64(shape.inChannels), height: Int64(shape.height),
-                    width: Int64(shape.width), kernel_height: Int64(shape.kernelHeight),
-                    kernel_width: Int64(shape.kernelWidth), stride: Int64(shape.stride),
-                    pad_top: Int64(shape.padding), pad_left: Int64(shape.padding),
-                    out_height: Int64(shape.outHeight), out_width: Int64(shape.outWidth))
+        (problem.c, problem.ldc) = (output, Int64(outSpatial))
+        (problem.row_bias, problem.accumulate) = (bias, accumulate ? 1 : 0)
+        if shape.isPointwise {
+            problem.input = nodus_gemm_bf16_matrix(data: input, row_stride: Int64(inSpatial), column_stride: 1)
+        } else {
+            problem.image = nodus_gemm_bf16_image(
+                data: input, channels: Int64(shape.inChannels), height: Int64(shape.height),
+                width: Int64(shape.width), kernel_height: Int64(shape.kernelHeight),
+                kernel_width: Int64(shape.kernelWidth), stride: Int64(shape.stride),
+                pad_top: Int64(shape.padding), pad_left: Int64(shape.padding),
+                out_height: Int64(shape.outHeight), out_width: Int64(shape.outWidth))
+        }
+        (batch, inputStep, outputStep) = (shape.batch, shape.inChannels * inSpatial, shape.outChannels * outSpatial)
+        self.weight = weight
+    }
+
+    /// Computes the product on the fastest path this CPU has.
+    public func run() {
+        run(problem, path: .automatic)
+    }
+
+    /// Computes the product on `path`.
+    /// - Throws: `NodusError.unsupported` when this CPU cannot run `path`.
+    func run(path: Path) throws {
+        guard path.isSupported else { throw NodusError.unsupported("this CPU cannot run the bf16 path \(path)") }
+        run(problem, path: path)
+    }
+
+    private func run(_ first: nodus_gemm_bf16_problem, path: Path) {
+        withExtendedLifetime(weight) {
+            var problem = first
+            problem.path = path.kernelPath
+            for item in 0..<batch {
+                if problem.image.data != nil {
+                    problem.image.data = first.image.data + item * inputStep
+                } else {
+                    problem.input.data = first.input.data + item * inputStep
+                }
+                problem.c = first.c + item * outputStep
+                Self.runOnWorkers(problem)
             }
-            problem.c = output + item * shape.outChannels * outSpatial
-            try run(problem, path: path)
         }
     }
 
-    /// Runs the product on the workers, each on a run of whole tiles, split
+    /// Runs one product on the workers, each on a run of whole tiles, split
     /// so that no two pack the same activations: a Linear's rows (A) when
     /// there are enough for every worker, a convolution's columns (its
     /// patches, B) as `PackedGemm.run` does; the other way when C is too
     /// narrow. (Splitting a Linear's columns instead, each worker would pack
     /// all of A: a tenth of the time at 2 threads on 8192 x 320 -> 1280.)
-    private static func run(_ problem: nodus_gemm_bf16_problem, path: Path) throws {
-        guard path.isSupported else { throw NodusError.unsupported("this CPU cannot run the bf16 path \(path)") }
-        var problem = problem
-        problem.path = path.kernelPath
+    private static func runOnWorkers(_ problem: nodus_gemm_bf16_problem) {
         let (rows, columns) = (Int(problem.m), Int(problem.n))
         let columnTiles = (columns + tileColumns - 1) / tileColumns
         let rowTiles = (rows + tileRows - 1) / tileRows

@@ -33,6 +33,8 @@ public struct ConvolutionShape: Sendable {
     public var outHeight: Int { (height + padding + trailingPadding - kernelHeight) / stride + 1 }
     public var outWidth: Int { (width + padding + trailingPadding - kernelWidth) / stride + 1 }
     var patchSize: Int { inChannels * kernelHeight * kernelWidth }
+    /// Floating-point operations of one run, 2 per multiply-add.
+    public var flops: Int { 2 * batch * outChannels * outHeight * outWidth * patchSize }
     var isPointwise: Bool {
         kernelHeight == 1 && kernelWidth == 1 && stride == 1 && padding == 0 && trailingPadding == 0
     }
