@@ -6,7 +6,7 @@
 
 For each workload (SPEC section 6), makes once (cached in --work, in a subprocess) a
 random-init diffusers folder and its ONNX export, then times torch fp32, torch bf16
-autocast, onnxruntime and Nodus with the same threads and inputs in interleaved rounds,
+autocast, onnxruntime and Nodus (fp32 and bf16) with the same threads and inputs in interleaved rounds,
 and writes one report with a section per workload to benchmarks/results/forward-<date>.md
 (one workload: forward-<workload>-<date>.md; --quick: small variants, report in --work).
 
@@ -33,7 +33,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bindings" / "python"))
 
-ENGINES = ("torch fp32", "torch bf16 autocast", "onnxruntime", "Nodus fp32")
+ENGINES = ("torch fp32", "torch bf16 autocast", "onnxruntime", "Nodus fp32", "Nodus bf16")
+# Nodus in each precision, by engine name: the `dtype` it loads with, and the engine it is held against in the
+# summary (the issue's targets: fp32 against torch fp32 and onnxruntime, bf16 against torch bf16 autocast).
+NODUS_DTYPES = {"Nodus fp32": "float32", "Nodus bf16": "bfloat16"}
 
 
 # -- the workloads ---------------------------------------------------------
@@ -335,19 +338,19 @@ def onnxruntime_engine(path, inputs, threads):
     return (lambda: session.run(None, feed)[0]), seconds
 
 
-def nodus_engine(workload, folder, inputs, threads):
+def nodus_engine(workload, folder, inputs, threads, dtype):
     import nodus
 
-    model = nodus.load(folder, threads=threads)
+    model = nodus.load(folder, threads=threads, dtype=dtype)
     return lambda: workload.nodus_call(model, inputs)
 
 
-def child(kind, workload, quick, folder, threads):
+def child(kind, workload, quick, folder, threads, dtype):
     """In a fresh process: load + 1 forward; prints load / first-forward seconds and peak RSS."""
     inputs = workload.inputs(quick)
     if kind == "nodus":
         import nodus  # noqa: F401 - imports (and the library) are loaded before the clock starts
-        forward, load_s = timed(lambda: nodus_engine(workload, folder, inputs, threads))
+        forward, load_s = timed(lambda: nodus_engine(workload, folder, inputs, threads, dtype))
     else:
         import diffusers  # noqa: F401
         (_, forward, _, _), load_s = timed(lambda: torch_engines(workload, folder, inputs, threads))
@@ -445,16 +448,18 @@ def attempt(result, name, function):
 def benchmark(args, workload):
     """Times one workload; returns the numbers its report section needs (and holds no model)."""
     folder, onnx_dir = paths(workload, args.work, args.quick)
-    print(f"[{workload.name}] child processes: 3 Nodus loads, 1 torch load ...")
+    print(f"[{workload.name}] child processes: 3 Nodus loads per precision, 1 torch load ...")
     warm_page_cache(folder)
     result = {"failed": {}, "weight_bytes": sum(path.stat().st_size for path in folder.glob("*.safetensors"))}
     export = json.loads((onnx_dir / "export.json").read_text())
     result["export"] = export.get("method") or export["error"]
     child_args = ("--workload", workload.name, "--model", str(folder))
-    nodus_runs = attempt(result, "Nodus child", lambda: [run_child(args, "--child", "nodus", *child_args)
-                                                         for _ in range(3)])
-    if nodus_runs:
-        result["nodus_child"] = {key: statistics.median(run[key] for run in nodus_runs) for key in nodus_runs[0]}
+    result["nodus_child"] = {}
+    for engine, dtype in NODUS_DTYPES.items():
+        runs = attempt(result, f"{engine} child", lambda: [run_child(args, "--child", "nodus", "--dtype", dtype,
+                                                                     *child_args) for _ in range(3)])
+        if runs:
+            result["nodus_child"][engine] = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
     result["torch_child"] = attempt(result, "torch child", lambda: run_child(args, "--child", "torch", *child_args))
 
     inputs = workload.inputs(args.quick)
@@ -469,8 +474,8 @@ def benchmark(args, workload):
                                                                             args.threads))
         if session:
             engines["onnxruntime"], result["ort_session_s"] = session
-    engines["Nodus fp32"] = attempt(result, "Nodus fp32", lambda: nodus_engine(workload, folder, inputs,
-                                                                               args.threads))
+    for engine, dtype in NODUS_DTYPES.items():
+        engines[engine] = attempt(result, engine, lambda: nodus_engine(workload, folder, inputs, args.threads, dtype))
     engines = {name: forward for name, forward in engines.items() if forward is not None}
 
     result["peaks_before"] = sgemm_peaks(args.threads)
@@ -494,27 +499,36 @@ def medians(r):
     return {name: statistics.median(seconds) for name, seconds in r["times"].items()}
 
 
-def ratio(r, name):
-    """Nodus / engine of the medians, as text."""
+def ratio(r, nodus, name):
+    """Nodus (in the precision `nodus` names) / engine `name`, of the medians, as text."""
     m = medians(r)
-    return f"{m['Nodus fp32'] / m[name]:.2f}" if "Nodus fp32" in m and name in m else "n/a"
+    return f"{m[nodus] / m[name]:.2f}" if nodus in m and name in m else "n/a"
+
+
+# The summary's ratio columns: (Nodus engine, the engine it is held against).
+SUMMARY_RATIOS = (("Nodus fp32", "torch fp32"), ("Nodus fp32", "onnxruntime"), ("Nodus bf16", "torch bf16 autocast"))
 
 
 def summary(args, results):
-    """Medians of every workload side by side."""
+    """Medians of every workload side by side, the targets' ratios, the bf16 error and Nodus' peak RSS."""
     def cell(r, name):
-        if name in r["times"]:
-            return f"{medians(r)[name]:.3f}" + ("" if name == "Nodus fp32" else f" ({ratio(r, name)})")
-        return "failed"
+        return f"{medians(r)[name]:.3f}" if name in r["times"] else "failed"
+
+    def rss(r, engine):
+        child = r["nodus_child"].get(engine)
+        return f"{child['peak_rss'] / 1e9:.2f}" if child else "failed"
 
     def row(name, r):
-        rss = f"{r['nodus_child']['peak_rss'] / 1e9:.2f}" if "nodus_child" in r else "failed"
-        return f"| {WORKLOADS[name].label} | " + " | ".join(cell(r, engine) for engine in ENGINES) + f" | {rss} |"
+        error = r["errors"].get("Nodus bf16")
+        return (f"| {WORKLOADS[name].label} | " + " | ".join(cell(r, engine) for engine in ENGINES)
+                + " | " + " | ".join(ratio(r, nodus, other) for nodus, other in SUMMARY_RATIOS)
+                + f" | {'n/a' if error is None else f'{error:.1e}'} | {rss(r, 'Nodus fp32')} / {rss(r, 'Nodus bf16')} |")
 
     return [
-        "| workload | " + " | ".join(f"{name} median s" + ("" if name == "Nodus fp32" else " (Nodus / it)")
-                                     for name in ENGINES) + " | Nodus peak RSS GB |",
-        "|---|" + "---:|" * (len(ENGINES) + 1),
+        "| workload | " + " | ".join(f"{name} median s" for name in ENGINES) + " | "
+        + " | ".join(f"{nodus} / {other}" for nodus, other in SUMMARY_RATIOS)
+        + " | Nodus bf16 error vs torch fp32 | Nodus peak RSS GB, fp32 / bf16 |",
+        "|---|" + "---:|" * (len(ENGINES) + len(SUMMARY_RATIOS) + 2),
         *[row(name, r) for name, r in results.items()],
     ]
 
@@ -526,21 +540,23 @@ def section(args, workload, r):
     rows = []
     for name in ENGINES:
         if name in r["times"]:
-            rows.append(f"| {name} | {m[name]:.3f} | {min(r['times'][name]):.3f} | {ratio(r, name)} "
-                        f"| {flops / m[name] / 1e9:.0f} | {r['errors'][name]:.1e} |")
+            rows.append(f"| {name} | {m[name]:.3f} | {min(r['times'][name]):.3f} | "
+                        + " | ".join(ratio(r, nodus, name) for nodus in NODUS_DTYPES)
+                        + f" | {flops / m[name] / 1e9:.0f} | {r['errors'][name]:.1e} |")
         else:
-            rows.append(f"| {name} | failed: {r['failed'].get(name, 'not run').replace('|', '/')} | | | | |")
+            rows.append(f"| {name} | failed: {r['failed'].get(name, 'not run').replace('|', '/')} | | | | | |")
     before, after = r["peaks_before"], r["peaks_after"]
     peaks = ", ".join(f"{name} {before[name]:.0f} / {after[name]:.0f}" for name in before)
     setup, memory_rows = [], []
-    if "nodus_child" in r:
-        nodus = r["nodus_child"]
-        setup += [f"| Nodus `nodus.load` (median of 3 fresh subprocesses, warm page cache) | {nodus['load_s']:.3f} |",
-                  "| Nodus first forward after load (plans built + 1 forward, median of 3) "
-                  f"| {nodus['first_forward_s']:.3f} |"]
-        memory_rows.append(f"| Nodus (median of 3) | {nodus['peak_rss'] / gb:.2f} | {nodus['rss'] / gb:.2f} |")
-    else:
-        setup.append(f"| Nodus subprocess: failed ({r['failed'].get('Nodus child')}) | |")
+    for engine in NODUS_DTYPES:
+        if nodus := r["nodus_child"].get(engine):
+            setup += [f"| {engine}: `nodus.load` (median of 3 fresh subprocesses, warm page cache) "
+                      f"| {nodus['load_s']:.3f} |",
+                      f"| {engine}: first forward after load (plans built, weights packed, 1 forward; median of 3) "
+                      f"| {nodus['first_forward_s']:.3f} |"]
+            memory_rows.append(f"| {engine} (median of 3) | {nodus['peak_rss'] / gb:.2f} | {nodus['rss'] / gb:.2f} |")
+        else:
+            setup.append(f"| {engine} subprocess: failed ({r['failed'].get(f'{engine} child')}) | |")
     if torch_child := r.get("torch_child"):
         setup.append(f"| torch `from_pretrained` (1 fresh subprocess, warm page cache) | {torch_child['load_s']:.3f} |")
         memory_rows.append(f"| torch (diffusers `from_pretrained`, no accelerate) | "
@@ -565,16 +581,16 @@ def section(args, workload, r):
         f"* sgemm peak, fp32 1152x1152x1152 on {args.threads} threads, best of 30, GFLOP/s before / after "
         f"the timed rounds (a check on machine noise): {peaks}",
         "",
-        "| engine | median s | min s | Nodus / engine (medians, < 1: Nodus faster) | GFLOP/s (median) "
-        "| rel. max error vs torch fp32 |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| engine | median s | min s | Nodus fp32 / engine | Nodus bf16 / engine (medians, < 1: Nodus faster) "
+        "| GFLOP/s (median) | rel. max error vs torch fp32 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
         *rows,
         "",
         "| setup | seconds |",
         "|---|---:|",
         *setup,
         "",
-        f"| memory: own subprocess, load + 1 fp32 forward (weights {gigabytes(r['weight_bytes'])} GB) "
+        f"| memory: own subprocess, load + 1 forward (weights {gigabytes(r['weight_bytes'])} GB in float32) "
         "| peak RSS GB | RSS after GB |",
         "|---|---:|---:|",
         *memory_rows,
@@ -630,10 +646,11 @@ def main():
     parser.add_argument("--child", choices=("nodus", "torch"), help=argparse.SUPPRESS)
     parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
     args = parser.parse_args()
     names = list(WORKLOADS) if args.workload == "all" else [args.workload]
     if args.child:
-        child(args.child, WORKLOADS[args.workload], args.quick, args.model, args.threads)
+        child(args.child, WORKLOADS[args.workload], args.quick, args.model, args.threads, args.dtype)
         return
     if args.prepare:
         for name in names:

@@ -122,9 +122,13 @@ public struct BFloat16Gemm {
     /// Runs one product on the workers, each on a run of whole tiles, split
     /// so that no two pack the same activations: a Linear's rows (A) when
     /// there are enough for every worker, a convolution's columns (its
-    /// patches, B) as `PackedGemm.run` does; the other way when C is too
-    /// narrow. (Splitting a Linear's columns instead, each worker would pack
-    /// all of A: a tenth of the time at 2 threads on 8192 x 320 -> 1280.)
+    /// patches, B); the other way when C is too narrow. (Splitting a
+    /// Linear's columns instead, each worker would pack all of A: a tenth of
+    /// the time at 2 threads on 8192 x 320 -> 1280.) A convolution of few
+    /// columns and many output channels (the SD UNet's 1280 channels at 16x16
+    /// and 8x8) splits its rows instead: each worker then streams half the
+    /// weight instead of all of it (8x8: 274 -> 382 GFLOP/s, 16x16: 644 -> 727,
+    /// 2 threads, medians of 5, a C harness over `nodus_gemm_bf16_block`).
     private static func runOnWorkers(_ problem: nodus_gemm_bf16_problem) {
         let (rows, columns) = (Int(problem.m), Int(problem.n))
         let columnTiles = (columns + tileColumns - 1) / tileColumns
@@ -132,7 +136,7 @@ public struct BFloat16Gemm {
         let depth = max(1, Int(problem.k))
         let splitColumns = problem.role == NODUS_GEMM_BF16_LINEAR
             ? rowTiles < Parallel.threads && columnTiles > rowTiles
-            : columnTiles >= Parallel.threads || columnTiles >= rowTiles
+            : columnTiles >= 4 * Parallel.threads && 4 * columnTiles >= rowTiles
         withUnsafePointer(to: problem) { problem in
             if splitColumns {
                 Parallel.forEach(columnTiles, costPerItem: rows * depth * tileColumns) { tiles in

@@ -11,11 +11,13 @@ Bounds, as a relative max error max|ours - ref| / max|ref|:
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
 import nodus
-from references import fixture_path, load_ref, rel_err
+from references import fixture_path, load_ref, rel_err, run_without_avx512
 
 BF16_BOUND = 3e-2
 FLOAT32_FLOOR = 1e-5
@@ -100,3 +102,31 @@ def test_other_dtypes_are_refused():
     for dtype in ("float16", "int64"):
         with pytest.raises(nodus.NodusError, match="compute precision"):
             nodus.load(str(fixture_path("dit-tiny")), dtype=dtype)
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_bf16_on_a_cpu_without_avx512(tmp_path):
+    """Without avx512_bf16 (valgrind's virtual CPU has no AVX-512 at all) the bf16 products are
+    summed by float32 fused multiply-adds in plain C: the same bf16 operands, so the same outputs
+    to float32 rounding, for the DiT's Linears and the UNet's convolutions."""
+    dit_ref = load_ref("dit-tiny-forward.safetensors")
+    unet_ref = load_ref("unet-tiny-forward.safetensors")
+    dit_inputs = dict(sample=dit_ref["sample"], timestep=dit_ref["timestep"], class_labels=dit_ref["class_labels"])
+    unet_inputs = dict(sample=unet_ref["sample"], timestep=unet_ref["timestep"],
+                       encoder_hidden_states=unet_ref["encoder_hidden_states"])
+    out = run_without_avx512(f"""
+        dit_ref = load_file({str(fixture_path("dit-tiny-forward.safetensors"))!r})
+        unet_ref = load_file({str(fixture_path("unet-tiny-forward.safetensors"))!r})
+        dit = nodus.load({str(fixture_path("dit-tiny"))!r}, dtype="bfloat16")
+        unet = nodus.load({str(fixture_path("unet-tiny"))!r}, dtype="bfloat16")
+        save(dit=dit.forward(sample=dit_ref["sample"], timestep=dit_ref["timestep"],
+                             class_labels=dit_ref["class_labels"]),
+             unet=unet.forward(sample=unet_ref["sample"], timestep=unet_ref["timestep"],
+                               encoder_hidden_states=unet_ref["encoder_hidden_states"]))
+    """, tmp_path)
+    with load("dit-tiny") as dit, load("unet-tiny") as unet:
+        native = {"dit": dit.forward(**dit_inputs), "unet": unet.forward(**unet_inputs)}
+    for name, output in native.items():
+        err = rel_err(out[name], output)
+        assert err < 1e-5, f"{name} bf16 without AVX-512 vs with it: relative error {err:.1e}"
+    assert_bf16_close(out["dit"], dit_ref["output"], "dit-tiny bf16 without AVX-512")

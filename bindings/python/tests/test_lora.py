@@ -17,11 +17,7 @@ A failed load or a rejected call leaves the model's outputs and its other adapte
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -29,7 +25,7 @@ from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
 import nodus
-from references import assert_close, fixture_path, load_ref, rel_err
+from references import assert_close, fixture_path, load_ref, rel_err, run_without_avx512
 
 
 FORWARD_BOUND = 1e-4
@@ -325,11 +321,7 @@ def test_fuse_again_after_unfuse(loaded, base, ref):
 def test_fuse_on_a_cpu_without_avx512(tmp_path, ref):
     """valgrind's virtual CPU has no AVX-512: there the library must take its baseline paths
     (the LoRA merge by copy + GEMM instead of the AVX-512 kernel) and give the same results."""
-    script = textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, {os.path.dirname(os.path.dirname(os.path.abspath(nodus.__file__)))!r})
-        import numpy as np, nodus
-        from safetensors.numpy import load_file
+    out = run_without_avx512(f"""
         ref = load_file({str(fixture_path("dit-tiny-lora-forward.safetensors"))!r})
         inputs = dict(sample=ref["sample"], timestep=ref["timestep"], class_labels=ref["class_labels"])
         m = nodus.load({str(fixture_path("dit-tiny"))!r})
@@ -340,16 +332,8 @@ def test_fuse_on_a_cpu_without_avx512(tmp_path, ref):
         fused = m.forward(**inputs)
         m.unfuse_lora()
         m.disable_lora()
-        np.savez({str(tmp_path / "out.npz")!r}, base=base, unfused=unfused, fused=fused, after=m.forward(**inputs))
-    """)
-    # valgrind's DWARF reader gives up on some of the toolchain's debug sections: run a copy without them.
-    library = tmp_path / "libnodus.so"
-    subprocess.run(["objcopy", "--strip-debug", nodus._lib.path, str(library)], check=True)
-    run = subprocess.run(["valgrind", "-q", "--tool=none", sys.executable, "-c", script], capture_output=True,
-                         text=True, timeout=600,
-                         env={**os.environ, "OPENBLAS_CORETYPE": "", "NODUS_LIBRARY": str(library)})
-    assert run.returncode == 0, f"under valgrind (no AVX-512): exit {run.returncode}\n{run.stderr[-3000:]}"
-    out = np.load(tmp_path / "out.npz")
+        save(base=base, unfused=unfused, fused=fused, after=m.forward(**inputs))
+    """, tmp_path)
     assert_close(out["fused"], ref["A_fused"], FORWARD_BOUND, "fused A without AVX-512 vs diffusers fuse_lora")
     assert_close(out["fused"], out["unfused"], FUSED_BOUND, "fused vs unfused A without AVX-512")
     assert_identical(out["after"], out["base"], "base output after fuse + unfuse without AVX-512")
