@@ -6,6 +6,8 @@
 #   make demo    synthesize nodules with the bundled model and its LoRAs: out/demo.png
 #   make bench   DiT-XL/2, SD-1.5 UNet forward and SD VAE decode beside torch and onnxruntime
 #                (installs them in .venv-bench; report in benchmarks/results/forward-<date>.md)
+#   make bench-sample  a 50-step CFG DiT-XL/2 sample + SD VAE decode at 256x256 beside diffusers
+#                (report in benchmarks/results/sample-<date>.md)
 #   make bench-lora  LoRA load / fuse / unfuse / forward on DiT-XL/2 beside diffusers + PEFT
 #   make large-check  real-size parity (DiT-XL/2, SD-1.5 UNet, SD VAE; generates GBs of weights in /tmp)
 
@@ -19,7 +21,7 @@ PYTHON := $(VENV)/bin/python
 BENCH_VENV := .venv-bench
 OUT := out
 
-.PHONY: all deps build test test-swift test-c test-python test-no-toolchain demo bench bench-lora large-check clean
+.PHONY: all deps build test test-swift test-c test-python test-no-toolchain demo bench bench-sample bench-lora large-check clean
 
 all: build
 
@@ -80,6 +82,9 @@ $(BENCH_VENV)/bin/python:
 
 bench: build $(BENCH_VENV)/bin/python
 	$(BENCH_VENV)/bin/python benchmarks/forward.py --workload all
+
+bench-sample: build $(BENCH_VENV)/bin/python
+	$(BENCH_VENV)/bin/python benchmarks/sample.py
 
 bench-lora: build $(BENCH_VENV)/bin/python
 	$(BENCH_VENV)/bin/python benchmarks/lora.py
