@@ -3,13 +3,13 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "simd.h"
+#include "tile.h"
 
 /* The register tile is MR x NR (24 accumulators of 16 floats). Blocks follow
  * the BLIS scheme: a KC x NR panel of B stays in L1 while MC / MR panels of A
  * stream through it from L2; a KC x NC block of B is packed once per K block
  * (B packed once ahead, a weight, reads MC_PACKED_B rows of A per pass). */
-enum { MR = 12, NR = 32, KC = 256, MC = 192, NC = 2048, MC_PACKED_B = 384 };
+enum { MR = TILE_ROWS, NR = TILE_COLUMNS, KC = 256, MC = 192, NC = 2048, MC_PACKED_B = 384 };
 
 int nodus_gemm_supported(void) { return __builtin_cpu_supports("avx512f") ? 1 : 0; }
 
@@ -145,28 +145,11 @@ AVX512 static void pack_b_image(const nodus_gemm_image *image, int64_t row0, int
     }
 }
 
-/* What the kernel adds to its tile after the products. */
-typedef struct tile_epilogue {
-    const float *row_bias;    /* per row of the tile, or NULL */
-    const float *column_bias; /* per column of the tile, or NULL */
-    float scale;              /* multiplies the products */
-    int load;                 /* add the tile's old values */
-} tile_epilogue;
-
 /* C tile [rows x columns] (at most MR x NR) = packed A panel x packed B panel
  * over depth, then the epilogue. Full tiles are stored whole, edge tiles masked. */
 AVX512 static void kernel(int64_t depth, const float *a, const float *b, float *c, int64_t ldc, int64_t rows,
                           int64_t columns, tile_epilogue epilogue) {
-    /* The tile's rows of C arrive from memory while the products run. */
-    if (epilogue.load) {
-#pragma GCC unroll 12
-        for (int i = 0; i < MR; i++) {
-            if (i < rows) {
-                _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-                _mm_prefetch((const char *)(c + i * ldc + 16), _MM_HINT_T0);
-            }
-        }
-    }
+    prefetch_tile(c, ldc, rows, epilogue);
     __m512 low[MR], high[MR];
 #pragma GCC unroll 12
     for (int i = 0; i < MR; i++) low[i] = high[i] = _mm512_setzero_ps();
@@ -181,37 +164,7 @@ AVX512 static void kernel(int64_t depth, const float *a, const float *b, float *
         a += MR;
         b += NR;
     }
-    if (epilogue.scale != 1.0f) {
-        const __m512 scale = _mm512_set1_ps(epilogue.scale);
-#pragma GCC unroll 12
-        for (int i = 0; i < MR; i++) {
-            low[i] = _mm512_mul_ps(low[i], scale);
-            high[i] = _mm512_mul_ps(high[i], scale);
-        }
-    }
-    __mmask16 mask_low = lanes(columns), mask_high = lanes(columns - 16);
-    __m512 bias_low = _mm512_setzero_ps(), bias_high = _mm512_setzero_ps();
-    if (epilogue.column_bias) {
-        bias_low = _mm512_maskz_loadu_ps(mask_low, epilogue.column_bias);
-        bias_high = _mm512_maskz_loadu_ps(mask_high, epilogue.column_bias + 16);
-    }
-#pragma GCC unroll 12
-    for (int i = 0; i < MR; i++) {
-        if (i >= rows) break;
-        float *row = c + i * ldc;
-        __m512 v0 = _mm512_add_ps(low[i], bias_low), v1 = _mm512_add_ps(high[i], bias_high);
-        if (epilogue.row_bias) {
-            __m512 r = _mm512_set1_ps(epilogue.row_bias[i]);
-            v0 = _mm512_add_ps(v0, r);
-            v1 = _mm512_add_ps(v1, r);
-        }
-        if (epilogue.load) {
-            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(mask_low, row));
-            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(mask_high, row + 16));
-        }
-        _mm512_mask_storeu_ps(row, mask_low, v0);
-        _mm512_mask_storeu_ps(row + 16, mask_high, v1);
-    }
+    store_tile(low, high, c, ldc, rows, columns, epilogue);
 }
 
 /* Packed operands are stored by blocks of KC rows of k: block p0 holds every

@@ -15,11 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "simd.h"
+#include "tile.h"
 
 /* KC counts k (even, so pairs never straddle blocks). Twice gemm.c's depth:
  * the L1-resident B panel (KC x NR bf16) keeps gemm.c's 32 KB. */
-enum { MR = 12, NR = 32, KC = 512, MC = 192, NC = 2048 };
+enum { MR = TILE_ROWS, NR = TILE_COLUMNS, KC = 512, MC = 192, NC = 2048 };
 
 #define AVX512_BF16 __attribute__((target("avx512f,fma,avx512bf16")))
 #define INLINE static inline __attribute__((always_inline))
@@ -151,7 +151,7 @@ static float input_element(const nodus_gemm_bf16_problem *problem, int64_t row, 
     if (!problem->image.data) {
         return problem->input.data[row * problem->input.row_stride + column * problem->input.column_stride];
     }
-    const nodus_gemm_bf16_image *image = &problem->image;
+    const nodus_gemm_image *image = &problem->image;
     const int64_t taps = image->kernel_height * image->kernel_width;
     const int64_t channel = row / taps, ky = row % taps / image->kernel_width, kx = row % taps % image->kernel_width;
     const int64_t y = column / image->out_width * image->stride + ky - image->pad_top;
@@ -199,13 +199,13 @@ typedef struct patch_row {
     int64_t ky, kx;
 } patch_row;
 
-static inline patch_row patch_row_at(const nodus_gemm_bf16_image *image, int64_t row) {
+static inline patch_row patch_row_at(const nodus_gemm_image *image, int64_t row) {
     const int64_t taps = image->kernel_height * image->kernel_width;
     return (patch_row){image->data + row / taps * image->height * image->width, row % taps / image->kernel_width,
                        row % taps % image->kernel_width};
 }
 
-static inline void patch_row_advance(const nodus_gemm_bf16_image *image, patch_row *row) {
+static inline void patch_row_advance(const nodus_gemm_image *image, patch_row *row) {
     if (++row->kx < image->kernel_width) return;
     row->kx = 0;
     if (++row->ky < image->kernel_height) return;
@@ -215,7 +215,7 @@ static inline void patch_row_advance(const nodus_gemm_bf16_image *image, patch_r
 
 /* out[0 ..< count] = an im2col row at columns [col0, col0 + count), zero
  * from there to the next multiple of NR. */
-AVX512 static void read_patch_line(const nodus_gemm_bf16_image *image, patch_row row, int64_t col0, int64_t count,
+AVX512 static void read_patch_line(const nodus_gemm_image *image, patch_row row, int64_t col0, int64_t count,
                                    float *out) {
     const int64_t dy = row.ky - image->pad_top, dx = row.kx - image->pad_left;
     /* Runs of the columns that lie on one output row. */
@@ -244,7 +244,7 @@ AVX512 static void read_patch_line(const nodus_gemm_bf16_image *image, patch_row
 /* Sixteen columns of an im2col row, output (oy, ox ..< ox + 16) of a stride-1
  * convolution, straight from the image: the first `count` of them, the rest
  * zero. One masked load, which never touches the masked-off addresses. */
-AVX512 INLINE __m512 patch16(const nodus_gemm_bf16_image *image, patch_row row, int64_t oy, int64_t ox,
+AVX512 INLINE __m512 patch16(const nodus_gemm_image *image, patch_row row, int64_t oy, int64_t ox,
                              int64_t count) {
     const int64_t y = oy + row.ky - image->pad_top, x = ox + row.kx - image->pad_left;
     if (y < 0 || y >= image->height) return _mm512_setzero_ps();
@@ -261,8 +261,8 @@ AVX512 INLINE __m512 patch16(const nodus_gemm_bf16_image *image, patch_row row, 
  * with unit column stride. */
 AVX512 static void pack_columns_avx512(const nodus_gemm_bf16_problem *problem, int64_t k0, int64_t depth,
                                        int64_t col0, int64_t columns, uint32_t *target) {
-    const nodus_gemm_bf16_image *image = &problem->image;
-    const nodus_gemm_bf16_matrix *matrix = &problem->input;
+    const nodus_gemm_image *image = &problem->image;
+    const nodus_gemm_matrix *matrix = &problem->input;
     if (!image->data && matrix->column_stride != 1) {
         pack_columns_portable(problem, k0, depth, col0, columns, target);
         return;
@@ -347,53 +347,6 @@ void nodus_gemm_bf16_pack(nodus_gemm_bf16_role role, const float *weight, int64_
 }
 
 /* ---- register-tile kernels ------------------------------------------------ */
-
-/* What the kernel adds to its tile after the products. */
-typedef struct tile_epilogue {
-    const float *row_bias;    /* per row of the tile, or NULL */
-    const float *column_bias; /* per column of the tile, or NULL */
-    int load;                 /* add the tile's old values */
-} tile_epilogue;
-
-/* The tile's rows of C arrive from memory while the products run. */
-AVX512 INLINE void prefetch_tile(float *c, int64_t ldc, int64_t rows, tile_epilogue epilogue) {
-    if (!epilogue.load) return;
-#pragma GCC unroll 12
-    for (int i = 0; i < MR; i++) {
-        if (i < rows) {
-            _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-            _mm_prefetch((const char *)(c + i * ldc + 16), _MM_HINT_T0);
-        }
-    }
-}
-
-/* Stores sums (columns 0..15 in low, 16..31 in high) plus the epilogue; edge tiles masked. */
-AVX512 INLINE void store_tile(const __m512 *low, const __m512 *high, float *c, int64_t ldc, int64_t rows,
-                              int64_t columns, tile_epilogue epilogue) {
-    const __mmask16 mask_low = lanes(columns), mask_high = lanes(columns - 16);
-    __m512 bias_low = _mm512_setzero_ps(), bias_high = _mm512_setzero_ps();
-    if (epilogue.column_bias) {
-        bias_low = _mm512_maskz_loadu_ps(mask_low, epilogue.column_bias);
-        bias_high = _mm512_maskz_loadu_ps(mask_high, epilogue.column_bias + 16);
-    }
-#pragma GCC unroll 12
-    for (int i = 0; i < MR; i++) {
-        if (i >= rows) break;
-        float *row = c + i * ldc;
-        __m512 v0 = _mm512_add_ps(low[i], bias_low), v1 = _mm512_add_ps(high[i], bias_high);
-        if (epilogue.row_bias) {
-            const __m512 r = _mm512_set1_ps(epilogue.row_bias[i]);
-            v0 = _mm512_add_ps(v0, r);
-            v1 = _mm512_add_ps(v1, r);
-        }
-        if (epilogue.load) {
-            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(mask_low, row));
-            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(mask_high, row + 16));
-        }
-        _mm512_mask_storeu_ps(row, mask_low, v0);
-        _mm512_mask_storeu_ps(row + 16, mask_high, v1);
-    }
-}
 
 /* C tile [rows x columns] (at most MR x NR) = A panel x B panel over `pairs`
  * pairs of k, then the epilogue: one vdpbf16ps per row and 16 columns. */
@@ -489,7 +442,7 @@ INLINE void run_block(const nodus_gemm_bf16_problem *problem, int64_t row_begin,
     const int linear = problem->role == NODUS_GEMM_BF16_LINEAR;
     const int64_t depth_total = problem->k, weight_pairs = pair_count(depth_total);
     const uint32_t *weight = (const uint32_t *)problem->weight;
-    const nodus_gemm_bf16_matrix *input = &problem->input;
+    const nodus_gemm_matrix *input = &problem->input;
     for (int64_t jc = column_begin; jc < column_end; jc += NC) {
         const int64_t columns = min64(NC, column_end - jc);
         int64_t pc = 0;
@@ -514,6 +467,7 @@ INLINE void run_block(const nodus_gemm_bf16_problem *problem, int64_t row_begin,
                         tile_epilogue epilogue = {
                             .row_bias = pc == 0 && problem->row_bias ? problem->row_bias + ic + ir : NULL,
                             .column_bias = pc == 0 && problem->column_bias ? problem->column_bias + jc + jr : NULL,
+                            .scale = 1.0f,
                             .load = problem->accumulate || pc > 0,
                         };
                         kernel(pairs, a, b, problem->c + (ic + ir) * problem->ldc + jc + jr, problem->ldc,

@@ -211,7 +211,7 @@ final class BFloat16GemmTests: XCTestCase {
                 var problem = nodus_gemm_bf16_problem()
                 (problem.m, problem.n, problem.k) = (Int64(rows), Int64(columns), Int64(depth))
                 (problem.role, problem.weight) = (NODUS_GEMM_BF16_LINEAR, packed.packed)
-                problem.input = nodus_gemm_bf16_matrix(data: input.baseAddress, row_stride: Int64(depth),
+                problem.input = nodus_gemm_matrix(data: input.baseAddress, row_stride: Int64(depth),
                                                        column_stride: 1)
                 (problem.c, problem.ldc) = (output.baseAddress, Int64(columns))
                 withUnsafePointer(to: problem) { problem in

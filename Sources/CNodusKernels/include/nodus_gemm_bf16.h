@@ -8,6 +8,8 @@
 
 #include <stdint.h>
 
+#include "nodus_gemm.h" /* nodus_gemm_matrix, nodus_gemm_image: the float32 operands read the same way */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -32,23 +34,6 @@ typedef enum nodus_gemm_bf16_path {
     NODUS_GEMM_BF16_PORTABLE = 3,    /* plain C */
 } nodus_gemm_bf16_path;
 
-/* A float32 matrix read through strides: element (i, j) is data[i * row_stride + j * column_stride]. */
-typedef struct nodus_gemm_bf16_matrix {
-    const float *data;
-    int64_t row_stride, column_stride;
-} nodus_gemm_bf16_matrix;
-
-/* One NCHW image [channels, height, width] read as the im2col matrix
- * B [channels * kernel_height * kernel_width, out_height * out_width]:
- * B[(c * kh + dy) * kw + dx, oy * out_width + ox] =
- *   image[c, oy * stride + dy - pad_top, ox * stride + dx - pad_left], 0 outside. */
-typedef struct nodus_gemm_bf16_image {
-    const float *data;
-    int64_t channels, height, width;
-    int64_t kernel_height, kernel_width, stride, pad_top, pad_left;
-    int64_t out_height, out_width;
-} nodus_gemm_bf16_image;
-
 /* C [m, n] (row stride ldc) = A [m, k] B [k, n], plus row_bias[i] on row i and
  * column_bias[j] on column j when given, plus the old C when accumulate is 1.
  * For NODUS_GEMM_BF16_LINEAR, `weight` is W [n, k] packed and A is `input`;
@@ -58,8 +43,8 @@ typedef struct nodus_gemm_bf16_problem {
     int64_t m, n, k;
     nodus_gemm_bf16_role role;
     const uint16_t *weight;
-    nodus_gemm_bf16_matrix input;
-    nodus_gemm_bf16_image image;
+    nodus_gemm_matrix input;
+    nodus_gemm_image image;
     float *c;
     int64_t ldc;
     const float *row_bias, *column_bias;

@@ -51,8 +51,7 @@ public struct BFloat16Gemm {
         problem = nodus_gemm_bf16_problem()
         (problem.m, problem.n, problem.k) = (Int64(rows), Int64(weight.rows), Int64(weight.depth))
         (problem.role, problem.weight) = (NODUS_GEMM_BF16_LINEAR, weight.packed)
-        problem.input = nodus_gemm_bf16_matrix(data: input, row_stride: Int64(inputRowStride ?? weight.depth),
-                                               column_stride: 1)
+        problem.input = PackedGemm.matrix(input, rowStride: inputRowStride ?? weight.depth, columnStride: 1)
         (problem.c, problem.ldc, problem.column_bias) = (output, Int64(weight.rows), bias)
         problem.accumulate = accumulate ? 1 : 0
         (batch, inputStep, outputStep, self.weight) = (1, 0, 0, weight)
@@ -78,14 +77,9 @@ public struct BFloat16Gemm {
         (problem.c, problem.ldc) = (output, Int64(outSpatial))
         (problem.row_bias, problem.accumulate) = (bias, accumulate ? 1 : 0)
         if shape.isPointwise {
-            problem.input = nodus_gemm_bf16_matrix(data: input, row_stride: Int64(inSpatial), column_stride: 1)
+            problem.input = PackedGemm.matrix(input, rowStride: inSpatial, columnStride: 1)
         } else {
-            problem.image = nodus_gemm_bf16_image(
-                data: input, channels: Int64(shape.inChannels), height: Int64(shape.height),
-                width: Int64(shape.width), kernel_height: Int64(shape.kernelHeight),
-                kernel_width: Int64(shape.kernelWidth), stride: Int64(shape.stride),
-                pad_top: Int64(shape.padding), pad_left: Int64(shape.padding),
-                out_height: Int64(shape.outHeight), out_width: Int64(shape.outWidth))
+            problem.image = shape.image(input)
         }
         (batch, inputStep, outputStep) = (shape.batch, shape.inChannels * inSpatial, shape.outChannels * outSpatial)
         self.weight = weight

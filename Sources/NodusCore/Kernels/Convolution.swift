@@ -33,10 +33,19 @@ public struct ConvolutionShape: Sendable {
     public var outHeight: Int { (height + padding + trailingPadding - kernelHeight) / stride + 1 }
     public var outWidth: Int { (width + padding + trailingPadding - kernelWidth) / stride + 1 }
     var patchSize: Int { inChannels * kernelHeight * kernelWidth }
+
     /// Floating-point operations of one run, 2 per multiply-add.
     public var flops: Int { 2 * batch * outChannels * outHeight * outWidth * patchSize }
     var isPointwise: Bool {
         kernelHeight == 1 && kernelWidth == 1 && stride == 1 && padding == 0 && trailingPadding == 0
+    }
+
+    /// One image of the input at `data`, read by the GEMMs as the im2col matrix of this convolution.
+    func image(_ data: UnsafePointer<Float>) -> nodus_gemm_image {
+        nodus_gemm_image(data: data, channels: Int64(inChannels), height: Int64(height), width: Int64(width),
+                         kernel_height: Int64(kernelHeight), kernel_width: Int64(kernelWidth), stride: Int64(stride),
+                         pad_top: Int64(padding), pad_left: Int64(padding), out_height: Int64(outHeight),
+                         out_width: Int64(outWidth))
     }
 
     /// Floats the im2col column buffer may take (8 MB by default).
@@ -150,12 +159,7 @@ public enum Convolution {
             if shape.isPointwise {
                 problem.b = PackedGemm.matrix(source, rowStride: inSpatial, columnStride: 1)
             } else {
-                problem.image = nodus_gemm_image(
-                    data: source, channels: Int64(shape.inChannels), height: Int64(shape.height),
-                    width: Int64(shape.width), kernel_height: Int64(shape.kernelHeight),
-                    kernel_width: Int64(shape.kernelWidth), stride: Int64(shape.stride),
-                    pad_top: Int64(shape.padding), pad_left: Int64(shape.padding),
-                    out_height: Int64(shape.outHeight), out_width: Int64(shape.outWidth))
+                problem.image = shape.image(source)
             }
             problem.c = output + item * shape.outChannels * outSpatial
             PackedGemm.run(problem)
