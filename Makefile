@@ -21,6 +21,13 @@ PYTHON := $(VENV)/bin/python
 BENCH_VENV := .venv-bench
 OUT := out
 
+# The CPU levels below this machine's own at which the tests run again
+# (NODUS_CPU lowers the kernels' level), so every path a user's CPU takes is
+# tested here: on an AVX-512 bf16 CPU, avx512, avx2 and baseline.
+CPU_FLAGS := $(shell grep -m1 '^flags' /proc/cpuinfo 2>/dev/null)
+LOWER_CPU_LEVELS := $(strip $(if $(filter avx512_bf16,$(CPU_FLAGS)),avx512) \
+	$(if $(filter avx512f,$(CPU_FLAGS)),avx2) $(if $(filter avx2,$(CPU_FLAGS)),baseline))
+
 .PHONY: all deps build test test-swift test-c test-python test-no-toolchain demo bench bench-sample bench-lora large-check clean
 
 all: build
@@ -54,12 +61,18 @@ test: build test-swift test-c test-python test-no-toolchain
 test-swift: deps
 	swift build --build-tests
 	swift test --skip-build --disable-swift-testing
+	@for level in $(LOWER_CPU_LEVELS); do \
+		echo "== Swift tests again at NODUS_CPU=$$level"; \
+		NODUS_CPU=$$level swift test --skip-build --disable-swift-testing || exit 1; done
 
 test-c: build
 	$(MAKE) -C examples/c check
 
 test-python: build $(PYTHON)
 	$(PYTHON) -m pytest -q bindings/python/tests
+	@for level in $(LOWER_CPU_LEVELS); do \
+		echo "== Python tests again at NODUS_CPU=$$level"; \
+		NODUS_CPU=$$level $(PYTHON) -m pytest -q bindings/python/tests || exit 1; done
 
 # A C host and Python load libnodus.so with the Swift toolchain hidden, as on a
 # machine that never had it.

@@ -93,6 +93,35 @@ NODUS_API NODUS_NODISCARD nodus_status nodus_dtype_from_name(const char *name, n
 /* Bytes per element, or 0 for an unknown value. */
 NODUS_API size_t nodus_dtype_size(nodus_dtype dtype);
 
+/* ---- CPU level ---------------------------------------------------------- */
+
+/* The instruction sets the kernels use, lowest first. Each hot kernel has a
+ * form per level; the level is chosen once per process, at the first call that
+ * needs it, from what the CPU supports. The environment variable NODUS_CPU
+ * (one of the names below) lowers it for testing or comparison; asking for a
+ * level the CPU lacks, or an unknown name, keeps the highest supported level
+ * and says why once on stderr (and in nodus_cpu_level_note()). */
+typedef int32_t nodus_isa_level;
+
+enum {
+    NODUS_ISA_BASELINE = 0,   /* any x86-64                                     */
+    NODUS_ISA_AVX2 = 1,       /* AVX2 + FMA (Haswell and later, AMD Zen 1-3)    */
+    NODUS_ISA_AVX512 = 2,     /* AVX-512F (Skylake-SP and later, AMD Zen 4/5)   */
+    NODUS_ISA_AVX512_BF16 = 3 /* AVX-512 with bf16 dot products (Zen 4/5, SPR)  */
+};
+
+/* The level in use by this process (fixed once chosen). */
+NODUS_API nodus_isa_level nodus_cpu_level(void);
+/* The highest level this CPU supports (what NODUS_CPU may lower from). */
+NODUS_API nodus_isa_level nodus_cpu_level_supported(void);
+/* Why NODUS_CPU was not honoured as written, or "" when it was (or is unset).
+ * A static string. */
+NODUS_API const char *nodus_cpu_level_note(void);
+/* "baseline", "avx2", "avx512", "avx512_bf16"; a static string, or NULL for an unknown value. */
+NODUS_API const char *nodus_isa_level_name(nodus_isa_level level);
+/* Parses a name made by nodus_isa_level_name(). NODUS_ERROR_INVALID_ARGUMENT if unknown. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_isa_level_from_name(const char *name, nodus_isa_level *out_level);
+
 #define NODUS_MAX_DIMS 8
 
 /* A dense, C-contiguous tensor crossing the ABI. The caller owns `data`.

@@ -1,8 +1,9 @@
 #include "nodus_activation.h"
 
+#include "nodus_cpu.h"
 #include "simd.h"
 
-int nodus_activation_supported(void) { return __builtin_cpu_supports("avx512f") ? 1 : 0; }
+int nodus_activation_supported(void) { return nodus_kernels_level_in_use() >= NODUS_KERNEL_LEVEL_AVX512; }
 
 /* x * sigmoid(scale * x * (1 + cubic * x^2)) = x / (1 + e^(-scale * x * (1 + cubic * x^2))). */
 AVX512 static void gated_by_sigmoid(const float *input, float *output, int64_t count, float scale, float cubic) {

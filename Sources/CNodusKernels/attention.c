@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "nodus_cpu.h"
 #include "simd.h"
 
 /* Query rows per tile and keys per block: a tile's scores (64 x 128 floats,
@@ -10,7 +11,7 @@
  * are computed SCORE_ROWS rows by 32 keys at a time (16 accumulators). */
 enum { QUERY_ROWS = 64, KEY_BLOCK = 128, SCORE_ROWS = 8 };
 
-int nodus_attention_supported(void) { return __builtin_cpu_supports("avx512f") ? 1 : 0; }
+int nodus_attention_supported(void) { return nodus_kernels_level_in_use() >= NODUS_KERNEL_LEVEL_AVX512; }
 
 int64_t nodus_attention_tile_rows(void) { return QUERY_ROWS; }
 

@@ -1,5 +1,7 @@
 #include "nodus_gemm.h"
 
+#include "nodus_cpu.h"
+
 #include <math.h>
 #include <stdlib.h>
 
@@ -11,7 +13,7 @@
  * (B packed once ahead, a weight, reads MC_PACKED_B rows of A per pass). */
 enum { MR = TILE_ROWS, NR = TILE_COLUMNS, KC = 256, MC = 192, NC = 2048, MC_PACKED_B = 384 };
 
-int nodus_gemm_supported(void) { return __builtin_cpu_supports("avx512f") ? 1 : 0; }
+int nodus_gemm_supported(void) { return nodus_kernels_level_in_use() >= NODUS_KERNEL_LEVEL_AVX512; }
 
 int64_t nodus_gemm_tile_rows(void) { return MR; }
 

@@ -10,6 +10,7 @@
  * block of it is a contiguous slice of its panel and is read in place; only
  * the activations are packed per block (A for a Linear, the image's patches
  * for a convolution), rounded to bf16 as they are. */
+#include "nodus_cpu.h"
 #include "nodus_gemm_bf16.h"
 
 #include <stdlib.h>
@@ -24,9 +25,9 @@ enum { MR = TILE_ROWS, NR = TILE_COLUMNS, KC = 512, MC = 192, NC = 2048 };
 #define AVX512_BF16 __attribute__((target("avx512f,fma,avx512bf16")))
 #define INLINE static inline __attribute__((always_inline))
 
-static int has_avx512(void) { return __builtin_cpu_supports("avx512f"); }
+static int has_avx512(void) { return nodus_kernels_level_in_use() >= NODUS_KERNEL_LEVEL_AVX512; }
 
-static int has_bf16(void) { return has_avx512() && __builtin_cpu_supports("avx512bf16"); }
+static int has_bf16(void) { return nodus_kernels_level_in_use() >= NODUS_KERNEL_LEVEL_AVX512_BF16; }
 
 int nodus_gemm_bf16_path_supported(nodus_gemm_bf16_path path) {
     switch (path) {

@@ -1,8 +1,9 @@
 #include "nodus_layout.h"
 
+#include "nodus_cpu.h"
 #include "simd.h"
 
-int nodus_layout_supported(void) { return __builtin_cpu_supports("avx512f") ? 1 : 0; }
+int nodus_layout_supported(void) { return nodus_kernels_level_in_use() >= NODUS_KERNEL_LEVEL_AVX512; }
 
 AVX512 static void transpose_rows(const float *input, float *output, int64_t rows, int64_t columns, int64_t row_begin,
                                   int64_t row_end) {

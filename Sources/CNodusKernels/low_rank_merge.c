@@ -14,6 +14,7 @@
  * (sums spill) 39 ms; 8 x 2 with ordinary stores 42 ms. The 9.5 GFLOP take at
  * least 22 ms at this CPU's fused multiply-add rate, so the pass is bound by
  * arithmetic, with the memory traffic hidden under it. */
+#include "nodus_cpu.h"
 #include "nodus_kernels.h"
 
 #include <immintrin.h>
@@ -111,10 +112,7 @@ static AVX512 void merge_rows_avx512(const float *weight, float *target, int64_t
     if (stream) _mm_sfence();
 }
 
-static int has_avx512(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f");
-}
+static int has_avx512(void) { return nodus_kernels_level_in_use() >= NODUS_KERNEL_LEVEL_AVX512; }
 
 int nodus_low_rank_merge_supported(void) { return has_avx512(); }
 

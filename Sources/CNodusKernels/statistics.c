@@ -2,9 +2,10 @@
 
 #include <math.h>
 
+#include "nodus_cpu.h"
 #include "simd.h"
 
-int nodus_statistics_supported(void) { return __builtin_cpu_supports("avx512f") ? 1 : 0; }
+int nodus_statistics_supported(void) { return nodus_kernels_level_in_use() >= NODUS_KERNEL_LEVEL_AVX512; }
 
 /* Sum of (values[i] - shift)^power, power 1 or 2, in double: 16 floats per
  * step widened into two 8-lane double accumulators. */

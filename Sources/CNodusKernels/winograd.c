@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nodus_cpu.h"
 #include "simd.h"
 
 /* MR x NR register tile (output channels x tiles); the weights are packed in
@@ -35,7 +36,7 @@
  * LANES tiles share one vector in the transforms. */
 enum { POINTS = 36, MR = 12, NR = 32, KB = 16, CHUNK = 128, LANES = 16 };
 
-int nodus_winograd_supported(void) { return __builtin_cpu_supports("avx512f") ? 1 : 0; }
+int nodus_winograd_supported(void) { return nodus_kernels_level_in_use() >= NODUS_KERNEL_LEVEL_AVX512; }
 
 int64_t nodus_winograd_tile_columns(void) { return NR; }
 

@@ -1,15 +1,26 @@
 import CNodus
 import NodusFormats
 
-/// `nodus info MODEL`: the model's kind and config.json.
+/// `nodus info MODEL`: the model's kind and config.json; `nodus info --cpu`: the CPU level.
 struct InfoCommand: Command {
     let name = "info"
-    let summary = "Load a model folder and print its kind and config.json."
+    let summary = "Load a model folder and print its kind and config.json; or print the CPU level in use."
     let positionalUsage = "MODEL"
-    let details = "MODEL is a diffusers model folder (config.json + safetensors weights)."
-    let options: [OptionSpec] = [.flag("json", "print the config as compact JSON only")]
+    let details = """
+        MODEL is a diffusers model folder (config.json + safetensors weights).
+        --cpu prints the instruction-set level the kernels run at (MODEL optional):
+        the environment variable NODUS_CPU=baseline|avx2|avx512|avx512_bf16 lowers it.
+        """
+    let options: [OptionSpec] = [
+        .flag("json", "print the config as compact JSON only"),
+        .flag("cpu", "print the CPU level in use and the highest this CPU supports"),
+    ]
 
     func run(_ arguments: ParsedArguments) throws {
+        if arguments.flag("cpu") {
+            printCPULevel()
+            if arguments.positionals.isEmpty { return }
+        }
         let path = try arguments.positionals(["MODEL"])[0]
         let model = try ModelHandle(path: path, threads: 1)
         if arguments.flag("json") {
@@ -22,5 +33,13 @@ struct InfoCommand: Command {
             config: \(JSONPrinter.pretty(try model.config()))
 
             """)
+    }
+
+    private func printCPULevel() {
+        func name(_ level: nodus_isa_level) -> String { nodus_isa_level_name(level).map { String(cString: $0) } ?? "?" }
+        var text = "cpu level: \(name(nodus_cpu_level())) (this CPU supports up to \(name(nodus_cpu_level_supported())))\n"
+        let note = String(cString: nodus_cpu_level_note())
+        if !note.isEmpty { text += "note: \(note)\n" }
+        StandardStream.output(text)
     }
 }

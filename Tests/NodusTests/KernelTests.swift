@@ -166,13 +166,6 @@ final class KernelTests: XCTestCase {
         return pointer
     }
 
-    /// Whether /proc/cpuinfo lists AVX-512F (where the single-pass merge must be the one that runs).
-    private var cpuHasAVX512: Bool {
-        let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
-            .split(separator: "\n").first { $0.hasPrefix("flags") } ?? ""
-        return flags.split(separator: " ").contains("avx512f")
-    }
-
     private func checkMerge(rows: Int, columns: Int, ranks: [Int], factors: [Float], seed: UInt64) {
         let count = rows * columns
         let weight = random(count, seed: seed)
@@ -203,7 +196,7 @@ final class KernelTests: XCTestCase {
     }
 
     func testLowRankMergeMatchesReference() {
-        XCTAssertEqual(LowRankMerge.hasSinglePassKernel, cpuHasAVX512, "single-pass merge availability vs /proc/cpuinfo")
+        XCTAssertEqual(LowRankMerge.hasSinglePassKernel, CPULevel.inUse >= .avx512, "single-pass merge at \(CPULevel.inUse)")
         // Sizes that reach every path of the single-pass kernel: 64-row blocks, 8-row tiles with 4-row and
         // 1-row remainders (77 = 64 + 8 + 4 + 1), 32-column tiles, a lone 16-column vector and a masked tail
         // (87 = 2 * 32 + 16 + 7), a matrix narrower than one vector, and widths that are multiples of 16

@@ -1,5 +1,6 @@
 /* The C kernels Swift sees: one header per kernel family. */
 #include "nodus_activation.h"
+#include "nodus_cpu.h"
 #include "nodus_attention.h"
 #include "nodus_gemm.h"
 #include "nodus_gemm_bf16.h"

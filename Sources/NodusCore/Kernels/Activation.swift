@@ -8,9 +8,10 @@ public enum Activation {
     /// GELU with the tanh approximation (`nn.GELU(approximate="tanh")`).
     public static func geluTanh(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, count: Int) {
         if vectorized(input, output, count: count, nodus_gelu_tanh) { return }
+        // 0.5 x (1 + tanh u) = x sigmoid(2u): the same function without the
+        // cancellation of 1 + tanh u far left, as the vector kernels compute it.
         map(input, output, count: count) { x in
-            let inner = 0.797_884_56 * (x + 0.044_715 * x * x * x)
-            return 0.5 * x * (1 + VectorMath.tanh(inner))
+            x * VectorMath.sigmoid(1.595_769_12 * x * (1 + 0.044_715 * x * x))
         }
     }
 
@@ -19,8 +20,7 @@ public enum Activation {
         if vectorized(input, output, count: count, nodus_gelu_erf) { return }
         Parallel.forEach(count) { range in
             for index in range {
-                let x = input[index]
-                output[index] = 0.5 * x * (1 + Float(erf(Double(x) * 0.707_106_781_186_547_6)))
+                output[index] = exactGELU(input[index])
             }
         }
     }
@@ -38,12 +38,15 @@ public enum Activation {
         Parallel.forEach(rows, costPerItem: width * 8) { range in
             for row in range {
                 let hidden = input + row * 2 * width, gate = hidden + width, target = output + row * width
-                for index in 0..<width {
-                    let g = gate[index]
-                    target[index] = hidden[index] * (0.5 * g * (1 + Float(erf(Double(g) * 0.707_106_781_186_547_6))))
-                }
+                for index in 0..<width { target[index] = hidden[index] * exactGELU(gate[index]) }
             }
         }
+    }
+
+    /// x Phi(x) in float64, through erfc: 1 + erf(z) cancels for z far below 0.
+    @inline(__always)
+    private static func exactGELU(_ x: Float) -> Float {
+        Float(0.5 * Double(x) * erfc(-Double(x) * 0.707_106_781_186_547_6))
     }
 
     /// SiLU / swish: x * sigmoid(x).
@@ -68,8 +71,6 @@ public enum Activation {
         }
     }
 
-    /// Applies a vector function over `count` floats, 8 at a time, split over threads.
-    @inline(__always)
     /// Whether the AVX-512 activations of `Sources/CNodusKernels/activation.c` run here.
     static let hasAVX512Kernels = nodus_activation_supported() != 0
 
@@ -86,6 +87,8 @@ public enum Activation {
         return true
     }
 
+    /// Applies a vector function over `count` floats, 8 at a time, split over threads.
+    @inline(__always)
     static func map(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, count: Int,
                     _ function: (VectorMath.Vector) -> VectorMath.Vector) {
         Parallel.forEach((count + 7) / 8, costPerItem: 8) { range in

@@ -37,6 +37,7 @@ __all__ = [
     "ShapeError",
     "UnsupportedError",
     "batch_statistics",
+    "cpu_level",
     "load",
     "randn",
     "sample",
@@ -49,3 +50,16 @@ def version_number():
     from ._lib import lib
 
     return lib.nodus_version_number()
+
+
+def cpu_level(supported=False):
+    """The CPU level the kernels run at: "avx512_bf16", "avx512", "avx2" or "baseline".
+
+    Chosen once per process from the CPU; the NODUS_CPU environment variable
+    (set before the library loads) can lower it. With ``supported=True``, the
+    highest level this CPU supports instead.
+    """
+    from ._lib import lib
+
+    level = lib.nodus_cpu_level_supported() if supported else lib.nodus_cpu_level()
+    return lib.nodus_isa_level_name(level).decode()

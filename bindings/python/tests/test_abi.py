@@ -119,6 +119,10 @@ def test_every_header_function_is_called():
     assert lib.nodus_status_name(SHAPE) == b"shape"
     assert lib.nodus_dtype_name(0) == b"float32"
     assert lib.nodus_dtype_from_name(b"int64", ctypes.byref(value)) == OK and value.value == 3
+    assert 0 <= lib.nodus_cpu_level() <= lib.nodus_cpu_level_supported() <= 3
+    assert lib.nodus_cpu_level_note() is not None
+    assert lib.nodus_isa_level_name(1) == b"avx2"
+    assert lib.nodus_isa_level_from_name(b"avx512", ctypes.byref(value)) == OK and value.value == 2
     assert lib.nodus_dtype_size(2) == 2
     assert lib.nodus_model_kind_name(0) == b"dit"
     assert lib.nodus_model_kind_from_name(b"vae", ctypes.byref(value)) == OK and value.value == 2
@@ -196,6 +200,11 @@ def test_enum_names_round_trip():
         assert lib.nodus_model_kind_name(code).decode() == name
         assert lib.nodus_model_kind_from_name(name.encode(), ctypes.byref(value)) == OK and value.value == code
     assert lib.nodus_model_kind_name(5) is None
+    for code, name in enumerate(["baseline", "avx2", "avx512", "avx512_bf16"]):
+        assert lib.nodus_isa_level_name(code).decode() == name
+        assert lib.nodus_isa_level_from_name(name.encode(), ctypes.byref(value)) == OK and value.value == code
+    assert lib.nodus_isa_level_name(4) is None and lib.nodus_isa_level_name(-1) is None
+    expect(lib.nodus_isa_level_from_name(b"sse2", ctypes.byref(value)), INVALID_ARGUMENT, "sse2", "avx2")
     for code, name in enumerate(["DDIMScheduler", "DDPMScheduler", "FlowMatchEulerDiscreteScheduler"]):
         assert lib.nodus_scheduler_kind_name(code).decode() == name
         assert lib.nodus_scheduler_kind_from_name(name.encode(), ctypes.byref(value)) == OK and value.value == code
