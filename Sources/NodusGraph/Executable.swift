@@ -15,7 +15,7 @@ public final class Executable {
     /// `packedWeights` (kept by the model across plans) lets products read
     /// their weights packed once instead of packing them on every call.
     public init(graph: Graph, packedWeights: PackedWeights? = nil) throws {
-        guard let output = graph.output else { throw NodusError(.internal, "graph has no output") }
+        guard !graph.outputs.isEmpty else { throw NodusError(.internal, "graph has no output") }
         let plan = MemoryPlan(graph: graph)
         let arena = try Storage(zeroedByteCount: plan.arenaByteCount)
         var lowering = Lowering(graph: graph, plan: plan, arena: arena.bytes, packedWeights: packedWeights)
@@ -27,7 +27,6 @@ public final class Executable {
         self.scratch = try Storage(zeroedByteCount: scratchCount * 4)
         self.steps = steps
         self.indexLimits = lowering.indexLimits
-        _ = output
     }
 
     public var inputNames: [String] { graph.inputs.keys.sorted() }
@@ -35,6 +34,11 @@ public final class Executable {
     /// Runs the graph. Inputs must match the graph's input shapes and dtypes
     /// exactly (the model front ends convert and check user input first).
     public func run(_ inputs: [String: Tensor]) throws -> Tensor {
+        try runAll(inputs)[0]
+    }
+
+    /// Runs the graph and returns every output, in `graph.outputs` order.
+    public func runAll(_ inputs: [String: Tensor]) throws -> [Tensor] {
         for (name, value) in graph.inputs {
             guard let tensor = inputs[name] else { throw NodusError.invalidArgument("missing input '\(name)'") }
             let info = graph[value]
@@ -53,13 +57,20 @@ public final class Executable {
         }
         let scratchPointer = scratch.bytes.assumingMemoryBound(to: Float.self)
         for step in steps { step.run(scratch: scratchPointer) }
-        guard let output = graph.output, let offset = plan.offsets[output.index] else {
-            throw NodusError(.internal, "graph output has no buffer")
+        return try graph.outputs.map { output in
+            let info = graph[output.value]
+            let result = try Tensor(zeros: info.shape, dtype: info.dtype)
+            switch info.origin {
+            case .constant(_, let tensor):
+                result.bytes.copyMemory(from: tensor.bytes, byteCount: info.byteCount)
+            case .input, .node:
+                guard let offset = plan.offsets[output.value.index] else {
+                    throw NodusError(.internal, "graph output '\(output.name)' has no buffer")
+                }
+                result.bytes.copyMemory(from: arena.bytes + offset, byteCount: info.byteCount)
+            }
+            return result
         }
-        let info = graph[output]
-        let result = try Tensor(zeros: info.shape, dtype: info.dtype)
-        result.bytes.copyMemory(from: arena.bytes + offset, byteCount: info.byteCount)
-        return result
     }
 
     /// Times every step over `rounds` runs after one untimed warm-up run (which

@@ -22,6 +22,12 @@ public struct ValueInfo: Sendable {
     public var byteCount: Int { shape.reduce(1, *) * dtype.byteSize }
 }
 
+/// A named result of a graph.
+public struct GraphOutput: Sendable {
+    public var name: String
+    public var value: ValueID
+}
+
 /// One operation applied to values.
 public struct Node: Sendable {
     public var operation: Operation
@@ -36,7 +42,9 @@ public struct Graph: Sendable {
     public internal(set) var values: [ValueInfo] = []
     public internal(set) var nodes: [Node] = []
     public internal(set) var inputs: [String: ValueID] = [:]
-    public internal(set) var output: ValueID?
+    /// The results, in order, by name (`sample` for a diffusers model; the
+    /// graph's output names for an ONNX model).
+    public internal(set) var outputs: [GraphOutput] = []
 
     public init() {}
 
@@ -52,6 +60,12 @@ public struct Graph: Sendable {
             result[name] = self[weight].shape
         }
         return result
+    }
+
+    /// A value for messages: a constant's name in quotes, else its id.
+    func describe(_ value: ValueID) -> String {
+        if case .constant(let name, _) = self[value].origin { return "'\(name)'" }
+        return value.description
     }
 
     /// Adds a value (for passes that add nodes or constants).

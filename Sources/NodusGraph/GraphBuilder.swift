@@ -26,7 +26,15 @@ public struct GraphBuilder {
         return addValue(ValueInfo(shape: tensor.shape, dtype: .float32, origin: .constant(name: name, tensor: tensor)))
     }
 
-    public mutating func setOutput(_ value: ValueID) { graph.output = value }
+    /// Makes `value` the graph's only output.
+    public mutating func setOutput(_ value: ValueID, name: String = "sample") {
+        graph.outputs = [GraphOutput(name: name, value: value)]
+    }
+
+    /// Appends `value` to the graph's outputs.
+    public mutating func addOutput(_ value: ValueID, name: String) {
+        graph.outputs.append(GraphOutput(name: name, value: value))
+    }
 
     public func finish() -> Graph { graph }
 
@@ -234,13 +242,13 @@ public struct GraphBuilder {
 
     // MARK: Helpers
 
-    private mutating func addValue(_ info: ValueInfo) -> ValueID {
+    mutating func addValue(_ info: ValueInfo) -> ValueID {
         graph.values.append(info)
         return ValueID(index: graph.values.count - 1)
     }
 
-    private mutating func append(_ operation: Operation, _ inputs: [ValueID?], shape: [Int]) -> ValueID {
-        let output = addValue(ValueInfo(shape: shape, dtype: .float32, origin: .node(graph.nodes.count)))
+    mutating func append(_ operation: Operation, _ inputs: [ValueID?], shape: [Int], dtype: DType = .float32) -> ValueID {
+        let output = addValue(ValueInfo(shape: shape, dtype: dtype, origin: .node(graph.nodes.count)))
         graph.nodes.append(Node(operation: operation, inputs: inputs, output: output))
         return output
     }
@@ -252,12 +260,9 @@ public struct GraphBuilder {
         }
     }
 
-    private func describe(_ value: ValueID) -> String {
-        if case .constant(let name, _) = graph[value].origin { return "'\(name)'" }
-        return value.description
-    }
+    func describe(_ value: ValueID) -> String { graph.describe(value) }
 
-    private func mismatch(_ op: String, _ detail: String) -> NodusError {
+    func mismatch(_ op: String, _ detail: String) -> NodusError {
         NodusError.shape("\(op): \(detail)")
     }
 }

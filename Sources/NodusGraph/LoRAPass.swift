@@ -65,7 +65,7 @@ public struct LoRAPass: GraphPass {
                                      output: updated))
             replacement[node.output] = updated
         }
-        if let output = graph.output { result.output = replacement[output] ?? output }
+        result.outputs = graph.outputs.map { GraphOutput(name: $0.name, value: replacement[$0.value] ?? $0.value) }
         return result
     }
 }

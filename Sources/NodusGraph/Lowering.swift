@@ -6,7 +6,7 @@ struct Lowering {
     let plan: MemoryPlan
     let arena: UnsafeMutableRawPointer
     let packedWeights: PackedWeights?
-    private(set) var indexLimits: [(input: String, rows: Int, table: String)] = []
+    var indexLimits: [(input: String, rows: Int, table: String)] = []
 
     init(graph: Graph, plan: MemoryPlan, arena: UnsafeMutableRawPointer, packedWeights: PackedWeights?) {
         self.graph = graph
@@ -15,7 +15,7 @@ struct Lowering {
         self.packedWeights = packedWeights
     }
 
-    private func address(_ value: ValueID) throws -> UnsafeMutableRawPointer {
+    func address(_ value: ValueID) throws -> UnsafeMutableRawPointer {
         switch graph[value].origin {
         case .constant(_, let tensor):
             return tensor.bytes
@@ -27,7 +27,7 @@ struct Lowering {
         }
     }
 
-    private func floats(_ value: ValueID) throws -> UnsafeMutablePointer<Float> {
+    func floats(_ value: ValueID) throws -> UnsafeMutablePointer<Float> {
         try address(value).assumingMemoryBound(to: Float.self)
     }
 
@@ -44,7 +44,7 @@ struct Lowering {
         return try packedWeights.bfloat16(tensor, role: role)
     }
 
-    private func optionalFloats(_ value: ValueID?) throws -> UnsafePointer<Float>? {
+    func optionalFloats(_ value: ValueID?) throws -> UnsafePointer<Float>? {
         guard let value else { return nil }
         return UnsafePointer(try floats(value))
     }
@@ -181,6 +181,9 @@ struct Lowering {
             let s = try shape(0)
             return ResizeStep(input: try floats(input(0)), output: output, planes: s[0] * s[1], height: s[2], width: s[3],
                               outHeight: height, outWidth: width)
+                case .binary, .map, .select, .matMul, .reshape, .transpose, .slice, .concat, .gather, .expand, .cast, .softmax,
+             .reduce, .convolution, .resize, .pad, .instanceNorm:
+            return try primitiveKernel(for: node)
         }
     }
 

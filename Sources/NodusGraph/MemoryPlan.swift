@@ -18,7 +18,7 @@ public struct MemoryPlan: Sendable, CustomStringConvertible {
         for (index, node) in graph.nodes.enumerated() {
             for input in node.inputs.compactMap({ $0 }) { lastUse[input.index] = index }
         }
-        let pinned = Set(graph.inputs.values.map(\.index) + [graph.output?.index].compactMap { $0 })
+        let pinned = Set(graph.inputs.values.map(\.index) + graph.outputs.map(\.value.index))
         for index in pinned { lastUse[index] = Int.max }
 
         var allocator = ArenaAllocator()

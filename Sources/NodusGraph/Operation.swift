@@ -55,6 +55,47 @@ public enum Operation: Sendable {
     /// Nearest-neighbour resize of NCHW to `height` x `width` (`F.interpolate(size=...)`).
     case resizeNearest(height: Int, width: Int)
 
+    // MARK: Primitive ops: N-D and typed, as an exported graph states them. The
+    // passes raise what they can to the fused ops above; the rest runs as is.
+    // Output shapes and dtypes are in the graph's value infos.
+
+    /// Elementwise, numpy broadcasting. Inputs: a, b.
+    case binary(BinaryFunction)
+    /// Elementwise. Input: x.
+    case map(UnaryFunction)
+    /// condition ? a : b, broadcasting. Inputs: condition (bool), a, b.
+    case select
+    /// numpy `matmul`: [..., M, K] x [..., K, N], batch axes broadcast; a rank-1
+    /// operand is promoted as numpy does. Inputs: a, b.
+    case matMul
+    /// The same elements in the output's shape. Input: x.
+    case reshape
+    /// Output axis i is input axis `permutation[i]`. Input: x.
+    case transpose(permutation: [Int])
+    /// Per axis: the first index and the step (the output shape gives the count). Input: x.
+    case slice(starts: [Int], steps: [Int])
+    /// Inputs: the parts, joined along `axis`.
+    case concat(axis: Int)
+    /// `numpy.take(data, indices, axis)`. Inputs: data, indices (int64).
+    case gather(axis: Int)
+    /// Broadcast to the output's shape. Input: x.
+    case expand
+    /// To the output's dtype. Input: x.
+    case cast
+    /// Input: x.
+    case softmax(axis: Int)
+    /// Over `axes` (sorted); the output keeps them as 1 or drops them. Input: x.
+    case reduce(ReductionFunction, axes: [Int])
+    /// N-D convolution. Inputs: x [B, C, spatial...], weight [O, C / groups, kernel...], bias [O]?.
+    case convolution(ConvolutionGeometry)
+    /// N-D resize of the trailing axes to the output's shape. Input: x.
+    case resize(ResizeMode)
+    /// Zero padding (or `value`): `before` and `after` per axis, negative to crop. Input: x.
+    case pad(before: [Int], after: [Int], value: Float)
+    /// Normalise each [B, C] plane over its remaining axes (ONNX InstanceNormalization).
+    /// Inputs: x, scale [C], bias [C].
+    case instanceNorm(eps: Float)
+
     /// The op's name in plans and profiles.
     public var name: String {
         switch self {
@@ -84,6 +125,23 @@ public enum Operation: Sendable {
         case .addPerChannel: "add_per_channel"
         case .conv2dAsymmetric: "conv2d_asymmetric"
         case .resizeNearest: "resize_nearest"
+        case .binary(let function): function.rawValue
+        case .map(let function): function.rawValue
+        case .select: "select"
+        case .matMul: "mat_mul"
+        case .reshape: "reshape"
+        case .transpose: "transpose"
+        case .slice: "slice"
+        case .concat: "concat"
+        case .gather: "gather"
+        case .expand: "expand"
+        case .cast: "cast"
+        case .softmax: "softmax"
+        case .reduce(let function, _): "reduce_" + function.rawValue
+        case .convolution: "convolution"
+        case .resize: "resize"
+        case .pad: "pad"
+        case .instanceNorm: "instance_norm"
         }
     }
 
@@ -92,7 +150,7 @@ public enum Operation: Sendable {
     var canRunInPlace: Bool {
         switch self {
         case .geluTanh, .gelu, .silu, .add, .addBroadcast, .scale, .gatedResidual, .layerNorm, .modulatedLayerNorm,
-             .groupNorm, .lowRankUpdate, .addPerChannel:
+             .groupNorm, .lowRankUpdate, .addPerChannel, .binary, .map, .reshape, .cast, .softmax, .instanceNorm:
             true
         default:
             false
