@@ -14,7 +14,7 @@
 SHELL := /bin/bash
 RELEASE := .build/release
 SWIFT_RELEASE_FLAGS := -c release -Xswiftc -static-stdlib
-APT_PACKAGES := libopenblas-dev libpng-dev pkg-config
+APT_PACKAGES := libopenblas-dev libpng-dev pkg-config libonnx-dev libprotobuf-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VENV := .venv
 PYTHON := $(VENV)/bin/python
@@ -32,7 +32,9 @@ LOWER_CPU_LEVELS := $(strip $(if $(filter avx512_bf16,$(CPU_FLAGS)),avx512) \
 
 all: build
 
-# Debian packages the build links against: OpenBLAS (GEMM), libpng (the CLI's PNG output).
+# Debian packages the build links against: OpenBLAS (GEMM), libpng (the CLI's PNG output),
+# libonnx-dev + libprotobuf-dev (reading .onnx files: ONNX 1.12's protobuf classes and checker;
+# their runtime packages libonnx1 and libprotobuf32 are what a host of libnodus.so then needs).
 deps:
 	@missing=""; for package in $(APT_PACKAGES); do \
 		dpkg -s $$package >/dev/null 2>&1 || missing="$$missing $$package"; done; \

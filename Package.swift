@@ -16,7 +16,14 @@ let package = Package(
         // Kernels with per-function AVX-512 code, chosen at run time (a Swift build targets baseline x86-64).
         .target(name: "CNodusKernels", path: "Sources/CNodusKernels"),
         .target(name: "NodusCore", dependencies: ["CBLAS", "CNodusKernels"], swiftSettings: fastMath),
-        .target(name: "NodusFormats", dependencies: ["NodusCore"]),
+        // The ONNX protobuf reader: C++17 over Debian's libonnx (1.12) and libprotobuf (3.21), a plain C
+        // interface for NodusFormats. Debian builds ONNX with ONNX_ML=1, ONNX_NAMESPACE=onnx. A host of
+        // libnodus.so needs the Debian runtime packages libonnx1 and libprotobuf32.
+        .target(name: "CNodusONNX", path: "Sources/CNodusONNX",
+                cxxSettings: [.define("ONNX_ML", to: "1"), .define("ONNX_NAMESPACE", to: "onnx")],
+                linkerSettings: [.linkedLibrary("onnx"), .linkedLibrary("onnx_proto"),
+                                 .linkedLibrary("protobuf"), .linkedLibrary("stdc++")]),
+        .target(name: "NodusFormats", dependencies: ["NodusCore", "CNodusONNX"]),
         .target(name: "NodusGraph", dependencies: ["NodusCore"], swiftSettings: fastMath),
         .target(name: "NodusModels", dependencies: ["NodusCore", "NodusGraph", "NodusFormats"]),
         .target(name: "NodusPipelines", dependencies: ["NodusCore", "NodusFormats", "NodusModels"],
@@ -31,5 +38,6 @@ let package = Package(
                     dependencies: ["NodusCore", "NodusFormats", "NodusGraph", "NodusModels", "NodusPipelines"],
                     path: "Tests/NodusTests", resources: []),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v5],
+    cxxLanguageStandard: .cxx17
 )

@@ -1,0 +1,579 @@
+#!/usr/bin/env python
+"""Generate the committed ONNX fixtures under Tests/Fixtures/onnx/.
+
+    .venv-bench/bin/python tests/reference/make_onnx_fixtures.py [--extra-dir DIR]
+
+Run from the repository root with a venv holding torch, onnx, onnxruntime,
+onnxscript and diffusers (`make bench` creates `.venv-bench` with them). The
+library versions are recorded in Tests/Fixtures/GENERATED-onnx-fixtures.md and in
+every `-io.safetensors` file's metadata.
+
+What it writes (Tests/Fixtures/onnx/):
+
+  <model>-<exporter><opset>.onnx        an export of a small diffusers model, weights inline
+  <model>-<exporter><opset>-io.safetensors
+      the inputs it was run with (batch 2), keyed by the graph's input names;
+      onnxruntime's outputs (CPU EP), keyed by the graph's output names;
+      diffusers' torch outputs for the same inputs under `torch.<output name>`.
+
+  models: dit-tiny (Tests/Fixtures/dit-tiny, DiTTransformer2DModel),
+          unet-micro (UNet2DConditionModel, UNET_MICRO below),
+          vae-micro-decoder / vae-micro-encoder (AutoencoderKL, VAE_MICRO below).
+          unet-tiny's and vae-tiny's exports (0.5-1.1 MB and 2.6 MB of weights each) do not fit
+          the fixture budget (well under 3 MB in all); the micro models are made here with fixed
+          seeds, and `--extra-dir DIR` writes their diffusers folders, for native-vs-ONNX checks.
+  exporters: dynamo18 / dynamo17 (`torch.onnx.export(dynamo=True)`; 17 goes through the
+          exporter's version conversion, which fails for most models: see the report),
+          torchscript17 / torchscript14 (`dynamo=False`).
+  Each export has a dynamic batch axis ("batch") on every input and output. Each model is
+  wrapped in a Module whose attribute is diffusers' LoRA prefix (`transformer`, `unet`,
+  `vae`), so module paths read `transformer.transformer_blocks.0.attn1.to_q`.
+  Only the COMMITTED exports are written here; `--extra-dir DIR` writes the others, and every
+  export of unet-tiny and vae-tiny, into DIR for local use.
+
+  vae-micro-encoder-dynamo18-external.onnx + .onnx.data
+      the same graph as vae-micro-encoder-dynamo18.onnx, every initializer in external data.
+  input-default.onnx    a graph input that is also an initializer of the same dtype and shape.
+  unsorted.onnx         a valid graph whose nodes are not in topological order.
+  external-small.onnx + .onnx.data   a hand-made opset-17 model with external data (the ONNX
+      checker runs on it).
+
+  broken/*.onnx (+ data files): one file per validation case of the reader (see BROKEN).
+
+Of the dynamo exporter's node metadata only `pkg.torch.onnx.name_scopes` (and the rewriter's
+rule names) are kept: the stack traces hold absolute paths of this machine, and `namespace`,
+`pkg.torch.onnx.class_hierarchy` and `pkg.torch.onnx.fx_node` would triple the file sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import platform
+import shutil
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import onnxscript
+import torch
+from onnx import TensorProto, helper
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import make_model_fixtures as mmf  # noqa: E402  (helpers only; its main() is not run)
+
+import diffusers  # noqa: E402
+from diffusers import AutoencoderKL, DiTTransformer2DModel, UNet2DConditionModel  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "Tests" / "Fixtures"
+OUT = FIXTURES / "onnx"
+COMMAND = ".venv-bench/bin/python tests/reference/make_onnx_fixtures.py  # from the repository root; make bench creates .venv-bench"
+TOLERANCE = 1e-4  # onnxruntime against diffusers, float32
+
+EXPORTS = [("dynamo", 18), ("dynamo", 17), ("torchscript", 17), ("torchscript", 14)]
+# (model, exporter, opset) written into Tests/Fixtures/onnx; the rest only with --extra-dir.
+# Every exporter and opset is covered once per model family; the budget (committed fixtures
+# well under 3 MB) leaves out dit-tiny-torchscript14, unet-micro-torchscript14,
+# vae-micro-decoder-torchscript14 and vae-micro-encoder-torchscript17 (the VAE's TorchScript
+# graphs at 14 and 17 are the same but for the opset number).
+COMMITTED = {
+    ("dit-tiny", "dynamo", 18), ("dit-tiny", "dynamo", 17), ("dit-tiny", "torchscript", 17),
+    ("unet-micro", "dynamo", 18), ("unet-micro", "dynamo", 17), ("unet-micro", "torchscript", 17),
+    ("vae-micro-decoder", "dynamo", 18), ("vae-micro-decoder", "dynamo", 17),
+    ("vae-micro-decoder", "torchscript", 17),
+    ("vae-micro-encoder", "dynamo", 18), ("vae-micro-encoder", "dynamo", 17),
+    ("vae-micro-encoder", "torchscript", 14),
+}
+# The dynamo exporter's node metadata kept: `pkg.torch.onnx.name_scopes` (module paths) and the
+# rewriter's rule names. Dropped: `pkg.torch.onnx.stack_trace` (machine paths), and `namespace`,
+# `pkg.torch.onnx.class_hierarchy`, `pkg.torch.onnx.fx_node`, which would triple the file sizes.
+KEPT_METADATA = {"pkg.torch.onnx.name_scopes", "pkg.onnxscript.rewriter.rule_name"}
+
+UNET_MICRO = dict(
+    sample_size=8,
+    in_channels=4,
+    out_channels=4,
+    down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"],
+    up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"],
+    block_out_channels=[8, 16],
+    layers_per_block=1,
+    attention_head_dim=2,
+    cross_attention_dim=32,
+    norm_num_groups=4,
+)
+
+VAE_MICRO = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+    up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+    block_out_channels=[8, 16],
+    layers_per_block=1,
+    latent_channels=4,
+    norm_num_groups=4,
+    sample_size=16,
+)
+
+
+def versions() -> dict:
+    return {
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "onnxscript": onnxscript.__version__,
+        "diffusers": diffusers.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+# ---------------------------------------------------------------- models
+
+
+class DiTForward(torch.nn.Module):
+    def __init__(self, transformer):
+        super().__init__()
+        self.transformer = transformer
+
+    def forward(self, sample, timestep, class_labels):
+        return self.transformer(sample, timestep=timestep, class_labels=class_labels).sample
+
+
+class UNetForward(torch.nn.Module):
+    def __init__(self, unet):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, sample, timestep, encoder_hidden_states):
+        return self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states).sample
+
+
+class VAEDecode(torch.nn.Module):
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, latent_sample):
+        return self.vae.decode(latent_sample).sample
+
+
+class VAEEncode(torch.nn.Module):
+    """vae.encode(x).latent_dist: the posterior mean and the (clamped) logvar."""
+
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, sample):
+        posterior = self.vae.encode(sample).latent_dist
+        return posterior.mean, posterior.logvar
+
+
+def micro_model(cls, config: dict, seed: int, folder: Path):
+    """A small model made here (random init, constant tensors re-drawn), saved as a diffusers
+    folder beside its exports and reloaded from it."""
+    torch.manual_seed(seed)
+    model = cls(**config).eval()
+    mmf.make_nonconstant(model, seed + 1)
+    mmf.save_model(model, folder)
+    return cls.from_pretrained(str(folder), torch_dtype=torch.float32).eval()
+
+
+def models(micro: bool, folders: Path):
+    """(name, wrapper, inputs {name: tensor}, output names) for each exported model: dit-tiny,
+    then unet / vae: the micro ones made here (micro=True) or the existing tiny ones."""
+    g = mmf.gen(7000)
+    if micro:
+        dit = DiTTransformer2DModel.from_pretrained(str(FIXTURES / "dit-tiny"), torch_dtype=torch.float32).eval()
+        yield ("dit-tiny", DiTForward(dit).eval(),
+               {"sample": torch.randn(2, 4, 8, 8, generator=g),
+                "timestep": torch.tensor([10, 500], dtype=torch.int64),
+                "class_labels": torch.tensor([3, 10], dtype=torch.int64)},
+               ["out_sample"])
+        unet_name, vae_name = "unet-micro", "vae-micro"
+        unet = micro_model(UNet2DConditionModel, UNET_MICRO, 7200, folders / unet_name)
+        vae = micro_model(AutoencoderKL, VAE_MICRO, 7100, folders / vae_name)
+    else:
+        unet_name, vae_name = "unet-tiny", "vae-tiny"
+        unet = UNet2DConditionModel.from_pretrained(str(FIXTURES / unet_name), torch_dtype=torch.float32).eval()
+        vae = AutoencoderKL.from_pretrained(str(FIXTURES / vae_name), torch_dtype=torch.float32).eval()
+    size = unet.config.sample_size
+    yield (unet_name, UNetForward(unet).eval(),
+           {"sample": torch.randn(2, 4, size, size, generator=g),
+            "timestep": torch.tensor([10, 500], dtype=torch.int64),
+            "encoder_hidden_states": torch.randn(2, 5, unet.config.cross_attention_dim, generator=g)},
+           ["out_sample"])
+    size = vae.config.sample_size
+    latent = size // 2 ** (len(vae.config.block_out_channels) - 1)
+    yield (f"{vae_name}-decoder", VAEDecode(vae).eval(),
+           {"latent_sample": torch.randn(2, 4, latent, latent, generator=g)}, ["sample"])
+    yield (f"{vae_name}-encoder", VAEEncode(vae).eval(),
+           {"sample": torch.rand(2, 3, size, size, generator=g) * 2 - 1}, ["latent_mean", "latent_logvar"])
+
+
+# ---------------------------------------------------------------- export
+
+
+def strip_metadata(model: onnx.ModelProto) -> None:
+    def clean(props):
+        kept = [p for p in props if p.key in KEPT_METADATA]
+        del props[:]
+        props.extend(kept)
+
+    for node in model.graph.node:
+        clean(node.metadata_props)
+    for info in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
+        clean(info.metadata_props)
+
+
+def export(wrapper, inputs: dict, output_names: list, exporter: str, opset: int, path: Path) -> onnx.ModelProto:
+    args = tuple(inputs.values())
+    names = list(inputs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if exporter == "dynamo":
+            batch = torch.export.Dim("batch", min=1, max=64)
+            torch.onnx.export(wrapper, args, str(path), dynamo=True, opset_version=opset, external_data=False,
+                              input_names=names, output_names=output_names,
+                              dynamic_shapes={name: {0: batch} for name in names}, verbose=False)
+        else:
+            axes = {name: {0: "batch"} for name in names + output_names}
+            torch.onnx.export(wrapper, args, str(path), dynamo=False, opset_version=opset,
+                              input_names=names, output_names=output_names, dynamic_axes=axes)
+    model = onnx.load(str(path))
+    strip_metadata(model)
+    onnx.save(model, str(path))
+    data = path.read_bytes()
+    for marker in (b"/work/", b"/root/", b"/home/", b"/tmp/"):
+        assert marker not in data, f"{path.name} holds a machine path ({marker!r})"
+    return model
+
+
+def run_onnxruntime(path: Path, inputs: dict) -> dict:
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {i.name: inputs[i.name].numpy() for i in session.get_inputs()}
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feed)))
+
+
+def op_counts(model: onnx.ModelProto) -> collections.Counter:
+    return collections.Counter((n.domain + "::" if n.domain else "") + n.op_type for n in model.graph.node)
+
+
+def write_export(name, wrapper, inputs, output_names, exporter, opset, out: Path) -> dict:
+    stem = f"{name}-{exporter}{opset}"
+    path = out / f"{stem}.onnx"
+    model = export(wrapper, inputs, output_names, exporter, opset, path)
+    actual = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    assert actual == opset, f"{stem}: asked for opset {opset}, the exporter wrote {actual}"
+    with torch.no_grad():
+        reference = wrapper(*inputs.values())
+    reference = reference if isinstance(reference, tuple) else (reference,)
+    ours = run_onnxruntime(path, inputs)
+    tensors = {key: value for key, value in inputs.items()}
+    errors = {}
+    for output_name, expected in zip(output_names, reference):
+        got = torch.from_numpy(ours[output_name])
+        errors[output_name] = mmf.rel_err(got, expected)
+        assert errors[output_name] < TOLERANCE, f"{stem}: onnxruntime {output_name} differs by {errors[output_name]:.2e}"
+        tensors[output_name] = got
+        tensors[f"torch.{output_name}"] = expected.float()
+    # The batch axis is dynamic: onnxruntime runs batch 1 too.
+    single = run_onnxruntime(path, {key: value[:1] for key, value in inputs.items()})
+    for output_name, expected in zip(output_names, reference):
+        assert mmf.rel_err(torch.from_numpy(single[output_name]), expected[:1]) < TOLERANCE, f"{stem}: batch 1"
+    mmf.save_tensors(out / f"{stem}-io.safetensors", tensors, {
+        "description": f"{stem}.onnx run with these inputs: onnxruntime (CPU EP) outputs by graph output name, "
+                       f"diffusers outputs as torch.<output name>",
+        "generator": "tests/reference/make_onnx_fixtures.py",
+        "versions": str(sorted(versions().items())),
+    })
+    print(f"  {stem}: ir {model.ir_version}, opset {opset}, {len(model.graph.node)} nodes, "
+          f"{len(model.graph.initializer)} initializers, ort vs torch {max(errors.values()):.1e}")
+    return {"stem": stem, "model": model, "errors": errors}
+
+
+# ---------------------------------------------------------------- broken and hand-made files
+
+
+def tiny_model(nodes, inputs, outputs, initializers=(), opset=17, ir_version=8) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "tiny", inputs, outputs, initializer=list(initializers))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="make_onnx_fixtures")
+    model.ir_version = ir_version
+    return model
+
+
+def float_input(name, shape):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def weight(name, values, dims) -> TensorProto:
+    return helper.make_tensor(name, TensorProto.FLOAT, dims, np.asarray(values, np.float32).tobytes(), raw=True)
+
+
+def external(name, dims, location, offset, length, data_type=TensorProto.FLOAT) -> TensorProto:
+    tensor = TensorProto(name=name, data_type=data_type, dims=dims)
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", str(offset)), ("length", str(length))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    return tensor
+
+
+def add_model(initializer: TensorProto, shape=(2, 3)) -> onnx.ModelProto:
+    """y = x + w, w the given initializer."""
+    return tiny_model([helper.make_node("Add", ["x", initializer.name], ["y"], name="add")],
+                      [float_input("x", list(shape))], [float_input("y", list(shape))], [initializer])
+
+
+# Exports the exporter could not make valid: (stem, reason).
+FAILED = []
+
+# name -> (description, what the reader must say)
+BROKEN = {}
+
+
+def broken(name, description, expected):
+    BROKEN[name] = (description, expected)
+    return name
+
+
+def write_broken(out: Path) -> None:
+    folder = out / "broken"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+
+    def save(name, model):
+        (folder / name).write_bytes(model.SerializeToString())
+
+    # A valid model with 4 KB of weights, cut in the middle of the weights.
+    good = add_model(weight("w", np.arange(1024, dtype=np.float32), [1024]), shape=(1024,))
+    data = good.SerializeToString()
+    (folder / broken("truncated.onnx", "a valid model cut in the middle of its weights",
+                     "truncated or garbled")).write_bytes(data[: len(data) // 2])
+    (folder / broken("not-onnx.onnx", "a text file", "not an ONNX model")).write_bytes(
+        b"This is a text file, not an ONNX model.\n" * 4)
+
+    # External data whose location escapes the model's folder.
+    save(broken("external-absolute.onnx", "external data location '/etc/hostname'", "absolute"),
+         add_model(external("w", [2, 3], "/etc/hostname", 0, 24)))
+    save(broken("external-dotdot.onnx", "external data location '../onnx/outside.bin'", "outside the model's folder"),
+         add_model(external("w", [2, 3], "../onnx/outside.bin", 0, 24)))
+    # The test links external-symlink.onnx.data to a file outside the folder at run time.
+    save(broken("external-symlink.onnx", "location 'external-symlink.onnx.data', a symlink the test points outside",
+                "outside the model's folder"),
+         add_model(external("w", [2, 3], "external-symlink.onnx.data", 0, 24)))
+    (folder / "short-external.onnx.data").write_bytes(np.arange(4, dtype=np.float32).tobytes())
+    save(broken("short-external.onnx", "offset 0 + length 24 of a 16-byte data file", "past the end"),
+         add_model(external("w", [2, 3], "short-external.onnx.data", 0, 24)))
+    (folder / "external-length.onnx.data").write_bytes(np.arange(8, dtype=np.float32).tobytes())
+    save(broken("external-length.onnx", "external length 32 for a [2, 3] float tensor (24 bytes)", "needs 24"),
+         add_model(external("w", [2, 3], "external-length.onnx.data", 0, 32)))
+    save(broken("external-missing.onnx", "a location that does not exist", "cannot open"),
+         add_model(external("w", [2, 3], "no-such-file.data", 0, 24)))
+
+    # Data that disagrees with dims or dtype.
+    mismatched = TensorProto(name="w", data_type=TensorProto.INT64, dims=[2, 3])
+    mismatched.float_data.extend([1, 2, 3, 4, 5, 6])
+    save(broken("dtype-data-mismatch.onnx", "an INT64 initializer holding float_data", "float_data"),
+         tiny_model([helper.make_node("Add", ["x", "w"], ["y"], name="add")],
+                    [helper.make_tensor_value_info("x", TensorProto.INT64, [2, 3])],
+                    [helper.make_tensor_value_info("y", TensorProto.INT64, [2, 3])], [mismatched]))
+    huge = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[536870913, 1], raw_data=b"\0" * 16)
+    save(broken("inline-2gb.onnx", "a [536870913, 1] float tensor (2 GB + 4 bytes) declared inline, 16 bytes of raw_data",
+                "2147483652"), add_model(huge, shape=(536870913, 1)))
+    save(broken("raw-size.onnx", "a [2, 3] float tensor with 20 bytes of raw_data", "needs 24"),
+         add_model(TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[2, 3], raw_data=b"\0" * 20)))
+    save(broken("negative-dim.onnx", "dims [2, -3]", "negative"),
+         add_model(TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[2, -3], raw_data=b"")))
+    save(broken("overflow-dims.onnx", "dims [2^40, 2^40]", "too large"),
+         add_model(TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[1 << 40, 1 << 40], raw_data=b"")))
+    save(broken("unsupported-dtype.onnx", "an INT8 initializer", "INT8"),
+         add_model(TensorProto(name="w", data_type=TensorProto.INT8, dims=[2, 3], raw_data=b"\1" * 6)))
+
+    # Graph structure.
+    conflict = add_model(weight("w", np.zeros(6), [3, 2]))
+    conflict.graph.input.append(float_input("w", [2, 3]))
+    save(broken("input-initializer-conflict.onnx", "graph input 'w' [2, 3] and initializer 'w' [3, 2]",
+                "initializer"), conflict)
+    save(broken("duplicate-producer.onnx", "two nodes write 'y'", "produced twice"),
+         tiny_model([helper.make_node("Relu", ["x"], ["y"], name="first"),
+                     helper.make_node("Sigmoid", ["x"], ["y"], name="second")],
+                    [float_input("x", [2])], [float_input("y", [2])]))
+    save(broken("undefined-input.onnx", "node 'add' reads 'nowhere', which nothing produces", "nowhere"),
+         tiny_model([helper.make_node("Add", ["x", "nowhere"], ["y"], name="add")],
+                    [float_input("x", [2])], [float_input("y", [2])]))
+    save(broken("missing-output.onnx", "graph output 'z' that no node produces", "missing output"),
+         tiny_model([helper.make_node("Relu", ["x"], ["y"], name="relu")],
+                    [float_input("x", [2])], [float_input("y", [2]), float_input("z", [2])]))
+    save(broken("cycle.onnx", "a = Add(x, c); c = Relu(a)", "cycle"),
+         tiny_model([helper.make_node("Add", ["x", "c"], ["a"], name="add"),
+                     helper.make_node("Relu", ["a"], ["c"], name="relu")],
+                    [float_input("x", [2])], [float_input("a", [2])]))
+    then_graph = helper.make_graph([helper.make_node("Identity", ["x"], ["t"])], "then", [], [float_input("t", [2])])
+    save(broken("graph-attribute.onnx", "an If node (GRAPH attributes)", "GRAPH"),
+         tiny_model([helper.make_node("If", ["cond"], ["y"], name="branch", then_branch=then_graph,
+                                      else_branch=then_graph)],
+                    [float_input("x", [2]), helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+                    [float_input("y", [2])]))
+
+
+def write_input_default(out: Path) -> None:
+    """A graph input 'w' that is also an initializer of the same dtype and shape: a constant with a
+    default (onnxruntime uses the initializer unless the input is fed)."""
+    model = add_model(weight("w", np.arange(6), [2, 3]))
+    model.graph.input.append(float_input("w", [2, 3]))
+    onnx.save(model, str(out / "input-default.onnx"))
+
+
+def write_unsorted(out: Path) -> None:
+    """A valid graph whose nodes are not in topological order: s = Sigmoid(r) comes before r = Relu(x)."""
+    onnx.save(tiny_model([helper.make_node("Sigmoid", ["r"], ["s"], name="sigmoid"),
+                          helper.make_node("Relu", ["x"], ["r"], name="relu")],
+                         [float_input("x", [2])], [float_input("s", [2])]), str(out / "unsorted.onnx"))
+
+
+def write_external_small(out: Path) -> None:
+    """y = x + w with w [2, 3] = 0..5 in external data, at opset 17 / IR 8 (the checker's versions)."""
+    (out / "external-small.onnx.data").write_bytes(b"\0" * 8 + np.arange(6, dtype=np.float32).tobytes())
+    onnx.save(add_model(external("w", [2, 3], "external-small.onnx.data", 8, 24)), str(out / "external-small.onnx"))
+
+
+def write_external(out: Path, stem: str) -> str:
+    model = onnx.load(str(out / f"{stem}.onnx"))
+    name = f"{stem}-external"
+    onnx.save(model, str(out / f"{name}.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+              location=f"{name}.onnx.data", size_threshold=0)
+    return name
+
+
+# ---------------------------------------------------------------- report
+
+
+def size(path: Path) -> int:
+    return path.stat().st_size
+
+
+def write_report(out: Path, results: list, external_name: str) -> None:
+    v = versions()
+    lines = [
+        "# ONNX fixtures (generated)",
+        "",
+        "Generated by `tests/reference/make_onnx_fixtures.py`; do not edit by hand.",
+        "",
+        "Regenerate (about two minutes on 2 cores):",
+        "",
+        f"    {COMMAND}",
+        "",
+        "Versions: " + ", ".join(f"{k} {v[k]}" for k in v) + ".",
+        "Of the dynamo exporter's node metadata only `pkg.torch.onnx.name_scopes` and",
+        "`pkg.onnxscript.rewriter.rule_name` are kept (the stack traces hold machine paths; `namespace`,",
+        "`class_hierarchy` and `fx_node` would triple the sizes). `unet-micro` and `vae-micro` are small",
+        "models made by the script (UNET_MICRO, VAE_MICRO; unet-tiny's and vae-tiny's exports do not fit",
+        "the fixture budget); `--extra-dir DIR` writes their diffusers folders, the exports left out here",
+        "and those of unet-tiny and vae-tiny.",
+        "",
+        "## Exports (`onnx/`)",
+        "",
+        "| file | bytes | ir | opset | nodes | initializers | onnxruntime vs diffusers |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        model = result["model"]
+        stem = result["stem"]
+        opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+        lines.append(f"| `{stem}.onnx` (+ `-io.safetensors`) | {size(out / (stem + '.onnx'))} | {model.ir_version} | "
+                     f"{opset} | {len(model.graph.node)} | {len(model.graph.initializer)} | "
+                     f"{max(result['errors'].values()):.1e} |")
+    lines += [
+        f"| `{external_name}.onnx` + `.onnx.data` | {size(out / (external_name + '.onnx'))} + "
+        f"{size(out / (external_name + '.onnx.data'))} | | | | | (same graph, external data) |",
+        f"| `input-default.onnx` | {size(out / 'input-default.onnx')} | | | | | graph input 'w' also an initializer |",
+        f"| `unsorted.onnx` | {size(out / 'unsorted.onnx')} | 8 | 17 | 2 | 0 | nodes out of topological order |",
+        f"| `external-small.onnx` + `.onnx.data` | {size(out / 'external-small.onnx')} + "
+        f"{size(out / 'external-small.onnx.data')} | 8 | 17 | 1 | 1 | w [2, 3] = 0..5 at offset 8 |",
+        "",
+        *(["## Exports the exporter could not make", "",
+           "The dynamo exporter builds opset 18 and converts down to 17 with ONNX's version converter:", ""]
+          + [f"* `{stem}`: {reason}" for stem, reason in FAILED] + [""] if FAILED else []),
+        "## Broken files (`onnx/broken/`)",
+        "",
+        "| file | what is wrong | the error says |",
+        "|---|---|---|",
+    ]
+    for name, (description, expected) in BROKEN.items():
+        lines.append(f"| `{name}` | {description} | `{expected}` |")
+    lines += ["", "## Ops per export", ""]
+    for result in results:
+        counts = op_counts(result["model"])
+        lines.append(f"* `{result['stem']}`: " + ", ".join(f"{op} {n}" for op, n in sorted(counts.items())))
+    total = sum(size(p) for p in out.rglob("*") if p.is_file())
+    lines += ["", f"Total size of `onnx/`: {total} bytes.", ""]
+    (FIXTURES / "GENERATED-onnx-fixtures.md").write_text("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--extra-dir", type=Path, help="also write the exports not committed (and vae-tiny's) here")
+    parser.add_argument("--only", help="comma-separated model names (for quick local runs)")
+    arguments = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    for stale in OUT.glob("*"):
+        if stale.is_file():
+            stale.unlink()
+        elif stale.name != "broken":
+            shutil.rmtree(stale)
+    results = []
+    if arguments.extra_dir:
+        arguments.extra_dir.mkdir(parents=True, exist_ok=True)
+    folders = arguments.extra_dir or Path(tempfile.mkdtemp(prefix="onnx-fixture-models-"))
+    for micro in (True, False) if arguments.extra_dir else (True,):
+        for name, wrapper, inputs, output_names in models(micro, folders):
+            if arguments.only and name not in arguments.only.split(","):
+                continue
+            for exporter, opset in EXPORTS:
+                committed = (name, exporter, opset) in COMMITTED
+                target = OUT if committed else arguments.extra_dir
+                if target is None:
+                    continue
+                try:
+                    result = write_export(name, wrapper, inputs, output_names, exporter, opset, target)
+                except Exception as error:  # noqa: BLE001  (recorded, not hidden)
+                    if (exporter, opset) != ("dynamo", 17):
+                        raise
+                    # The dynamo exporter builds opset 18 and converts down; the conversion can
+                    # leave opset-18 attributes behind (Split num_outputs), which onnxruntime rejects.
+                    stem = f"{name}-{exporter}{opset}"
+                    for leftover in (target / f"{stem}.onnx", target / f"{stem}-io.safetensors"):
+                        leftover.unlink(missing_ok=True)
+                    text = str(error)
+                    reason = (text[text.index("Error "):].split("\n")[0] if "Error " in text
+                              else text.split("\n")[0].split(": ", 1)[-1])
+                    if committed:
+                        FAILED.append((stem, reason))
+                    print(f"  {stem}: not usable: {reason}")
+                    continue
+                if committed:
+                    results.append(result)
+    external_name = write_external(OUT, "vae-micro-encoder-dynamo18")
+    write_input_default(OUT)
+    write_external_small(OUT)
+    write_unsorted(OUT)
+    write_broken(OUT)
+    write_report(OUT, results, external_name)
+    total = sum(size(p) for p in OUT.rglob("*") if p.is_file())
+    print(f"wrote {OUT.relative_to(REPO)} ({total} bytes) and Tests/Fixtures/GENERATED-onnx-fixtures.md")
+
+
+if __name__ == "__main__":
+    main()
