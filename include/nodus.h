@@ -204,6 +204,41 @@ NODUS_API const char *nodus_model_config_json(const nodus_model *model);
 NODUS_API NODUS_NODISCARD nodus_status nodus_model_forward(nodus_model *model, const nodus_tensor *inputs,
                                                            size_t input_count, nodus_tensor *output);
 
+/* Every output of one forward pass, in nodus_model_output_info() order: an
+ * ONNX model's graph outputs (one or several), or a native model's "sample".
+ * `outputs` holds `output_count` tensors (exactly nodus_model_output_count()),
+ * each filled as nodus_model_forward's output; while any output's data is
+ * NULL the call only reports shapes and dtypes (to those outputs) and computes
+ * nothing. An ONNX model takes the graph's input names, converted to the
+ * declared dtype when nothing is lost (int32 -> int64, float64 -> float32).
+ * NODUS_ERROR_INVALID_ARGUMENT: a wrong output_count, a missing or unknown
+ * input; NODUS_ERROR_SHAPE: an input that contradicts the graph. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_model_forward_all(nodus_model *model, const nodus_tensor *inputs,
+                                                               size_t input_count, nodus_tensor *outputs,
+                                                               size_t output_count);
+
+/* A model's input or output as the model declares it. */
+typedef struct nodus_tensor_info {
+    const char *name;                /* owned by the model, valid until nodus_model_free() */
+    nodus_dtype dtype;
+    int32_t ndim;                    /* -1 when even the rank is open */
+    int64_t shape[NODUS_MAX_DIMS];   /* -1 for an axis of any size (a dynamic batch) */
+} nodus_tensor_info;
+
+/* The number of inputs forward takes (0 for a VAE, which decodes and encodes
+ * instead, and for NULL). */
+NODUS_API size_t nodus_model_input_count(const nodus_model *model);
+/* Input `index` (< nodus_model_input_count()). NODUS_ERROR_INVALID_ARGUMENT
+ * for NULL or an index out of range; NODUS_ERROR_UNSUPPORTED for a declared
+ * rank above NODUS_MAX_DIMS. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_model_input_info(const nodus_model *model, size_t index,
+                                                              nodus_tensor_info *out_info);
+/* The number of outputs of nodus_model_forward_all() (0 for NULL). */
+NODUS_API size_t nodus_model_output_count(const nodus_model *model);
+/* Output `index`, as nodus_model_input_info(). */
+NODUS_API NODUS_NODISCARD nodus_status nodus_model_output_info(const nodus_model *model, size_t index,
+                                                               nodus_tensor_info *out_info);
+
 /* VAE decode, `image = vae.decode(latent).sample` as in diffusers: the latent is
  * z = latent / scaling_factor, float32 [B, latent_channels, h, w]; the image is
  * float32 [B, out_channels, 8h, 8w] in about [-1, 1]. Output as in nodus_model_forward. */

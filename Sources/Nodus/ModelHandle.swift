@@ -10,6 +10,9 @@ import NodusModels
 final class ModelHandle {
     let model: any DiffusionModel
     let configJSON: UnsafeMutablePointer<CChar>
+    /// The model's inputs and outputs with their names as C strings (freed with the handle).
+    let inputSignatures: [(name: UnsafeMutablePointer<CChar>, signature: TensorSignature)]
+    let outputSignatures: [(name: UnsafeMutablePointer<CChar>, signature: TensorSignature)]
     private var stateJSON: UnsafeMutablePointer<CChar>?
 
     init(model: any DiffusionModel) throws {
@@ -18,11 +21,21 @@ final class ModelHandle {
             throw NodusError(.outOfMemory, "cannot copy the model's config")
         }
         self.configJSON = text
+        func named(_ signatures: [TensorSignature]) throws
+            -> [(name: UnsafeMutablePointer<CChar>, signature: TensorSignature)] {
+            try signatures.map { signature in
+                guard let name = strdup(signature.name) else { throw NodusError(.outOfMemory, "cannot copy a tensor name") }
+                return (name, signature)
+            }
+        }
+        inputSignatures = try named(model.inputSignatures)
+        outputSignatures = try named(model.outputSignatures)
     }
 
     deinit {
         free(configJSON)
         free(stateJSON)
+        for entry in inputSignatures + outputSignatures { free(entry.name) }
     }
 
     /// Keeps `text` as the model's current JSON string (freeing the previous one).

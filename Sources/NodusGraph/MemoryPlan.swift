@@ -31,7 +31,7 @@ public struct MemoryPlan: Sendable, CustomStringConvertible {
             let outputOffset: Int
             if node.operation.canRunInPlace, let first = node.inputs.first ?? nil,
                lastUse[first.index] == index, let offset = offsets[first.index],
-               MemoryPlan.aligned(graph[first].byteCount) == size,
+               graph[first].byteCount == graph[node.output].byteCount,  // exactly: a broadcast operand is smaller
                node.inputs.dropFirst().allSatisfy({ $0 != first }) {
                 outputOffset = offset
                 lastUse[first.index] = -1  // ownership moves to the output

@@ -43,6 +43,9 @@ public final class AutoencoderKLModel: DiffusionModel, LatentDecoder {
         encoderProblem = encoderAvailability()
     }
 
+    /// None: a VAE decodes and encodes instead.
+    public var inputSignatures: [TensorSignature] { [] }
+
     public func outputShape(for inputs: [String: Tensor]) throws -> [Int] {
         throw NodusError.invalidArgument("an AutoencoderKL has no forward pass here: call decode or encode")
     }

@@ -63,6 +63,12 @@ public final class DiTModel: ClassConditionedModel, AdaptableModel {
 
     public var nullClassLabel: Int64 { Int64(settings.classCount) }
 
+    public var inputSignatures: [TensorSignature] {
+        [TensorSignature(name: "sample", dtype: .float32, shape: [nil, settings.inChannels, nil, nil]),
+         TensorSignature(name: "timestep", dtype: .float32, shape: [nil]),
+         TensorSignature(name: "class_labels", dtype: .int64, shape: [nil])]
+    }
+
     public func outputShape(for inputs: [String: Tensor]) throws -> [Int] {
         let sample = try ModelInputs(inputs, known: DiTModel.inputNames)
             .image("sample", channels: settings.inChannels, multiple: settings.patchSize)

@@ -17,6 +17,21 @@ public protocol DiffusionModel: AnyObject {
     /// `forward`; a VAE takes "latent" (its decoder) or "image" (its encoder).
     /// - Throws: as `forward`; `NodusError.invalidArgument` when `rounds` < 1.
     func profile(_ inputs: [String: Tensor], rounds: Int) throws -> ExecutionProfile
+    /// What `forward` takes, in order.
+    var inputSignatures: [TensorSignature] { get }
+    /// What `forwardAll` returns, in order (`forward` returns the first).
+    var outputSignatures: [TensorSignature] { get }
+    /// The shapes `forwardAll` would return for these inputs, without running it.
+    func outputShapes(for inputs: [String: Tensor]) throws -> [[Int]]
+    /// Every output, in `outputSignatures` order.
+    func forwardAll(_ inputs: [String: Tensor]) throws -> [Tensor]
+}
+
+/// A diffusers model has one output, `sample`.
+extension DiffusionModel {
+    public var outputSignatures: [TensorSignature] { [TensorSignature(name: "sample", dtype: .float32, shape: nil)] }
+    public func outputShapes(for inputs: [String: Tensor]) throws -> [[Int]] { [try outputShape(for: inputs)] }
+    public func forwardAll(_ inputs: [String: Tensor]) throws -> [Tensor] { [try forward(inputs)] }
 }
 
 /// A model that turns latents into images (the VAE).

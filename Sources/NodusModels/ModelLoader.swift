@@ -1,11 +1,13 @@
 import NodusCore
 import NodusFormats
 
-/// Opens a diffusers model folder and builds the model its config.json names.
+/// Opens a diffusers model folder and builds the model its config.json names,
+/// or an ONNX file (a path ending in `.onnx`).
 public enum ModelLoader {
     public static func load(path: String, options: ModelOptions = ModelOptions()) throws -> any DiffusionModel {
         _ = try options.precision()
         guard options.threads >= 0 else { throw NodusError.invalidArgument("threads must be >= 0, got \(options.threads)") }
+        if path.lowercased().hasSuffix(".onnx") { return try ONNXGraphModel(path: path, options: options) }
         let directory = path.hasSuffix("/") && path.count > 1 ? String(path.dropLast()) : path
         let configPath = directory + "/config.json"
         let file: MappedFile

@@ -38,6 +38,12 @@ public final class UNetModel: ContextConditionedModel, AdaptableModel {
 
     public var contextWidth: Int { settings.crossAttentionWidth }
 
+    public var inputSignatures: [TensorSignature] {
+        [TensorSignature(name: "sample", dtype: .float32, shape: [nil, settings.inChannels, nil, nil]),
+         TensorSignature(name: "timestep", dtype: .float32, shape: [nil]),
+         TensorSignature(name: "encoder_hidden_states", dtype: .float32, shape: [nil, nil, contextWidth])]
+    }
+
     public init(directory: String, config: JSONValue, options: ModelOptions) throws {
         let settings = try UNetConfig(JSONObjectReader(config, context: "config.json of '\(directory)'"))
         self.config = config

@@ -40,6 +40,25 @@ final class ModelHandle {
         try JSONValue.parse(configText, context: "the config of '\(path)'")
     }
 
+    /// The names of the outputs of `nodus_model_forward_all`.
+    var outputNames: [String] { signatures(input: false).map(\.name) }
+
+    /// The model's inputs or outputs as (name, dtype name, shape with -1 for any size), nil shape for an open rank.
+    func signatures(input: Bool) -> [(name: String, dtype: String, shape: [Int]?)] {
+        let count = input ? nodus_model_input_count(pointer) : nodus_model_output_count(pointer)
+        return (0..<count).compactMap { index in
+            var info = nodus_tensor_info()
+            let status = input ? nodus_model_input_info(pointer, index, &info) : nodus_model_output_info(pointer, index, &info)
+            guard status == 0, let name = info.name else { return nil }
+            var dims = info.shape
+            let shape: [Int]? = info.ndim < 0 ? nil : withUnsafeBytes(of: &dims) { bytes in
+                (0..<Int(info.ndim)).map { Int(bytes.load(fromByteOffset: $0 * 8, as: Int64.self)) }
+            }
+            let dtype = nodus_dtype_name(info.dtype).map { String(cString: $0) } ?? "unknown"
+            return (String(cString: name), dtype, shape)
+        }
+    }
+
     /// An integer field of config.json, or a failure naming it.
     func configInteger(_ key: String) throws -> Int {
         guard let value = try config()[key]?.intValue else {

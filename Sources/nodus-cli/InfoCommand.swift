@@ -7,7 +7,8 @@ struct InfoCommand: Command {
     let summary = "Load a model folder and print its kind and config.json; or print the CPU level in use."
     let positionalUsage = "MODEL"
     let details = """
-        MODEL is a diffusers model folder (config.json + safetensors weights).
+        MODEL is a diffusers model folder (config.json + safetensors weights) or an .onnx file
+        (then its inputs, outputs and op counts are listed).
         --cpu prints the instruction-set level the kernels run at (MODEL optional):
         the environment variable NODUS_CPU=baseline|avx2|avx512|avx512_bf16 lowers it.
         """
@@ -27,12 +28,16 @@ struct InfoCommand: Command {
             StandardStream.output(model.configText + "\n")
             return
         }
-        StandardStream.output("""
-            path:   \(path)
-            kind:   \(model.kindName)
-            config: \(JSONPrinter.pretty(try model.config()))
-
-            """)
+        var text = "path:   \(path)\nkind:   \(model.kindName)\n"
+        func describe(_ signature: (name: String, dtype: String, shape: [Int]?)) -> String {
+            let shape = signature.shape.map { "[" + $0.map { $0 < 0 ? "?" : String($0) }.joined(separator: ", ") + "]" }
+            return "  \(signature.name): \(signature.dtype) \(shape ?? "(any rank)")\n"
+        }
+        let inputs = model.signatures(input: true), outputs = model.signatures(input: false)
+        if !inputs.isEmpty { text += "inputs:\n" + inputs.map(describe).joined() }
+        text += "outputs:\n" + outputs.map(describe).joined()
+        text += "config: \(JSONPrinter.pretty(try model.config()))\n"
+        StandardStream.output(text)
     }
 
     private func printCPULevel() {

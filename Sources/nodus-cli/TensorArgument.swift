@@ -58,6 +58,29 @@ enum TensorArgument {
     }
 }
 
+extension TensorArgument {
+    /// `output` for a call with `count` outputs in one array (`nodus_model_forward_all`).
+    static func outputs(_ what: String, count: Int, _ call: (UnsafeMutablePointer<nodus_tensor>, Int) -> nodus_status)
+        throws -> [Tensor] {
+        var descriptions = [nodus_tensor](repeating: nodus_tensor(), count: count)
+        try check(descriptions.withUnsafeMutableBufferPointer { call($0.baseAddress!, count) }, what)
+        let results = try descriptions.map { description -> Tensor in
+            guard let dtype = DType(rawValue: description.dtype) else {
+                throw CLIError.failure("\(what): the library reported dtype \(description.dtype)")
+            }
+            return try Tensor(zeros: shape(of: description), dtype: dtype)
+        }
+        var targets = results.map { result -> nodus_tensor in
+            var output = nodus_tensor()
+            output.data = result.bytes
+            output.size_bytes = max(result.byteCount, 1)
+            return output
+        }
+        try check(targets.withUnsafeMutableBufferPointer { call($0.baseAddress!, count) }, what)
+        return results
+    }
+}
+
 /// C strings that stay valid until the object is released.
 final class CStringPool {
     private var strings: [UnsafeMutablePointer<CChar>] = []

@@ -34,6 +34,17 @@ class Tensor(ctypes.Structure):
     ]
 
 
+class TensorInfo(ctypes.Structure):
+    """struct nodus_tensor_info."""
+
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("dtype", ctypes.c_int32),
+        ("ndim", ctypes.c_int32),
+        ("shape", ctypes.c_int64 * MAX_DIMS),
+    ]
+
+
 class ModelParams(ctypes.Structure):
     """struct nodus_model_params."""
 
@@ -111,6 +122,11 @@ PROTOTYPES = {
     "nodus_model_config_json": (_str, [_p]),
     "nodus_model_forward": (_status, [_p, _tensor_p, _size, _tensor_p]),
     "nodus_model_decode": (_status, [_p, _tensor_p, _tensor_p]),
+    "nodus_model_forward_all": (_status, [_p, _tensor_p, _size, _tensor_p, _size]),
+    "nodus_model_input_count": (_size, [_p]),
+    "nodus_model_input_info": (_status, [_p, _size, ctypes.POINTER(TensorInfo)]),
+    "nodus_model_output_count": (_size, [_p]),
+    "nodus_model_output_info": (_status, [_p, _size, ctypes.POINTER(TensorInfo)]),
     "nodus_model_load_lora": (_status, [_p, _str, _str]),
     "nodus_model_set_adapters": (_status, [_p, ctypes.POINTER(_str), ctypes.POINTER(ctypes.c_float), _size]),
     "nodus_model_fuse_lora": (_status, [_p, ctypes.POINTER(_str), _size, ctypes.c_float]),

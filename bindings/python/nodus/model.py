@@ -42,6 +42,28 @@ class Model(Handle):
             self._config = text.decode()
         return json.loads(self._config)
 
+    def _signatures(self, count_function, info_function):
+        result = []
+        for index in range(count_function(self.handle)):
+            info = _lib.TensorInfo()
+            _lib.check(info_function(self.handle, index, ctypes.byref(info)))
+            shape = None
+            if info.ndim >= 0:
+                shape = tuple(None if info.shape[axis] < 0 else int(info.shape[axis]) for axis in range(info.ndim))
+            dtype = _lib.lib.nodus_dtype_name(info.dtype)
+            result.append((info.name.decode(), dtype.decode() if dtype else f"unknown({info.dtype})", shape))
+        return result
+
+    @property
+    def inputs(self):
+        """What ``forward`` takes: ``[(name, dtype, shape)]``, None for an axis of any size."""
+        return self._signatures(_lib.lib.nodus_model_input_count, _lib.lib.nodus_model_input_info)
+
+    @property
+    def outputs(self):
+        """What ``forward`` returns: ``[(name, dtype, shape)]`` (an ONNX graph's outputs, or "sample")."""
+        return self._signatures(_lib.lib.nodus_model_output_count, _lib.lib.nodus_model_output_info)
+
     # -- computation ------------------------------------------------------
 
     def forward(self, **inputs):
@@ -49,12 +71,27 @@ class Model(Handle):
 
         DiT: ``forward(sample=x, timestep=t, class_labels=c)``. float64 inputs are
         converted to float32 and integer inputs (Python ints too) to int64.
+        An ONNX model takes its graph's input names and returns an array for one
+        output, a dict by output name for several.
         """
         if not inputs:
             raise ValueError("nodus: forward() needs named inputs, e.g. sample=..., timestep=...")
         prepared = [_tensor.Input(_tensor.model_input_array(value, name), name) for name, value in inputs.items()]
         array = (_lib.Tensor * len(prepared))(*[item.struct for item in prepared])
         handle = self.handle
+        if self.kind == "onnx":
+            names = [name for name, _, _ in self.outputs]
+
+            def call_all(*outputs):
+                # The outputs must be contiguous: copy the caller's structs into one array and back.
+                block = (_lib.Tensor * len(outputs))(*[output.contents for output in outputs])
+                status = _lib.lib.nodus_model_forward_all(handle, array, len(prepared), block, len(outputs))
+                for index, output in enumerate(outputs):
+                    output[0] = block[index]
+                return status
+
+            results = _tensor.call_with_outputs(call_all, len(names))
+            return results[0] if len(results) == 1 else dict(zip(names, results))
 
         def call(output):
             return _lib.lib.nodus_model_forward(handle, array, len(prepared), output)

@@ -137,6 +137,11 @@ def test_every_header_function_is_called():
     out = tensor()
     assert lib.nodus_model_forward(None, None, 0, ctypes.byref(out)) == INVALID_ARGUMENT
     assert lib.nodus_model_decode(None, None, ctypes.byref(out)) == INVALID_ARGUMENT
+    assert lib.nodus_model_forward_all(None, None, 0, ctypes.byref(out), 1) == INVALID_ARGUMENT
+    info = _lib.TensorInfo()
+    assert lib.nodus_model_input_count(None) == 0 and lib.nodus_model_output_count(None) == 0
+    assert lib.nodus_model_input_info(None, 0, ctypes.byref(info)) == INVALID_ARGUMENT
+    assert lib.nodus_model_output_info(None, 0, ctypes.byref(info)) == INVALID_ARGUMENT
     profile_json = ctypes.c_char_p()
     assert lib.nodus_model_profile(None, None, 0, 1, ctypes.byref(profile_json)) == INVALID_ARGUMENT
     assert profile_json.value is None
@@ -711,3 +716,34 @@ def test_c_abi_check_and_struct_layout(tmp_path):
             assert (descriptor.offset, descriptor.size) == (int(words[3]), int(words[5])), line
             seen += 1
     assert seen == 4 + 6 + 3 + 17 + 4  # sizeof lines, then each struct's fields
+
+
+def test_model_signatures_and_forward_all():
+    """Inputs and outputs of a native model, and nodus_model_forward_all with its checks."""
+    model = nodus.load(fixture_path("dit-tiny"))
+    assert [name for name, _, _ in model.inputs] == ["sample", "timestep", "class_labels"]
+    assert model.inputs[0][2] == (None, 4, None, None) and model.inputs[2][1] == "int64"
+    assert model.outputs == [("sample", "float32", None)]
+    info = _lib.TensorInfo()
+    expect(lib.nodus_model_input_info(model.handle, 3, ctypes.byref(info)), INVALID_ARGUMENT, "index 3", "has 3")
+    expect(lib.nodus_model_output_info(model.handle, 0, None), INVALID_ARGUMENT, "out_info")
+    out = (_lib.Tensor * 2)()
+    expect(lib.nodus_model_forward_all(model.handle, None, 0, out, 2), INVALID_ARGUMENT, "output_count is 2", "1 outputs")
+    x = nodus.randn((2, 4, 8, 8), seed=0)
+    inputs = [_tensor_input(x, "sample"), _tensor_input(np.array([10, 20]), "timestep"),
+              _tensor_input(np.array([1, 2]), "class_labels")]
+    array = (_lib.Tensor * 3)(*[item.struct for item in inputs])
+    assert lib.nodus_model_forward_all(model.handle, array, 3, out, 1) == OK
+    assert out[0].ndim == 4 and out[0].shape[1] == 8
+    expected = model.forward(sample=x, timestep=np.array([10, 20]), class_labels=np.array([1, 2]))
+    result = np.empty(expected.shape, np.float32)
+    out[0].data, out[0].size_bytes = result.ctypes.data, result.nbytes
+    assert lib.nodus_model_forward_all(model.handle, array, 3, out, 1) == OK
+    assert np.array_equal(result, expected)
+    model.close()
+
+
+def _tensor_input(array, name):
+    from nodus import _tensor
+
+    return _tensor.Input(_tensor.model_input_array(array, name), name)

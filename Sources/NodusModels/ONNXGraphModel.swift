@@ -1,0 +1,126 @@
+import NodusCore
+import NodusFormats
+import NodusGraph
+
+/// A model exported to ONNX (`torch.onnx.export`, either exporter, opsets
+/// 14-18), run on the same IR, planner and kernels as native models: the graph
+/// is imported per set of input shapes (so any dynamic batch works) and its
+/// plan cached like a native model's.
+///
+/// Matches onnxruntime's outputs for the same inputs (see `ONNXImporter` for
+/// the ops). Inputs are converted to the dtype the graph declares when that
+/// loses nothing (int32 -> int64, float64 -> float32).
+///
+/// Limitations: one default-domain graph without control flow; ops run as
+/// primitives unless the importer writes a fused op for them.
+public final class ONNXGraphModel: DiffusionModel {
+    public let kind = ModelKind.onnx
+    public let config: JSONValue
+    public let file: ONNXModel
+    private let options: ModelOptions
+    private var executables: ExecutableCache
+
+    public init(path: String, options: ModelOptions) throws {
+        file = try ONNXModel.load(path)
+        self.options = options
+        executables = ExecutableCache(precision: try options.precision())
+        var opsets: [String: JSONValue] = [:]
+        for (domain, version) in file.opsetImports { opsets[domain.isEmpty ? "ai.onnx" : domain] = .number(Double(version)) }
+        var counts: [String: Int] = [:]
+        for node in file.graph.nodes { counts[node.opType, default: 0] += 1 }
+        config = .object([
+            "_class_name": .string("ONNXModel"),
+            "path": .string(path),
+            "producer": .string(file.producer),
+            "ir_version": .number(Double(file.irVersion)),
+            "opset_import": .object(opsets),
+            "inputs": .array(ONNXGraphModel.describe(file.graph.inputs)),
+            "outputs": .array(ONNXGraphModel.describe(file.graph.outputs)),
+            "op_counts": .object(counts.mapValues { .number(Double($0)) }),
+            "initializers": .number(Double(file.graph.initializers.count)),
+        ])
+        for node in file.graph.nodes where !(node.domain.isEmpty || node.domain == "ai.onnx")
+            || !ONNXImporter.supportedOps.contains(node.opType) {
+            let name = node.name.isEmpty ? node.outputs.first ?? "?" : node.name
+            throw NodusError.unsupported("'\(path)': op '\(node.opType)' (domain '\(node.domain.isEmpty ? "ai.onnx" : node.domain)') of node '\(name)' is not supported at opset \(file.opsetImports[""] ?? 0)")
+        }
+    }
+
+    private static func describe(_ values: [ONNXValueInfo]) -> [JSONValue] {
+        values.map { value in
+            let dims: JSONValue = value.shape.map { shape in
+                .array(shape.map { dimension in
+                    switch dimension {
+                    case .fixed(let size): .number(Double(size))
+                    case .symbolic(let name): name.isEmpty ? .null : .string(name)
+                    }
+                })
+            } ?? .null
+            return .object(["name": .string(value.name), "dtype": .string(value.dtype?.name ?? "unknown"), "shape": dims])
+        }
+    }
+
+    private static func signature(_ value: ONNXValueInfo) -> TensorSignature {
+        let shape = value.shape.map { dims in
+            dims.map { dimension -> Int? in
+                if case .fixed(let size) = dimension { return size }
+                return nil
+            }
+        }
+        return TensorSignature(name: value.name, dtype: value.dtype ?? .float32, shape: shape)
+    }
+
+    public var inputSignatures: [TensorSignature] { file.graph.inputs.map(ONNXGraphModel.signature) }
+    public var outputSignatures: [TensorSignature] { file.graph.outputs.map(ONNXGraphModel.signature) }
+
+    public func outputShape(for inputs: [String: Tensor]) throws -> [Int] { try outputShapes(for: inputs)[0] }
+
+    public func outputShapes(for inputs: [String: Tensor]) throws -> [[Int]] {
+        let (executable, _) = try plan(for: inputs)
+        return executable.graph.outputs.map { executable.graph[$0.value].shape }
+    }
+
+    public func forward(_ inputs: [String: Tensor]) throws -> Tensor { try forwardAll(inputs)[0] }
+
+    public func forwardAll(_ inputs: [String: Tensor]) throws -> [Tensor] {
+        let (executable, feeds) = try plan(for: inputs)
+        return try executable.runAll(feeds)
+    }
+
+    public func profile(_ inputs: [String: Tensor], rounds: Int) throws -> ExecutionProfile {
+        let (executable, feeds) = try plan(for: inputs)
+        return try executable.profile(feeds, rounds: rounds)
+    }
+
+    /// The plan for these inputs' shapes and the inputs converted to the graph's dtypes.
+    private func plan(for inputs: [String: Tensor]) throws -> (Executable, feeds: [String: Tensor]) {
+        let declared = Set(file.graph.inputs.map(\.name))
+        for name in inputs.keys where !declared.contains(name) {
+            throw NodusError.invalidArgument("unknown input '\(name)' (the graph takes \(file.graph.inputs.map(\.name).joined(separator: ", ")))")
+        }
+        var feeds: [String: Tensor] = [:]
+        var key: [Int] = []
+        for input in file.graph.inputs {
+            guard let tensor = inputs[input.name] else { throw NodusError.invalidArgument("missing input '\(input.name)'") }
+            feeds[input.name] = try ONNXGraphModel.convert(tensor, to: input.dtype ?? .float32, name: input.name)
+            key += [tensor.rank] + tensor.shape
+        }
+        Parallel.setThreads(options.threads)
+        let shapes = feeds.mapValues(\.shape)
+        let executable = try executables.executable(for: key) { try ONNXImporter.graph(of: file, inputShapes: shapes) }
+        return (executable, feeds)
+    }
+
+    /// `tensor` as `dtype` when nothing is lost.
+    static func convert(_ tensor: Tensor, to dtype: DType, name: String) throws -> Tensor {
+        if tensor.dtype == dtype { return tensor }
+        switch (dtype, tensor.dtype) {
+        case (.float32, let from) where from.isFloatingPoint:
+            return try tensor.asFloat32()
+        case (.int64, .int32), (.int64, .uint8):
+            return try Tensor(shape: tensor.shape, int64s: tensor.int64Array())
+        default:
+            throw NodusError.shape("input '\(name)' must be \(dtype.name), got \(tensor.dtype.name)")
+        }
+    }
+}

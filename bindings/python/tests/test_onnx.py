@@ -1,0 +1,145 @@
+"""ONNX models through nodus.load("x.onnx"): parity with onnxruntime and torch on
+exports of the tiny diffusers models (both exporters, opsets 14-18; fixtures by
+tests/reference/make_onnx_fixtures.py), the dynamic batch axis, inputs and
+outputs, the CLI, and clear errors for broken files."""
+
+import glob
+import os
+import subprocess
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+from conftest import FIXTURES, REPOSITORY, fixture_path
+
+import nodus
+
+EXPORTS = sorted(os.path.basename(path)[: -len("-io.safetensors")]
+                 for path in glob.glob(os.path.join(FIXTURES, "onnx", "*-io.safetensors")))
+
+
+def relative_error(ours, reference):
+    return float(np.abs(ours - reference).max() / max(np.abs(reference).max(), 1e-30))
+
+
+def load_export(name):
+    model = nodus.load(fixture_path(f"onnx/{name}.onnx"))
+    io = load_file(fixture_path(f"onnx/{name}-io.safetensors"))
+    inputs = {input_name: io[input_name] for input_name, _, _ in model.inputs}
+    outputs = [output_name for output_name, _, _ in model.outputs]
+    return model, io, inputs, outputs
+
+
+def test_every_model_family_and_exporter_has_a_fixture():
+    assert len(EXPORTS) >= 8, EXPORTS
+    for family in ["dit-tiny", "unet-micro", "vae-micro-decoder", "vae-micro-encoder"]:
+        exporters = {name.split("-")[-1].rstrip("0123456789") for name in EXPORTS if name.startswith(family)}
+        assert exporters >= {"dynamo", "torchscript"}, (family, EXPORTS)
+
+
+@pytest.mark.parametrize("name", EXPORTS)
+def test_matches_onnxruntime_and_torch(name):
+    model, io, inputs, outputs = load_export(name)
+    assert model.kind == "onnx"
+    result = model.forward(**inputs)
+    results = result if isinstance(result, dict) else {outputs[0]: result}
+    assert list(results) == outputs
+    for output in outputs:
+        assert results[output].shape == io[output].shape, output
+        ort = relative_error(results[output], io[output])
+        torch = relative_error(results[output], io["torch." + output])
+        assert ort < 1e-4, f"{name} {output}: {ort:.2e} from onnxruntime"
+        assert torch < 1e-4, f"{name} {output}: {torch:.2e} from torch"
+
+
+@pytest.mark.parametrize("name", [name for name in EXPORTS if "dit" in name or "unet" in name])
+def test_dynamic_batch_axis(name):
+    model, io, inputs, outputs = load_export(name)
+    batch_axes = [shape[0] for _, _, shape in model.inputs]
+    assert batch_axes and all(axis is None for axis in batch_axes), model.inputs
+    first = model.forward(**{key: value[:1] for key, value in inputs.items()})
+    reference = io[outputs[0]][:1]
+    assert first.shape == reference.shape
+    assert relative_error(first, reference) < 1e-4
+    # Back to batch 2: a second plan, and the first still cached.
+    assert relative_error(model.forward(**inputs), io[outputs[0]]) < 1e-4
+
+
+def test_several_outputs_come_back_by_name():
+    name = next(name for name in EXPORTS if "encoder" in name)
+    model, io, inputs, outputs = load_export(name)
+    assert len(outputs) == 2
+    result = model.forward(**inputs)
+    assert isinstance(result, dict) and set(result) == set(outputs)
+
+
+def test_inputs_outputs_and_config_describe_the_graph():
+    model, io, inputs, outputs = load_export("dit-tiny-dynamo18")
+    names = [name for name, _, _ in model.inputs]
+    assert set(names) == {"sample", "timestep", "class_labels"}
+    dtypes = {name: dtype for name, dtype, _ in model.inputs}
+    assert dtypes["sample"] == "float32" and dtypes["class_labels"] == "int64"
+    sample_shape = next(shape for name, _, shape in model.inputs if name == "sample")
+    assert sample_shape[0] is None and sample_shape[1:] == (4, 8, 8)
+    config = model.config
+    assert config["_class_name"] == "ONNXModel"
+    assert config["opset_import"]["ai.onnx"] == 18
+    assert config["op_counts"]["MatMul"] > 0
+
+
+def test_wrong_inputs_are_clear_errors():
+    model, io, inputs, outputs = load_export("dit-tiny-dynamo18")
+    with pytest.raises(nodus.NodusError, match="missing input 'class_labels'"):
+        model.forward(sample=inputs["sample"], timestep=inputs["timestep"])
+    with pytest.raises(nodus.NodusError, match="unknown input 'latent'"):
+        model.forward(latent=inputs["sample"], **inputs)
+    with pytest.raises(nodus.NodusError, match="input 'sample'"):
+        model.forward(**dict(inputs, sample=inputs["sample"][:, :3]))
+
+
+BROKEN = {
+    "truncated.onnx": "",
+    "not-onnx.onnx": "",
+    "cycle.onnx": "cycle",
+    "missing-output.onnx": "output",
+    "external-absolute.onnx": "",
+    "external-dotdot.onnx": "",
+    "short-external.onnx": "",
+    "dtype-data-mismatch.onnx": "",
+    "inline-2gb.onnx": "",
+    "input-initializer-conflict.onnx": "",
+    "duplicate-producer.onnx": "",
+    "undefined-input.onnx": "",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_broken_files_are_clear_errors(name):
+    path = fixture_path(f"onnx/broken/{name}")
+    with pytest.raises(nodus.NodusError) as caught:
+        nodus.load(path)
+    message = str(caught.value)
+    assert "broken" in message or name in message, message
+    assert BROKEN[name] in message
+
+
+def test_unsupported_op_names_the_op_node_and_opset():
+    with pytest.raises(nodus.NodusError) as caught:
+        nodus.load(fixture_path("onnx/broken/unsupported-op.onnx"))
+    message = str(caught.value)
+    assert "NonMaxSuppression" in message and "opset" in message and "nms" in message, message
+
+
+def test_cli_info_and_forward(tmp_path):
+    cli = os.path.join(REPOSITORY, ".build", "release", "nodus")
+    path = fixture_path("onnx/vae-micro-encoder-dynamo18.onnx")
+    info = subprocess.run([cli, "info", path], capture_output=True, text=True, check=True).stdout
+    assert "kind:   onnx" in info and "latent_mean: float32" in info and "InstanceNormalization" in info, info
+    io = load_file(fixture_path("onnx/vae-micro-encoder-dynamo18-io.safetensors"))
+    save_file({"sample": io["sample"]}, str(tmp_path / "in.safetensors"))
+    subprocess.run([cli, "forward", path, "--input", str(tmp_path / "in.safetensors"), "--output",
+                    str(tmp_path / "out.safetensors")], capture_output=True, text=True, check=True)
+    out = load_file(str(tmp_path / "out.safetensors"))
+    assert relative_error(out["latent_mean"], io["latent_mean"]) < 1e-4
+    assert relative_error(out["latent_logvar"], io["latent_logvar"]) < 1e-4
