@@ -37,7 +37,8 @@
 #include <onnx/defs/schema.h>
 #include <onnx/onnx_pb.h>
 
-struct nodus_onnx_model {
+// Hidden, like the C functions: nothing of the reader is exported from libnodus.so.
+struct __attribute__((visibility("hidden"))) nodus_onnx_model {
     onnx::ModelProto proto;
     // The folder of the file, for the checker's external-data checks ("." for a bare name).
     std::string folder;

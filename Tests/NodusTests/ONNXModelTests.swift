@@ -306,6 +306,46 @@ final class ONNXModelTests: XCTestCase {
         assertLoadFails(model, .io, ["initializer 'w'", "not a regular file"])
     }
 
+    /// Single corrupted bytes anywhere in an export: each load either succeeds (the byte was weight
+    /// data or a name) or throws a NodusError; none crashes or hangs.
+    func testCorruptedBytesNeverCrash() throws {
+        let folder = temporaryDirectory("onnx-corrupt")
+        let original = try Data(contentsOf: URL(fileURLWithPath: ONNXModelTests.onnx(ONNXModelTests.corruptionSource)))
+        var generator = SplitMix64(seed: 14)
+        var failures = 0
+        let path = folder + "/corrupt.onnx"
+        for trial in 0..<ONNXModelTests.corruptionTrials {
+            var bytes = original
+            // Half the trials hit the first 4 KB, where the structure (not the weights) is.
+            let limit = trial % 2 == 0 ? min(4096, bytes.count) : bytes.count
+            let index = Int.random(in: 0..<limit, using: &generator)
+            bytes[index] = UInt8.random(in: 0...255, using: &generator)
+            XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: bytes))
+            do {
+                _ = try ONNXModel.load(path)
+            } catch is NodusError {
+                failures += 1
+            }
+        }
+        XCTAssertGreaterThan(failures, 0, "no corruption was noticed")
+    }
+
+    static let corruptionTrials = 200
+    static let corruptionSource = "vae-micro-encoder-torchscript14.onnx"
+
+    /// A seeded generator, so a failing trial can be replayed.
+    private struct SplitMix64: RandomNumberGenerator {
+        var state: UInt64
+        init(seed: UInt64) { state = seed }
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
     func testTruncatedAndGarbledExportsFail() throws {
         let folder = temporaryDirectory("onnx-truncated")
         let bytes = try Data(contentsOf: URL(fileURLWithPath: ONNXModelTests.onnx("dit-tiny-dynamo18.onnx")))
