@@ -55,9 +55,10 @@ public struct Graph: Sendable {
     public var linearWeights: [String: [Int]] {
         var result: [String: [Int]] = [:]
         for node in nodes {
-            guard case .linear = node.operation, node.inputs.count > 1, let weight = node.inputs[1],
+            guard case .linear(let layout) = node.operation, node.inputs.count > 1, let weight = node.inputs[1],
                   case .constant(let name, _) = self[weight].origin else { continue }
-            result[name] = self[weight].shape
+            let features = layout.features(of: self[weight].shape)
+            result[name] = [features.outFeatures, features.inFeatures]
         }
         return result
     }

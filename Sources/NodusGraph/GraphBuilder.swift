@@ -40,15 +40,17 @@ public struct GraphBuilder {
 
     // MARK: Operations
 
-    public mutating func linear(_ x: ValueID, weight: ValueID, bias: ValueID?) throws -> ValueID {
+    public mutating func linear(_ x: ValueID, weight: ValueID, bias: ValueID?,
+                                layout: WeightLayout = .outputsByInputs) throws -> ValueID {
         let xShape = shape(of: x), wShape = shape(of: weight)
-        guard wShape.count == 2, let inFeatures = xShape.last, wShape[1] == inFeatures else {
+        guard wShape.count == 2, let inFeatures = xShape.last, layout.features(of: wShape).inFeatures == inFeatures else {
             throw mismatch("linear", "input \(xShape) does not fit weight \(describe(weight)) \(wShape)")
         }
-        if let bias, shape(of: bias) != [wShape[0]] {
-            throw mismatch("linear", "bias \(describe(bias)) has shape \(shape(of: bias)), expected [\(wShape[0])]")
+        let outFeatures = layout.features(of: wShape).outFeatures
+        if let bias, shape(of: bias) != [outFeatures] {
+            throw mismatch("linear", "bias \(describe(bias)) has shape \(shape(of: bias)), expected [\(outFeatures)]")
         }
-        return append(.linear, [x, weight, bias], shape: Array(xShape.dropLast()) + [wShape[0]])
+        return append(.linear(layout), [x, weight, bias], shape: Array(xShape.dropLast()) + [outFeatures])
     }
 
     public mutating func layerNorm(_ x: ValueID, eps: Float, weight: ValueID? = nil, bias: ValueID? = nil) throws -> ValueID {

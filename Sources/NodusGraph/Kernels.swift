@@ -5,14 +5,16 @@ import NodusCore
 
 struct LinearStep: Kernel {
     let name = "linear"
-    let input: UnsafePointer<Float>, weight: UnsafePointer<Float>, packedWeight: UnsafePointer<Float>?
+    let input: UnsafePointer<Float>, weight: UnsafePointer<Float>, layout: WeightLayout
+    let packedWeight: UnsafePointer<Float>?
     let bias: UnsafePointer<Float>?
     let output: UnsafeMutablePointer<Float>
     let rows: Int, inFeatures: Int, outFeatures: Int
     var flops: Int { 2 * rows * inFeatures * outFeatures }
     func run(scratch: UnsafeMutablePointer<Float>) {
-        Gemm.linear(input: input, weight: weight, packedWeight: packedWeight, bias: bias, output: output, rows: rows,
-                    inFeatures: inFeatures, outFeatures: outFeatures)
+        Gemm.linear(input: input, weight: weight, weightIsTransposed: layout == .inputsByOutputs,
+                    packedWeight: packedWeight, bias: bias, output: output, rows: rows, inFeatures: inFeatures,
+                    outFeatures: outFeatures)
     }
 }
 

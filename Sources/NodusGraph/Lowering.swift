@@ -39,9 +39,10 @@ struct Lowering {
     }
 
     /// The bf16 form of a weight constant, when the plan computes in bf16 and it is one.
-    private func bfloat16(_ value: ValueID, role: PackedBFloat16Weight.Role) throws -> PackedBFloat16Weight? {
+    private func bfloat16(_ value: ValueID, role: PackedBFloat16Weight.Role,
+                          layout: WeightLayout = .outputsByInputs) throws -> PackedBFloat16Weight? {
         guard let packedWeights, case .constant(_, let tensor) = graph[value].origin else { return nil }
-        return try packedWeights.bfloat16(tensor, role: role)
+        return try packedWeights.bfloat16(tensor, role: role, layout: layout)
     }
 
     func optionalFloats(_ value: ValueID?) throws -> UnsafePointer<Float>? {
@@ -63,18 +64,17 @@ struct Lowering {
         let outputCount = outputShape.reduce(1, *)
 
         switch node.operation {
-        case .linear:
-            let weightShape = try shape(1)
-            let rows = outputCount / weightShape[0], bias = try optionalFloats(inputs[safe: 2] ?? nil)
-            if let weight = try bfloat16(input(1), role: .linear) {
+        case .linear(let layout):
+            let (outFeatures, inFeatures) = layout.features(of: try shape(1))
+            let rows = outputCount / outFeatures, bias = try optionalFloats(inputs[safe: 2] ?? nil)
+            if let weight = try bfloat16(input(1), role: .linear, layout: layout) {
                 let product = try BFloat16Gemm(linearInput: try floats(input(0)), weight: weight, bias: bias,
                                                output: output, rows: rows)
-                return BFloat16ProductStep(name: "linear", product: product,
-                                           flops: 2 * rows * weightShape[1] * weightShape[0])
+                return BFloat16ProductStep(name: "linear", product: product, flops: 2 * rows * inFeatures * outFeatures)
             }
-            return LinearStep(input: try floats(input(0)), weight: try floats(input(1)),
-                              packedWeight: try packed(input(1)) { try $0.linear($1) }, bias: bias, output: output,
-                              rows: rows, inFeatures: weightShape[1], outFeatures: weightShape[0])
+            return LinearStep(input: try floats(input(0)), weight: try floats(input(1)), layout: layout,
+                              packedWeight: try packed(input(1)) { try $0.linear($1, layout: layout) }, bias: bias,
+                              output: output, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
         case .layerNorm(let eps):
             let width = outputShape.last ?? 1
             return LayerNormStep(input: try floats(input(0)), output: output,

@@ -1,8 +1,9 @@
 /// The operations of the IR: high-level, so each lowers to one kernel.
 /// Append-only: a new case goes at the end, with its name in `name`.
 public enum Operation: Sendable {
-    /// x [..., K] · weight [N, K]ᵀ + bias [N] -> [..., N]. Inputs: x, weight, bias?.
-    case linear
+    /// x [..., K] · weight + bias [N] -> [..., N], the weight [N, K] or [K, N] by its layout.
+    /// Inputs: x, weight, bias?.
+    case linear(WeightLayout)
     /// LayerNorm over the last dimension. Inputs: x, weight?, bias?.
     case layerNorm(eps: Float)
     /// AdaLN: layerNorm(x) * (1 + scale) + shift, no affine. Inputs: x [B, N, D],

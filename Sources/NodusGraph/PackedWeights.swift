@@ -49,12 +49,13 @@ public final class PackedWeights: Sendable {
         state.withLock { state in state.bfloat16.values.reduce(0) { $0 + $1.weight.byteCount } }
     }
 
-    /// The packed form of a Linear weight [out, in], or nil where none is used.
-    func linear(_ weight: Tensor) throws -> UnsafePointer<Float>? {
-        let (outFeatures, inFeatures) = (weight.shape[0], weight.shape[1])
+    /// The packed form of a Linear weight ([out, in] or [in, out] by `layout`), or nil where none is used.
+    func linear(_ weight: Tensor, layout: WeightLayout = .outputsByInputs) throws -> UnsafePointer<Float>? {
+        let (outFeatures, inFeatures) = layout.features(of: weight.shape)
         return try panels(of: weight, count: Gemm.packedLinearWeightCount(outFeatures: outFeatures,
                                                                            inFeatures: inFeatures)) { target in
-            Gemm.packLinearWeight(weight.floats, outFeatures: outFeatures, inFeatures: inFeatures, into: target)
+            Gemm.packLinearWeight(weight.floats, outFeatures: outFeatures, inFeatures: inFeatures,
+                                  weightIsTransposed: layout == .inputsByOutputs, into: target)
         }
     }
 
@@ -69,16 +70,27 @@ public final class PackedWeights: Sendable {
 
     /// The bf16 form of a float32 Linear weight [out, in] or convolution
     /// weight [out, in, kh, kw] (by `role`), or nil unless the precision is
-    /// `.bfloat16`.
-    func bfloat16(_ weight: Tensor, role: PackedBFloat16Weight.Role) throws -> PackedBFloat16Weight? {
+    /// `.bfloat16`. A Linear weight stored [in, out] is packed through a
+    /// transposed copy that lives only while it is packed.
+    func bfloat16(_ weight: Tensor, role: PackedBFloat16Weight.Role,
+                  layout: WeightLayout = .outputsByInputs) throws -> PackedBFloat16Weight? {
         guard precision == .bfloat16, weight.dtype == .float32, weight.rank >= 2 else { return nil }
-        let rows = weight.shape[0], depth = weight.elementCount / max(rows, 1)
+        let transposed = role == .linear && layout == .inputsByOutputs
+        let rows = transposed ? weight.shape[1] : weight.shape[0], depth = weight.elementCount / max(rows, 1)
         let key = Int(bitPattern: weight.bytes)
         return try state.withLock { state in
             if let entry = state.bfloat16[key], entry.source === weight.storage, entry.weight.role == role {
                 return entry.weight
             }
-            let packed = try PackedBFloat16Weight(weight: weight.floats, rows: rows, depth: depth, role: role)
+            let packed: PackedBFloat16Weight
+            if transposed {
+                let copy = try Tensor(zeros: [rows, depth])
+                let walk = BroadcastWalk(shape: [rows, depth], strides: [[depth, 1], [1, rows]])
+                walk.copy(UnsafePointer(weight.floats), to: copy.floats)
+                packed = try PackedBFloat16Weight(weight: copy.floats, rows: rows, depth: depth, role: role)
+            } else {
+                packed = try PackedBFloat16Weight(weight: weight.floats, rows: rows, depth: depth, role: role)
+            }
             state.bfloat16[key] = BFloat16Entry(source: weight.storage, weight: packed)
             if weight.storage.isFileMapped { weight.storage.releaseFilePages() }
             return packed

@@ -39,6 +39,7 @@ What it writes (Tests/Fixtures/onnx/):
       checker runs on it).
 
   broken/*.onnx (+ data files): one file per validation case of the reader (see BROKEN).
+  unsupported/*.onnx: valid files with an op Nodus does not run (the importer's errors).
 
 Of the dynamo exporter's node metadata only `pkg.torch.onnx.name_scopes` (and the rewriter's
 rule names) are kept: the stack traces hold absolute paths of this machine, and `namespace`,
@@ -426,6 +427,21 @@ def write_broken(out: Path) -> None:
                     [float_input("y", [2])]))
 
 
+def write_unsupported(out: Path) -> None:
+    """Valid ONNX that Nodus cannot run: the importer must name the op, its node and the opset."""
+    folder = out / "unsupported"
+    folder.mkdir(parents=True, exist_ok=True)
+    boxes = helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, 4, 4])
+    scores = helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 1, 4])
+    selected = helper.make_tensor_value_info("selected", TensorProto.INT64, [None, 3])
+    onnx.save(tiny_model([helper.make_node("NonMaxSuppression", ["boxes", "scores"], ["selected"], name="nms")],
+                         [boxes, scores], [selected]), str(folder / "unsupported-op.onnx"))
+    custom = tiny_model([helper.make_node("FancyGelu", ["x"], ["y"], name="fancy", domain="com.example")],
+                        [float_input("x", [2])], [float_input("y", [2])])
+    custom.opset_import.append(helper.make_opsetid("com.example", 1))
+    onnx.save(custom, str(folder / "custom-domain.onnx"))
+
+
 def write_input_default(out: Path) -> None:
     """A graph input 'w' that is also an initializer of the same dtype and shape: a constant with a
     default (onnxruntime uses the initializer unless the input is fed)."""
@@ -570,6 +586,7 @@ def main() -> None:
     write_external_small(OUT)
     write_unsorted(OUT)
     write_broken(OUT)
+    write_unsupported(OUT)
     write_report(OUT, results, external_name)
     total = sum(size(p) for p in OUT.rglob("*") if p.is_file())
     print(f"wrote {OUT.relative_to(REPO)} ({total} bytes) and Tests/Fixtures/GENERATED-onnx-fixtures.md")

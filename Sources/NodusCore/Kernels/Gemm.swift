@@ -7,14 +7,16 @@ public enum Gemm {
     /// `output[m, n] = sum_k input[m, k] * weight[n, k] (+ bias[n])`: a PyTorch
     /// `Linear` with its [out, in] weight, over `rows` rows. `packedWeight`, from
     /// `packLinearWeight` of the same weight, saves packing it on every call.
-    public static func linear(input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+    /// `weightIsTransposed`: the weight is stored [in, out] (an ONNX MatMul's).
+    public static func linear(input: UnsafePointer<Float>, weight: UnsafePointer<Float>, weightIsTransposed: Bool = false,
                               packedWeight: UnsafePointer<Float>? = nil, bias: UnsafePointer<Float>?,
                               output: UnsafeMutablePointer<Float>, rows: Int, inFeatures: Int, outFeatures: Int) {
         if PackedGemm.isSupported {
             var problem = PackedGemm.problem(m: rows, n: outFeatures, k: inFeatures,
                                              a: PackedGemm.matrix(input, rowStride: inFeatures, columnStride: 1),
                                              c: output, ldc: outFeatures)
-            problem.b = linearWeightMatrix(weight, inFeatures: inFeatures)
+            problem.b = linearWeightMatrix(weight, inFeatures: inFeatures, outFeatures: outFeatures,
+                                           transposed: weightIsTransposed)
             (problem.packed_b, problem.column_bias) = (packedWeight, bias)
             PackedGemm.run(problem)
             return
@@ -29,8 +31,9 @@ public enum Gemm {
             }
             beta = 1
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(outFeatures), Int32(inFeatures),
-                    1, input, Int32(inFeatures), weight, Int32(inFeatures), beta, output, Int32(outFeatures))
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, weightIsTransposed ? CblasNoTrans : CblasTrans, Int32(rows),
+                    Int32(outFeatures), Int32(inFeatures), 1, input, Int32(inFeatures), weight,
+                    Int32(weightIsTransposed ? outFeatures : inFeatures), beta, output, Int32(outFeatures))
     }
 
     /// Floats a Linear weight [out, in] takes packed for `linear`, or nil on CPUs
@@ -41,14 +44,18 @@ public enum Gemm {
 
     /// Packs a Linear weight once for `linear`, into `packedLinearWeightCount` floats.
     public static func packLinearWeight(_ weight: UnsafePointer<Float>, outFeatures: Int, inFeatures: Int,
-                                        into target: UnsafeMutablePointer<Float>) {
-        PackedGemm.pack(b: linearWeightMatrix(weight, inFeatures: inFeatures), k: inFeatures, n: outFeatures,
-                        into: target)
+                                        weightIsTransposed: Bool = false, into target: UnsafeMutablePointer<Float>) {
+        PackedGemm.pack(b: linearWeightMatrix(weight, inFeatures: inFeatures, outFeatures: outFeatures,
+                                              transposed: weightIsTransposed),
+                        k: inFeatures, n: outFeatures, into: target)
     }
 
-    /// B[k, n] = weight[n, k]: the weight read transposed, as packing reads it anyway.
-    private static func linearWeightMatrix(_ weight: UnsafePointer<Float>, inFeatures: Int) -> nodus_gemm_matrix {
-        PackedGemm.matrix(weight, rowStride: 1, columnStride: inFeatures)
+    /// B[k, n] = weight[n, k] (a [out, in] weight read transposed, as packing reads it anyway),
+    /// or weight[k, n] for a weight stored [in, out].
+    private static func linearWeightMatrix(_ weight: UnsafePointer<Float>, inFeatures: Int, outFeatures: Int,
+                                           transposed: Bool) -> nodus_gemm_matrix {
+        transposed ? PackedGemm.matrix(weight, rowStride: outFeatures, columnStride: 1)
+                   : PackedGemm.matrix(weight, rowStride: 1, columnStride: inFeatures)
     }
 
     /// General `C = alpha * op(A) * op(B) + beta * C` with leading dimensions.

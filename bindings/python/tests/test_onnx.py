@@ -124,11 +124,15 @@ def test_broken_files_are_clear_errors(name):
     assert BROKEN[name] in message
 
 
-def test_unsupported_op_names_the_op_node_and_opset():
-    with pytest.raises(nodus.NodusError) as caught:
-        nodus.load(fixture_path("onnx/broken/unsupported-op.onnx"))
-    message = str(caught.value)
-    assert "NonMaxSuppression" in message and "opset" in message and "nms" in message, message
+@pytest.mark.parametrize("name, words", [
+    ("unsupported-op.onnx", ["NonMaxSuppression", "'nms'", "opset 17"]),
+    ("custom-domain.onnx", ["FancyGelu", "com.example", "'fancy'"]),
+])
+def test_unsupported_op_names_the_op_node_and_opset(name, words):
+    with pytest.raises(nodus.UnsupportedError) as caught:
+        nodus.load(fixture_path(f"onnx/unsupported/{name}"))
+    for word in words:
+        assert word in str(caught.value), str(caught.value)
 
 
 def test_cli_info_and_forward(tmp_path):
