@@ -107,7 +107,7 @@ public final class ONNXGraphModel: DiffusionModel {
         }
         Parallel.setThreads(options.threads)
         let shapes = feeds.mapValues(\.shape)
-        let executable = try executables.executable(for: key) { try ONNXImporter.graph(of: file, inputShapes: shapes) }
+        let executable = try executables.executable(for: key) { try ONNXImporter.graph(of: file, inputShapes: shapes).graph }
         return (executable, feeds)
     }
 

@@ -59,7 +59,14 @@ extension ONNXImporter {
         }
         if let function = ONNXImporter.reductionOps[op] { return try reduce(function) }
         switch op {
-        case "MatMul": try define(0, builder.matMul(input(0), input(1)))
+        case "MatMul":
+            // A Linear's anonymous weight takes its module's name (LoRA keys and profiles use it).
+            if node.inputs.count > 1, values[node.inputs[1]] == nil, let module = node.modulePath,
+               let weight = model.graph.initializers[node.inputs[1]] {
+                values[node.inputs[1]] = try builder.typedConstant(module + ".weight",
+                                                                  ONNXImporter.computable(weight, name: node.inputs[1]))
+            }
+            try define(0, builder.matMul(input(0), input(1)))
         case "Gemm": try gemm()
         case "Where": try define(0, builder.select(input(0), input(1), input(2)))
         case "Reshape": try reshape()
@@ -127,10 +134,21 @@ extension ONNXImporter {
 
     private mutating func gemm() throws {
         var a = try input(0), b = try input(1)
-        if try int("transA", default: 0) != 0 { a = try builder.transpose(a, permutation: [1, 0]) }
-        if try int("transB", default: 0) != 0 { b = try builder.transpose(b, permutation: [1, 0]) }
-        var result = try builder.matMul(a, b)
+        // A Linear on 2-D input: the weight as it is, [out, in] (transB) or [in, out].
         let alpha = try float("alpha", default: 1), beta = try float("beta", default: 1)
+        let transposeA = try int("transA", default: 0) != 0, transposeB = try int("transB", default: 0) != 0
+        if !transposeA, alpha == 1, builder.constantTensor(b)?.rank == 2, builder.shape(of: a).count == 2 {
+            let layout: WeightLayout = transposeB ? .outputsByInputs : .inputsByOutputs
+            let outFeatures = layout.features(of: builder.shape(of: b)).outFeatures
+            let bias = try optionalInput(2)
+            if bias == nil || (beta == 1 && builder.constantTensor(bias!)?.elementCount == outFeatures) {
+                let vector = try bias.map { try builder.reshape($0, to: [outFeatures]) }
+                return try define(0, builder.linear(a, weight: b, bias: vector, layout: layout))
+            }
+        }
+        if transposeA { a = try builder.transpose(a, permutation: [1, 0]) }
+        if transposeB { b = try builder.transpose(b, permutation: [1, 0]) }
+        var result = try builder.matMul(a, b)
         if alpha != 1 { result = try builder.binary(.multiply, result, scalar(alpha)) }
         if let c = try optionalInput(2) {
             let term = beta == 1 ? c : try builder.binary(.multiply, c, scalar(beta))

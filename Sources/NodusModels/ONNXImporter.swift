@@ -31,12 +31,13 @@ struct ONNXImporter {
         opset = model.opsetImports[""] ?? model.opsetImports["ai.onnx"] ?? 1
     }
 
-    /// The graph for inputs of `shapes` (by input name).
+    /// The graph for inputs of `shapes` (by input name), its patterns raised to
+    /// fused ops, and how many of each the fusion made.
     /// - Throws: `NodusError.shape` when a shape contradicts the model's declared
     ///   input shape, `.unsupported` for an op Nodus cannot run.
-    static func graph(of model: ONNXModel, inputShapes: [String: [Int]]) throws -> Graph {
+    static func graph(of model: ONNXModel, inputShapes: [String: [Int]]) throws -> (graph: Graph, fused: [String: Int]) {
         var importer = ONNXImporter(model: model)
-        return try importer.build(inputShapes: inputShapes)
+        return try OperatorFusion().fuse(importer.build(inputShapes: inputShapes))
     }
 
     private mutating func build(inputShapes: [String: [Int]]) throws -> Graph {
