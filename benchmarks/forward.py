@@ -33,7 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bindings" / "python"))
 
-ENGINES = ("torch fp32", "torch bf16 autocast", "onnxruntime", "Nodus fp32", "Nodus bf16")
+ENGINES = ("torch fp32", "torch bf16 autocast", "onnxruntime", "Nodus fp32", "Nodus bf16", "Nodus ONNX fp32")
 # Nodus in each precision, by engine name: the `dtype` it loads with, and the engine it is held against in the
 # summary (the issue's targets: fp32 against torch fp32 and onnxruntime, bf16 against torch bf16 autocast).
 NODUS_DTYPES = {"Nodus fp32": "float32", "Nodus bf16": "bfloat16"}
@@ -345,10 +345,26 @@ def nodus_engine(workload, folder, inputs, threads, dtype):
     return lambda: workload.nodus_call(model, inputs)
 
 
+def nodus_onnx_engine(path, inputs, threads):
+    """Nodus running the same ONNX export onnxruntime runs."""
+    import nodus
+
+    model = nodus.load(str(path), threads=threads)
+
+    def forward():
+        result = model.forward(**inputs)
+        return result["out"] if isinstance(result, dict) else result
+
+    return forward
+
+
 def child(kind, workload, quick, folder, threads, dtype):
     """In a fresh process: load + 1 forward; prints load / first-forward seconds and peak RSS."""
     inputs = workload.inputs(quick)
-    if kind == "nodus":
+    if kind == "nodus-onnx":
+        import nodus  # noqa: F401
+        forward, load_s = timed(lambda: nodus_onnx_engine(folder, inputs, threads))
+    elif kind == "nodus":
         import nodus  # noqa: F401 - imports (and the library) are loaded before the clock starts
         forward, load_s = timed(lambda: nodus_engine(workload, folder, inputs, threads, dtype))
     else:
@@ -369,6 +385,7 @@ def memory():
 def run_child(args, *extra):
     """Runs this script with `extra` arguments; returns its last stdout line as JSON (None with --prepare)."""
     command = [sys.executable, __file__, "--threads", str(args.threads), "--work", str(args.work),
+               *(["--cpu", args.cpu] if args.cpu else []),
                *(["--quick"] if args.quick else []), *extra]
     if extra[0] == "--prepare":
         subprocess.run(command, check=True)
@@ -426,13 +443,16 @@ def machine():
 
 
 def nodus_gemm():
-    """Which matrix products Nodus runs on this CPU (it chooses at run time)."""
-    with open("/proc/cpuinfo") as cpuinfo:
-        avx512 = " avx512f" in cpuinfo.read()
-    if avx512:
-        return "Nodus' own AVX-512 kernels (packed weights, patches read from the image); OpenBLAS unused"
+    """Which CPU level and matrix products Nodus runs (chosen once at load; NODUS_CPU lowers it)."""
+    import nodus
+
+    level, supported = nodus.cpu_level(), nodus.cpu_level(supported=True)
+    forced = f" (forced by NODUS_CPU={os.environ['NODUS_CPU']})" if os.environ.get("NODUS_CPU") else ""
+    text = f"CPU level {level}{forced}, this CPU supports up to {supported}; "
+    if level.startswith("avx512"):
+        return text + "Nodus' own AVX-512 kernels (packed weights, patches read from the image); OpenBLAS unused"
     coretype = os.environ.get("OPENBLAS_CORETYPE", "(unset: auto-detected)")
-    return f"OpenBLAS (no AVX-512 here), OPENBLAS_CORETYPE={coretype} as the environment set it"
+    return text + f"products below AVX-512 as this build has them; OPENBLAS_CORETYPE={coretype}"
 
 
 def attempt(result, name, function):
@@ -460,6 +480,12 @@ def benchmark(args, workload):
                                                                      *child_args) for _ in range(3)])
         if runs:
             result["nodus_child"][engine] = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    if "error" not in export:
+        onnx_args = ("--workload", workload.name, "--model", str(onnx_dir / "model.onnx"))
+        runs = attempt(result, "Nodus ONNX fp32 child",
+                       lambda: [run_child(args, "--child", "nodus-onnx", *onnx_args) for _ in range(3)])
+        if runs:
+            result["nodus_child"]["Nodus ONNX fp32"] = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
     result["torch_child"] = attempt(result, "torch child", lambda: run_child(args, "--child", "torch", *child_args))
 
     inputs = workload.inputs(args.quick)
@@ -476,6 +502,9 @@ def benchmark(args, workload):
             engines["onnxruntime"], result["ort_session_s"] = session
     for engine, dtype in NODUS_DTYPES.items():
         engines[engine] = attempt(result, engine, lambda: nodus_engine(workload, folder, inputs, args.threads, dtype))
+    if "error" not in export:
+        engines["Nodus ONNX fp32"] = attempt(result, "Nodus ONNX fp32",
+                                             lambda: nodus_onnx_engine(onnx_dir / "model.onnx", inputs, args.threads))
     engines = {name: forward for name, forward in engines.items() if forward is not None}
 
     result["peaks_before"] = sgemm_peaks(args.threads)
@@ -506,7 +535,8 @@ def ratio(r, nodus, name):
 
 
 # The summary's ratio columns: (Nodus engine, the engine it is held against).
-SUMMARY_RATIOS = (("Nodus fp32", "torch fp32"), ("Nodus fp32", "onnxruntime"), ("Nodus bf16", "torch bf16 autocast"))
+SUMMARY_RATIOS = (("Nodus fp32", "torch fp32"), ("Nodus fp32", "onnxruntime"), ("Nodus bf16", "torch bf16 autocast"),
+                  ("Nodus ONNX fp32", "Nodus fp32"), ("Nodus ONNX fp32", "onnxruntime"))
 
 
 def summary(args, results):
@@ -548,7 +578,7 @@ def section(args, workload, r):
     before, after = r["peaks_before"], r["peaks_after"]
     peaks = ", ".join(f"{name} {before[name]:.0f} / {after[name]:.0f}" for name in before)
     setup, memory_rows = [], []
-    for engine in NODUS_DTYPES:
+    for engine in (*NODUS_DTYPES, "Nodus ONNX fp32"):
         if nodus := r["nodus_child"].get(engine):
             setup += [f"| {engine}: `nodus.load` (median of 3 fresh subprocesses, warm page cache) "
                       f"| {nodus['load_s']:.3f} |",
@@ -572,7 +602,7 @@ def section(args, workload, r):
         f"## {workload.title(args.quick)}, {args.threads} threads",
         "",
         f"* Model: random-init diffusers `{workload.diffusers_class}` in "
-        f"`{args.work / workload.folder(args.quick)}` ({gigabytes(r['weight_bytes'])} GB of weights), "
+        f"`{workload.folder(args.quick)}` under --work ({gigabytes(r['weight_bytes'])} GB of weights), "
         f"inputs {shapes}, "
         f"output {r['output_shape']}",
         f"* ONNX: {r['export']}",
@@ -606,7 +636,7 @@ def report(args, results, loads):
 
     try:
         import nodus
-        nodus_version = f"nodus {nodus.__version__} (`{nodus._lib.path}`)"
+        nodus_version = f"nodus {nodus.__version__} (`{os.path.relpath(nodus._lib.path, REPO)}`)"
     except ImportError as error:
         nodus_version = f"nodus: {failure(error)}"
     before, after = loads
@@ -621,7 +651,7 @@ def report(args, results, loads):
         f"* Machine: {machine()}",
         f"* Load average (1 / 5 / 15 min): {load_text}"
         + ("" if quiet else " (**taken on a loaded machine**: other processes were running; timings are noisy)"),
-        f"* Command: `{shlex.join([sys.executable, *sys.argv])}`",
+        f"* Command: `{shlex.join(['python', os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]])}`",
         f"* Versions: torch {torch.__version__}, diffusers {diffusers.__version__}, "
         f"onnxruntime {onnxruntime.__version__}, {nodus_version}",
         f"* Nodus GEMM: {nodus_gemm()}",
@@ -643,11 +673,15 @@ def main():
     parser.add_argument("--quick", action="store_true",
                         help="small variants (DiT 4 layers, a 2-level UNet, VAE at 32x32 latent), to check the script")
     parser.add_argument("--work", type=Path, default=Path("/tmp/nodus-bench"), help="cache folder for the models")
-    parser.add_argument("--child", choices=("nodus", "torch"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("nodus", "nodus-onnx", "torch"), help=argparse.SUPPRESS)
+    parser.add_argument("--cpu", choices=("avx512_bf16", "avx512", "avx2", "baseline"),
+                        help="run Nodus at this CPU level (NODUS_CPU; it can only lower the level)")
     parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.cpu:
+        os.environ["NODUS_CPU"] = args.cpu  # before nodus loads, here and in every subprocess
     names = list(WORKLOADS) if args.workload == "all" else [args.workload]
     if args.child:
         child(args.child, WORKLOADS[args.workload], args.quick, args.model, args.threads, args.dtype)
@@ -667,7 +701,7 @@ def main():
     print("\n" + text)
     folder = args.work if args.quick else REPO / "benchmarks" / "results"
     folder.mkdir(parents=True, exist_ok=True)
-    stem = "forward" if args.workload == "all" else f"forward-{args.workload}"
+    stem = ("forward" if args.workload == "all" else f"forward-{args.workload}") + (f"-{args.cpu}" if args.cpu else "")
     path = folder / f"{stem}-{datetime.date.today().isoformat()}{'-quick' if args.quick else ''}.md"
     path.write_text(text)
     print(f"wrote {path}")

@@ -16,6 +16,7 @@ benchmarks/results/lora-<date>.md (lora-<date>-<HHMM>.md when that exists).
 import argparse
 import datetime
 import json
+import os
 import resource
 import shlex
 import statistics
@@ -219,7 +220,7 @@ def report(args, r):
         "",
         f"* Date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}",
         f"* Machine: {machine()}",
-        f"* Command: `{shlex.join([sys.executable, *sys.argv])}`",
+        f"* Command: `{shlex.join(['python', os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]])}`",
         f"* Versions: torch {torch.__version__}, diffusers {diffusers.__version__}, peft {peft.__version__}, "
         f"nodus {nodus.__version__}",
         f"* Nodus GEMM: {nodus_gemm()}",

@@ -259,9 +259,9 @@ def report(args, r, loads):
         f"* Date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}",
         f"* Machine: {machine()}",
         f"* Load average (1 / 5 / 15 min): {load_average(*loads)}",
-        f"* Command: `{shlex.join([sys.executable, *sys.argv])}`",
+        f"* Command: `{shlex.join(['python', os.path.relpath(sys.argv[0], forward.REPO), *sys.argv[1:]])}`",
         f"* Versions: torch {torch.__version__}, diffusers {diffusers.__version__}, "
-        f"nodus {nodus.__version__} (`{nodus._lib.path}`)",
+        f"nodus {nodus.__version__} (`{os.path.relpath(nodus._lib.path, forward.REPO)}`)",
         f"* Nodus GEMM: {nodus_gemm()}",
         f"* Models: random-init (forward.py) `{dit_folder}` (DiTTransformer2DModel, learned sigma) and "
         f"`{vae_folder}` (AutoencoderKL, scaling_factor 0.18215); Nodus loads both in the dtype its row names",
