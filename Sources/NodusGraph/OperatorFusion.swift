@@ -75,6 +75,7 @@ struct FusionRewriter {
         let rules: [(inout FusionRewriter, Node) throws -> ValueID?] = [
             { try $0.linear($1) }, { try $0.linearBias($1) }, { try $0.activation($1) }, { try $0.geglu($1) },
             { try $0.groupNorm($1) }, { try $0.groupNormSiLU($1) }, { try $0.attention($1) },
+            { try $0.modulatedLayerNorm($1) }, { try $0.gatedResidual($1) },
         ]
         for rule in rules {
             if let value = try rule(&self, node) {
@@ -295,6 +296,64 @@ struct FusionRewriter {
         guard case .silu = node.operation, let norm = interior(node.inputs[0]),
               case .groupNorm(let groups, let eps, false) = norm.operation else { return nil }
         return emit(.groupNorm(groups: groups, eps: eps, silu: true), norm.inputs, like: node.output, name: "group_norm_silu")
+    }
+
+    // MARK: AdaLN
+
+    /// (modulation [B, M], first column) when `value` is columns c..<c+D of a
+    /// [B, M] value reshaped to [B, 1, D] (a Split output unsqueezed).
+    private func modulationColumns(_ value: ValueID?, width: Int) -> (ValueID, Int)? {
+        guard let unsqueezed = interior(value), case .reshape = unsqueezed.operation,
+              let slice = interior(unsqueezed.inputs[0]), case .slice(let starts, let steps) = slice.operation,
+              let modulation = slice.inputs[0], shape(modulation).count == 2, steps == [1, 1], starts[0] == 0,
+              shape(slice.output) == [shape(modulation)[0], width],
+              shape(unsqueezed.output) == [shape(modulation)[0], 1, width] else { return nil }
+        return (modulation, starts[1])
+    }
+
+    /// layer_norm(x) * (1 + scale) + shift, scale and shift columns of one
+    /// modulation (a DiT block's AdaLN) -> modulated_layer_norm.
+    private mutating func modulatedLayerNorm(_ node: Node) throws -> ValueID? {
+        guard case .binary(.add) = node.operation, shape(node.output).count == 3 else { return nil }
+        let width = shape(node.output)[2]
+        for (scaled, shiftValue) in [(node.inputs[0], node.inputs[1]), (node.inputs[1], node.inputs[0])] {
+            guard let multiply = interior(scaled), case .binary(.multiply) = multiply.operation,
+                  let (shiftSource, shiftColumn) = modulationColumns(shiftValue, width: width) else { continue }
+            for (normed, factor) in [(multiply.inputs[0], multiply.inputs[1]), (multiply.inputs[1], multiply.inputs[0])] {
+                guard let norm = interior(normed), case .layerNorm(let eps) = norm.operation,
+                      norm.inputs.count < 3 || norm.inputs[2] == nil
+                        || tensor(norm.inputs[2])?.floatArray().allSatisfy({ $0 == 0 }) == true,
+                      norm.inputs.count < 2 || norm.inputs[1] == nil
+                        || tensor(norm.inputs[1])?.floatArray().allSatisfy({ $0 == 1 }) == true,
+                      let onePlus = interior(factor), case .binary(.add) = onePlus.operation,
+                      let x = norm.inputs[0], shape(x) == shape(node.output) else { continue }
+                for (scaleValue, one) in [(onePlus.inputs[0], onePlus.inputs[1]), (onePlus.inputs[1], onePlus.inputs[0])] {
+                    guard scalar(one) == 1, let (scaleSource, scaleColumn) = modulationColumns(scaleValue, width: width),
+                          scaleSource == shiftSource, shape(scaleSource)[0] == shape(x)[0] else { continue }
+                    return emit(.modulatedLayerNorm(eps: eps, scaleColumn: scaleColumn, shiftColumn: shiftColumn),
+                                [x, scaleSource], like: node.output, name: "modulated_layer_norm")
+                }
+            }
+        }
+        return nil
+    }
+
+    /// residual + gate * update, the gate a column block of a modulation -> gated_residual.
+    private mutating func gatedResidual(_ node: Node) throws -> ValueID? {
+        guard case .binary(.add) = node.operation, shape(node.output).count == 3 else { return nil }
+        let width = shape(node.output)[2]
+        for (gatedValue, residual) in [(node.inputs[0], node.inputs[1]), (node.inputs[1], node.inputs[0])] {
+            guard let residual, shape(residual) == shape(node.output), let multiply = interior(gatedValue),
+                  case .binary(.multiply) = multiply.operation else { continue }
+            for (gate, update) in [(multiply.inputs[0], multiply.inputs[1]), (multiply.inputs[1], multiply.inputs[0])] {
+                guard let update, shape(update) == shape(node.output),
+                      let (modulation, column) = modulationColumns(gate, width: width),
+                      shape(modulation)[0] == shape(node.output)[0] else { continue }
+                return emit(.gatedResidual(gateColumn: column), [residual, update, modulation], like: node.output,
+                            name: "gated_residual")
+            }
+        }
+        return nil
     }
 
     // MARK: Attention

@@ -28,6 +28,25 @@ public final class ONNXGraphModel: DiffusionModel {
         for (domain, version) in file.opsetImports { opsets[domain.isEmpty ? "ai.onnx" : domain] = .number(Double(version)) }
         var counts: [String: Int] = [:]
         for node in file.graph.nodes { counts[node.opType, default: 0] += 1 }
+        for node in file.graph.nodes where !(node.domain.isEmpty || node.domain == "ai.onnx")
+            || !ONNXImporter.supportedOps.contains(node.opType) {
+            let name = node.name.isEmpty ? node.outputs.first ?? "?" : node.name
+            throw NodusError.unsupported("'\(path)': op '\(node.opType)' (domain '\(node.domain.isEmpty ? "ai.onnx" : node.domain)') of node '\(name)' is not supported at opset \(file.opsetImports[""] ?? 0)")
+        }
+        // The plan for one item (every symbolic axis 1), when such inputs are valid: it checks the
+        // graph once at load and says what the passes made of it.
+        var planned: [String: JSONValue] = [:]
+        let nominal = file.graph.inputs.compactMap { input -> (String, [Int])? in
+            guard let shape = input.shape else { return nil }
+            return (input.name, shape.map { if case .fixed(let size) = $0 { size } else { 1 } })
+        }
+        if nominal.count == file.graph.inputs.count,
+           let (graph, fused) = try? ONNXImporter.graph(of: file, inputShapes: Dictionary(uniqueKeysWithValues: nominal)) {
+            var kinds: [String: Int] = [:]
+            for node in graph.nodes { kinds[node.operation.name, default: 0] += 1 }
+            planned = ["fused": .object(fused.mapValues { .number(Double($0)) }),
+                       "planned_ops": .object(kinds.mapValues { .number(Double($0)) })]
+        }
         config = .object([
             "_class_name": .string("ONNXModel"),
             "path": .string(path),
@@ -38,12 +57,7 @@ public final class ONNXGraphModel: DiffusionModel {
             "outputs": .array(ONNXGraphModel.describe(file.graph.outputs)),
             "op_counts": .object(counts.mapValues { .number(Double($0)) }),
             "initializers": .number(Double(file.graph.initializers.count)),
-        ])
-        for node in file.graph.nodes where !(node.domain.isEmpty || node.domain == "ai.onnx")
-            || !ONNXImporter.supportedOps.contains(node.opType) {
-            let name = node.name.isEmpty ? node.outputs.first ?? "?" : node.name
-            throw NodusError.unsupported("'\(path)': op '\(node.opType)' (domain '\(node.domain.isEmpty ? "ai.onnx" : node.domain)') of node '\(name)' is not supported at opset \(file.opsetImports[""] ?? 0)")
-        }
+        ].merging(planned) { first, _ in first })
     }
 
     private static func describe(_ values: [ONNXValueInfo]) -> [JSONValue] {

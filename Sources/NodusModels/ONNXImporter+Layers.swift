@@ -121,6 +121,10 @@ extension ONNXImporter {
             }
             return try builder.reshape(value, to: [width])
         }
+        if axis == s.count - 1 {
+            return try define(0, builder.layerNorm(x, eps: float("epsilon", default: 1e-5), weight: flat(scale),
+                                                   bias: bias.map(flat)))
+        }
         let rows = try builder.reshape(x, to: [s[..<axis].reduce(1, *), width])
         let normalized = try builder.layerNorm(rows, eps: float("epsilon", default: 1e-5), weight: flat(scale),
                                                bias: bias.map(flat))

@@ -66,17 +66,33 @@ public struct BroadcastWalk: Sendable {
     /// Calls `body(offsets, runLength, innerStrides)` for each run along the
     /// last axis, in order: `offsets[i]` is operand i's first element of the run.
     public func forEachRun(_ body: (UnsafePointer<Int>, Int, UnsafePointer<Int>) -> Void) {
-        let rank = shape.count, operands = strides.count
-        guard count > 0 else { return }
-        let inner = shape[rank - 1]
+        forEachRun(elements: 0..<count, body)
+    }
+
+    /// `forEachRun` over the elements `elements` (in row-major output order) only:
+    /// runs are cut at the range's ends, so disjoint ranges can go to different threads.
+    public func forEachRun(elements: Range<Int>, _ body: (UnsafePointer<Int>, Int, UnsafePointer<Int>) -> Void) {
+        let rank = shape.count, operands = strides.count, last = rank - 1
+        var remaining = elements.count
+        guard remaining > 0 else { return }
         var index = [Int](repeating: 0, count: rank)
-        var offsets = [Int](repeating: 0, count: operands)
-        let innerStrides = strides.map { $0[rank - 1] }
+        var rest = elements.lowerBound
+        for axis in (0..<rank).reversed() {
+            index[axis] = rest % shape[axis]
+            rest /= shape[axis]
+        }
+        var offsets = (0..<operands).map { operand in (0..<rank).reduce(0) { $0 + index[$1] * strides[operand][$1] } }
+        let innerStrides = strides.map { $0[last] }
         innerStrides.withUnsafeBufferPointer { innerPointer in
             while true {
-                offsets.withUnsafeBufferPointer { body($0.baseAddress!, inner, innerPointer.baseAddress!) }
-                // Odometer over the outer axes.
-                var axis = rank - 2
+                let length = min(shape[last] - index[last], remaining)
+                offsets.withUnsafeBufferPointer { body($0.baseAddress!, length, innerPointer.baseAddress!) }
+                remaining -= length
+                if remaining == 0 { return }
+                // Back to the start of the last axis, then the odometer over the outer axes.
+                for operand in 0..<operands { offsets[operand] -= strides[operand][last] * index[last] }
+                index[last] = 0
+                var axis = last - 1
                 while axis >= 0 {
                     index[axis] += 1
                     for operand in 0..<operands { offsets[operand] += strides[operand][axis] }
@@ -85,15 +101,20 @@ public struct BroadcastWalk: Sendable {
                     index[axis] = 0
                     axis -= 1
                 }
-                if axis < 0 { return }
             }
         }
+    }
+
+    /// `forEachRun` split over the worker threads by element ranges; `body`
+    /// must only write the elements of its runs.
+    public func forEachRunInParallel(_ body: (UnsafePointer<Int>, Int, UnsafePointer<Int>) -> Void) {
+        Parallel.forEach(count, costPerItem: 2) { range in forEachRun(elements: range, body) }
     }
 
     /// Copies elements of `elementType` from `source` (operand 1) to `target`
     /// (operand 0) along the walk: transposes, slices, broadcasts.
     public func copy<Element>(_ source: UnsafePointer<Element>, to target: UnsafeMutablePointer<Element>) {
-        forEachRun { offsets, length, steps in
+        forEachRunInParallel { offsets, length, steps in
             let (to, from, step) = (target + offsets[0], source + offsets[1], steps[1])
             if step == 1 && steps[0] == 1 {
                 to.update(from: from, count: length)

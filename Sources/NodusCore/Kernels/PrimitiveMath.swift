@@ -12,7 +12,7 @@ public enum PrimitiveMath {
     public static func binary<Element, Result>(_ walk: BroadcastWalk, _ a: UnsafePointer<Element>,
                                                _ b: UnsafePointer<Element>, _ target: UnsafeMutablePointer<Result>,
                                                _ function: (Element, Element) -> Result) {
-        walk.forEachRun { offsets, length, steps in
+        walk.forEachRunInParallel { offsets, length, steps in
             let (out, left, right) = (target + offsets[0], a + offsets[1], b + offsets[2])
             if steps[0] == 1 && steps[1] == 1 && steps[2] == 1 {
                 for index in 0..<length { out[index] = function(left[index], right[index]) }
@@ -31,14 +31,16 @@ public enum PrimitiveMath {
     @inline(__always)
     public static func map<Element, Result>(_ x: UnsafePointer<Element>, _ target: UnsafeMutablePointer<Result>,
                                             count: Int, _ function: (Element) -> Result) {
-        for index in 0..<count { target[index] = function(x[index]) }
+        Parallel.forEach(count, costPerItem: 4) { range in
+            for index in range { target[index] = function(x[index]) }
+        }
     }
 
     /// `target = condition ? a : b` along a walk of (target, condition, a, b).
     public static func select<Element>(_ walk: BroadcastWalk, _ condition: UnsafePointer<UInt8>,
                                        _ a: UnsafePointer<Element>, _ b: UnsafePointer<Element>,
                                        _ target: UnsafeMutablePointer<Element>) {
-        walk.forEachRun { offsets, length, steps in
+        walk.forEachRunInParallel { offsets, length, steps in
             for index in 0..<length {
                 let chosen = condition[offsets[1] + index * steps[1]] != 0
                     ? a[offsets[2] + index * steps[2]] : b[offsets[3] + index * steps[3]]

@@ -147,3 +147,20 @@ def test_cli_info_and_forward(tmp_path):
     out = load_file(str(tmp_path / "out.safetensors"))
     assert relative_error(out["latent_mean"], io["latent_mean"]) < 1e-4
     assert relative_error(out["latent_logvar"], io["latent_logvar"]) < 1e-4
+
+
+@pytest.mark.parametrize("name, fused", [
+    ("dit-tiny-dynamo18", {"linear", "attention", "gelu_tanh", "silu", "modulated_layer_norm", "gated_residual"}),
+    ("dit-tiny-torchscript17", {"linear", "attention", "gelu_tanh", "silu", "modulated_layer_norm", "gated_residual"}),
+    ("unet-micro-dynamo18", {"linear", "attention", "geglu", "group_norm_silu"}),
+    ("unet-micro-torchscript17", {"linear", "attention", "geglu", "group_norm_silu"}),
+    ("vae-micro-decoder-dynamo18", {"attention", "group_norm_silu"}),
+])
+def test_exports_run_on_the_fused_kernels(name, fused):
+    """The passes raise the exported patterns to the kernels native models use: no N x N attention scores,
+    no MatMul by a weight, no elementwise GELU / SiLU chains left."""
+    config = nodus.load(fixture_path(f"onnx/{name}.onnx")).config
+    assert fused <= set(config["fused"]), config["fused"]
+    planned = config["planned_ops"]
+    for primitive in ["mat_mul", "softmax", "instance_norm", "erf", "tanh", "sigmoid"]:
+        assert primitive not in planned, (primitive, planned)
