@@ -23,7 +23,14 @@ struct BinaryStep: Kernel {
 
     func run(scratch: UnsafeMutablePointer<Float>) {
         switch a.dtype {
-        case .float32: run(a.floats, b.floats, Float.self)
+        case .float32:
+            switch function {
+            case .add: PrimitiveMath.arithmetic(.add, walk, a.floats, b.floats, output.floats)
+            case .subtract: PrimitiveMath.arithmetic(.subtract, walk, a.floats, b.floats, output.floats)
+            case .multiply: PrimitiveMath.arithmetic(.multiply, walk, a.floats, b.floats, output.floats)
+            case .divide: PrimitiveMath.arithmetic(.divide, walk, a.floats, b.floats, output.floats)
+            default: run(a.floats, b.floats, Float.self)
+            }
         case .int64: run(a.int64s, b.int64s, Int64.self)
         default: runBoolean()
         }

@@ -19,6 +19,8 @@ public final class ONNXGraphModel: DiffusionModel {
     public let file: ONNXModel
     private let options: ModelOptions
     private var executables: ExecutableCache
+    /// The graph imported at load (every symbolic axis 1), kept for a first forward of those shapes.
+    private var nominal: (key: [Int], graph: Graph)?
 
     public init(path: String, options: ModelOptions) throws {
         file = try ONNXModel.load(path)
@@ -36,16 +38,17 @@ public final class ONNXGraphModel: DiffusionModel {
         // The plan for one item (every symbolic axis 1), when such inputs are valid: it checks the
         // graph once at load and says what the passes made of it.
         var planned: [String: JSONValue] = [:]
-        let nominal = file.graph.inputs.compactMap { input -> (String, [Int])? in
+        let shapes = file.graph.inputs.compactMap { input -> (String, [Int])? in
             guard let shape = input.shape else { return nil }
             return (input.name, shape.map { if case .fixed(let size) = $0 { size } else { 1 } })
         }
-        if nominal.count == file.graph.inputs.count,
-           let (graph, fused) = try? ONNXImporter.graph(of: file, inputShapes: Dictionary(uniqueKeysWithValues: nominal)) {
+        if shapes.count == file.graph.inputs.count,
+           let (graph, fused) = try? ONNXImporter.graph(of: file, inputShapes: Dictionary(uniqueKeysWithValues: shapes)) {
             var kinds: [String: Int] = [:]
             for node in graph.nodes { kinds[node.operation.name, default: 0] += 1 }
             planned = ["fused": .object(fused.mapValues { .number(Double($0)) }),
                        "planned_ops": .object(kinds.mapValues { .number(Double($0)) })]
+            nominal = (shapes.flatMap { [$0.1.count] + $0.1 }, graph)
         }
         config = .object([
             "_class_name": .string("ONNXModel"),
@@ -121,7 +124,11 @@ public final class ONNXGraphModel: DiffusionModel {
         }
         Parallel.setThreads(options.threads)
         let shapes = feeds.mapValues(\.shape)
-        let executable = try executables.executable(for: key) { try ONNXImporter.graph(of: file, inputShapes: shapes).graph }
+        let executable = try executables.executable(for: key) {
+            if let nominal, nominal.key == key { return nominal.graph }
+            return try ONNXImporter.graph(of: file, inputShapes: shapes).graph
+        }
+        nominal = nil
         return (executable, feeds)
     }
 

@@ -27,6 +27,54 @@ public enum PrimitiveMath {
         }
     }
 
+    /// The float32 arithmetic `binary` runs as plain loops (the generic closure
+    /// form does not vectorize): residual adds and scales are hot in exports.
+    public enum Arithmetic: Sendable { case add, subtract, multiply, divide }
+
+    /// `target = a op b` on float32 along a walk of (target, a, b).
+    public static func arithmetic(_ operation: Arithmetic, _ walk: BroadcastWalk, _ a: UnsafePointer<Float>,
+                                  _ b: UnsafePointer<Float>, _ target: UnsafeMutablePointer<Float>) {
+        walk.forEachRunInParallel { offsets, length, steps in
+            let (out, left, right) = (target + offsets[0], a + offsets[1], b + offsets[2])
+            if steps[0] == 1 && steps[1] == 1 && steps[2] == 1 {
+                switch operation {
+                case .add: for index in 0..<length { out[index] = left[index] + right[index] }
+                case .subtract: for index in 0..<length { out[index] = left[index] - right[index] }
+                case .multiply: for index in 0..<length { out[index] = left[index] * right[index] }
+                case .divide: for index in 0..<length { out[index] = left[index] / right[index] }
+                }
+            } else if steps[0] == 1 && steps[1] == 1 && steps[2] == 0 {
+                let value = right[0]
+                switch operation {
+                case .add: for index in 0..<length { out[index] = left[index] + value }
+                case .subtract: for index in 0..<length { out[index] = left[index] - value }
+                case .multiply: for index in 0..<length { out[index] = left[index] * value }
+                case .divide: for index in 0..<length { out[index] = left[index] / value }
+                }
+            } else if steps[0] == 1 && steps[1] == 0 && steps[2] == 1 {
+                let value = left[0]
+                switch operation {
+                case .add: for index in 0..<length { out[index] = value + right[index] }
+                case .subtract: for index in 0..<length { out[index] = value - right[index] }
+                case .multiply: for index in 0..<length { out[index] = value * right[index] }
+                case .divide: for index in 0..<length { out[index] = value / right[index] }
+                }
+            } else {
+                for index in 0..<length {
+                    let x = left[index * steps[1]], y = right[index * steps[2]]
+                    let result: Float
+                    switch operation {
+                    case .add: result = x + y
+                    case .subtract: result = x - y
+                    case .multiply: result = x * y
+                    case .divide: result = x / y
+                    }
+                    out[index * steps[0]] = result
+                }
+            }
+        }
+    }
+
     /// `target = function(x)` element by element (same count).
     @inline(__always)
     public static func map<Element, Result>(_ x: UnsafePointer<Element>, _ target: UnsafeMutablePointer<Result>,
