@@ -554,11 +554,15 @@ AVX512 static void kernel_avx512(int64_t pairs, const uint32_t *a, const uint32_
 }
 
 /* kernel_avx512 on AVX2, bit for bit: the 12 x 32 tile in four 6 x 16
- * quarters (12 accumulators each), each over every pair. Per pair, the odd
- * products of all six rows are added first, then the even ones, so each sum
- * sees the same fused multiply-adds in the same order as on AVX-512. */
-AVX2 static void kernel_avx2(int64_t pairs, const uint32_t *a, const uint32_t *b, float *c, int64_t ldc,
-                             int64_t rows, int64_t columns, tile_epilogue epilogue) {
+ * quarters (12 accumulators each), each over every pair. A arrives widened
+ * (widen_words: per pair and row, the odd value, then the even one, as
+ * floats), so a row costs one broadcast from memory per value; B's words are
+ * widened here, two instructions per 8 columns. Per pair, the odd products of
+ * all six rows are added first, then the even ones, so each sum sees the same
+ * fused multiply-adds in the same order as on AVX-512. */
+AVX2 __attribute__((noinline)) static void kernel_avx2(int64_t pairs, const float *a, const uint32_t *b, float *c,
+                                                      int64_t ldc, int64_t rows, int64_t columns,
+                                                      tile_epilogue epilogue) {
     const __m256i upper = _mm256_set1_epi32((int)0xFFFF0000u);
     for (int64_t row0 = 0; row0 < rows; row0 += TILE_AVX2_ROWS) {
         for (int64_t column0 = 0; column0 < columns; column0 += TILE_AVX2_COLUMNS) {
@@ -571,33 +575,56 @@ AVX2 static void kernel_avx2(int64_t pairs, const uint32_t *a, const uint32_t *b
             __m256 low[TILE_AVX2_ROWS], high[TILE_AVX2_ROWS];
 #pragma GCC unroll 6
             for (int i = 0; i < TILE_AVX2_ROWS; i++) low[i] = high[i] = _mm256_setzero_ps();
-            const uint32_t *pa = a + row0, *pb = b + column0;
+            const float *pa = a + 2 * row0;
+            const uint32_t *pb = b + column0;
             for (int64_t p = 0; p < pairs; p++) {
-                const __m256i w0 = _mm256_load_si256((const __m256i *)pb);
-                const __m256i w1 = _mm256_load_si256((const __m256i *)(pb + 8));
-                const __m256 odd0 = _mm256_castsi256_ps(_mm256_and_si256(w0, upper));
-                const __m256 odd1 = _mm256_castsi256_ps(_mm256_and_si256(w1, upper));
+                const __m256 odd0 = _mm256_castsi256_ps(_mm256_and_si256(_mm256_load_si256((const __m256i *)pb), upper));
+                const __m256 odd1 =
+                    _mm256_castsi256_ps(_mm256_and_si256(_mm256_load_si256((const __m256i *)(pb + 8)), upper));
 #pragma GCC unroll 6
                 for (int i = 0; i < TILE_AVX2_ROWS; i++) {
-                    const __m256 odd = _mm256_castsi256_ps(
-                        _mm256_and_si256(_mm256_castps_si256(_mm256_broadcast_ss((const float *)(pa + i))), upper));
+                    const __m256 odd = _mm256_broadcast_ss(pa + 2 * i);
                     low[i] = _mm256_fmadd_ps(odd, odd0, low[i]);
                     high[i] = _mm256_fmadd_ps(odd, odd1, high[i]);
                 }
-                const __m256 even0 = _mm256_castsi256_ps(_mm256_slli_epi32(w0, 16));
-                const __m256 even1 = _mm256_castsi256_ps(_mm256_slli_epi32(w1, 16));
+                /* B's words loaded again, through a pointer the compiler cannot see
+                 * is the same: keeping them alive across the odd half would take
+                 * more than the 16 registers. */
+                const uint32_t *pb_again = pb;
+                __asm__("" : "+r"(pb_again));
+                const __m256 even0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_load_si256((const __m256i *)pb_again), 16));
+                const __m256 even1 =
+                    _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_load_si256((const __m256i *)(pb_again + 8)), 16));
 #pragma GCC unroll 6
                 for (int i = 0; i < TILE_AVX2_ROWS; i++) {
-                    const __m256 even = _mm256_castsi256_ps(
-                        _mm256_slli_epi32(_mm256_castps_si256(_mm256_broadcast_ss((const float *)(pa + i))), 16));
+                    const __m256 even = _mm256_broadcast_ss(pa + 2 * i + 1);
                     low[i] = _mm256_fmadd_ps(even, even0, low[i]);
                     high[i] = _mm256_fmadd_ps(even, even1, high[i]);
                 }
-                pa += MR;
+                pa += 2 * MR;
                 pb += NR;
             }
             store_tile_avx2(low, high, tile, ldc, tile_rows, min64(TILE_AVX2_COLUMNS, columns - column0), quarter);
         }
+    }
+}
+
+/* `count` pair words as 2 count floats: each word's odd (high) value, then its
+ * even (low) value, both exact. */
+AVX2 static void widen_words(const uint32_t *words, int64_t count, float *target) {
+    const __m256i upper = _mm256_set1_epi32((int)0xFFFF0000u);
+    int64_t i = 0;
+    for (; i + 8 <= count; i += 8) {
+        const __m256i w = _mm256_loadu_si256((const __m256i *)(words + i));
+        const __m256 odd = _mm256_castsi256_ps(_mm256_and_si256(w, upper));
+        const __m256 even = _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+        const __m256 low = _mm256_unpacklo_ps(odd, even), high = _mm256_unpackhi_ps(odd, even);
+        _mm256_storeu_ps(target + 2 * i, _mm256_permute2f128_ps(low, high, 0x20));
+        _mm256_storeu_ps(target + 2 * i + 8, _mm256_permute2f128_ps(low, high, 0x31));
+    }
+    for (; i < count; i++) {
+        target[2 * i] = high_value(words[i]);
+        target[2 * i + 1] = low_value(words[i]);
     }
 }
 
@@ -695,10 +722,51 @@ AVX512 static void block_avx512(const nodus_gemm_bf16_problem *problem, int64_t 
               kernel_avx512);
 }
 
+/* run_block for the AVX2 path: the same loops, with each block of A widened
+ * (widen_words) into `widened` (MC x KC floats) before the kernels read it. */
 AVX2 static void block_avx2(const nodus_gemm_bf16_problem *problem, int64_t row_begin, int64_t row_end,
-                             int64_t column_begin, int64_t column_end, uint32_t *packed) {
-    run_block(problem, row_begin, row_end, column_begin, column_end, packed, pack_rows_avx2, pack_columns_avx2,
-              kernel_avx2);
+                            int64_t column_begin, int64_t column_end, uint32_t *packed, float *widened) {
+    const int linear = problem->role == NODUS_GEMM_BF16_LINEAR;
+    const int64_t depth_total = problem->k, weight_pairs = pair_count(depth_total);
+    const uint32_t *weight = (const uint32_t *)problem->weight;
+    const nodus_gemm_matrix *input = &problem->input;
+    for (int64_t jc = column_begin; jc < column_end; jc += NC) {
+        const int64_t columns = min64(NC, column_end - jc);
+        int64_t pc = 0;
+        do {
+            /* k = 0 still runs once: C = bias (+ C). */
+            const int64_t depth = min64(KC, depth_total - pc), pairs = pair_count(depth);
+            if (!linear) pack_columns_avx2(problem, pc, depth, jc, columns, packed);
+            for (int64_t ic = row_begin; ic < row_end; ic += MC) {
+                const int64_t rows = min64(MC, row_end - ic);
+                for (int64_t ir = 0; ir < rows; ir += MR) {
+                    if (linear) {
+                        pack_rows_avx2(input->data + (ic + ir) * input->row_stride + pc * input->column_stride,
+                                       input->row_stride, input->column_stride, min64(MR, rows - ir), MR, depth,
+                                       packed);
+                        widen_words(packed, pairs * MR, widened + 2 * ir * pairs);
+                    } else {
+                        widen_words(weight + (ic + ir) * weight_pairs + pc / 2 * MR, pairs * MR,
+                                    widened + 2 * ir * pairs);
+                    }
+                }
+                for (int64_t jr = 0; jr < columns; jr += NR) {
+                    const uint32_t *b = linear ? weight + (jc + jr) * weight_pairs + pc / 2 * NR : packed + jr * pairs;
+                    for (int64_t ir = 0; ir < rows; ir += MR) {
+                        tile_epilogue epilogue = {
+                            .row_bias = pc == 0 && problem->row_bias ? problem->row_bias + ic + ir : NULL,
+                            .column_bias = pc == 0 && problem->column_bias ? problem->column_bias + jc + jr : NULL,
+                            .scale = 1.0f,
+                            .load = problem->accumulate || pc > 0,
+                        };
+                        kernel_avx2(pairs, widened + 2 * ir * pairs, b, problem->c + (ic + ir) * problem->ldc + jc + jr,
+                                    problem->ldc, min64(MR, rows - ir), min64(NR, columns - jr), epilogue);
+                    }
+                }
+            }
+            pc += depth;
+        } while (pc < depth_total);
+    }
 }
 
 static void block_portable(const nodus_gemm_bf16_problem *problem, int64_t row_begin, int64_t row_end,
@@ -763,12 +831,24 @@ int nodus_gemm_bf16_block(const nodus_gemm_bf16_problem *problem, int64_t row_be
         block_unpacked(problem, row_begin, row_end, column_begin, column_end);
         return 1;
     }
+    if (path == NODUS_GEMM_BF16_AVX2) {
+        /* A block of A widened: MC x KC floats. */
+        float *widened = aligned_alloc(64, (size_t)MC * KC * sizeof(float));
+        if (!widened) {
+            free(packed);
+            block_unpacked(problem, row_begin, row_end, column_begin, column_end);
+            return 1;
+        }
+        block_avx2(problem, row_begin, row_end, column_begin, column_end, packed, widened);
+        free(widened);
+        free(packed);
+        return 1;
+    }
     switch (path) {
     case NODUS_GEMM_BF16_DOT_PRODUCT:
         block_dot_product(problem, row_begin, row_end, column_begin, column_end, packed);
         break;
     case NODUS_GEMM_BF16_AVX512: block_avx512(problem, row_begin, row_end, column_begin, column_end, packed); break;
-    case NODUS_GEMM_BF16_AVX2: block_avx2(problem, row_begin, row_end, column_begin, column_end, packed); break;
     default: block_portable(problem, row_begin, row_end, column_begin, column_end, packed); break;
     }
     free(packed);
