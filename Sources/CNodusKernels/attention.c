@@ -10,8 +10,8 @@
 /* Query rows per tile and keys per block: a tile's scores (64 x 128 floats,
  * 32 KB) and a transposed key block stay in L1/L2 while they are used. Scores
  * are computed SCORE_ROWS rows by 32 keys at a time (16 accumulators) on
- * AVX-512, SCORE_ROWS_AVX2 rows by 16 keys (8 accumulators) on AVX2. */
-enum { QUERY_ROWS = 64, KEY_BLOCK = 128, SCORE_ROWS = 8, SCORE_ROWS_AVX2 = 4 };
+ * AVX-512, 6 rows by 16 keys (12 accumulators) on AVX2. */
+enum { QUERY_ROWS = 64, KEY_BLOCK = 128, SCORE_ROWS = 8 };
 
 int nodus_attention_supported(void) { return nodus_kernels_level_in_use() >= NODUS_KERNEL_LEVEL_AVX2; }
 
@@ -136,32 +136,37 @@ AVX512 static void tile_values(tile_scratch *t, const float *value, int64_t valu
     }
 }
 
-/* tile_scores on AVX2: 4 rows by 16 keys at a time. */
+/* ROWS rows of tile_scores on AVX2, 16 keys at a time (2 ROWS accumulators). */
+AVX2 static inline __attribute__((always_inline)) void score_rows_avx2(const float *const *rows, const float *keys,
+                                                                      float *scores, int64_t width, int64_t padded,
+                                                                      __m256 factor, int64_t i, const int ROWS) {
+    for (int64_t j = 0; j < padded; j += 16) {
+        __m256 acc[6][2];
+        for (int r = 0; r < ROWS; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+        for (int64_t d = 0; d < width; d++) {
+            __m256 k0 = _mm256_loadu_ps(keys + d * KEY_BLOCK + j);
+            __m256 k1 = _mm256_loadu_ps(keys + d * KEY_BLOCK + j + 8);
+            for (int r = 0; r < ROWS; r++) {
+                __m256 q = _mm256_broadcast_ss(rows[i + r] + d);
+                acc[r][0] = _mm256_fmadd_ps(q, k0, acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(q, k1, acc[r][1]);
+            }
+        }
+        for (int r = 0; r < ROWS; r++) {
+            _mm256_storeu_ps(scores + (i + r) * KEY_BLOCK + j, _mm256_mul_ps(acc[r][0], factor));
+            _mm256_storeu_ps(scores + (i + r) * KEY_BLOCK + j + 8, _mm256_mul_ps(acc[r][1], factor));
+        }
+    }
+}
+
+/* tile_scores on AVX2: 6 rows by 16 keys at a time (12 accumulators, 2 key
+ * vectors and a broadcast: 15 of the 16 registers), the last 4 rows apart. */
 AVX2 static void tile_scores_avx2(const float *const *rows, const float *keys, float *scores, int64_t width,
                                   int64_t padded, float scale) {
     const __m256 factor = _mm256_set1_ps(scale);
-    for (int64_t i = 0; i < QUERY_ROWS; i += SCORE_ROWS_AVX2) {
-        for (int64_t j = 0; j < padded; j += 16) {
-            __m256 acc[SCORE_ROWS_AVX2][2];
-#pragma GCC unroll 4
-            for (int r = 0; r < SCORE_ROWS_AVX2; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-            for (int64_t d = 0; d < width; d++) {
-                __m256 k0 = _mm256_loadu_ps(keys + d * KEY_BLOCK + j);
-                __m256 k1 = _mm256_loadu_ps(keys + d * KEY_BLOCK + j + 8);
-#pragma GCC unroll 4
-                for (int r = 0; r < SCORE_ROWS_AVX2; r++) {
-                    __m256 q = _mm256_broadcast_ss(rows[i + r] + d);
-                    acc[r][0] = _mm256_fmadd_ps(q, k0, acc[r][0]);
-                    acc[r][1] = _mm256_fmadd_ps(q, k1, acc[r][1]);
-                }
-            }
-#pragma GCC unroll 4
-            for (int r = 0; r < SCORE_ROWS_AVX2; r++) {
-                _mm256_storeu_ps(scores + (i + r) * KEY_BLOCK + j, _mm256_mul_ps(acc[r][0], factor));
-                _mm256_storeu_ps(scores + (i + r) * KEY_BLOCK + j + 8, _mm256_mul_ps(acc[r][1], factor));
-            }
-        }
-    }
+    int64_t i = 0;
+    for (; i + 6 <= QUERY_ROWS; i += 6) score_rows_avx2(rows, keys, scores, width, padded, factor, i, 6);
+    for (; i < QUERY_ROWS; i += 4) score_rows_avx2(rows, keys, scores, width, padded, factor, i, 4);
 }
 
 /* tile_softmax on AVX2. */
@@ -202,8 +207,8 @@ AVX2 static inline __attribute__((always_inline)) void values_block_avx2(tile_sc
                                                                         int64_t width, int64_t first, int64_t column,
                                                                         const int ROWS, const int VECTORS,
                                                                         const int FULL) {
-    __m256i mask[3];
-    __m256 acc[8][3];
+    __m256i mask[2];
+    __m256 acc[8][2];
     for (int c = 0; c < VECTORS; c++) mask[c] = lanes8(width - column - 8 * c);
     for (int r = 0; r < ROWS; r++) {
         for (int c = 0; c < VECTORS; c++) {
@@ -213,8 +218,10 @@ AVX2 static inline __attribute__((always_inline)) void values_block_avx2(tile_sc
     }
     for (int64_t j = 0; j < keys; j++) {
         const float *v = value + j * value_stride + column;
-        __m256 vv[3];
-        for (int c = 0; c < VECTORS; c++) vv[c] = FULL ? _mm256_loadu_ps(v + 8 * c) : _mm256_maskload_ps(v + 8 * c, mask[c]);
+        __m256 vv[2];
+        for (int c = 0; c < VECTORS; c++) {
+            vv[c] = FULL ? _mm256_loadu_ps(v + 8 * c) : _mm256_maskload_ps(v + 8 * c, mask[c]);
+        }
         for (int r = 0; r < ROWS; r++) {
             __m256 p = _mm256_broadcast_ss(t->scores + (first + r) * KEY_BLOCK + j);
             for (int c = 0; c < VECTORS; c++) acc[r][c] = _mm256_fmadd_ps(p, vv[c], acc[r][c]);
@@ -232,26 +239,36 @@ AVX2 static inline __attribute__((always_inline)) void values_block_avx2(tile_sc
     }
 }
 
-/* tile_values on AVX2: the head's columns in runs of at most 24 (3 vectors),
- * 4 rows at a time (12 accumulators), or 8 rows for a last single vector. */
+/* tile_values on AVX2: the head's columns in runs of 16, 6 rows at a time (12
+ * accumulators; the last 4 rows apart), a last run of 8 or fewer 8 rows at a
+ * time; masked where a run ends inside the head. */
 AVX2 static void tile_values_avx2(tile_scratch *t, const float *value, int64_t value_stride, int64_t keys,
                                   int64_t width) {
-    for (int64_t column = 0; column < width; column += 24) {
-        const int64_t vectors = min64(3, (width - column + 7) / 8);
-        const int full = width - column >= 8 * vectors;
-        for (int64_t first = 0; first < QUERY_ROWS;) {
-            if (full) {
-                switch (vectors) {
-                case 1: values_block_avx2(t, value, value_stride, keys, width, first, column, 8, 1, 1); first += 8; break;
-                case 2: values_block_avx2(t, value, value_stride, keys, width, first, column, 4, 2, 1); first += 4; break;
-                default: values_block_avx2(t, value, value_stride, keys, width, first, column, 4, 3, 1); first += 4; break;
-                }
-            } else {
-                switch (vectors) {
-                case 1: values_block_avx2(t, value, value_stride, keys, width, first, column, 8, 1, 0); first += 8; break;
-                case 2: values_block_avx2(t, value, value_stride, keys, width, first, column, 4, 2, 0); first += 4; break;
-                default: values_block_avx2(t, value, value_stride, keys, width, first, column, 4, 3, 0); first += 4; break;
-                }
+    for (int64_t column = 0; column < width; column += 16) {
+        const int64_t remaining = width - column;
+        if (remaining >= 16) {
+            int64_t first = 0;
+            for (; first + 6 <= QUERY_ROWS; first += 6) {
+                values_block_avx2(t, value, value_stride, keys, width, first, column, 6, 2, 1);
+            }
+            for (; first < QUERY_ROWS; first += 4) {
+                values_block_avx2(t, value, value_stride, keys, width, first, column, 4, 2, 1);
+            }
+        } else if (remaining > 8) {
+            int64_t first = 0;
+            for (; first + 6 <= QUERY_ROWS; first += 6) {
+                values_block_avx2(t, value, value_stride, keys, width, first, column, 6, 2, 0);
+            }
+            for (; first < QUERY_ROWS; first += 4) {
+                values_block_avx2(t, value, value_stride, keys, width, first, column, 4, 2, 0);
+            }
+        } else if (remaining == 8) {
+            for (int64_t first = 0; first < QUERY_ROWS; first += 8) {
+                values_block_avx2(t, value, value_stride, keys, width, first, column, 8, 1, 1);
+            }
+        } else {
+            for (int64_t first = 0; first < QUERY_ROWS; first += 8) {
+                values_block_avx2(t, value, value_stride, keys, width, first, column, 8, 1, 0);
             }
         }
     }

@@ -410,7 +410,8 @@ int nodus_gemm_block(const nodus_gemm_problem *problem, int64_t row_begin, int64
     const int64_t block_rows = min64(step_rows, (row_end - row_begin + mr - 1) / mr * mr);
     const int64_t block_columns = min64(step_columns, (column_end - column_begin + nr - 1) / nr * nr);
     float *packed_a = problem->packed_a ? NULL : aligned_alloc(64, (size_t)(block_rows * block_depth) * sizeof(float));
-    float *packed_b = problem->packed_b ? NULL : aligned_alloc(64, (size_t)(block_depth * block_columns) * sizeof(float));
+    float *packed_b =
+        problem->packed_b ? NULL : aligned_alloc(64, (size_t)(block_depth * block_columns) * sizeof(float));
     if ((!problem->packed_a && !packed_a) || (!problem->packed_b && !packed_b)) {
         free(packed_a);
         free(packed_b);

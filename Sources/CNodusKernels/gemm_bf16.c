@@ -578,7 +578,8 @@ AVX2 __attribute__((noinline)) static void kernel_avx2(int64_t pairs, const floa
             const float *pa = a + 2 * row0;
             const uint32_t *pb = b + column0;
             for (int64_t p = 0; p < pairs; p++) {
-                const __m256 odd0 = _mm256_castsi256_ps(_mm256_and_si256(_mm256_load_si256((const __m256i *)pb), upper));
+                const __m256 odd0 =
+                    _mm256_castsi256_ps(_mm256_and_si256(_mm256_load_si256((const __m256i *)pb), upper));
                 const __m256 odd1 =
                     _mm256_castsi256_ps(_mm256_and_si256(_mm256_load_si256((const __m256i *)(pb + 8)), upper));
 #pragma GCC unroll 6
@@ -592,7 +593,8 @@ AVX2 __attribute__((noinline)) static void kernel_avx2(int64_t pairs, const floa
                  * more than the 16 registers. */
                 const uint32_t *pb_again = pb;
                 __asm__("" : "+r"(pb_again));
-                const __m256 even0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_load_si256((const __m256i *)pb_again), 16));
+                const __m256 even0 =
+                    _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_load_si256((const __m256i *)pb_again), 16));
                 const __m256 even1 =
                     _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_load_si256((const __m256i *)(pb_again + 8)), 16));
 #pragma GCC unroll 6

@@ -365,8 +365,8 @@ AVX512 static void transform_output(const nodus_winograd_shape *shape, const flo
             const intptr_t line = (intptr_t)(plane + row * width);
             for (int q = 0; q < 4; q++) {
                 if (!seg->stores[q]) continue;
-                _mm512_mask_storeu_ps((float *)(line + (x0 + 16 * q) * (int64_t)sizeof(float)), (__mmask16)seg->stores[q],
-                                      out[i][q]);
+                _mm512_mask_storeu_ps((float *)(line + (x0 + 16 * q) * (int64_t)sizeof(float)),
+                                      (__mmask16)seg->stores[q], out[i][q]);
             }
         }
     }
