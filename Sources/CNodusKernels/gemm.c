@@ -20,17 +20,24 @@
 enum { KC = 256, MC = 192, NC = 2048, MC_PACKED_B = 384 };
 enum { MR = TILE_ROWS, NR = TILE_COLUMNS, MR2 = TILE_AVX2_ROWS, NR2 = TILE_AVX2_COLUMNS };
 
-/* The code of one level: its tile and its packing and kernel functions. */
+typedef void (*pack_a_function)(const nodus_gemm_matrix *a, int64_t row0, int64_t rows, int64_t col0, int64_t depth,
+                                float *target);
+typedef void (*pack_b_matrix_function)(const nodus_gemm_matrix *b, int64_t row0, int64_t depth, int64_t col0,
+                                       int64_t columns, float *target);
+typedef void (*pack_b_image_function)(const nodus_gemm_image *image, int64_t row0, int64_t depth, int64_t col0,
+                                      int64_t columns, float *target);
+typedef void (*kernel_function)(int64_t depth, const float *a, const float *b, float *c, int64_t ldc, int64_t rows,
+                                int64_t columns, tile_epilogue epilogue);
+typedef void (*blocks_function)(const nodus_gemm_problem *problem, int64_t row_begin, int64_t row_end,
+                                int64_t column_begin, int64_t column_end, float *packed_a, float *packed_b);
+
+/* The code of one level: its tile, its packing of constant operands, and its
+ * block loops (run_blocks compiled for the level, the kernel inlined in them). */
 typedef struct gemm_form {
     int64_t mr, nr;
-    void (*pack_a)(const nodus_gemm_matrix *a, int64_t row0, int64_t rows, int64_t col0, int64_t depth,
-                   float *target);
-    void (*pack_b_matrix)(const nodus_gemm_matrix *b, int64_t row0, int64_t depth, int64_t col0, int64_t columns,
-                          float *target);
-    void (*pack_b_image)(const nodus_gemm_image *image, int64_t row0, int64_t depth, int64_t col0, int64_t columns,
-                         float *target);
-    void (*kernel)(int64_t depth, const float *a, const float *b, float *c, int64_t ldc, int64_t rows,
-                   int64_t columns, tile_epilogue epilogue);
+    pack_a_function pack_a;
+    pack_b_matrix_function pack_b_matrix;
+    blocks_function blocks;
 } gemm_form;
 
 static const gemm_form *form_in_use(void);
@@ -309,14 +316,6 @@ AVX2 static void kernel_avx2(int64_t depth, const float *a, const float *b, floa
     store_tile_avx2(low, high, c, ldc, rows, columns, epilogue);
 }
 
-static const gemm_form form_avx512 = {MR, NR, pack_a, pack_b_matrix, pack_b_image, kernel};
-static const gemm_form form_avx2 = {MR2, NR2, pack_a_avx2, pack_b_matrix_avx2, pack_b_image_avx2, kernel_avx2};
-
-static const gemm_form *form_in_use(void) {
-    const nodus_kernel_level level = nodus_kernels_level_in_use();
-    return level >= NODUS_KERNEL_LEVEL_AVX512 ? &form_avx512 : level >= NODUS_KERNEL_LEVEL_AVX2 ? &form_avx2 : NULL;
-}
-
 /* Packed operands are stored by blocks of KC rows of k: block p0 holds every
  * panel's rows [p0, p0 + depth), panel after panel, so the block a product
  * reads is one contiguous run, laid out as its own packing would lay it out. */
@@ -331,13 +330,17 @@ static inline int64_t packed_index(int64_t line, int64_t p, int64_t lines, int64
 
 /* A[row, p], from wherever the problem keeps it. */
 static float a_element(const nodus_gemm_problem *problem, int64_t row, int64_t p) {
-    if (problem->packed_a) return problem->packed_a[packed_index(row, p, problem->m, problem->k, form_in_use()->mr)];
+    if (problem->packed_a) {
+        return problem->packed_a[packed_index(row, p, problem->m, problem->k, nodus_gemm_tile_rows())];
+    }
     return problem->a.data[row * problem->a.row_stride + p * problem->a.column_stride];
 }
 
 /* B[p, column], read as the packing reads it. */
 static float b_element(const nodus_gemm_problem *problem, int64_t p, int64_t column) {
-    if (problem->packed_b) return problem->packed_b[packed_index(column, p, problem->n, problem->k, form_in_use()->nr)];
+    if (problem->packed_b) {
+        return problem->packed_b[packed_index(column, p, problem->n, problem->k, nodus_gemm_tile_columns())];
+    }
     if (!problem->image.data) return problem->b.data[p * problem->b.row_stride + column * problem->b.column_stride];
     const nodus_gemm_image *image = &problem->image;
     int64_t taps = image->kernel_height * image->kernel_width;
@@ -395,14 +398,85 @@ int nodus_gemm_pack_b(const nodus_gemm_matrix *b, int64_t k, int64_t n, int64_t 
     return 1;
 }
 
+/* The block loops of nodus_gemm_block for one level's functions: inlined into
+ * a function per level (blocks_avx512, blocks_avx2), so each is compiled for
+ * its instruction set with its kernel inlined. `packed_a` and `packed_b` are
+ * the packing buffers (unused where the problem brings the operand packed). */
+static inline __attribute__((always_inline)) void run_blocks(
+    const nodus_gemm_problem *problem, int64_t row_begin, int64_t row_end, int64_t column_begin, int64_t column_end,
+    float *packed_a, float *packed_b, const int64_t mr, const int64_t nr, pack_a_function pack_a_block,
+    pack_b_matrix_function pack_b_matrix_block, pack_b_image_function pack_b_image_block, kernel_function kernel_tile) {
+    const int64_t depth_total = problem->k;
+    const int64_t step_rows = problem->packed_b ? MC_PACKED_B : MC;
+    const int64_t step_columns = problem->packed_b ? column_end - column_begin : NC;
+    for (int64_t jc = column_begin; jc < column_end; jc += step_columns) {
+        const int64_t columns = min64(step_columns, column_end - jc);
+        int64_t pc = 0;
+        do {
+            /* k = 0 still runs once: C = bias (+ C). */
+            const int64_t depth = min64(KC, depth_total - pc);
+            const float *block_b = packed_b;
+            if (problem->packed_b) {
+                block_b = problem->packed_b + pc * padded(problem->n, nr) + jc * depth;
+            } else if (problem->image.data) {
+                pack_b_image_block(&problem->image, pc, depth, jc, columns, packed_b);
+            } else {
+                pack_b_matrix_block(&problem->b, pc, depth, jc, columns, packed_b);
+            }
+            for (int64_t ic = row_begin; ic < row_end; ic += step_rows) {
+                const int64_t rows = min64(step_rows, row_end - ic);
+                const float *block_a = packed_a;
+                if (problem->packed_a) {
+                    block_a = problem->packed_a + pc * padded(problem->m, mr) + ic * depth;
+                } else {
+                    pack_a_block(&problem->a, ic, rows, pc, depth, packed_a);
+                }
+                for (int64_t jr = 0; jr < columns; jr += nr) {
+                    for (int64_t ir = 0; ir < rows; ir += mr) {
+                        tile_epilogue epilogue = {
+                            .row_bias = pc == 0 && problem->row_bias ? problem->row_bias + ic + ir : NULL,
+                            .column_bias = pc == 0 && problem->column_bias ? problem->column_bias + jc + jr : NULL,
+                            .scale = problem->scale,
+                            .load = problem->accumulate || pc > 0,
+                        };
+                        kernel_tile(depth, block_a + ir * depth, block_b + jr * depth,
+                                    problem->c + (ic + ir) * problem->ldc + jc + jr, problem->ldc,
+                                    min64(mr, rows - ir), min64(nr, columns - jr), epilogue);
+                    }
+                }
+            }
+            pc += depth;
+        } while (pc < depth_total);
+    }
+}
+
+AVX512 static void blocks_avx512(const nodus_gemm_problem *problem, int64_t row_begin, int64_t row_end,
+                                 int64_t column_begin, int64_t column_end, float *packed_a, float *packed_b) {
+    run_blocks(problem, row_begin, row_end, column_begin, column_end, packed_a, packed_b, MR, NR, pack_a,
+               pack_b_matrix, pack_b_image, kernel);
+}
+
+AVX2 static void blocks_avx2(const nodus_gemm_problem *problem, int64_t row_begin, int64_t row_end,
+                             int64_t column_begin, int64_t column_end, float *packed_a, float *packed_b) {
+    run_blocks(problem, row_begin, row_end, column_begin, column_end, packed_a, packed_b, MR2, NR2, pack_a_avx2,
+               pack_b_matrix_avx2, pack_b_image_avx2, kernel_avx2);
+}
+
+static const gemm_form form_avx512 = {MR, NR, pack_a, pack_b_matrix, blocks_avx512};
+static const gemm_form form_avx2 = {MR2, NR2, pack_a_avx2, pack_b_matrix_avx2, blocks_avx2};
+
+static const gemm_form *form_in_use(void) {
+    const nodus_kernel_level level = nodus_kernels_level_in_use();
+    return level >= NODUS_KERNEL_LEVEL_AVX512 ? &form_avx512 : level >= NODUS_KERNEL_LEVEL_AVX2 ? &form_avx2 : NULL;
+}
+
 int nodus_gemm_block(const nodus_gemm_problem *problem, int64_t row_begin, int64_t row_end, int64_t column_begin,
                      int64_t column_end) {
     const gemm_form *form = form_in_use();
     if (!form) return 0;
     if (row_begin >= row_end || column_begin >= column_end) return 1;
     const int64_t mr = form->mr, nr = form->nr;
-    const int64_t depth_total = problem->k;
-    const int64_t block_depth = min64(KC, depth_total > 0 ? depth_total : 1);
+    const int64_t block_depth = min64(KC, problem->k > 0 ? problem->k : 1);
     /* With B packed once there is no B block to keep small: one pass over the
      * columns packs each block of A once, and taller A blocks read B fewer times. */
     const int64_t step_rows = problem->packed_b ? MC_PACKED_B : MC;
@@ -418,45 +492,7 @@ int nodus_gemm_block(const nodus_gemm_problem *problem, int64_t row_begin, int64
         block_unpacked(problem, row_begin, row_end, column_begin, column_end);
         return 1;
     }
-    for (int64_t jc = column_begin; jc < column_end; jc += step_columns) {
-        const int64_t columns = min64(step_columns, column_end - jc);
-        int64_t pc = 0;
-        do {
-            /* k = 0 still runs once: C = bias (+ C). */
-            const int64_t depth = min64(KC, depth_total - pc);
-            const float *block_b = packed_b;
-            if (problem->packed_b) {
-                block_b = problem->packed_b + pc * padded(problem->n, nr) + jc * depth;
-            } else if (problem->image.data) {
-                form->pack_b_image(&problem->image, pc, depth, jc, columns, packed_b);
-            } else {
-                form->pack_b_matrix(&problem->b, pc, depth, jc, columns, packed_b);
-            }
-            for (int64_t ic = row_begin; ic < row_end; ic += step_rows) {
-                const int64_t rows = min64(step_rows, row_end - ic);
-                const float *block_a = packed_a;
-                if (problem->packed_a) {
-                    block_a = problem->packed_a + pc * padded(problem->m, mr) + ic * depth;
-                } else {
-                    form->pack_a(&problem->a, ic, rows, pc, depth, packed_a);
-                }
-                for (int64_t jr = 0; jr < columns; jr += nr) {
-                    for (int64_t ir = 0; ir < rows; ir += mr) {
-                        tile_epilogue epilogue = {
-                            .row_bias = pc == 0 && problem->row_bias ? problem->row_bias + ic + ir : NULL,
-                            .column_bias = pc == 0 && problem->column_bias ? problem->column_bias + jc + jr : NULL,
-                            .scale = problem->scale,
-                            .load = problem->accumulate || pc > 0,
-                        };
-                        form->kernel(depth, block_a + ir * depth, block_b + jr * depth,
-                                     problem->c + (ic + ir) * problem->ldc + jc + jr, problem->ldc,
-                                     min64(mr, rows - ir), min64(nr, columns - jr), epilogue);
-                    }
-                }
-            }
-            pc += depth;
-        } while (pc < depth_total);
-    }
+    form->blocks(problem, row_begin, row_end, column_begin, column_end, packed_a, packed_b);
     free(packed_a);
     free(packed_b);
     return 1;
