@@ -5,13 +5,15 @@
 
 #include "nodus_cpu.h"
 #include "simd.h"
+#include "simd_avx2.h"
 
 /* Query rows per tile and keys per block: a tile's scores (64 x 128 floats,
  * 32 KB) and a transposed key block stay in L1/L2 while they are used. Scores
- * are computed SCORE_ROWS rows by 32 keys at a time (16 accumulators). */
+ * are computed SCORE_ROWS rows by 32 keys at a time (16 accumulators) on
+ * AVX-512, 6 rows by 16 keys (12 accumulators) on AVX2. */
 enum { QUERY_ROWS = 64, KEY_BLOCK = 128, SCORE_ROWS = 8 };
 
-int nodus_attention_supported(void) { return nodus_kernels_level_in_use() >= NODUS_KERNEL_LEVEL_AVX512; }
+int nodus_attention_supported(void) { return nodus_kernels_level_in_use() >= NODUS_KERNEL_LEVEL_AVX2; }
 
 int64_t nodus_attention_tile_rows(void) { return QUERY_ROWS; }
 
@@ -134,8 +136,157 @@ AVX512 static void tile_values(tile_scratch *t, const float *value, int64_t valu
     }
 }
 
-AVX512 static void run_tile(const nodus_attention_shape *s, const float *query, const float *key, const float *value,
-                            float *output, float scale, int64_t tile, tile_scratch *t) {
+/* ROWS rows of tile_scores on AVX2, 16 keys at a time (2 ROWS accumulators). */
+AVX2 static inline __attribute__((always_inline)) void score_rows_avx2(const float *const *rows, const float *keys,
+                                                                      float *scores, int64_t width, int64_t padded,
+                                                                      __m256 factor, int64_t i, const int ROWS) {
+    for (int64_t j = 0; j < padded; j += 16) {
+        __m256 acc[6][2];
+        for (int r = 0; r < ROWS; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+        for (int64_t d = 0; d < width; d++) {
+            __m256 k0 = _mm256_loadu_ps(keys + d * KEY_BLOCK + j);
+            __m256 k1 = _mm256_loadu_ps(keys + d * KEY_BLOCK + j + 8);
+            for (int r = 0; r < ROWS; r++) {
+                __m256 q = _mm256_broadcast_ss(rows[i + r] + d);
+                acc[r][0] = _mm256_fmadd_ps(q, k0, acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(q, k1, acc[r][1]);
+            }
+        }
+        for (int r = 0; r < ROWS; r++) {
+            _mm256_storeu_ps(scores + (i + r) * KEY_BLOCK + j, _mm256_mul_ps(acc[r][0], factor));
+            _mm256_storeu_ps(scores + (i + r) * KEY_BLOCK + j + 8, _mm256_mul_ps(acc[r][1], factor));
+        }
+    }
+}
+
+/* tile_scores on AVX2: 6 rows by 16 keys at a time (12 accumulators, 2 key
+ * vectors and a broadcast: 15 of the 16 registers), the last 4 rows apart. */
+AVX2 static void tile_scores_avx2(const float *const *rows, const float *keys, float *scores, int64_t width,
+                                  int64_t padded, float scale) {
+    const __m256 factor = _mm256_set1_ps(scale);
+    int64_t i = 0;
+    for (; i + 6 <= QUERY_ROWS; i += 6) score_rows_avx2(rows, keys, scores, width, padded, factor, i, 6);
+    for (; i < QUERY_ROWS; i += 4) score_rows_avx2(rows, keys, scores, width, padded, factor, i, 4);
+}
+
+/* tile_softmax on AVX2. */
+AVX2 static void tile_softmax_avx2(tile_scratch *t, int64_t keys, int64_t width) {
+    const __m256 lowest = _mm256_set1_ps(-INFINITY);
+    for (int64_t i = 0; i < QUERY_ROWS; i++) {
+        float *row = t->scores + i * KEY_BLOCK;
+        __m256 peak = lowest;
+        for (int64_t j = 0; j < keys; j += 8) {
+            const __m256i mask = lanes8(keys - j);
+            const __m256 v = _mm256_blendv_ps(lowest, _mm256_maskload_ps(row + j, mask), _mm256_castsi256_ps(mask));
+            peak = _mm256_max_ps(peak, v);
+        }
+        float old_max = t->maxima[i];
+        float new_max = fmaxf(old_max, max8(peak));
+        float correction = old_max == -INFINITY ? 0.0f : expf(old_max - new_max);
+        __m256 shift = _mm256_set1_ps(new_max), sum = _mm256_setzero_ps();
+        for (int64_t j = 0; j < keys; j += 8) {
+            const __m256i mask = lanes8(keys - j);
+            __m256 e = exp256(_mm256_sub_ps(_mm256_maskload_ps(row + j, mask), shift));
+            e = _mm256_and_ps(e, _mm256_castsi256_ps(mask));
+            store8(row + j, e, keys - j);
+            sum = _mm256_add_ps(sum, e);
+        }
+        t->totals[i] = t->totals[i] * correction + sum8(sum);
+        t->maxima[i] = new_max;
+        if (correction != 1.0f) {
+            float *out = t->sums + i * width;
+            for (int64_t d = 0; d < width; d++) out[d] *= correction;
+        }
+    }
+}
+
+/* values_block on AVX2: ROWS rows by VECTORS x 8 columns; FULL when every
+ * vector lies inside the head (plain loads), else masked at the head's width. */
+AVX2 static inline __attribute__((always_inline)) void values_block_avx2(tile_scratch *t, const float *value,
+                                                                        int64_t value_stride, int64_t keys,
+                                                                        int64_t width, int64_t first, int64_t column,
+                                                                        const int ROWS, const int VECTORS,
+                                                                        const int FULL) {
+    __m256i mask[2];
+    __m256 acc[8][2];
+    for (int c = 0; c < VECTORS; c++) mask[c] = lanes8(width - column - 8 * c);
+    for (int r = 0; r < ROWS; r++) {
+        for (int c = 0; c < VECTORS; c++) {
+            const float *source = t->sums + (first + r) * width + column + 8 * c;
+            acc[r][c] = FULL ? _mm256_loadu_ps(source) : _mm256_maskload_ps(source, mask[c]);
+        }
+    }
+    for (int64_t j = 0; j < keys; j++) {
+        const float *v = value + j * value_stride + column;
+        __m256 vv[2];
+        for (int c = 0; c < VECTORS; c++) {
+            vv[c] = FULL ? _mm256_loadu_ps(v + 8 * c) : _mm256_maskload_ps(v + 8 * c, mask[c]);
+        }
+        for (int r = 0; r < ROWS; r++) {
+            __m256 p = _mm256_broadcast_ss(t->scores + (first + r) * KEY_BLOCK + j);
+            for (int c = 0; c < VECTORS; c++) acc[r][c] = _mm256_fmadd_ps(p, vv[c], acc[r][c]);
+        }
+    }
+    for (int r = 0; r < ROWS; r++) {
+        for (int c = 0; c < VECTORS; c++) {
+            float *target = t->sums + (first + r) * width + column + 8 * c;
+            if (FULL) {
+                _mm256_storeu_ps(target, acc[r][c]);
+            } else {
+                _mm256_maskstore_ps(target, mask[c], acc[r][c]);
+            }
+        }
+    }
+}
+
+/* tile_values on AVX2: the head's columns in runs of 16, 6 rows at a time (12
+ * accumulators; the last 4 rows apart), a last run of 8 or fewer 8 rows at a
+ * time; masked where a run ends inside the head. */
+AVX2 static void tile_values_avx2(tile_scratch *t, const float *value, int64_t value_stride, int64_t keys,
+                                  int64_t width) {
+    for (int64_t column = 0; column < width; column += 16) {
+        const int64_t remaining = width - column;
+        if (remaining >= 16) {
+            int64_t first = 0;
+            for (; first + 6 <= QUERY_ROWS; first += 6) {
+                values_block_avx2(t, value, value_stride, keys, width, first, column, 6, 2, 1);
+            }
+            for (; first < QUERY_ROWS; first += 4) {
+                values_block_avx2(t, value, value_stride, keys, width, first, column, 4, 2, 1);
+            }
+        } else if (remaining > 8) {
+            int64_t first = 0;
+            for (; first + 6 <= QUERY_ROWS; first += 6) {
+                values_block_avx2(t, value, value_stride, keys, width, first, column, 6, 2, 0);
+            }
+            for (; first < QUERY_ROWS; first += 4) {
+                values_block_avx2(t, value, value_stride, keys, width, first, column, 4, 2, 0);
+            }
+        } else if (remaining == 8) {
+            for (int64_t first = 0; first < QUERY_ROWS; first += 8) {
+                values_block_avx2(t, value, value_stride, keys, width, first, column, 8, 1, 1);
+            }
+        } else {
+            for (int64_t first = 0; first < QUERY_ROWS; first += 8) {
+                values_block_avx2(t, value, value_stride, keys, width, first, column, 8, 1, 0);
+            }
+        }
+    }
+}
+
+/* The code of one level: the three steps of a key block. */
+typedef struct attention_form {
+    void (*scores)(const float *const *rows, const float *keys, float *scores, int64_t width, int64_t padded,
+                   float scale);
+    void (*softmax)(tile_scratch *t, int64_t keys, int64_t width);
+    void (*values)(tile_scratch *t, const float *value, int64_t value_stride, int64_t keys, int64_t width);
+} attention_form;
+
+static const attention_form form_avx512 = {tile_scores, tile_softmax, tile_values};
+static const attention_form form_avx2 = {tile_scores_avx2, tile_softmax_avx2, tile_values_avx2};
+
+static void run_tile(const nodus_attention_shape *s, const float *query, const float *key, const float *value,
+                     float *output, float scale, int64_t tile, tile_scratch *t, const attention_form *form) {
     const int64_t per_head = (s->query_tokens + QUERY_ROWS - 1) / QUERY_ROWS;
     const int64_t item = tile / (per_head * s->heads), head = (tile / per_head) % s->heads;
     const int64_t first = (tile % per_head) * QUERY_ROWS;
@@ -169,9 +320,10 @@ AVX512 static void run_tile(const nodus_attention_shape *s, const float *query, 
     for (int64_t start = 0; start < s->key_tokens; start += KEY_BLOCK) {
         const int64_t keys = s->key_tokens - start < KEY_BLOCK ? s->key_tokens - start : KEY_BLOCK;
         const int64_t padded = (keys + 31) / 32 * 32;
-        tile_scores(row_pointers, t->keys + start * width, t->scores, width, padded, scale);
-        tile_softmax(t, keys, width);
-        tile_values(t, value + (item * s->key_tokens + start) * s->value_stride + column, s->value_stride, keys, width);
+        form->scores(row_pointers, t->keys + start * width, t->scores, width, padded, scale);
+        form->softmax(t, keys, width);
+        form->values(t, value + (item * s->key_tokens + start) * s->value_stride + column, s->value_stride, keys,
+                     width);
     }
     for (int64_t i = 0; i < rows; i++) {
         float *out = output + (item * s->query_tokens + first + i) * s->output_stride + column;
@@ -197,7 +349,11 @@ int nodus_attention_tiles(const nodus_attention_shape *shape, const float *query
         .maxima = memory + QUERY_ROWS * KEY_BLOCK + key_floats + QUERY_ROWS * width,
     };
     t.totals = t.maxima + QUERY_ROWS;
-    for (int64_t tile = tile_begin; tile < tile_end; tile++) run_tile(shape, query, key, value, output, scale, tile, &t);
+    const attention_form *form =
+        nodus_kernels_level_in_use() >= NODUS_KERNEL_LEVEL_AVX512 ? &form_avx512 : &form_avx2;
+    for (int64_t tile = tile_begin; tile < tile_end; tile++) {
+        run_tile(shape, query, key, value, output, scale, tile, &t, form);
+    }
     free(memory);
     return 1;
 }

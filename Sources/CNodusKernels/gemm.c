@@ -6,18 +6,47 @@
 #include <stdlib.h>
 
 #include "tile.h"
+#include "tile_avx2.h"
 
-/* The register tile is MR x NR (24 accumulators of 16 floats). Blocks follow
- * the BLIS scheme: a KC x NR panel of B stays in L1 while MC / MR panels of A
- * stream through it from L2; a KC x NC block of B is packed once per K block
- * (B packed once ahead, a weight, reads MC_PACKED_B rows of A per pass). */
-enum { MR = TILE_ROWS, NR = TILE_COLUMNS, KC = 256, MC = 192, NC = 2048, MC_PACKED_B = 384 };
+/* Two forms of one product, chosen by the CPU level in use: AVX-512 with a
+ * 12 x 32 register tile (24 accumulators of 16 floats), and AVX2 + FMA with a
+ * 6 x 16 tile (12 accumulators of 8 floats, 2 B vectors and 1 broadcast A: 15
+ * of the 16 ymm registers). Blocks follow the BLIS scheme for both: a KC x NR
+ * panel of B stays in L1 while MC / MR panels of A stream through it from L2;
+ * a KC x NC block of B is packed once per K block (B packed once ahead, a
+ * weight, reads MC_PACKED_B rows of A per pass). MC, MC_PACKED_B and NC are
+ * multiples of both tiles. Packed operands are laid out in the panels of the
+ * form in use, so a process packs and multiplies at one level. */
+enum { KC = 256, MC = 192, NC = 2048, MC_PACKED_B = 384 };
+enum { MR = TILE_ROWS, NR = TILE_COLUMNS, MR2 = TILE_AVX2_ROWS, NR2 = TILE_AVX2_COLUMNS };
 
-int nodus_gemm_supported(void) { return nodus_kernels_level_in_use() >= NODUS_KERNEL_LEVEL_AVX512; }
+typedef void (*pack_a_function)(const nodus_gemm_matrix *a, int64_t row0, int64_t rows, int64_t col0, int64_t depth,
+                                float *target);
+typedef void (*pack_b_matrix_function)(const nodus_gemm_matrix *b, int64_t row0, int64_t depth, int64_t col0,
+                                       int64_t columns, float *target);
+typedef void (*pack_b_image_function)(const nodus_gemm_image *image, int64_t row0, int64_t depth, int64_t col0,
+                                      int64_t columns, float *target);
+typedef void (*kernel_function)(int64_t depth, const float *a, const float *b, float *c, int64_t ldc, int64_t rows,
+                                int64_t columns, tile_epilogue epilogue);
+typedef void (*blocks_function)(const nodus_gemm_problem *problem, int64_t row_begin, int64_t row_end,
+                                int64_t column_begin, int64_t column_end, float *packed_a, float *packed_b);
 
-int64_t nodus_gemm_tile_rows(void) { return MR; }
+/* The code of one level: its tile, its packing of constant operands, and its
+ * block loops (run_blocks compiled for the level, the kernel inlined in them). */
+typedef struct gemm_form {
+    int64_t mr, nr;
+    pack_a_function pack_a;
+    pack_b_matrix_function pack_b_matrix;
+    blocks_function blocks;
+} gemm_form;
 
-int64_t nodus_gemm_tile_columns(void) { return NR; }
+static const gemm_form *form_in_use(void);
+
+int nodus_gemm_supported(void) { return form_in_use() != NULL; }
+
+int64_t nodus_gemm_tile_rows(void) { return form_in_use() ? form_in_use()->mr : MR; }
+
+int64_t nodus_gemm_tile_columns(void) { return form_in_use() ? form_in_use()->nr : NR; }
 
 /* Interleaves `lines` (at most 16) contiguous runs of `length` floats, line i
  * starting at origin + i * line_stride: target[p * target_stride + i] = line_i[p]
@@ -88,9 +117,80 @@ AVX512 static void pack_b_matrix(const nodus_gemm_matrix *b, int64_t row0, int64
     }
 }
 
+/* pack_a for the AVX2 tile: panels of MR2 rows, each [depth][MR2]. Eight
+ * columns of up to six rows at a time, transposed in registers; each column
+ * stored as 4 + 2 floats (AMD's masked stores are slow). */
+AVX2 static void pack_a_avx2(const nodus_gemm_matrix *a, int64_t row0, int64_t rows, int64_t col0, int64_t depth,
+                             float *target) {
+    for (int64_t first = 0; first < rows; first += MR2) {
+        const int64_t count = min64(MR2, rows - first);
+        const float *origin = a->data + (row0 + first) * a->row_stride + col0 * a->column_stride;
+        if (a->column_stride == 1) {
+            for (int64_t p0 = 0; p0 < depth; p0 += 8) {
+                const int64_t chunk = min64(8, depth - p0);
+                __m256 block[8];
+                for (int64_t i = 0; i < 8; i++) {
+                    block[i] = i < count ? load8(origin + i * a->row_stride + p0, chunk) : _mm256_setzero_ps();
+                }
+                transpose8(block);
+                for (int64_t q = 0; q < chunk; q++) {
+                    float *out = target + (p0 + q) * MR2;
+                    _mm_storeu_ps(out, _mm256_castps256_ps128(block[q]));
+                    _mm_storel_pi((__m64 *)(out + 4), _mm256_extractf128_ps(block[q], 1));
+                }
+            }
+        } else {
+            for (int64_t r = 0; r < MR2; r++) {
+                for (int64_t p = 0; p < depth; p++) {
+                    target[p * MR2 + r] = r < count ? origin[r * a->row_stride + p * a->column_stride] : 0;
+                }
+            }
+        }
+        target += depth * MR2;
+    }
+}
+
+/* pack_b_matrix for the AVX2 tile: panels of NR2 columns, each [depth][NR2]. */
+AVX2 static void pack_b_matrix_avx2(const nodus_gemm_matrix *b, int64_t row0, int64_t depth, int64_t col0,
+                                    int64_t columns, float *target) {
+    for (int64_t first = 0; first < columns; first += NR2) {
+        const int64_t count = min64(NR2, columns - first);
+        const float *origin = b->data + row0 * b->row_stride + (col0 + first) * b->column_stride;
+        if (b->column_stride == 1) {
+            for (int64_t p = 0; p < depth; p++) {
+                const float *row = origin + p * b->row_stride;
+                _mm256_storeu_ps(target + p * NR2, load8(row, count));
+                _mm256_storeu_ps(target + p * NR2 + 8, load8(row + 8, count - 8));
+            }
+        } else if (b->row_stride == 1) {
+            /* Transposed B (a Linear weight): each column is contiguous in memory. */
+            for (int64_t half = 0; half < NR2; half += 8) {
+                const int64_t lines = count - half;
+                const float *start = origin + half * b->column_stride;
+                for (int64_t p0 = 0; p0 < depth; p0 += 8) {
+                    const int64_t chunk = min64(8, depth - p0);
+                    __m256 block[8];
+                    for (int64_t i = 0; i < 8; i++) {
+                        block[i] = i < lines ? load8(start + i * b->column_stride + p0, chunk) : _mm256_setzero_ps();
+                    }
+                    transpose8(block);
+                    for (int64_t q = 0; q < chunk; q++) _mm256_storeu_ps(target + (p0 + q) * NR2 + half, block[q]);
+                }
+            }
+        } else {
+            for (int64_t j = 0; j < NR2; j++) {
+                for (int64_t p = 0; p < depth; p++) {
+                    target[p * NR2 + j] = j < count ? origin[p * b->row_stride + j * b->column_stride] : 0;
+                }
+            }
+        }
+        target += depth * NR2;
+    }
+}
+
 /* out[0 ..< count] = line[x0 ..< x0 + count], zero where x is outside [0, width):
  * masked loads, which never touch the masked-off addresses. */
-AVX512 static inline void copy_padded(float *out, const float *line, int64_t x0, int64_t count, int64_t width) {
+AVX512 static void copy_padded(float *out, const float *line, int64_t x0, int64_t count, int64_t width) {
     for (int64_t q = 0; q < count; q += 16) {
         int64_t x = x0 + q, chunk = min64(16, count - q);
         __mmask16 inside = lanes(min64(chunk, width - x)) & (__mmask16)~lanes(-x);
@@ -99,20 +199,34 @@ AVX512 static inline void copy_padded(float *out, const float *line, int64_t x0,
     }
 }
 
+AVX2 static void copy_padded_avx2(float *out, const float *line, int64_t x0, int64_t count, int64_t width) {
+    for (int64_t q = 0; q < count; q += 8) {
+        int64_t x = x0 + q, chunk = min64(8, count - q);
+        __m256 v = _mm256_maskload_ps((const float *)((intptr_t)line + x * (int64_t)sizeof(float)),
+                                      lane_range8(-x, min64(chunk, width - x)));
+        store8(out + q, v, chunk);
+    }
+}
+
+typedef void (*copy_padded_function)(float *out, const float *line, int64_t x0, int64_t count, int64_t width);
+
 /* The im2col matrix of `image` for rows [row0, row0 + depth) and columns
- * [col0, col0 + columns), packed as pack_b_matrix packs, read from the image. */
-AVX512 static void pack_b_image(const nodus_gemm_image *image, int64_t row0, int64_t depth, int64_t col0,
-                                int64_t columns, float *target) {
+ * [col0, col0 + columns), packed as pack_b_matrix packs (panels of `nr`
+ * columns), read from the image with `copy`. */
+static inline __attribute__((always_inline)) void pack_b_image_with(const nodus_gemm_image *image, int64_t row0,
+                                                                    int64_t depth, int64_t col0, int64_t columns,
+                                                                    float *target, const int64_t nr,
+                                                                    copy_padded_function copy) {
     const int64_t taps = image->kernel_height * image->kernel_width;
     const int64_t plane_size = image->height * image->width;
-    for (int64_t first = 0; first < columns; first += NR) {
-        const int64_t count = min64(NR, columns - first);
+    for (int64_t first = 0; first < columns; first += nr) {
+        const int64_t count = min64(nr, columns - first);
         const int64_t start_y = (col0 + first) / image->out_width, start_x = (col0 + first) % image->out_width;
         /* Row p of B is (channel, ky, kx); counters instead of divisions per row. */
         const float *plane = image->data + (row0 / taps) * plane_size;
         int64_t ky = (row0 % taps) / image->kernel_width, kx = (row0 % taps) % image->kernel_width;
         for (int64_t p = 0; p < depth; p++) {
-            float *out = target + p * NR;
+            float *out = target + p * nr;
             const int64_t dy = ky - image->pad_top, dx = kx - image->pad_left;
             /* Runs of the panel's columns that lie on one output row. */
             int64_t j = 0, oy = start_y, ox = start_x;
@@ -120,9 +234,9 @@ AVX512 static void pack_b_image(const nodus_gemm_image *image, int64_t row0, int
                 int64_t run = min64(count - j, image->out_width - ox);
                 int64_t y = oy * image->stride + dy;
                 if (y < 0 || y >= image->height) {
-                    copy_padded(out + j, plane, 0, run, 0);
+                    copy(out + j, plane, 0, run, 0);
                 } else if (image->stride == 1) {
-                    copy_padded(out + j, plane + y * image->width, ox + dx, run, image->width);
+                    copy(out + j, plane + y * image->width, ox + dx, run, image->width);
                 } else {
                     const float *line = plane + y * image->width;
                     for (int64_t r = 0; r < run; r++) {
@@ -134,7 +248,7 @@ AVX512 static void pack_b_image(const nodus_gemm_image *image, int64_t row0, int
                 ox = 0;
                 oy++;
             }
-            if (count < NR) copy_padded(out + count, plane, 0, NR - count, 0);
+            if (count < nr) copy(out + count, plane, 0, nr - count, 0);
             if (++kx == image->kernel_width) {
                 kx = 0;
                 if (++ky == image->kernel_height) {
@@ -143,11 +257,21 @@ AVX512 static void pack_b_image(const nodus_gemm_image *image, int64_t row0, int
                 }
             }
         }
-        target += depth * NR;
+        target += depth * nr;
     }
 }
 
-/* C tile [rows x columns] (at most MR x NR) = packed A panel x packed B panel
+AVX512 static void pack_b_image(const nodus_gemm_image *image, int64_t row0, int64_t depth, int64_t col0,
+                                int64_t columns, float *target) {
+    pack_b_image_with(image, row0, depth, col0, columns, target, NR, copy_padded);
+}
+
+AVX2 static void pack_b_image_avx2(const nodus_gemm_image *image, int64_t row0, int64_t depth, int64_t col0,
+                                   int64_t columns, float *target) {
+    pack_b_image_with(image, row0, depth, col0, columns, target, NR2, copy_padded_avx2);
+}
+
+/* The AVX-512 tile [rows x columns] (at most MR x NR) = packed A panel x packed B panel
  * over depth, then the epilogue. Full tiles are stored whole, edge tiles masked. */
 AVX512 static void kernel(int64_t depth, const float *a, const float *b, float *c, int64_t ldc, int64_t rows,
                           int64_t columns, tile_epilogue epilogue) {
@@ -169,6 +293,29 @@ AVX512 static void kernel(int64_t depth, const float *a, const float *b, float *
     store_tile(low, high, c, ldc, rows, columns, epilogue);
 }
 
+/* The AVX2 tile [rows x columns] (at most MR2 x NR2): per step of k, two
+ * vectors of B and six broadcasts of A into twelve accumulators. */
+AVX2 static void kernel_avx2(int64_t depth, const float *a, const float *b, float *c, int64_t ldc, int64_t rows,
+                             int64_t columns, tile_epilogue epilogue) {
+    prefetch_tile_avx2(c, ldc, rows, epilogue);
+    __m256 low[MR2], high[MR2];
+#pragma GCC unroll 6
+    for (int i = 0; i < MR2; i++) low[i] = high[i] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < depth; p++) {
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < MR2; i++) {
+            __m256 ai = _mm256_broadcast_ss(a + i);
+            low[i] = _mm256_fmadd_ps(ai, b0, low[i]);
+            high[i] = _mm256_fmadd_ps(ai, b1, high[i]);
+        }
+        a += MR2;
+        b += NR2;
+    }
+    store_tile_avx2(low, high, c, ldc, rows, columns, epilogue);
+}
+
 /* Packed operands are stored by blocks of KC rows of k: block p0 holds every
  * panel's rows [p0, p0 + depth), panel after panel, so the block a product
  * reads is one contiguous run, laid out as its own packing would lay it out. */
@@ -183,13 +330,17 @@ static inline int64_t packed_index(int64_t line, int64_t p, int64_t lines, int64
 
 /* A[row, p], from wherever the problem keeps it. */
 static float a_element(const nodus_gemm_problem *problem, int64_t row, int64_t p) {
-    if (problem->packed_a) return problem->packed_a[packed_index(row, p, problem->m, problem->k, MR)];
+    if (problem->packed_a) {
+        return problem->packed_a[packed_index(row, p, problem->m, problem->k, nodus_gemm_tile_rows())];
+    }
     return problem->a.data[row * problem->a.row_stride + p * problem->a.column_stride];
 }
 
 /* B[p, column], read as the packing reads it. */
 static float b_element(const nodus_gemm_problem *problem, int64_t p, int64_t column) {
-    if (problem->packed_b) return problem->packed_b[packed_index(column, p, problem->n, problem->k, NR)];
+    if (problem->packed_b) {
+        return problem->packed_b[packed_index(column, p, problem->n, problem->k, nodus_gemm_tile_columns())];
+    }
     if (!problem->image.data) return problem->b.data[p * problem->b.row_stride + column * problem->b.column_stride];
     const nodus_gemm_image *image = &problem->image;
     int64_t taps = image->kernel_height * image->kernel_width;
@@ -219,52 +370,45 @@ static void block_unpacked(const nodus_gemm_problem *problem, int64_t row_begin,
     }
 }
 
-int64_t nodus_gemm_packed_a_count(int64_t m, int64_t k) { return padded(m, MR) * k; }
+int64_t nodus_gemm_packed_a_count(int64_t m, int64_t k) { return padded(m, nodus_gemm_tile_rows()) * k; }
 
-int64_t nodus_gemm_packed_b_count(int64_t k, int64_t n) { return k * padded(n, NR); }
+int64_t nodus_gemm_packed_b_count(int64_t k, int64_t n) { return k * padded(n, nodus_gemm_tile_columns()); }
 
-AVX512 int nodus_gemm_pack_a(const nodus_gemm_matrix *a, int64_t m, int64_t k, int64_t row_begin, int64_t row_end,
-                             float *target) {
-    if (!nodus_gemm_supported()) return 0;
+int nodus_gemm_pack_a(const nodus_gemm_matrix *a, int64_t m, int64_t k, int64_t row_begin, int64_t row_end,
+                      float *target) {
+    const gemm_form *form = form_in_use();
+    if (!form) return 0;
     for (int64_t p0 = 0; p0 < k; p0 += KC) {
         const int64_t depth = min64(KC, k - p0);
-        pack_a(a, row_begin, min64(row_end, m) - row_begin, p0, depth,
-               target + p0 * padded(m, MR) + row_begin * depth);
+        form->pack_a(a, row_begin, min64(row_end, m) - row_begin, p0, depth,
+                     target + p0 * padded(m, form->mr) + row_begin * depth);
     }
     return 1;
 }
 
-AVX512 int nodus_gemm_pack_b(const nodus_gemm_matrix *b, int64_t k, int64_t n, int64_t column_begin,
-                             int64_t column_end, float *target) {
-    if (!nodus_gemm_supported()) return 0;
+int nodus_gemm_pack_b(const nodus_gemm_matrix *b, int64_t k, int64_t n, int64_t column_begin, int64_t column_end,
+                      float *target) {
+    const gemm_form *form = form_in_use();
+    if (!form) return 0;
     for (int64_t p0 = 0; p0 < k; p0 += KC) {
         const int64_t depth = min64(KC, k - p0);
-        pack_b_matrix(b, p0, depth, column_begin, min64(column_end, n) - column_begin,
-                      target + p0 * padded(n, NR) + column_begin * depth);
+        form->pack_b_matrix(b, p0, depth, column_begin, min64(column_end, n) - column_begin,
+                            target + p0 * padded(n, form->nr) + column_begin * depth);
     }
     return 1;
 }
 
-AVX512 int nodus_gemm_block(const nodus_gemm_problem *problem, int64_t row_begin, int64_t row_end, int64_t column_begin,
-                            int64_t column_end) {
-    if (!nodus_gemm_supported()) return 0;
-    if (row_begin >= row_end || column_begin >= column_end) return 1;
+/* The block loops of nodus_gemm_block for one level's functions: inlined into
+ * a function per level (blocks_avx512, blocks_avx2), so each is compiled for
+ * its instruction set with its kernel inlined. `packed_a` and `packed_b` are
+ * the packing buffers (unused where the problem brings the operand packed). */
+static inline __attribute__((always_inline)) void run_blocks(
+    const nodus_gemm_problem *problem, int64_t row_begin, int64_t row_end, int64_t column_begin, int64_t column_end,
+    float *packed_a, float *packed_b, const int64_t mr, const int64_t nr, pack_a_function pack_a_block,
+    pack_b_matrix_function pack_b_matrix_block, pack_b_image_function pack_b_image_block, kernel_function kernel_tile) {
     const int64_t depth_total = problem->k;
-    const int64_t block_depth = min64(KC, depth_total > 0 ? depth_total : 1);
-    /* With B packed once there is no B block to keep small: one pass over the
-     * columns packs each block of A once, and taller A blocks read B fewer times. */
     const int64_t step_rows = problem->packed_b ? MC_PACKED_B : MC;
     const int64_t step_columns = problem->packed_b ? column_end - column_begin : NC;
-    const int64_t block_rows = min64(step_rows, (row_end - row_begin + MR - 1) / MR * MR);
-    const int64_t block_columns = min64(step_columns, (column_end - column_begin + NR - 1) / NR * NR);
-    float *packed_a = problem->packed_a ? NULL : aligned_alloc(64, (size_t)(block_rows * block_depth) * sizeof(float));
-    float *packed_b = problem->packed_b ? NULL : aligned_alloc(64, (size_t)(block_depth * block_columns) * sizeof(float));
-    if ((!problem->packed_a && !packed_a) || (!problem->packed_b && !packed_b)) {
-        free(packed_a);
-        free(packed_b);
-        block_unpacked(problem, row_begin, row_end, column_begin, column_end);
-        return 1;
-    }
     for (int64_t jc = column_begin; jc < column_end; jc += step_columns) {
         const int64_t columns = min64(step_columns, column_end - jc);
         int64_t pc = 0;
@@ -273,37 +417,82 @@ AVX512 int nodus_gemm_block(const nodus_gemm_problem *problem, int64_t row_begin
             const int64_t depth = min64(KC, depth_total - pc);
             const float *block_b = packed_b;
             if (problem->packed_b) {
-                block_b = problem->packed_b + pc * padded(problem->n, NR) + jc * depth;
+                block_b = problem->packed_b + pc * padded(problem->n, nr) + jc * depth;
             } else if (problem->image.data) {
-                pack_b_image(&problem->image, pc, depth, jc, columns, packed_b);
+                pack_b_image_block(&problem->image, pc, depth, jc, columns, packed_b);
             } else {
-                pack_b_matrix(&problem->b, pc, depth, jc, columns, packed_b);
+                pack_b_matrix_block(&problem->b, pc, depth, jc, columns, packed_b);
             }
             for (int64_t ic = row_begin; ic < row_end; ic += step_rows) {
                 const int64_t rows = min64(step_rows, row_end - ic);
                 const float *block_a = packed_a;
                 if (problem->packed_a) {
-                    block_a = problem->packed_a + pc * padded(problem->m, MR) + ic * depth;
+                    block_a = problem->packed_a + pc * padded(problem->m, mr) + ic * depth;
                 } else {
-                    pack_a(&problem->a, ic, rows, pc, depth, packed_a);
+                    pack_a_block(&problem->a, ic, rows, pc, depth, packed_a);
                 }
-                for (int64_t jr = 0; jr < columns; jr += NR) {
-                    for (int64_t ir = 0; ir < rows; ir += MR) {
+                for (int64_t jr = 0; jr < columns; jr += nr) {
+                    for (int64_t ir = 0; ir < rows; ir += mr) {
                         tile_epilogue epilogue = {
                             .row_bias = pc == 0 && problem->row_bias ? problem->row_bias + ic + ir : NULL,
                             .column_bias = pc == 0 && problem->column_bias ? problem->column_bias + jc + jr : NULL,
                             .scale = problem->scale,
                             .load = problem->accumulate || pc > 0,
                         };
-                        kernel(depth, block_a + ir * depth, block_b + jr * depth,
-                               problem->c + (ic + ir) * problem->ldc + jc + jr, problem->ldc, min64(MR, rows - ir),
-                               min64(NR, columns - jr), epilogue);
+                        kernel_tile(depth, block_a + ir * depth, block_b + jr * depth,
+                                    problem->c + (ic + ir) * problem->ldc + jc + jr, problem->ldc,
+                                    min64(mr, rows - ir), min64(nr, columns - jr), epilogue);
                     }
                 }
             }
             pc += depth;
         } while (pc < depth_total);
     }
+}
+
+AVX512 static void blocks_avx512(const nodus_gemm_problem *problem, int64_t row_begin, int64_t row_end,
+                                 int64_t column_begin, int64_t column_end, float *packed_a, float *packed_b) {
+    run_blocks(problem, row_begin, row_end, column_begin, column_end, packed_a, packed_b, MR, NR, pack_a,
+               pack_b_matrix, pack_b_image, kernel);
+}
+
+AVX2 static void blocks_avx2(const nodus_gemm_problem *problem, int64_t row_begin, int64_t row_end,
+                             int64_t column_begin, int64_t column_end, float *packed_a, float *packed_b) {
+    run_blocks(problem, row_begin, row_end, column_begin, column_end, packed_a, packed_b, MR2, NR2, pack_a_avx2,
+               pack_b_matrix_avx2, pack_b_image_avx2, kernel_avx2);
+}
+
+static const gemm_form form_avx512 = {MR, NR, pack_a, pack_b_matrix, blocks_avx512};
+static const gemm_form form_avx2 = {MR2, NR2, pack_a_avx2, pack_b_matrix_avx2, blocks_avx2};
+
+static const gemm_form *form_in_use(void) {
+    const nodus_kernel_level level = nodus_kernels_level_in_use();
+    return level >= NODUS_KERNEL_LEVEL_AVX512 ? &form_avx512 : level >= NODUS_KERNEL_LEVEL_AVX2 ? &form_avx2 : NULL;
+}
+
+int nodus_gemm_block(const nodus_gemm_problem *problem, int64_t row_begin, int64_t row_end, int64_t column_begin,
+                     int64_t column_end) {
+    const gemm_form *form = form_in_use();
+    if (!form) return 0;
+    if (row_begin >= row_end || column_begin >= column_end) return 1;
+    const int64_t mr = form->mr, nr = form->nr;
+    const int64_t block_depth = min64(KC, problem->k > 0 ? problem->k : 1);
+    /* With B packed once there is no B block to keep small: one pass over the
+     * columns packs each block of A once, and taller A blocks read B fewer times. */
+    const int64_t step_rows = problem->packed_b ? MC_PACKED_B : MC;
+    const int64_t step_columns = problem->packed_b ? column_end - column_begin : NC;
+    const int64_t block_rows = min64(step_rows, (row_end - row_begin + mr - 1) / mr * mr);
+    const int64_t block_columns = min64(step_columns, (column_end - column_begin + nr - 1) / nr * nr);
+    float *packed_a = problem->packed_a ? NULL : aligned_alloc(64, (size_t)(block_rows * block_depth) * sizeof(float));
+    float *packed_b =
+        problem->packed_b ? NULL : aligned_alloc(64, (size_t)(block_depth * block_columns) * sizeof(float));
+    if ((!problem->packed_a && !packed_a) || (!problem->packed_b && !packed_b)) {
+        free(packed_a);
+        free(packed_b);
+        block_unpacked(problem, row_begin, row_end, column_begin, column_end);
+        return 1;
+    }
+    form->blocks(problem, row_begin, row_end, column_begin, column_end, packed_a, packed_b);
     free(packed_a);
     free(packed_b);
     return 1;

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "tile.h"
+#include "tile_avx2.h"
 
 /* KC counts k (even, so pairs never straddle blocks). Twice gemm.c's depth:
  * the L1-resident B panel (KC x NR bf16) keeps gemm.c's 32 KB. */
@@ -29,12 +30,15 @@ static int has_avx512(void) { return nodus_kernels_level_in_use() >= NODUS_KERNE
 
 static int has_bf16(void) { return nodus_kernels_level_in_use() >= NODUS_KERNEL_LEVEL_AVX512_BF16; }
 
+static int has_avx2(void) { return nodus_kernels_level_in_use() >= NODUS_KERNEL_LEVEL_AVX2; }
+
 int nodus_gemm_bf16_path_supported(nodus_gemm_bf16_path path) {
     switch (path) {
     case NODUS_GEMM_BF16_AUTOMATIC:
     case NODUS_GEMM_BF16_PORTABLE: return 1;
     case NODUS_GEMM_BF16_DOT_PRODUCT: return has_bf16();
     case NODUS_GEMM_BF16_AVX512: return has_avx512();
+    case NODUS_GEMM_BF16_AVX2: return has_avx2();
     }
     return 0;
 }
@@ -101,6 +105,29 @@ AVX512 INLINE __m512i consecutive_words16(__m512 first, __m512 second) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(low), high, 1);
 }
 
+AVX2 INLINE __m256i rounded_bits8(__m256 x) {
+    const __m256i bits = _mm256_castps_si256(x);
+    const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+    const __m256i rounded = _mm256_add_epi32(bits, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7FFF)));
+    return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(rounded),
+                                                _mm256_castsi256_ps(_mm256_set1_epi32(0x7FC00000)),
+                                                _mm256_cmp_ps(x, x, _CMP_UNORD_Q)));
+}
+
+/* Eight pair words, lane j from (even[j], odd[j]). */
+AVX2 INLINE __m256i pair_words8(__m256 even, __m256 odd) {
+    return _mm256_or_si256(_mm256_and_si256(rounded_bits8(odd), _mm256_set1_epi32((int)0xFFFF0000u)),
+                           _mm256_srli_epi32(rounded_bits8(even), 16));
+}
+
+/* Eight pair words from 16 consecutive k: first = k 0..7, second = k 8..15
+ * (packs within 128-bit halves, then the 64-bit quarters put in order). */
+AVX2 INLINE __m256i consecutive_words8(__m256 first, __m256 second) {
+    const __m256i packed = _mm256_packus_epi32(_mm256_srli_epi32(rounded_bits8(first), 16),
+                                               _mm256_srli_epi32(rounded_bits8(second), 16));
+    return _mm256_permute4x64_epi64(packed, _MM_SHUFFLE(3, 1, 2, 0));
+}
+
 /* ---- packing ------------------------------------------------------------- */
 
 /* A panel of `width` rows from `data` (at element (row 0, k 0); strides in
@@ -147,6 +174,32 @@ AVX512 static void pack_rows_avx512(const float *data, int64_t row_stride, int64
     }
 }
 
+/* pack_rows_avx512 on AVX2: 8 pairs (16 k) of every row at a time. */
+AVX2 static void pack_rows_avx2(const float *data, int64_t row_stride, int64_t column_stride, int64_t valid,
+                                int64_t width, int64_t depth, uint32_t *target) {
+    if (column_stride != 1) {
+        pack_rows_portable(data, row_stride, column_stride, valid, width, depth, target);
+        return;
+    }
+    const int64_t pairs = pair_count(depth);
+    __attribute__((aligned(32))) uint32_t chunk[NR][8];
+    for (int64_t q0 = 0; q0 < pairs; q0 += 8) {
+        const int64_t k = 2 * q0, count = min64(8, pairs - q0);
+        for (int64_t r = 0; r < width; r++) {
+            __m256i words = _mm256_setzero_si256();
+            if (r < valid) {
+                const float *source = data + r * row_stride + k;
+                words = consecutive_words8(load8(source, depth - k), load8(source + 8, depth - k - 8));
+            }
+            _mm256_store_si256((__m256i *)chunk[r], words);
+        }
+        for (int64_t t = 0; t < count; t++) {
+            uint32_t *out = target + (q0 + t) * width;
+            for (int64_t r = 0; r < width; r++) out[r] = chunk[r][t];
+        }
+    }
+}
+
 /* Element (row, column) of the activation operand: A for a Linear, B for a convolution. */
 static float input_element(const nodus_gemm_bf16_problem *problem, int64_t row, int64_t column) {
     if (!problem->image.data) {
@@ -184,12 +237,21 @@ static void pack_columns_portable(const nodus_gemm_bf16_problem *problem, int64_
 
 /* out[0 ..< count] = line[x0 ..< x0 + count], zero where x is outside [0, width):
  * masked loads, which never touch the masked-off addresses (from gemm.c). */
-AVX512 INLINE void copy_padded(float *out, const float *line, int64_t x0, int64_t count, int64_t width) {
+AVX512 static inline void copy_padded(float *out, const float *line, int64_t x0, int64_t count, int64_t width) {
     for (int64_t q = 0; q < count; q += 16) {
         int64_t x = x0 + q, chunk = min64(16, count - q);
         __mmask16 inside = lanes(min64(chunk, width - x)) & (__mmask16)~lanes(-x);
         __m512 v = _mm512_maskz_loadu_ps(inside, (const float *)((intptr_t)line + x * (int64_t)sizeof(float)));
         _mm512_mask_storeu_ps(out + q, lanes(chunk), v);
+    }
+}
+
+AVX2 INLINE void copy_padded_avx2(float *out, const float *line, int64_t x0, int64_t count, int64_t width) {
+    for (int64_t q = 0; q < count; q += 8) {
+        int64_t x = x0 + q, chunk = min64(8, count - q);
+        __m256 v = _mm256_maskload_ps((const float *)((intptr_t)line + x * (int64_t)sizeof(float)),
+                                      lane_range8(-x, min64(chunk, width - x)));
+        store8(out + q, v, chunk);
     }
 }
 
@@ -216,8 +278,10 @@ static inline void patch_row_advance(const nodus_gemm_image *image, patch_row *r
 
 /* out[0 ..< count] = an im2col row at columns [col0, col0 + count), zero
  * from there to the next multiple of NR. */
-AVX512 static void read_patch_line(const nodus_gemm_image *image, patch_row row, int64_t col0, int64_t count,
-                                   float *out) {
+typedef void (*copy_padded_function)(float *out, const float *line, int64_t x0, int64_t count, int64_t width);
+
+INLINE void read_patch_line_with(const nodus_gemm_image *image, patch_row row, int64_t col0, int64_t count,
+                                 float *out, copy_padded_function copy_padded) {
     const int64_t dy = row.ky - image->pad_top, dx = row.kx - image->pad_left;
     /* Runs of the columns that lie on one output row. */
     int64_t j = 0, oy = col0 / image->out_width, ox = col0 % image->out_width;
@@ -240,6 +304,16 @@ AVX512 static void read_patch_line(const nodus_gemm_image *image, patch_row row,
         oy++;
     }
     copy_padded(out + count, row.plane, 0, (count + NR - 1) / NR * NR - count, 0);
+}
+
+AVX512 static void read_patch_line(const nodus_gemm_image *image, patch_row row, int64_t col0, int64_t count,
+                                   float *out) {
+    read_patch_line_with(image, row, col0, count, out, copy_padded);
+}
+
+AVX2 static void read_patch_line_avx2(const nodus_gemm_image *image, patch_row row, int64_t col0, int64_t count,
+                                      float *out) {
+    read_patch_line_with(image, row, col0, count, out, copy_padded_avx2);
 }
 
 /* Sixteen columns of an im2col row, output (oy, ox ..< ox + 16) of a stride-1
@@ -331,16 +405,96 @@ AVX512 static void pack_columns_avx512(const nodus_gemm_bf16_problem *problem, i
     }
 }
 
+/* Eight columns of an im2col row (patch16 on AVX2). */
+AVX2 INLINE __m256 patch8(const nodus_gemm_image *image, patch_row row, int64_t oy, int64_t ox, int64_t count) {
+    const int64_t y = oy + row.ky - image->pad_top, x = ox + row.kx - image->pad_left;
+    if (y < 0 || y >= image->height) return _mm256_setzero_ps();
+    const float *line = row.plane + y * image->width;
+    return _mm256_maskload_ps((const float *)((intptr_t)line + x * (int64_t)sizeof(float)),
+                              lane_range8(-x, min64(count, image->width - x)));
+}
+
+/* pack_columns_avx512 on AVX2: 8 columns at a time (straight from the image
+ * when the output width is a multiple of 8). */
+AVX2 static void pack_columns_avx2(const nodus_gemm_bf16_problem *problem, int64_t k0, int64_t depth, int64_t col0,
+                                   int64_t columns, uint32_t *target) {
+    const nodus_gemm_image *image = &problem->image;
+    const nodus_gemm_matrix *matrix = &problem->input;
+    if (!image->data && matrix->column_stride != 1) {
+        pack_columns_portable(problem, k0, depth, col0, columns, target);
+        return;
+    }
+    const int64_t pairs = pair_count(depth), panels = (columns + NR - 1) / NR;
+    if (image->data && image->stride == 1 && image->out_width % 8 == 0) {
+        patch_row row = patch_row_at(image, k0);
+        for (int64_t q = 0; q < pairs; q++) {
+            const patch_row even = row;
+            patch_row_advance(image, &row);
+            const patch_row odd = row;
+            const int has_odd = 2 * q + 1 < depth;
+            if (has_odd) patch_row_advance(image, &row);
+            int64_t oy = col0 / image->out_width, ox = col0 % image->out_width;
+            for (int64_t j = 0; j < panels * NR; j += 8) {
+                const __m256 e = patch8(image, even, oy, ox, columns - j);
+                const __m256 o = has_odd ? patch8(image, odd, oy, ox, columns - j) : _mm256_setzero_ps();
+                _mm256_store_si256((__m256i *)(target + (j / NR * pairs + q) * NR + j % NR), pair_words8(e, o));
+                if ((ox += 8) == image->out_width) {
+                    ox = 0;
+                    oy++;
+                }
+            }
+        }
+        return;
+    }
+    if (image->data) {
+        __attribute__((aligned(64))) float even[NC], odd[NC];
+        patch_row row = patch_row_at(image, k0);
+        for (int64_t q = 0; q < pairs; q++) {
+            read_patch_line_avx2(image, row, col0, columns, even);
+            patch_row_advance(image, &row);
+            if (2 * q + 1 < depth) {
+                read_patch_line_avx2(image, row, col0, columns, odd);
+                patch_row_advance(image, &row);
+            } else {
+                memset(odd, 0, (size_t)(panels * NR) * sizeof(float));
+            }
+            for (int64_t panel = 0; panel < panels; panel++) {
+                uint32_t *out = target + (panel * pairs + q) * NR;
+                const float *e = even + panel * NR, *o = odd + panel * NR;
+                for (int v = 0; v < NR; v += 8) {
+                    _mm256_store_si256((__m256i *)(out + v), pair_words8(_mm256_load_ps(e + v), _mm256_load_ps(o + v)));
+                }
+            }
+        }
+        return;
+    }
+    for (int64_t panel = 0; panel < panels; panel++) {
+        const int64_t count = min64(NR, columns - panel * NR);
+        for (int64_t q = 0; q < pairs; q++) {
+            const float *source = matrix->data + (k0 + 2 * q) * matrix->row_stride + col0 + panel * NR;
+            const int has_odd = 2 * q + 1 < depth;
+            uint32_t *out = target + (panel * pairs + q) * NR;
+            for (int v = 0; v < NR; v += 8) {
+                const __m256 even = load8(source + v, count - v);
+                const __m256 odd = has_odd ? load8(source + matrix->row_stride + v, count - v) : _mm256_setzero_ps();
+                _mm256_store_si256((__m256i *)(out + v), pair_words8(even, odd));
+            }
+        }
+    }
+}
+
 void nodus_gemm_bf16_pack(nodus_gemm_bf16_role role, const float *weight, int64_t rows, int64_t depth,
                           uint16_t *packed, int64_t panel_begin, int64_t panel_end) {
     const int64_t width = nodus_gemm_bf16_panel_width(role), pairs = pair_count(depth);
-    const int avx512 = has_avx512();
+    const int avx512 = has_avx512(), avx2 = has_avx2();
     for (int64_t panel = panel_begin; panel < panel_end; panel++) {
         const float *source = weight + panel * width * depth;
         const int64_t valid = min64(width, rows - panel * width);
         uint32_t *target = (uint32_t *)packed + panel * pairs * width;
         if (avx512) {
             pack_rows_avx512(source, depth, 1, valid, width, depth, target);
+        } else if (avx2) {
+            pack_rows_avx2(source, depth, 1, valid, width, depth, target);
         } else {
             pack_rows_portable(source, depth, 1, valid, width, depth, target);
         }
@@ -397,6 +551,83 @@ AVX512 static void kernel_avx512(int64_t pairs, const uint32_t *a, const uint32_
         b += NR;
     }
     store_tile(low, high, c, ldc, rows, columns, epilogue);
+}
+
+/* kernel_avx512 on AVX2, bit for bit: the 12 x 32 tile in four 6 x 16
+ * quarters (12 accumulators each), each over every pair. A arrives widened
+ * (widen_words: per pair and row, the odd value, then the even one, as
+ * floats), so a row costs one broadcast from memory per value; B's words are
+ * widened here, two instructions per 8 columns. Per pair, the odd products of
+ * all six rows are added first, then the even ones, so each sum sees the same
+ * fused multiply-adds in the same order as on AVX-512. */
+AVX2 __attribute__((noinline)) static void kernel_avx2(int64_t pairs, const float *a, const uint32_t *b, float *c,
+                                                      int64_t ldc, int64_t rows, int64_t columns,
+                                                      tile_epilogue epilogue) {
+    const __m256i upper = _mm256_set1_epi32((int)0xFFFF0000u);
+    for (int64_t row0 = 0; row0 < rows; row0 += TILE_AVX2_ROWS) {
+        for (int64_t column0 = 0; column0 < columns; column0 += TILE_AVX2_COLUMNS) {
+            tile_epilogue quarter = epilogue;
+            if (quarter.row_bias) quarter.row_bias += row0;
+            if (quarter.column_bias) quarter.column_bias += column0;
+            float *tile = c + row0 * ldc + column0;
+            const int64_t tile_rows = min64(TILE_AVX2_ROWS, rows - row0);
+            prefetch_tile_avx2(tile, ldc, tile_rows, quarter);
+            __m256 low[TILE_AVX2_ROWS], high[TILE_AVX2_ROWS];
+#pragma GCC unroll 6
+            for (int i = 0; i < TILE_AVX2_ROWS; i++) low[i] = high[i] = _mm256_setzero_ps();
+            const float *pa = a + 2 * row0;
+            const uint32_t *pb = b + column0;
+            for (int64_t p = 0; p < pairs; p++) {
+                const __m256 odd0 =
+                    _mm256_castsi256_ps(_mm256_and_si256(_mm256_load_si256((const __m256i *)pb), upper));
+                const __m256 odd1 =
+                    _mm256_castsi256_ps(_mm256_and_si256(_mm256_load_si256((const __m256i *)(pb + 8)), upper));
+#pragma GCC unroll 6
+                for (int i = 0; i < TILE_AVX2_ROWS; i++) {
+                    const __m256 odd = _mm256_broadcast_ss(pa + 2 * i);
+                    low[i] = _mm256_fmadd_ps(odd, odd0, low[i]);
+                    high[i] = _mm256_fmadd_ps(odd, odd1, high[i]);
+                }
+                /* B's words loaded again, through a pointer the compiler cannot see
+                 * is the same: keeping them alive across the odd half would take
+                 * more than the 16 registers. */
+                const uint32_t *pb_again = pb;
+                __asm__("" : "+r"(pb_again));
+                const __m256 even0 =
+                    _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_load_si256((const __m256i *)pb_again), 16));
+                const __m256 even1 =
+                    _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_load_si256((const __m256i *)(pb_again + 8)), 16));
+#pragma GCC unroll 6
+                for (int i = 0; i < TILE_AVX2_ROWS; i++) {
+                    const __m256 even = _mm256_broadcast_ss(pa + 2 * i + 1);
+                    low[i] = _mm256_fmadd_ps(even, even0, low[i]);
+                    high[i] = _mm256_fmadd_ps(even, even1, high[i]);
+                }
+                pa += 2 * MR;
+                pb += NR;
+            }
+            store_tile_avx2(low, high, tile, ldc, tile_rows, min64(TILE_AVX2_COLUMNS, columns - column0), quarter);
+        }
+    }
+}
+
+/* `count` pair words as 2 count floats: each word's odd (high) value, then its
+ * even (low) value, both exact. */
+AVX2 static void widen_words(const uint32_t *words, int64_t count, float *target) {
+    const __m256i upper = _mm256_set1_epi32((int)0xFFFF0000u);
+    int64_t i = 0;
+    for (; i + 8 <= count; i += 8) {
+        const __m256i w = _mm256_loadu_si256((const __m256i *)(words + i));
+        const __m256 odd = _mm256_castsi256_ps(_mm256_and_si256(w, upper));
+        const __m256 even = _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+        const __m256 low = _mm256_unpacklo_ps(odd, even), high = _mm256_unpackhi_ps(odd, even);
+        _mm256_storeu_ps(target + 2 * i, _mm256_permute2f128_ps(low, high, 0x20));
+        _mm256_storeu_ps(target + 2 * i + 8, _mm256_permute2f128_ps(low, high, 0x31));
+    }
+    for (; i < count; i++) {
+        target[2 * i] = high_value(words[i]);
+        target[2 * i + 1] = low_value(words[i]);
+    }
 }
 
 /* As kernel_avx512 in plain C. A product of two bf16 values is exact in
@@ -493,6 +724,53 @@ AVX512 static void block_avx512(const nodus_gemm_bf16_problem *problem, int64_t 
               kernel_avx512);
 }
 
+/* run_block for the AVX2 path: the same loops, with each block of A widened
+ * (widen_words) into `widened` (MC x KC floats) before the kernels read it. */
+AVX2 static void block_avx2(const nodus_gemm_bf16_problem *problem, int64_t row_begin, int64_t row_end,
+                            int64_t column_begin, int64_t column_end, uint32_t *packed, float *widened) {
+    const int linear = problem->role == NODUS_GEMM_BF16_LINEAR;
+    const int64_t depth_total = problem->k, weight_pairs = pair_count(depth_total);
+    const uint32_t *weight = (const uint32_t *)problem->weight;
+    const nodus_gemm_matrix *input = &problem->input;
+    for (int64_t jc = column_begin; jc < column_end; jc += NC) {
+        const int64_t columns = min64(NC, column_end - jc);
+        int64_t pc = 0;
+        do {
+            /* k = 0 still runs once: C = bias (+ C). */
+            const int64_t depth = min64(KC, depth_total - pc), pairs = pair_count(depth);
+            if (!linear) pack_columns_avx2(problem, pc, depth, jc, columns, packed);
+            for (int64_t ic = row_begin; ic < row_end; ic += MC) {
+                const int64_t rows = min64(MC, row_end - ic);
+                for (int64_t ir = 0; ir < rows; ir += MR) {
+                    if (linear) {
+                        pack_rows_avx2(input->data + (ic + ir) * input->row_stride + pc * input->column_stride,
+                                       input->row_stride, input->column_stride, min64(MR, rows - ir), MR, depth,
+                                       packed);
+                        widen_words(packed, pairs * MR, widened + 2 * ir * pairs);
+                    } else {
+                        widen_words(weight + (ic + ir) * weight_pairs + pc / 2 * MR, pairs * MR,
+                                    widened + 2 * ir * pairs);
+                    }
+                }
+                for (int64_t jr = 0; jr < columns; jr += NR) {
+                    const uint32_t *b = linear ? weight + (jc + jr) * weight_pairs + pc / 2 * NR : packed + jr * pairs;
+                    for (int64_t ir = 0; ir < rows; ir += MR) {
+                        tile_epilogue epilogue = {
+                            .row_bias = pc == 0 && problem->row_bias ? problem->row_bias + ic + ir : NULL,
+                            .column_bias = pc == 0 && problem->column_bias ? problem->column_bias + jc + jr : NULL,
+                            .scale = 1.0f,
+                            .load = problem->accumulate || pc > 0,
+                        };
+                        kernel_avx2(pairs, widened + 2 * ir * pairs, b, problem->c + (ic + ir) * problem->ldc + jc + jr,
+                                    problem->ldc, min64(MR, rows - ir), min64(NR, columns - jr), epilogue);
+                    }
+                }
+            }
+            pc += depth;
+        } while (pc < depth_total);
+    }
+}
+
 static void block_portable(const nodus_gemm_bf16_problem *problem, int64_t row_begin, int64_t row_end,
                            int64_t column_begin, int64_t column_end, uint32_t *packed) {
     run_block(problem, row_begin, row_end, column_begin, column_end, packed, pack_rows_portable,
@@ -538,8 +816,10 @@ int nodus_gemm_bf16_block(const nodus_gemm_bf16_problem *problem, int64_t row_be
                           int64_t column_begin, int64_t column_end) {
     nodus_gemm_bf16_path path = problem->path;
     if (path == NODUS_GEMM_BF16_AUTOMATIC) {
-        path = has_bf16() ? NODUS_GEMM_BF16_DOT_PRODUCT : has_avx512() ? NODUS_GEMM_BF16_AVX512
-                                                                        : NODUS_GEMM_BF16_PORTABLE;
+        path = has_bf16()     ? NODUS_GEMM_BF16_DOT_PRODUCT
+               : has_avx512() ? NODUS_GEMM_BF16_AVX512
+               : has_avx2()   ? NODUS_GEMM_BF16_AVX2
+                              : NODUS_GEMM_BF16_PORTABLE;
     }
     if (!nodus_gemm_bf16_path_supported(path) || row_begin % MR != 0 || column_begin % NR != 0) return 0;
     if (row_begin >= row_end || column_begin >= column_end) return 1;
@@ -551,6 +831,19 @@ int nodus_gemm_bf16_block(const nodus_gemm_bf16_problem *problem, int64_t row_be
     uint32_t *packed = aligned_alloc(64, (size_t)(block_pairs * block_width + 15) / 16 * 64);
     if (!packed) {
         block_unpacked(problem, row_begin, row_end, column_begin, column_end);
+        return 1;
+    }
+    if (path == NODUS_GEMM_BF16_AVX2) {
+        /* A block of A widened: MC x KC floats. */
+        float *widened = aligned_alloc(64, (size_t)MC * KC * sizeof(float));
+        if (!widened) {
+            free(packed);
+            block_unpacked(problem, row_begin, row_end, column_begin, column_end);
+            return 1;
+        }
+        block_avx2(problem, row_begin, row_end, column_begin, column_end, packed, widened);
+        free(widened);
+        free(packed);
         return 1;
     }
     switch (path) {

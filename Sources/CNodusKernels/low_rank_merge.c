@@ -13,7 +13,10 @@
  * stores 24-27 ms; 4 x 4, 6 x 3, 4 x 2 and 16 x 1 vectors 28-35 ms; 8 x 4
  * (sums spill) 39 ms; 8 x 2 with ordinary stores 42 ms. The 9.5 GFLOP take at
  * least 22 ms at this CPU's fused multiply-add rate, so the pass is bound by
- * arithmetic, with the memory traffic hidden under it. */
+ * arithmetic, with the memory traffic hidden under it.
+ *
+ * The AVX2 form (merge_rows_avx2, at the AVX2 level) is the same pass on
+ * 4 x 2 tiles of 8-float vectors, within the 16 ymm registers. */
 #include "nodus_cpu.h"
 #include "nodus_kernels.h"
 
@@ -112,14 +115,105 @@ static AVX512 void merge_rows_avx512(const float *weight, float *target, int64_t
     if (stream) _mm_sfence();
 }
 
-static int has_avx512(void) { return nodus_kernels_level_in_use() >= NODUS_KERNEL_LEVEL_AVX512; }
+/* The AVX2 form: tiles of MERGE_ROWS_AVX2 rows x 2 vectors of 8 (8 sums, 2
+ * vectors of A and a broadcast of B in registers; the tile of W waits on the
+ * stack while a term's sums run), the same order of operations. */
+#define MERGE_ROWS_AVX2 4
+#define AVX2 __attribute__((target("avx2,fma")))
 
-int nodus_low_rank_merge_supported(void) { return has_avx512(); }
+INLINE AVX2 __m256i lanes_avx2(int64_t count) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int32_t)count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* `vectors` vectors (1 or 2) at (row, column); the last masked to `last` lanes (1 ... 8). */
+INLINE AVX2 void merge_tile_avx2(const float *weight, float *target, int64_t columns,
+                                 const nodus_low_rank_term *terms, int64_t term_count, int64_t row, int64_t column,
+                                 int rows, int vectors, int64_t last, int stream) {
+    const __m256i last_mask = lanes_avx2(last);
+    __m256 out[MERGE_ROWS_AVX2][2];
+    for (int m = 0; m < rows; m++) {
+        for (int v = 0; v < vectors; v++) {
+            const float *source = weight + (row + m) * columns + column + 8 * v;
+            out[m][v] = v == vectors - 1 && last < 8 ? _mm256_maskload_ps(source, last_mask) : _mm256_loadu_ps(source);
+        }
+    }
+    for (int64_t t = 0; t < term_count; t++) {
+        const float *down = terms[t].down + column;
+        const float *up = terms[t].up + row * terms[t].rank;
+        const int64_t rank = terms[t].rank;
+        __m256 sum[MERGE_ROWS_AVX2][2];
+        for (int m = 0; m < rows; m++) {
+            for (int v = 0; v < vectors; v++) sum[m][v] = _mm256_setzero_ps();
+        }
+        for (int64_t r = 0; r < rank; r++) {
+            __m256 a[2];
+            for (int v = 0; v < vectors; v++) {
+                const float *source = down + r * columns + 8 * v;
+                a[v] = v == vectors - 1 && last < 8 ? _mm256_maskload_ps(source, last_mask) : _mm256_loadu_ps(source);
+            }
+            for (int m = 0; m < rows; m++) {
+                const __m256 b = _mm256_broadcast_ss(up + m * rank + r);
+                for (int v = 0; v < vectors; v++) sum[m][v] = _mm256_fmadd_ps(b, a[v], sum[m][v]);
+            }
+        }
+        const __m256 factor = _mm256_set1_ps(terms[t].factor);
+        for (int m = 0; m < rows; m++) {
+            for (int v = 0; v < vectors; v++) out[m][v] = _mm256_fmadd_ps(factor, sum[m][v], out[m][v]);
+        }
+    }
+    for (int m = 0; m < rows; m++) {
+        for (int v = 0; v < vectors; v++) {
+            float *destination = target + (row + m) * columns + column + 8 * v;
+            if (v == vectors - 1 && last < 8) {
+                _mm256_maskstore_ps(destination, last_mask, out[m][v]);
+            } else if (stream) {
+                _mm256_stream_ps(destination, out[m][v]);
+            } else {
+                _mm256_storeu_ps(destination, out[m][v]);
+            }
+        }
+    }
+}
+
+INLINE AVX2 void merge_row_block_avx2(const float *weight, float *target, int64_t columns,
+                                      const nodus_low_rank_term *terms, int64_t term_count, int64_t row, int rows,
+                                      int stream) {
+    int64_t column = 0;
+    for (; column + 16 <= columns; column += 16) {
+        merge_tile_avx2(weight, target, columns, terms, term_count, row, column, rows, 2, 8, stream);
+    }
+    for (; column + 8 <= columns; column += 8) {
+        merge_tile_avx2(weight, target, columns, terms, term_count, row, column, rows, 1, 8, stream);
+    }
+    if (column < columns) {
+        merge_tile_avx2(weight, target, columns, terms, term_count, row, column, rows, 1, columns - column, stream);
+    }
+}
+
+static AVX2 void merge_rows_avx2(const float *weight, float *target, int64_t columns,
+                                 const nodus_low_rank_term *terms, int64_t term_count, int64_t row_begin,
+                                 int64_t row_end) {
+    /* Streaming stores need every full vector 32-byte aligned. */
+    const int stream = weight != target && (uintptr_t)target % 32 == 0 && columns % 8 == 0;
+    int64_t row = row_begin;
+    for (; row + MERGE_ROWS_AVX2 <= row_end; row += MERGE_ROWS_AVX2) {
+        merge_row_block_avx2(weight, target, columns, terms, term_count, row, MERGE_ROWS_AVX2, stream);
+    }
+    for (; row < row_end; row++) merge_row_block_avx2(weight, target, columns, terms, term_count, row, 1, stream);
+    if (stream) _mm_sfence();
+}
+
+int nodus_low_rank_merge_supported(void) { return nodus_kernels_level_in_use() >= NODUS_KERNEL_LEVEL_AVX2; }
 
 int nodus_low_rank_merge_rows(const float *weight, float *target, int64_t columns,
                               const nodus_low_rank_term *terms, int64_t term_count, int64_t row_begin,
                               int64_t row_end) {
-    if (!has_avx512()) return 0;
-    merge_rows_avx512(weight, target, columns, terms, term_count, row_begin, row_end);
+    if (nodus_kernels_level_in_use() >= NODUS_KERNEL_LEVEL_AVX512) {
+        merge_rows_avx512(weight, target, columns, terms, term_count, row_begin, row_end);
+    } else if (nodus_low_rank_merge_supported()) {
+        merge_rows_avx2(weight, target, columns, terms, term_count, row_begin, row_end);
+    } else {
+        return 0;
+    }
     return 1;
 }

@@ -6,7 +6,7 @@ import Synchronization
 /// across its plans (every input shape, every LoRA state).
 ///
 /// In `.float32`, only weights read in place from a mapped file are packed
-/// (on AVX-512 CPUs), and their file pages are dropped from memory once
+/// (at the AVX2 level and above), and their file pages are dropped from memory once
 /// packed, so the packed copy is the only one the process holds. Weights the
 /// model made itself (LoRA-fused, converted from float16 or bfloat16) are used
 /// as they are: packing them would hold them twice.

@@ -30,6 +30,10 @@ final class ActivationTests: XCTestCase {
         }
     }
 
+    func testTheVectorKernelsRunFromAVX2() {
+        XCTAssertEqual(Activation.hasVectorKernels, CPULevel.inUse >= .avx2, "level \(CPULevel.inUse.name)")
+    }
+
     func testGELUTanh() {
         // 0.5 x (1 + tanh u) = x / (1 + e^(-2u)): the same function, without the
         // cancellation that makes 1 + tanh u exactly 0 in float64 too for u < -19.

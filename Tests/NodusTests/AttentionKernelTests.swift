@@ -33,11 +33,14 @@ final class AttentionKernelTests: XCTestCase {
     }
 
     func testStreamingAttentionMatchesTheFormula() throws {
-        try XCTSkipUnless(AttentionKernel.streamingSupported, "this CPU has no AVX-512: the blocked path runs instead")
+        XCTAssertEqual(AttentionKernel.streamingSupported, CPULevel.inUse >= .avx2, "level \(CPULevel.inUse.name)")
+        try XCTSkipUnless(AttentionKernel.streamingSupported, "below AVX2: the blocked path runs instead")
         let cases = [(batch: 2, queries: 70, keys: 77, heads: 3, width: 40),   // cross-attention-like, 2 tiles
                      (batch: 1, queries: 130, keys: 300, heads: 2, width: 17),  // odd width, 3 key blocks
                      (batch: 1, queries: 5, keys: 129, heads: 1, width: 80),    // 64 + 16 columns
-                     (batch: 1, queries: 64, keys: 64, heads: 1, width: 160)]   // wide head
+                     (batch: 1, queries: 64, keys: 64, heads: 1, width: 160),   // wide head
+                     (batch: 1, queries: 67, keys: 33, heads: 2, width: 72),    // DiT-XL/2: 3 runs of 24 at AVX2
+                     (batch: 1, queries: 9, keys: 7, heads: 3, width: 20)]      // 8 + 8 + 4 at AVX2, keys < 8
         for (index, c) in cases.enumerated() {
             let shape = AttentionShape(batch: c.batch, queryTokens: c.queries, keyTokens: c.keys, heads: c.heads,
                                        headWidth: c.width)

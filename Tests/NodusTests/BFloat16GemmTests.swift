@@ -13,6 +13,7 @@ final class BFloat16GemmTests: XCTestCase {
 
     private let linearShapes: [LinearShape] = [
         (12, 2, 32), (13, 257, 33), (25, 1025, 70), (200, 40, 2100), (37, 7, 65), (5, 0, 7),
+        (7, 33, 17), (19, 16, 47),  // edges inside the AVX2 path's 6 x 16 quarters of a tile
     ]
 
     private let convolutionShapes = [
@@ -31,9 +32,12 @@ final class BFloat16GemmTests: XCTestCase {
                          kernelWidth: 3, stride: 1, padding: 1),
         ConvolutionShape(batch: 1, inChannels: 3, height: 40, width: 64, outChannels: 13, kernelHeight: 3,
                          kernelWidth: 3, stride: 1, padding: 1),
+        // A multiple of 8, not 16: straight from the image on AVX2 only.
+        ConvolutionShape(batch: 1, inChannels: 5, height: 6, width: 24, outChannels: 7, kernelHeight: 3,
+                         kernelWidth: 3, stride: 1, padding: 1),
     ]
 
-    private let paths: [BFloat16Gemm.Path] = [.dotProduct, .avx512, .portable]
+    private let paths: [BFloat16Gemm.Path] = [.dotProduct, .avx512, .avx2, .portable]
 
     private func random(_ count: Int, seed: UInt64) -> [Float] {
         var generator = TorchGenerator(seed: seed)
@@ -193,6 +197,30 @@ final class BFloat16GemmTests: XCTestCase {
                 XCTAssertLessThan(relativeError(output, expected), 1e-5, "\(name), path \(path)")
                 XCTAssertLessThan(relativeError(output, outputs[0].map(Double.init)), 1e-6,
                                   "\(name), path \(path) against \(available[0])")
+            }
+        }
+    }
+
+    /// The AVX2 path (for CPUs without AVX-512) gives what the AVX-512 path
+    /// computes, bit for bit, and so does plain C: the same fused multiply-adds
+    /// of exact products in the same order, the same epilogue. Automatic takes
+    /// it at the AVX2 level.
+    func testAVX2PathEqualsTheAVX512Path() throws {
+        try XCTSkipUnless(BFloat16Gemm.Path.avx2.isSupported, "below AVX2")
+        let compared = [BFloat16Gemm.Path.avx2, .avx512, .portable].filter(\.isSupported)
+        if CPULevel.inUse == .avx2 { XCTAssertEqual(compared, [.avx2, .portable]) }
+        // Automatic is vdpbf16ps where the CPU has it: equal to float32 rounding only.
+        let linearPaths = CPULevel.inUse < .avx512BFloat16 ? compared + [.automatic] : compared
+        for (index, shape) in linearShapes.enumerated() {
+            let (outputs, _) = try linear(shape, index: index, paths: linearPaths)
+            for (path, output) in zip(linearPaths, outputs) {
+                XCTAssertEqual(output, outputs[0], "linear \(shape): \(path) against avx2")
+            }
+        }
+        for (index, shape) in convolutionShapes.enumerated() {
+            let (outputs, _) = try convolution(shape, index: index, paths: compared)
+            for (path, output) in zip(compared, outputs) {
+                XCTAssertEqual(output, outputs[0], "convolution \(index): \(path) against avx2")
             }
         }
     }

@@ -196,13 +196,14 @@ final class KernelTests: XCTestCase {
     }
 
     func testLowRankMergeMatchesReference() {
-        XCTAssertEqual(LowRankMerge.hasSinglePassKernel, CPULevel.inUse >= .avx512, "single-pass merge at \(CPULevel.inUse)")
+        XCTAssertEqual(LowRankMerge.hasSinglePassKernel, CPULevel.inUse >= .avx2, "single-pass merge at \(CPULevel.inUse)")
         // Sizes that reach every path of the single-pass kernel: 64-row blocks, 8-row tiles with 4-row and
         // 1-row remainders (77 = 64 + 8 + 4 + 1), 32-column tiles, a lone 16-column vector and a masked tail
         // (87 = 2 * 32 + 16 + 7), a matrix narrower than one vector, and widths that are multiples of 16
         // (streaming stores when the target is aligned; 130 = 2 * 64 + 2 rows). Ranks are not multiples of
-        // 16, one is 0; the factors differ in sign and size; terms are added in order.
-        for (rows, columns) in [(77, 87), (13, 5), (130, 96)] {
+        // 16, one is 0; the factors differ in sign and size; terms are added in order. At AVX2 the tiles are
+        // 4 rows x 16 columns: 19 x 29 = 4 tiles + 3 rows by 16 + a lone 8-column vector + a masked 5.
+        for (rows, columns) in [(77, 87), (13, 5), (130, 96), (19, 29)] {
             checkMerge(rows: rows, columns: columns, ranks: [3, 17, 0, 1], factors: [0.5, -2, 3, 1.25], seed: UInt64(rows))
         }
         checkMerge(rows: 9, columns: 48, ranks: [], factors: [], seed: 40)  // no terms: a copy

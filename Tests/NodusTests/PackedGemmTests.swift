@@ -2,11 +2,24 @@ import CNodusKernels
 import XCTest
 @testable import NodusCore
 
-/// The AVX-512 packed product (`gemm.c`) against float64 sums: shapes that end
-/// inside register tiles (12 x 32) and cross its cache blocks (K 256, rows 192,
+/// The packed product (`gemm.c`, its AVX-512 or AVX2 form by `CPULevel.inUse`)
+/// against float64 sums: shapes that end inside register tiles (12 x 32 at
+/// AVX-512, 6 x 16 at AVX2) and cross its cache blocks (K 256, rows 192,
 /// columns 2048), fewer rows than a tile, transposed operands, scale, biases,
 /// accumulation, and B read from an image as a convolution's patches.
 final class PackedGemmTests: XCTestCase {
+    private static let skipReason = "below AVX2: OpenBLAS runs instead"
+
+    func testTheFormFollowsTheCPULevel() {
+        let level = CPULevel.inUse
+        XCTAssertEqual(PackedGemm.isSupported, level >= .avx2, "level \(level.name)")
+        if level >= .avx512 {
+            XCTAssertEqual([PackedGemm.tileRows, PackedGemm.tileColumns], [12, 32])
+        } else if level == .avx2 {
+            XCTAssertEqual([PackedGemm.tileRows, PackedGemm.tileColumns], [6, 16])
+        }
+    }
+
     private func random(_ count: Int, seed: UInt64) -> [Float] {
         var generator = TorchGenerator(seed: seed)
         return generator.normal(count: count)
@@ -31,9 +44,10 @@ final class PackedGemmTests: XCTestCase {
     }
 
     func testStridedProductsMatchFloat64() throws {
-        try XCTSkipUnless(PackedGemm.isSupported, "this CPU has no AVX-512: OpenBLAS runs instead")
+        try XCTSkipUnless(PackedGemm.isSupported, Self.skipReason)
         let shapes = [(m: 12, n: 32, k: 1), (m: 13, n: 33, k: 257), (m: 25, n: 70, k: 300),
-                      (m: 14, n: 2100, k: 20), (m: 200, n: 40, k: 513), (m: 30, n: 5, k: 0), (m: 2, n: 100, k: 260)]
+                      (m: 14, n: 2100, k: 20), (m: 200, n: 40, k: 513), (m: 30, n: 5, k: 0), (m: 2, n: 100, k: 260),
+                      (m: 6, n: 16, k: 9), (m: 7, n: 17, k: 31), (m: 5, n: 15, k: 8), (m: 19, n: 47, k: 65)]
         for (index, shape) in shapes.enumerated() {
             for (transposeA, transposeB) in [(false, false), (false, true), (true, false), (true, true)] {
                 let a = random(shape.m * shape.k, seed: UInt64(index))
@@ -68,7 +82,8 @@ final class PackedGemmTests: XCTestCase {
                                                    : PackedGemm.matrix(b.baseAddress!, rowStride: shape.n, columnStride: 1)
                             (problem.row_bias, problem.column_bias) = (rowBias.baseAddress!, columnBias.baseAddress!)
                             (problem.scale, problem.accumulate) = (scale, accumulate ? 1 : 0)
-                            runInBlocks(problem, rowSplit: min(shape.m - 1, 12), columnSplit: shape.n / 2)
+                            runInBlocks(problem, rowSplit: min(shape.m - 1, 2 * PackedGemm.tileRows),
+                                        columnSplit: shape.n / 2)
                         }
                     } }
                 } }
@@ -81,8 +96,9 @@ final class PackedGemmTests: XCTestCase {
     /// Operands packed once (weights), in two ranges as threads pack them, then
     /// read by products split into blocks.
     func testPrepackedOperandsMatchFloat64() throws {
-        try XCTSkipUnless(PackedGemm.isSupported, "this CPU has no AVX-512: OpenBLAS runs instead")
-        for (index, shape) in [(m: 25, n: 70, k: 300), (m: 400, n: 45, k: 513), (m: 3, n: 33, k: 7)].enumerated() {
+        try XCTSkipUnless(PackedGemm.isSupported, Self.skipReason)
+        for (index, shape) in [(m: 25, n: 70, k: 300), (m: 400, n: 45, k: 513), (m: 3, n: 33, k: 7),
+                                (m: 13, n: 49, k: 17)].enumerated() {
             let a = random(shape.m * shape.k, seed: UInt64(200 + index))
             let b = random(shape.n * shape.k, seed: UInt64(300 + index))  // [n, k]: a Linear weight
             let bias = random(shape.n, seed: 11)
@@ -104,7 +120,8 @@ final class PackedGemmTests: XCTestCase {
                             var matrixA = PackedGemm.matrix(a.baseAddress!, rowStride: shape.k, columnStride: 1)
                             var matrixB = PackedGemm.matrix(b.baseAddress!, rowStride: 1, columnStride: shape.k)
                             let (m, n, k) = (Int64(shape.m), Int64(shape.n), Int64(shape.k))
-                            let rowSplit = min(m, 12), columnSplit = min(n, 32)
+                            let rowSplit = min(m, Int64(PackedGemm.tileRows))
+                            let columnSplit = min(n, Int64(PackedGemm.tileColumns))
                             XCTAssertEqual(nodus_gemm_pack_a(&matrixA, m, k, 0, rowSplit, packedA.baseAddress!), 1)
                             XCTAssertEqual(nodus_gemm_pack_a(&matrixA, m, k, rowSplit, m, packedA.baseAddress!), 1)
                             XCTAssertEqual(nodus_gemm_pack_b(&matrixB, k, n, 0, columnSplit, packedB.baseAddress!), 1)
@@ -125,7 +142,7 @@ final class PackedGemmTests: XCTestCase {
     /// Convolutions through `Convolution.run` (the image read as patches, no
     /// im2col buffer) against the definition in float64.
     func testConvolutionReadsPatchesFromTheImage() throws {
-        try XCTSkipUnless(PackedGemm.isSupported, "this CPU has no AVX-512: im2col + OpenBLAS runs instead")
+        try XCTSkipUnless(PackedGemm.isSupported, "below AVX2: im2col + OpenBLAS runs instead")
         let cases = [
             ConvolutionShape(batch: 2, inChannels: 5, height: 9, width: 13, outChannels: 14, kernelHeight: 3,
                              kernelWidth: 3, stride: 1, padding: 1),

@@ -73,7 +73,7 @@ final class WinogradTests: XCTestCase {
     }
 
     func testSmallImagesMatchFloat64() throws {
-        try XCTSkipUnless(WinogradConvolution.isSupported, "this CPU has no AVX-512: the direct path runs instead")
+        try XCTSkipUnless(WinogradConvolution.isSupported, "below AVX2: the direct path runs instead")
         check(shape(5, 7, 9, 14), bias: true, seed: 1)
         check(shape(3, 1, 1, 5), bias: true, seed: 2)  // one tile, all but one input pixel padding
         check(shape(batch: 2, 19, 5, 13, 13), bias: false, seed: 3)
@@ -84,22 +84,35 @@ final class WinogradTests: XCTestCase {
     /// 70 pixels are 18 tiles: rows of tiles end inside the 16-tile vectors, so
     /// vectors take tiles from two rows (and, in a batch, two images).
     func testRowsOfTilesCrossingVectorsMatchFloat64() throws {
-        try XCTSkipUnless(WinogradConvolution.isSupported, "this CPU has no AVX-512: the direct path runs instead")
+        try XCTSkipUnless(WinogradConvolution.isSupported, "below AVX2: the direct path runs instead")
         check(shape(batch: 2, 33, 9, 70, 25), bias: true, seed: 6)
         check(shape(batch: 3, 17, 6, 6, 20), bias: true, seed: 7)  // 2 x 2 tiles per image: 8 images' worth per vector
+        // 9 tiles per row, 13 output channels: rows cross the 8-tile vectors and
+        // the channels end inside the 6-channel panels of the AVX2 form.
+        check(shape(batch: 2, 11, 7, 35, 13), bias: true, seed: 12)
+    }
+
+    func testTheFormFollowsTheCPULevel() {
+        let level = CPULevel.inUse
+        XCTAssertEqual(WinogradConvolution.isSupported, level >= .avx2, "level \(level.name)")
+        if level >= .avx512 {
+            XCTAssertEqual([WinogradConvolution.panelChannels, WinogradConvolution.tileColumns], [12, 32])
+        } else if level == .avx2 {
+            XCTAssertEqual([WinogradConvolution.panelChannels, WinogradConvolution.tileColumns], [6, 16])
+        }
     }
 
     /// 2 x 21 x 37 is 120 tiles: two blocks of 64, the first crossing from the
     /// first image into the second; 40 input channels are 2.5 runs of 16.
     func testBlocksCrossingImagesMatchFloat64() throws {
-        try XCTSkipUnless(WinogradConvolution.isSupported, "this CPU has no AVX-512: the direct path runs instead")
+        try XCTSkipUnless(WinogradConvolution.isSupported, "below AVX2: the direct path runs instead")
         check(shape(batch: 2, 40, 21, 37, 30), bias: true, seed: 8)
     }
 
     /// 2 x 33 x 50 is 234 tiles, four blocks of 64: enough for each worker to take
     /// whole blocks in its own buffers (fewer blocks are shared between workers).
     func testWorkersTakingOwnBlocksMatchFloat64() throws {
-        try XCTSkipUnless(WinogradConvolution.isSupported, "this CPU has no AVX-512: the direct path runs instead")
+        try XCTSkipUnless(WinogradConvolution.isSupported, "below AVX2: the direct path runs instead")
         var twoWorkers = shape(batch: 2, 17, 33, 50, 20)
         twoWorkers.winogradWorkers = 2
         check(twoWorkers, bias: true, seed: 11)
@@ -109,14 +122,14 @@ final class WinogradTests: XCTestCase {
     /// kernel streams to memory (smaller ones stay in cache), with a last vector
     /// of tiles that is not whole.
     func testStreamedTransformedInputMatchesFloat64() throws {
-        try XCTSkipUnless(WinogradConvolution.isSupported, "this CPU has no AVX-512: the direct path runs instead")
+        try XCTSkipUnless(WinogradConvolution.isSupported, "below AVX2: the direct path runs instead")
         check(shape(240, 13, 50, 12), bias: true, seed: 15)
     }
 
     /// A weight budget of one panel: the output channels run in chunks of 12,
     /// each written into its slice of the output.
     func testOutputChannelsInChunksMatchFloat64() throws {
-        try XCTSkipUnless(WinogradConvolution.isSupported, "this CPU has no AVX-512: the direct path runs instead")
+        try XCTSkipUnless(WinogradConvolution.isSupported, "below AVX2: the direct path runs instead")
         var chunked = shape(batch: 2, 20, 10, 11, 29)
         chunked.winogradWeightBudget = 1
         check(chunked, bias: true, seed: 9)
@@ -128,7 +141,7 @@ final class WinogradTests: XCTestCase {
     /// `Convolution.run` takes this path for the shapes the rule names, with the
     /// scratch `scratchCount` asks for, and leaves the others to the direct product.
     func testConvolutionRunChoosesWinograd() throws {
-        try XCTSkipUnless(WinogradConvolution.isSupported, "this CPU has no AVX-512: the direct path runs instead")
+        try XCTSkipUnless(WinogradConvolution.isSupported, "below AVX2: the direct path runs instead")
         XCTAssertTrue(shape(512, 64, 64, 512).usesWinograd)  // SD VAE decoder
         XCTAssertTrue(shape(128, 512, 512, 3).usesWinograd)  // its conv_out
         XCTAssertTrue(shape(batch: 2, 1280, 16, 16, 1280).usesWinograd)  // SD-1.5 UNet, 32 tiles

@@ -1,4 +1,5 @@
-/* Element-wise activations on AVX-512 (16 floats at a time, exp in registers).
+/* Element-wise activations on AVX-512 or AVX2 + FMA (16 or 8 floats at a time,
+ * exp in registers; the same formulas at both levels).
  * Internal to Nodus (not part of the public ABI in include/nodus.h). */
 #ifndef NODUS_ACTIVATION_H
 #define NODUS_ACTIVATION_H
@@ -11,24 +12,24 @@ extern "C" {
 
 #define NODUS_ACTIVATION_INTERNAL __attribute__((visibility("hidden")))
 
-/* 1 when this CPU runs the functions below (AVX-512F), else 0. */
+/* 1 when the level in use runs the functions below (AVX2 + FMA and up), else 0. */
 NODUS_ACTIVATION_INTERNAL int nodus_activation_supported(void);
 
 /* GELU with the tanh approximation, as x * sigmoid(2 u) with
  * u = sqrt(2 / pi) (x + 0.044715 x^3): 0.5 x (1 + tanh u) without its
- * cancellation. `output` may be `input`. Returns 1, or 0 without AVX-512. */
+ * cancellation. `output` may be `input`. Returns 1, or 0 below AVX2. */
 NODUS_ACTIVATION_INTERNAL int nodus_gelu_tanh(const float *input, float *output, int64_t count);
 
-/* SiLU, x * sigmoid(x). `output` may be `input`. Returns 1, or 0 without AVX-512. */
+/* SiLU, x * sigmoid(x). `output` may be `input`. Returns 1, or 0 below AVX2. */
 NODUS_ACTIVATION_INTERNAL int nodus_silu(const float *input, float *output, int64_t count);
 
 /* The exact GELU (nn.GELU()), x * Phi(x) with Phi the standard normal CDF.
- * `output` may be `input`. Returns 1, or 0 without AVX-512. */
+ * `output` may be `input`. Returns 1, or 0 below AVX2. */
 NODUS_ACTIVATION_INTERNAL int nodus_gelu_erf(const float *input, float *output, int64_t count);
 
 /* GEGLU (diffusers' GEGLU after its projection): each input row [2 width] is
  * (hidden, gate); output row = hidden * gate * Phi(gate), the exact (erf)
- * GELU. `output` must not overlap `input`. Returns 1, or 0 without AVX-512. */
+ * GELU. `output` must not overlap `input`. Returns 1, or 0 below AVX2. */
 NODUS_ACTIVATION_INTERNAL int nodus_geglu(const float *input, float *output, int64_t rows, int64_t width);
 
 #ifdef __cplusplus

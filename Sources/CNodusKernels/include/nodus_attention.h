@@ -21,7 +21,7 @@ typedef struct nodus_attention_shape {
     int64_t query_stride, key_stride, value_stride, output_stride;
 } nodus_attention_shape;
 
-/* 1 when this CPU runs nodus_attention_tiles (AVX-512F), else 0. */
+/* 1 when the level in use runs nodus_attention_tiles (AVX2 + FMA or AVX-512F), else 0. */
 NODUS_ATTENTION_INTERNAL int nodus_attention_supported(void);
 
 /* Query rows per tile; tiles are numbered ((b * heads + h) * tiles_per_head + t). */
@@ -30,7 +30,7 @@ NODUS_ATTENTION_INTERNAL int64_t nodus_attention_tile_count(const nodus_attentio
 
 /* output = softmax(scale * q k^T) v for tiles [tile_begin, tile_end). Threads
  * may call it on disjoint tile ranges. Returns 1, or 0 without touching
- * anything when the CPU lacks AVX-512 or scratch memory cannot be had. */
+ * anything below the AVX2 level or when scratch memory cannot be had. */
 NODUS_ATTENTION_INTERNAL int nodus_attention_tiles(const nodus_attention_shape *shape, const float *query, const float *key,
                           const float *value, float *output, float scale, int64_t tile_begin, int64_t tile_end);
 

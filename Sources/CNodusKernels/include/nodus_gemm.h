@@ -1,4 +1,5 @@
-/* Single-precision matrix products on AVX-512: C = A B (+ bias, + C), with A
+/* Single-precision matrix products on AVX-512 or AVX2 + FMA (the level in use,
+ * nodus_cpu.h; packed operands are laid out for that level's tile): C = A B (+ bias, + C), with A
  * and B read through strides (so either may be transposed) or, for B, straight
  * from an NCHW image as the im2col matrix of a convolution, without building
  * that matrix. Internal to Nodus (not part of the public ABI in include/nodus.h). */
@@ -48,11 +49,12 @@ typedef struct nodus_gemm_problem {
     int accumulate;
 } nodus_gemm_problem;
 
-/* 1 when this CPU runs nodus_gemm_block (AVX-512F), else 0. */
+/* 1 when the level in use runs nodus_gemm_block (AVX2 + FMA or AVX-512F), else 0. */
 NODUS_GEMM_INTERNAL int nodus_gemm_supported(void);
 
-/* The register tile: rows and columns of C one kernel call computes. Thread
- * splits should fall on multiples of these. */
+/* The register tile of the level in use: rows and columns of C one kernel call
+ * computes (12 x 32 at AVX-512, 6 x 16 at AVX2), and the panel widths of packed
+ * A and B. Thread splits should fall on multiples of these. */
 NODUS_GEMM_INTERNAL int64_t nodus_gemm_tile_rows(void);
 NODUS_GEMM_INTERNAL int64_t nodus_gemm_tile_columns(void);
 
@@ -64,7 +66,7 @@ NODUS_GEMM_INTERNAL int64_t nodus_gemm_packed_b_count(int64_t k, int64_t n);
 /* Packs rows [row_begin, row_end) of A [m, k], or columns [column_begin,
  * column_end) of B [k, n], into `target` (the whole packed operand). Ranges
  * start on a multiple of the tile rows (columns); threads may pack disjoint
- * ranges. Return 1, or 0 without touching `target` when the CPU lacks AVX-512. */
+ * ranges. Return 1, or 0 without touching `target` below the AVX2 level. */
 NODUS_GEMM_INTERNAL int nodus_gemm_pack_a(const nodus_gemm_matrix *a, int64_t m, int64_t k, int64_t row_begin,
                                           int64_t row_end, float *target);
 NODUS_GEMM_INTERNAL int nodus_gemm_pack_b(const nodus_gemm_matrix *b, int64_t k, int64_t n, int64_t column_begin,
@@ -73,7 +75,7 @@ NODUS_GEMM_INTERNAL int nodus_gemm_pack_b(const nodus_gemm_matrix *b, int64_t k,
 /* Computes C[row_begin..<row_end, column_begin..<column_end]. Threads may call
  * it on disjoint blocks of one problem; blocks start on multiples of the tile
  * rows and columns. Returns 1, or 0 without touching C
- * when the CPU lacks AVX-512. (Without memory for its packing buffers it
+ * below the AVX2 level. (Without memory for its packing buffers it
  * still finishes, element by element.) */
 NODUS_GEMM_INTERNAL int nodus_gemm_block(const nodus_gemm_problem *problem, int64_t row_begin, int64_t row_end,
                                          int64_t column_begin, int64_t column_end);

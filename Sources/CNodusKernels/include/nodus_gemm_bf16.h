@@ -32,6 +32,7 @@ typedef enum nodus_gemm_bf16_path {
     NODUS_GEMM_BF16_DOT_PRODUCT = 1, /* avx512_bf16 vdpbf16ps */
     NODUS_GEMM_BF16_AVX512 = 2,      /* AVX-512F fused multiply-adds */
     NODUS_GEMM_BF16_PORTABLE = 3,    /* plain C */
+    NODUS_GEMM_BF16_AVX2 = 4,        /* AVX2 fused multiply-adds: the AVX512 path's sums, bit for bit */
 } nodus_gemm_bf16_path;
 
 /* C [m, n] (row stride ldc) = A [m, k] B [k, n], plus row_bias[i] on row i and

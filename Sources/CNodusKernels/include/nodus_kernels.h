@@ -1,5 +1,5 @@
 /* Kernels written in C so they can carry per-function target attributes
- * (AVX-512) and be chosen at run time: a Swift release build targets baseline
+ * (AVX-512, AVX2) and be chosen at run time: a Swift release build targets baseline
  * x86-64. Internal to Nodus (not part of the public ABI in include/nodus.h). */
 #ifndef NODUS_KERNELS_H
 #define NODUS_KERNELS_H
@@ -22,7 +22,7 @@ typedef struct nodus_low_rank_term {
     float factor;
 } nodus_low_rank_term;
 
-/* 1 when this CPU runs nodus_low_rank_merge_rows (it has AVX-512F), else 0. */
+/* 1 when the level in use runs nodus_low_rank_merge_rows (AVX2 + FMA and up), else 0. */
 NODUS_KERNEL int nodus_low_rank_merge_supported(void);
 
 /* For rows [row_begin, row_end):
@@ -33,7 +33,7 @@ NODUS_KERNEL int nodus_low_rank_merge_supported(void);
  * may be the same buffer (in place), else must not overlap. Rank-0 terms and
  * term_count 0 are allowed (a copy). Threads may call it on disjoint row
  * ranges of the same matrices. Returns 1, or 0 without touching anything when
- * the CPU lacks AVX-512 (callers then use copy + GEMM). */
+ * below the AVX2 level (callers then use copy + GEMM). */
 NODUS_KERNEL int nodus_low_rank_merge_rows(const float *weight, float *target, int64_t columns,
                                            const nodus_low_rank_term *terms, int64_t term_count,
                                            int64_t row_begin, int64_t row_end);

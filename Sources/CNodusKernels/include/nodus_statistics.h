@@ -1,4 +1,4 @@
-/* Reductions on AVX-512. Internal to Nodus (not part of the public ABI in
+/* Reductions on AVX-512 or AVX2. Internal to Nodus (not part of the public ABI in
  * include/nodus.h). */
 #ifndef NODUS_STATISTICS_H
 #define NODUS_STATISTICS_H
@@ -11,12 +11,12 @@ extern "C" {
 
 #define NODUS_STATISTICS_INTERNAL __attribute__((visibility("hidden")))
 
-/* 1 when this CPU runs the functions below (AVX-512F), else 0. */
+/* 1 when the level in use runs the functions below (AVX2 and up), else 0. */
 NODUS_STATISTICS_INTERNAL int nodus_statistics_supported(void);
 
 /* The mean of `count` floats and 1 / sqrt(variance + eps) (population
  * variance, two passes, accumulated in double), as normalisation layers use
- * them. Returns 1, or 0 without AVX-512. */
+ * them. Returns 1, or 0 below AVX2. */
 NODUS_STATISTICS_INTERNAL int nodus_moments(const float *values, int64_t count, double eps, float *mean,
                                             float *inverse_deviation);
 

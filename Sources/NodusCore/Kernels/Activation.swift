@@ -28,7 +28,7 @@ public enum Activation {
     /// GEGLU gating (diffusers `GEGLU`): each input row [2 width] is (hidden, gate);
     /// output row = hidden * GELU(gate) with the exact erf GELU.
     public static func geglu(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
-        if hasAVX512Kernels {
+        if hasVectorKernels {
             Parallel.forEach(rows, costPerItem: width * 8) { range in
                 _ = nodus_geglu(input + range.lowerBound * 2 * width, output + range.lowerBound * width,
                                 Int64(range.count), Int64(width))
@@ -57,7 +57,7 @@ public enum Activation {
 
     /// SiLU on the calling thread only (for kernels that already split their work).
     static func siluSerial(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, count: Int) {
-        if hasAVX512Kernels && nodus_silu(input, output, Int64(count)) != 0 { return }
+        if hasVectorKernels && nodus_silu(input, output, Int64(count)) != 0 { return }
         var start = 0
         while start + 8 <= count {
             let x = UnsafeRawPointer(input + start).loadUnaligned(as: VectorMath.Vector.self)
@@ -71,14 +71,14 @@ public enum Activation {
         }
     }
 
-    /// Whether the AVX-512 activations of `Sources/CNodusKernels/activation.c` run here.
-    static let hasAVX512Kernels = nodus_activation_supported() != 0
+    /// Whether the activations of `Sources/CNodusKernels/activation.c` (AVX-512 or AVX2) run here.
+    static let hasVectorKernels = nodus_activation_supported() != 0
 
     /// `kernel` (one of those) over the workers, or false on CPUs it does not run on.
     private static func vectorized(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, count: Int,
                                    _ kernel: (UnsafePointer<Float>?, UnsafeMutablePointer<Float>?, Int64) -> Int32)
         -> Bool {
-        guard hasAVX512Kernels else { return false }
+        guard hasVectorKernels else { return false }
         let chunk = 4096
         Parallel.forEach((count + chunk - 1) / chunk, costPerItem: chunk) { range in
             let start = range.lowerBound * chunk, end = min(count, range.upperBound * chunk)

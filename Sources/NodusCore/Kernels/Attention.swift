@@ -3,7 +3,7 @@ import CNodusKernels
 
 /// Scaled dot-product attention over heads packed in the feature dimension, as
 /// diffusers' `Attention` lays them out: q [B, Nq, H*D], k and v [B, Nk, H*D].
-/// On AVX-512 CPUs it streams keys with an online softmax (tiles of query
+/// At the AVX2 level and up it streams keys with an online softmax (tiles of query
 /// rows over blocks of keys, threads taking tiles); elsewhere queries are
 /// processed in blocks through GEMM so memory is `blockRows * Nk` floats.
 /// Neither materialises Nq x Nk.

@@ -8,17 +8,18 @@ import CNodusKernels
 /// float32 and the output is not rounded to bf16. On this CPU's `vdpbf16ps` it
 /// runs about twice as fast as the float32 `PackedGemm`; CPUs without
 /// avx512_bf16 get the same sums from float32 fused multiply-adds (AVX-512F,
-/// else plain C).
+/// else AVX2, which gives the AVX-512F path's results bit for bit, else plain C).
 public struct BFloat16Gemm {
     /// The kernel code to run (tests force the fallbacks).
     enum Path {
-        case automatic, dotProduct, avx512, portable
+        case automatic, dotProduct, avx512, avx2, portable
 
         var kernelPath: nodus_gemm_bf16_path {
             switch self {
             case .automatic: NODUS_GEMM_BF16_AUTOMATIC
             case .dotProduct: NODUS_GEMM_BF16_DOT_PRODUCT
             case .avx512: NODUS_GEMM_BF16_AVX512
+            case .avx2: NODUS_GEMM_BF16_AVX2
             case .portable: NODUS_GEMM_BF16_PORTABLE
             }
         }

@@ -1,8 +1,8 @@
 import CBLAS
 import CNodusKernels
 
-/// Matrix products on row-major float32 matrices: `PackedGemm` on AVX-512
-/// CPUs, else OpenBLAS.
+/// Matrix products on row-major float32 matrices: `PackedGemm` at the AVX2
+/// level and above, else OpenBLAS.
 public enum Gemm {
     /// `output[m, n] = sum_k input[m, k] * weight[n, k] (+ bias[n])`: a PyTorch
     /// `Linear` with its [out, in] weight, over `rows` rows. `packedWeight`, from

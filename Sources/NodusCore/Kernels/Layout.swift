@@ -50,14 +50,14 @@ public enum Layout {
         }
     }
 
-    /// Whether `transpose` runs the AVX-512 kernel (`Sources/CNodusKernels/layout.c`).
-    static let hasAVX512Transpose = nodus_layout_supported() != 0
+    /// Whether `transpose` runs the AVX-512 or AVX2 kernel (`Sources/CNodusKernels/layout.c`).
+    static let hasVectorTranspose = nodus_layout_supported() != 0
 
     /// Transposes each of `batch` matrices [rows, columns] to [columns, rows]:
     /// NCHW [B, C, HW] <-> tokens [B, HW, C].
     public static func transpose(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>,
                                  batch: Int, rows: Int, columns: Int) {
-        if hasAVX512Transpose {
+        if hasVectorTranspose {
             // Runs of 64 rows: four 16 x 16 register blocks per column block.
             let runs = (rows + 63) / 64
             Parallel.forEach(batch * runs, costPerItem: 64 * columns) { range in

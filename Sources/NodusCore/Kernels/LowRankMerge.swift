@@ -3,7 +3,7 @@ import CNodusKernels
 /// Fusing LoRA updates into weights: `W' = W + sum_i f_i B_i A_i` with
 /// B_i [rows, r_i] and A_i [r_i, columns], as PEFT's merge computes it.
 ///
-/// * With AVX-512 (`singlePass`), one pass (`nodus_low_rank_merge_rows`, C)
+/// * At the AVX2 level and up (`singlePass`), one pass (`nodus_low_rank_merge_rows`, C)
 ///   reads each element of W once and writes W' once, summing `B_i A_i` in
 ///   registers: the merge costs about one streaming copy of the weights. The
 ///   work is split into blocks of rows: each thread takes its own run of them
@@ -32,12 +32,12 @@ public enum LowRankMerge {
     /// Whether this CPU runs the single-pass kernel.
     public static let hasSinglePassKernel = nodus_low_rank_merge_supported() != 0
 
-    /// Rows per block of the single pass: a multiple of the kernel's 8-row tiles,
+    /// Rows per block of the single pass: a multiple of the kernel's 8-row (AVX-512) and 4-row (AVX2) tiles,
     /// about 30 us of work for a 1152-wide rank-32 weight.
     private static let blockRows = 64
 
     /// Runs every job. `singlePass: false` forces the copy + GEMM path (tests);
-    /// true is ignored on a CPU without AVX-512. `blockBytes` sizes the copy +
+    /// true is ignored below the AVX2 level. `blockBytes` sizes the copy +
     /// GEMM blocks.
     public static func merge(_ jobs: [Job], singlePass: Bool = hasSinglePassKernel, blockBytes: Int = 8 << 20) {
         if singlePass && hasSinglePassKernel {

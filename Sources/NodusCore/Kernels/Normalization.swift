@@ -3,13 +3,13 @@ import CNodusKernels
 /// Layer and group normalisation, with the modulations diffusion models put
 /// right after them fused in (AdaLN shift/scale, SiLU).
 public enum Normalization {
-    /// Whether `moments` runs the AVX-512 kernel (`Sources/CNodusKernels/statistics.c`).
-    static let hasAVX512Moments = nodus_statistics_supported() != 0
+    /// Whether `moments` runs the AVX-512 or AVX2 kernel (`Sources/CNodusKernels/statistics.c`).
+    static let hasVectorMoments = nodus_statistics_supported() != 0
 
     /// Mean and 1/sqrt(variance + eps) of `count` floats (two passes, accumulated in Double).
     @inline(__always)
     static func moments(_ values: UnsafePointer<Float>, count: Int, eps: Float) -> (mean: Float, inverseDeviation: Float) {
-        if hasAVX512Moments {
+        if hasVectorMoments {
             var result: (mean: Float, inverseDeviation: Float) = (0, 0)
             _ = nodus_moments(values, Int64(count), Double(eps), &result.mean, &result.inverseDeviation)
             return result

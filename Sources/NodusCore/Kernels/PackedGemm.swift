@@ -1,9 +1,12 @@
 import CNodusKernels
 
-/// Nodus' own AVX-512 matrix product (`Sources/CNodusKernels/gemm.c`). It packs
-/// blocks of A and B into register-tile panels as it goes, reads B straight from
-/// the image for a convolution (no im2col buffer), and adds biases and the old C
-/// as it stores a tile. OpenBLAS is the path on CPUs without AVX-512.
+/// Nodus' own matrix product (`Sources/CNodusKernels/gemm.c`), in an AVX-512
+/// form (12 x 32 register tiles) and an AVX2 + FMA form (6 x 16), chosen by
+/// `CPULevel.inUse`. It packs blocks of A and B into register-tile panels as it
+/// goes, reads B straight from the image for a convolution (no im2col buffer),
+/// and adds biases and the old C as it stores a tile. OpenBLAS is the path
+/// below AVX2. Panel widths (and so packed weights) are those of the level in
+/// use, asked from C once.
 enum PackedGemm {
     static let isSupported = nodus_gemm_supported() != 0
 

@@ -15,7 +15,7 @@ import Synchronization
 /// its own, or every worker works on each block in turn (one transformed input,
 /// the output channels split between them).
 ///
-/// Limitations: AVX-512 only. The weights are transformed again on every call
+/// Limitations: AVX2 and up (AVX-512 or AVX2 forms of `winograd.c`). The weights are transformed again on every call
 /// (nothing is cached): about 3 ms per 512 x 512 channels on one core, 2 to 10%
 /// of a VAE decoder's convolution, a quarter at the UNet's 1280 channels.
 enum WinogradConvolution {

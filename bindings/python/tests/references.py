@@ -44,8 +44,8 @@ def assert_close(ours, ref, bound: float, what: str) -> None:
 
 def run_without_avx512(body: str, tmp_path: Path) -> dict[str, np.ndarray]:
     """Runs `body` (Python with `nodus`, `np` and `load_file` imported) under valgrind, whose virtual
-    CPU has no AVX-512, so the library takes its baseline paths; returns what it saved with
-    `save(name=array, ...)`."""
+    CPU has AVX2 but no AVX-512, so the library takes its AVX2 paths (NODUS_CPU=baseline in the
+    environment lowers them further); returns what it saved with `save(name=array, ...)`."""
     import nodus
 
     out = tmp_path / "out.npz"

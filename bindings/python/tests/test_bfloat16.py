@@ -106,9 +106,9 @@ def test_other_dtypes_are_refused():
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 def test_bf16_on_a_cpu_without_avx512(tmp_path):
-    """Without avx512_bf16 (valgrind's virtual CPU has no AVX-512 at all) the bf16 products are
-    summed by float32 fused multiply-adds in plain C: the same bf16 operands, so the same outputs
-    to float32 rounding, for the DiT's Linears and the UNet's convolutions."""
+    """Without avx512_bf16 (valgrind's virtual CPU has AVX2 but no AVX-512 at all) the bf16
+    products are summed by float32 fused multiply-adds (the AVX2 path): the same bf16 operands, so
+    the same outputs to float32 rounding, for the DiT's Linears and the UNet's convolutions."""
     dit_ref = load_ref("dit-tiny-forward.safetensors")
     unet_ref = load_ref("unet-tiny-forward.safetensors")
     dit_inputs = dict(sample=dit_ref["sample"], timestep=dit_ref["timestep"], class_labels=dit_ref["class_labels"])

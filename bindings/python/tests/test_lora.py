@@ -319,8 +319,8 @@ def test_fuse_again_after_unfuse(loaded, base, ref):
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 def test_fuse_on_a_cpu_without_avx512(tmp_path, ref):
-    """valgrind's virtual CPU has no AVX-512: there the library must take its baseline paths
-    (the LoRA merge by copy + GEMM instead of the AVX-512 kernel) and give the same results."""
+    """valgrind's virtual CPU has AVX2 but no AVX-512: there the library must take its AVX2 paths
+    (the AVX2 form of the LoRA merge and of the GEMM) and give the same results."""
     out = run_without_avx512(f"""
         ref = load_file({str(fixture_path("dit-tiny-lora-forward.safetensors"))!r})
         inputs = dict(sample=ref["sample"], timestep=ref["timestep"], class_labels=ref["class_labels"])
