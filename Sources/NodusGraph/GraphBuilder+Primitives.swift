@@ -115,6 +115,7 @@ extension GraphBuilder {
     // MARK: Layout
 
     public mutating func reshape(_ x: ValueID, to newShape: [Int]) throws -> ValueID {
+        try checkSize(newShape, op: "reshape")
         guard newShape.allSatisfy({ $0 >= 0 }), newShape.reduce(1, *) == shape(of: x).reduce(1, *) else {
             throw mismatch("reshape", "cannot reshape \(shape(of: x)) to \(newShape)")
         }
@@ -197,6 +198,7 @@ extension GraphBuilder {
 
     /// ONNX `Expand`: broadcast `x` and `shape` together.
     public mutating func expand(_ x: ValueID, to target: [Int]) throws -> ValueID {
+        try checkSize(target, op: "expand")
         let result = try broadcastShape([shape(of: x), target], op: "expand")
         if result == shape(of: x) { return x }
         return try primitive(.expand, [x], shape: result, dtype: dtype(of: x))
@@ -209,6 +211,7 @@ extension GraphBuilder {
             throw mismatch("pad", "\(before.count) + \(after.count) pads for rank \(s.count)")
         }
         let result = s.indices.map { s[$0] + before[$0] + after[$0] }
+        try checkSize(result.map { max($0, 0) }, op: "pad")
         guard result.allSatisfy({ $0 >= 0 }) else { throw mismatch("pad", "pads \(before), \(after) crop \(s) below 0") }
         if before.allSatisfy({ $0 == 0 }) && after.allSatisfy({ $0 == 0 }) { return x }
         return try primitive(.pad(before: before, after: after, value: value), [x], shape: result, dtype: dtype(of: x))
@@ -241,6 +244,7 @@ extension GraphBuilder {
     }
 
     public mutating func resize(_ x: ValueID, to target: [Int], mode: ResizeMode) throws -> ValueID {
+        try checkSize(target.map { max($0, 0) }, op: "resize")
         let s = shape(of: x)
         guard target.count == s.count, target.allSatisfy({ $0 > 0 }), dtype(of: x) == .float32 else {
             throw mismatch("resize", "cannot resize \(s) to \(target)")
@@ -258,6 +262,18 @@ extension GraphBuilder {
     }
 
     // MARK: Helpers
+
+    /// Shapes a graph file asks for are checked before anything multiplies them:
+    /// no negative size, and at most 2^40 elements.
+    func checkSize(_ shape: [Int], op: String) throws {
+        var count = 1
+        for size in shape {
+            guard size >= 0 else { throw mismatch(op, "shape \(shape) has a negative size") }
+            let (product, overflow) = count.multipliedReportingOverflow(by: size)
+            guard !overflow, product <= 1 << 40 else { throw mismatch(op, "shape \(shape) is too large") }
+            count = product
+        }
+    }
 
     /// numpy broadcasting of several shapes.
     func broadcastShape(_ shapes: [[Int]], op: String) throws -> [Int] {
@@ -289,6 +305,7 @@ extension GraphBuilder {
     /// Appends a primitive node, or computes it now when every input is a constant.
     private mutating func primitive(_ operation: Operation, _ inputs: [ValueID], shape: [Int], dtype: DType) throws
         -> ValueID {
+        try checkSize(shape, op: operation.name)
         guard inputs.allSatisfy({ constantTensor($0) != nil }) else {
             return append(operation, inputs, shape: shape, dtype: dtype)
         }

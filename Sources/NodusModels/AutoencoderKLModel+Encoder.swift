@@ -87,7 +87,7 @@ extension AutoencoderKLModel: LatentEncoder {
     func encoderAvailability() -> NodusError? {
         let c = settings
         let prefix = "'\(directory)' cannot encode"
-        guard weights.store.names.contains(where: { $0.hasPrefix("encoder.") }) else {
+        guard weights.source.names.contains(where: { $0.hasPrefix("encoder.") }) else {
             return .unsupported("\(prefix): it has no encoder weights (a decoder-only export); it can only decode")
         }
         if let type = c.downBlockTypes.first(where: { $0 != "DownEncoderBlock2D" }) {

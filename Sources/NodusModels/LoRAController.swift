@@ -104,10 +104,11 @@ public final class LoRAController {
 /// A model LoRA adapters can change.
 public protocol AdaptableModel: DiffusionModel {
     var lora: LoRAController { get }
+    /// Writes the model with its fused adapters as a new diffusers folder (`nodus lora merge`).
+    func save(to directory: String) throws
 }
 
 extension AdaptableModel {
-    /// Writes the model with its fused adapters as a new diffusers folder (`nodus lora merge`).
     public func save(to directory: String) throws {
         try lora.save(config: config, to: directory)
     }

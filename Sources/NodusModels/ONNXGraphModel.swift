@@ -13,10 +13,15 @@ import NodusGraph
 ///
 /// Limitations: one default-domain graph without control flow; ops run as
 /// primitives unless the importer writes a fused op for them.
-public final class ONNXGraphModel: DiffusionModel {
+public final class ONNXGraphModel: AdaptableModel {
     public let kind = ModelKind.onnx
     public let config: JSONValue
     public let file: ONNXModel
+    /// diffusers / PEFT / kohya LoRAs on the export's Linears (MatMul and Gemm by a weight), fused or not.
+    public let lora: LoRAController
+    private let weights: Weights
+    private let weightNames: [String: String]
+    private let linearWeights: Set<String>
     private let options: ModelOptions
     private var executables: ExecutableCache
     /// The graph imported at load (every symbolic axis 1), kept for a first forward of those shapes.
@@ -24,6 +29,12 @@ public final class ONNXGraphModel: DiffusionModel {
 
     public init(path: String, options: ModelOptions) throws {
         file = try ONNXModel.load(path)
+        let source = ONNXWeightSource(model: file)
+        weights = Weights(source: source)
+        weightNames = source.importerNames
+        linearWeights = Set(source.linearTargets.keys)
+        lora = LoRAController(weights: weights, targets: source.linearTargets,
+                              aliases: ONNXGraphModel.unwrappedNames(source.linearTargets.keys))
         self.options = options
         executables = ExecutableCache(precision: try options.precision())
         var opsets: [String: JSONValue] = [:]
@@ -43,7 +54,8 @@ public final class ONNXGraphModel: DiffusionModel {
             return (input.name, shape.map { if case .fixed(let size) = $0 { size } else { 1 } })
         }
         if shapes.count == file.graph.inputs.count,
-           let (graph, fused) = try? ONNXImporter.graph(of: file, inputShapes: Dictionary(uniqueKeysWithValues: shapes)) {
+           let (graph, fused) = try? ONNXImporter.graph(of: file, weights: weights, weightNames: weightNames, linearWeights: linearWeights,
+                                                         inputShapes: Dictionary(uniqueKeysWithValues: shapes)) {
             var kinds: [String: Int] = [:]
             for node in graph.nodes { kinds[node.operation.name, default: 0] += 1 }
             planned = ["fused": .object(fused.mapValues { .number(Double($0)) }),
@@ -61,6 +73,24 @@ public final class ONNXGraphModel: DiffusionModel {
             "op_counts": .object(counts.mapValues { .number(Double($0)) }),
             "initializers": .number(Double(file.graph.initializers.count)),
         ].merging(planned) { first, _ in first })
+    }
+
+    /// LoRA module names for weights exported under a wrapper module (a pipeline's
+    /// `transformer.`, `unet.`, ...): the module path without it -> with it.
+    private static func unwrappedNames(_ weights: Dictionary<String, [Int]>.Keys) -> [String: String] {
+        var aliases: [String: String] = [:]
+        for name in weights {
+            let module = String(name.dropLast(".weight".count))
+            for wrapper in ["transformer.", "unet.", "vae.", "text_encoder.", "model."] where module.hasPrefix(wrapper) {
+                aliases[String(module.dropFirst(wrapper.count))] = module
+            }
+        }
+        return aliases
+    }
+
+    /// Saving a folder is for diffusers models.
+    public func save(to directory: String) throws {
+        throw NodusError.unsupported("an ONNX model cannot be saved as a diffusers folder")
     }
 
     private static func describe(_ values: [ONNXValueInfo]) -> [JSONValue] {
@@ -124,9 +154,10 @@ public final class ONNXGraphModel: DiffusionModel {
         }
         Parallel.setThreads(options.threads)
         let shapes = feeds.mapValues(\.shape)
-        let executable = try executables.executable(for: key) {
-            if let nominal, nominal.key == key { return nominal.graph }
-            return try ONNXImporter.graph(of: file, inputShapes: shapes).graph
+        let executable = try executables.executable(for: key, generation: lora.generation) {
+            if let nominal, nominal.key == key, lora.generation == 0 { return nominal.graph }
+            return try lora.apply(to: ONNXImporter.graph(of: file, weights: weights, weightNames: weightNames, linearWeights: linearWeights,
+                                                         inputShapes: shapes).graph)
         }
         nominal = nil
         return (executable, feeds)

@@ -61,7 +61,13 @@ extension ONNXImporter {
             for (index, axis) in axes.enumerated() { target[axis] = sizes[index] }
         } else if let scales, !scales.isEmpty {
             guard scales.count == axes.count else { throw error("scales \(scales) do not fit axes \(axes)") }
-            for (index, axis) in axes.enumerated() { target[axis] = Int((Float(s[axis]) * scales[index]).rounded(.down)) }
+            for (index, axis) in axes.enumerated() {
+                let size = (Double(s[axis]) * Double(scales[index])).rounded(.down)
+                guard size.isFinite, size >= 1, size < Double(1 << 31) else {
+                    throw error("scale \(scales[index]) of axis \(axis) gives no valid size")
+                }
+                target[axis] = Int(size)
+            }
         } else {
             throw error("needs scales or sizes")
         }

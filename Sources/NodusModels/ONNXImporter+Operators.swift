@@ -59,14 +59,7 @@ extension ONNXImporter {
         }
         if let function = ONNXImporter.reductionOps[op] { return try reduce(function) }
         switch op {
-        case "MatMul":
-            // A Linear's anonymous weight takes its module's name (LoRA keys and profiles use it).
-            if node.inputs.count > 1, values[node.inputs[1]] == nil, let module = node.modulePath,
-               let weight = model.graph.initializers[node.inputs[1]] {
-                values[node.inputs[1]] = try builder.typedConstant(module + ".weight",
-                                                                  ONNXImporter.computable(weight, name: node.inputs[1]))
-            }
-            try define(0, builder.matMul(input(0), input(1)))
+        case "MatMul": try define(0, builder.matMul(input(0), input(1)))
         case "Gemm": try gemm()
         case "Where": try define(0, builder.select(input(0), input(1), input(2)))
         case "Reshape": try reshape()
@@ -289,7 +282,9 @@ extension ONNXImporter {
               let end = limit.first.map(Double.init), let step = delta.first.map(Double.init), step != 0 else {
             throw error("needs constant start, limit and a non-zero delta")
         }
-        let count = max(Int((Double(end - begin) / step).rounded(.up)), 0)
+        let steps = ((end - begin) / step).rounded(.up)
+        guard steps.isFinite, steps < Double(1 << 31) else { throw error("Range of \(steps) elements") }
+        let count = max(Int(steps), 0)
         let elements = (0..<count).map { begin + Double($0) * step }
         let tensor = first.dtype == .int64 ? try Tensor(shape: [count], int64s: elements.map { Int64($0) })
                                            : try Tensor(shape: [count], floats: elements.map { Float($0) })
@@ -298,8 +293,9 @@ extension ONNXImporter {
 
     private mutating func tile() throws {
         let x = try input(0)
-        guard let repeats = try integers(1), repeats.count == builder.shape(of: x).count else {
-            throw error("needs one constant repeat count per axis")
+        guard let repeats = try integers(1), repeats.count == builder.shape(of: x).count,
+              repeats.allSatisfy({ $0 >= 0 && $0 <= 1 << 16 }) else {
+            throw error("needs one constant repeat count (0 to 65536) per axis")
         }
         var result = x
         for (axis, count) in repeats.enumerated() where count != 1 {

@@ -18,6 +18,12 @@ import NodusGraph
 /// op, its node and the opset.
 struct ONNXImporter {
     let model: ONNXModel
+    /// The initializers, by the importer's names, with any fused LoRA installed.
+    let weights: Weights
+    /// Initializer name -> the importer's name for it (`ONNXWeightSource`).
+    let weightNames: [String: String]
+    /// The importer names of Linear weights (what LoRA adapters change).
+    let linearWeights: Set<String>
     var builder = GraphBuilder()
     /// ONNX value name -> IR value.
     var values: [String: ValueID] = [:]
@@ -26,8 +32,11 @@ struct ONNXImporter {
     /// The default-domain opset.
     let opset: Int64
 
-    init(model: ONNXModel) {
+    init(model: ONNXModel, weights: Weights, weightNames: [String: String], linearWeights: Set<String>) {
         self.model = model
+        self.weights = weights
+        self.weightNames = weightNames
+        self.linearWeights = linearWeights
         opset = model.opsetImports[""] ?? model.opsetImports["ai.onnx"] ?? 1
     }
 
@@ -35,8 +44,10 @@ struct ONNXImporter {
     /// fused ops, and how many of each the fusion made.
     /// - Throws: `NodusError.shape` when a shape contradicts the model's declared
     ///   input shape, `.unsupported` for an op Nodus cannot run.
-    static func graph(of model: ONNXModel, inputShapes: [String: [Int]]) throws -> (graph: Graph, fused: [String: Int]) {
-        var importer = ONNXImporter(model: model)
+    static func graph(of model: ONNXModel, weights: Weights, weightNames: [String: String], linearWeights: Set<String>,
+                      inputShapes: [String: [Int]]) throws -> (graph: Graph, fused: [String: Int]) {
+        var importer = ONNXImporter(model: model, weights: weights, weightNames: weightNames,
+                                    linearWeights: linearWeights)
         return try OperatorFusion().fuse(importer.build(inputShapes: inputShapes))
     }
 
@@ -104,7 +115,10 @@ struct ONNXImporter {
     mutating func value(named name: String) throws -> ValueID {
         if let value = values[name] { return value }
         guard let tensor = model.graph.initializers[name] else { throw error("value '\(name)' is not defined") }
-        let value = try builder.typedConstant(name, ONNXImporter.computable(tensor, name: name))
+        // Linear weights come through `weights` (a fused LoRA replaces them); the rest as the file holds them.
+        let weightName = weightNames[name] ?? name
+        let current = linearWeights.contains(weightName) ? try weights.tensor(weightName, shape: tensor.shape) : tensor
+        let value = try builder.typedConstant(weightName, ONNXImporter.computable(current, name: name))
         values[name] = value
         return value
     }
@@ -127,7 +141,13 @@ struct ONNXImporter {
         }
         switch tensor.dtype {
         case .int64: return tensor.int64Array().map { Int($0) }
-        default: return tensor.floatArray().map { Int($0) }
+        default:
+            return try tensor.floatArray().map { value in
+                guard let integer = Int(exactly: value.rounded(.towardZero)), abs(integer) < 1 << 53 else {
+                    throw error("input \(index) holds \(value), which is not an integer size or index")
+                }
+                return integer
+            }
         }
     }
 

@@ -7,21 +7,25 @@ import NodusFormats
 /// float16/bfloat16 ones are converted once and kept. A fused LoRA installs
 /// replacements; removing them restores the original views exactly.
 final class Weights {
-    let store: WeightStore
+    let source: any WeightSource
     private var loaded: [String: Tensor] = [:]
     private var replacements: [String: Tensor] = [:]
 
     init(store: WeightStore) {
-        self.store = store
+        self.source = store
     }
 
-    func contains(_ name: String) -> Bool { store.contains(name) }
+    init(source: any WeightSource) {
+        self.source = source
+    }
+
+    func contains(_ name: String) -> Bool { source.contains(name) }
 
     /// The weight `name` (its replacement if one is installed), which must have `shape`.
     func tensor(_ name: String, shape: [Int]) throws -> Tensor {
         let tensor = try replacements[name] ?? original(name)
         guard tensor.shape == shape else {
-            throw NodusError.shape("weight '\(name)' in '\(store.directory)' has shape \(tensor.shape), expected \(shape)")
+            throw NodusError.shape("weight '\(name)' in '\(source.location)' has shape \(tensor.shape), expected \(shape)")
         }
         return tensor
     }
@@ -29,14 +33,14 @@ final class Weights {
     /// The weight as the file holds it, ignoring replacements.
     func original(_ name: String) throws -> Tensor {
         if let tensor = loaded[name] { return tensor }
-        let tensor = try store.float32(name)
+        let tensor = try source.float32(name)
         loaded[name] = tensor
         return tensor
     }
 
     /// Every weight as it stands now: replacements, else the file's tensor in its own dtype.
     func current() throws -> [(name: String, tensor: Tensor)] {
-        try store.names.map { name in (name, try replacements[name] ?? store.tensor(name)) }
+        try source.names.map { name in (name, try replacements[name] ?? source.tensor(name)) }
     }
 
     /// Installs `W + sum of the terms` as the replacement of every weight in
@@ -60,17 +64,38 @@ final class Weights {
         let region = try replacementMemory(byteCount: byteCount)
         var merged: [String: Tensor] = [:]
         var jobs: [LowRankMerge.Job] = []
+        // A weight stored [in, out] takes (B A)ᵀ = Aᵀ Bᵀ: its terms' factors transposed (small: rank x side).
+        var transposedFactors: [Tensor] = []
         for (index, name) in names.enumerated() {
             let original = originals[index]
             let storage = Storage(viewing: region.bytes + offsets[index], byteCount: original.byteCount, owner: region)
             let target = Tensor(storage: storage, shape: original.shape, dtype: .float32)
             merged[name] = target
+            var nameTerms = terms[name] ?? []
+            if source.layout(of: name) == .inputsByOutputs {
+                let (inFeatures, outFeatures) = (original.shape[0], original.shape[1])
+                nameTerms = try nameTerms.map { term in
+                    let up = try Weights.transposed(term.down, rows: term.rank, columns: inFeatures)   // Aᵀ [in, r]
+                    let down = try Weights.transposed(term.up, rows: outFeatures, columns: term.rank)  // Bᵀ [r, out]
+                    transposedFactors += [up, down]
+                    return (down: UnsafePointer(down.floats), up: UnsafePointer(up.floats), rank: term.rank,
+                            factor: term.factor)
+                }
+            }
             jobs.append(LowRankMerge.Job(weight: original.floats, target: target.floats, rows: original.shape[0],
-                                         columns: original.shape[1], terms: terms[name] ?? []))
+                                         columns: original.shape[1], terms: nameTerms))
         }
         LowRankMerge.merge(jobs)
+        withExtendedLifetime(transposedFactors) {}
         replacements.merge(merged) { _, new in new }
         return Set(names)
+    }
+
+    /// A [columns, rows] copy of the row-major [rows, columns] matrix at `matrix`.
+    private static func transposed(_ matrix: UnsafePointer<Float>, rows: Int, columns: Int) throws -> Tensor {
+        let result = try Tensor(zeros: [columns, rows])
+        for row in 0..<rows { for column in 0..<columns { result.floats[column * rows + row] = matrix[row * columns + column] } }
+        return result
     }
 
     /// The memory of the merged weights. Held from the first fuse while the

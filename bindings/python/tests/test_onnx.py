@@ -164,3 +164,39 @@ def test_exports_run_on_the_fused_kernels(name, fused):
     planned = config["planned_ops"]
     for primitive in ["mat_mul", "softmax", "instance_norm", "erf", "tanh", "sigmoid"]:
         assert primitive not in planned, (primitive, planned)
+
+
+# ---------------------------------------------------------------- LoRA on exports
+
+
+@pytest.mark.parametrize("name", ["dit-tiny-dynamo18", "dit-tiny-torchscript17"])
+def test_diffusers_lora_on_an_export_matches_diffusers(name):
+    """A diffusers/PEFT LoRA applied to the ONNX export of dit-tiny (no re-export) gives diffusers' LoRA output
+    (the references of make_lora_fixtures.py), unfused, with weights, fused, and exactly the base after unfuse."""
+    reference = load_file(fixture_path("dit-tiny-lora-forward.safetensors"))
+    model = nodus.load(fixture_path(f"onnx/{name}.onnx"))
+    inputs = {key: reference[key] for key in ["sample", "timestep", "class_labels"]}
+    base = model.forward(**inputs)
+    assert relative_error(base, reference["base"]) < 1e-4
+    report = model.load_lora_weights(fixture_path("dit-tiny-lora-A.safetensors"), adapter_name="A")
+    assert len(report["matched"]) == 8 and not report["unmatched"], report
+    assert relative_error(model.forward(**inputs), reference["A"]) < 1e-4
+    model.load_lora_weights(fixture_path("dit-tiny-lora-B"), adapter_name="B")
+    model.set_adapters(["A", "B"], [0.7, 0.5])
+    assert relative_error(model.forward(**inputs), reference["AB_07_05"]) < 1e-4
+    model.set_adapters(["A"], [4.0])
+    assert relative_error(model.forward(**inputs), reference["A_x4"]) < 1e-4
+    model.set_adapters(["A"], [1.0])
+    model.fuse_lora()
+    assert relative_error(model.forward(**inputs), reference["A_fused"]) < 1e-4
+    model.unfuse_lora()
+    model.disable_lora()
+    assert np.array_equal(model.forward(**inputs), base), "unfuse must restore the export's weights exactly"
+
+
+def test_kohya_lora_on_an_export():
+    reference = load_file(fixture_path("dit-tiny-lora-forward.safetensors"))
+    model = nodus.load(fixture_path("onnx/dit-tiny-dynamo18.onnx"))
+    model.load_lora_weights(fixture_path("dit-tiny-lora-A-kohya.safetensors"), adapter_name="A")
+    inputs = {key: reference[key] for key in ["sample", "timestep", "class_labels"]}
+    assert relative_error(model.forward(**inputs), reference["A"]) < 1e-4
