@@ -5,6 +5,7 @@
 #   make test    every suite: Swift unit tests, C examples, Python binding, no-toolchain load
 #   make demo    synthesize nodules with the bundled model and its LoRAs: out/demo.png
 #   make bench   DiT-XL/2, SD-1.5 UNet forward and SD VAE decode beside torch and onnxruntime
+#                (also Nodus on the same ONNX exports; ARGS="--cpu avx2" runs Nodus at a lower CPU level)
 #                (installs them in .venv-bench; report in benchmarks/results/forward-<date>.md)
 #   make bench-sample  a 50-step CFG DiT-XL/2 sample + SD VAE decode at 256x256 beside diffusers
 #                (report in benchmarks/results/sample-<date>.md)
@@ -96,7 +97,7 @@ $(BENCH_VENV)/bin/python:
 	$(BENCH_VENV)/bin/pip install -q torch==2.13.0+cpu diffusers==0.42.1 peft==0.21.2 onnx onnxruntime onnxscript safetensors numpy
 
 bench: build $(BENCH_VENV)/bin/python
-	$(BENCH_VENV)/bin/python benchmarks/forward.py --workload all
+	$(BENCH_VENV)/bin/python benchmarks/forward.py --workload all $(ARGS)
 
 bench-sample: build $(BENCH_VENV)/bin/python
 	$(BENCH_VENV)/bin/python benchmarks/sample.py

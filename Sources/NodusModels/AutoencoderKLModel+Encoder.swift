@@ -10,13 +10,13 @@ import NodusGraph
 extension AutoencoderKLModel: LatentEncoder {
     public func encodedShape(forImage shape: [Int]) throws -> [Int] {
         if let encoderProblem { throw encoderProblem }
-        let c = settings
-        guard shape.count == 4, shape[0] > 0, shape[1] == c.inChannels, shape[2] > 0, shape[3] > 0,
-              shape[2] % c.downscale == 0, shape[3] % c.downscale == 0 else {
+        let config = settings
+        guard shape.count == 4, shape[0] > 0, shape[1] == config.inChannels, shape[2] > 0, shape[3] > 0,
+              shape[2] % config.downscale == 0, shape[3] % config.downscale == 0 else {
             throw NodusError.shape(
-                "image must be [batch, \(c.inChannels), height, width] with height and width multiples of \(c.downscale), got \(shape)")
+                "image must be [batch, \(config.inChannels), height, width] with height and width multiples of \(config.downscale), got \(shape)")
         }
-        return [shape[0], c.latentChannels, shape[2] / c.downscale, shape[3] / c.downscale]
+        return [shape[0], config.latentChannels, shape[2] / config.downscale, shape[3] / config.downscale]
     }
 
     public func encode(_ image: Tensor) throws -> DiagonalGaussian {
@@ -58,24 +58,24 @@ extension AutoencoderKLModel: LatentEncoder {
 
     /// The encode graph for one image shape: its output is the moments [B, 2C, h, w].
     func buildEncoder(imageShape: [Int]) throws -> Graph {
-        let c = settings
-        var builder = VAEGraphBuilder(weights: weights, groups: c.groups)
+        let config = settings
+        var builder = WeightedGraphBuilder(weights: weights, groups: config.groups)
         var x = builder.graph.input("image", shape: imageShape)
-        x = try builder.conv(x, "encoder.conv_in", outChannels: c.blockOutChannels[0], kernel: 3)
-        for (index, channels) in c.blockOutChannels.enumerated() {
+        x = try builder.conv(x, "encoder.conv_in", outChannels: config.blockOutChannels[0], kernel: 3)
+        for (index, channels) in config.blockOutChannels.enumerated() {
             let block = "encoder.down_blocks.\(index)"
-            for layer in 0..<c.layersPerBlock {
+            for layer in 0..<config.layersPerBlock {
                 x = try builder.resnet(x, "\(block).resnets.\(layer)", outChannels: channels)
             }
-            if index < c.blockOutChannels.count - 1 {
+            if index < config.blockOutChannels.count - 1 {
                 x = try builder.downsample(x, "\(block).downsamplers.0", padding: 0)
             }
         }
-        x = try builder.midBlock(x, "encoder.mid_block", attention: c.midBlockAttention)
+        x = try builder.midBlock(x, "encoder.mid_block", attention: config.midBlockAttention)
         x = try builder.groupNorm(x, "encoder.conv_norm_out", silu: true)
-        x = try builder.conv(x, "encoder.conv_out", outChannels: 2 * c.latentChannels, kernel: 3)
-        if c.useQuantConv {
-            x = try builder.conv(x, "quant_conv", outChannels: 2 * c.latentChannels, kernel: 1)
+        x = try builder.conv(x, "encoder.conv_out", outChannels: 2 * config.latentChannels, kernel: 3)
+        if config.useQuantConv {
+            x = try builder.conv(x, "quant_conv", outChannels: 2 * config.latentChannels, kernel: 1)
         }
         builder.graph.setOutput(x)
         return builder.graph.finish()
@@ -85,19 +85,19 @@ extension AutoencoderKLModel: LatentEncoder {
     /// decoder-only export), an unsupported down block, or a broken encoder
     /// (checked by building its graph once, which reads every weight).
     func encoderAvailability() -> NodusError? {
-        let c = settings
+        let config = settings
         let prefix = "'\(directory)' cannot encode"
         guard weights.source.names.contains(where: { $0.hasPrefix("encoder.") }) else {
             return .unsupported("\(prefix): it has no encoder weights (a decoder-only export); it can only decode")
         }
-        if let type = c.downBlockTypes.first(where: { $0 != "DownEncoderBlock2D" }) {
+        if let type = config.downBlockTypes.first(where: { $0 != "DownEncoderBlock2D" }) {
             return .unsupported("\(prefix): down block '\(type)' is not supported (DownEncoderBlock2D only)")
         }
-        guard c.downBlockTypes.count == c.blockOutChannels.count else {
-            return .format("\(prefix): config.json has \(c.downBlockTypes.count) down_block_types for \(c.blockOutChannels.count) block_out_channels")
+        guard config.downBlockTypes.count == config.blockOutChannels.count else {
+            return .format("\(prefix): config.json has \(config.downBlockTypes.count) down_block_types for \(config.blockOutChannels.count) block_out_channels")
         }
         do {
-            _ = try buildEncoder(imageShape: [1, c.inChannels, c.downscale, c.downscale])
+            _ = try buildEncoder(imageShape: [1, config.inChannels, config.downscale, config.downscale])
             return nil
         } catch let error as NodusError {
             return NodusError(error.code, "\(prefix): \(error.message)")

@@ -73,21 +73,21 @@ public final class AutoencoderKLModel: DiffusionModel, LatentDecoder {
 
     /// The decode graph for one latent shape.
     func buildDecoder(latentShape: [Int]) throws -> Graph {
-        let c = settings
-        var builder = VAEGraphBuilder(weights: weights, groups: c.groups)
+        let config = settings
+        var builder = WeightedGraphBuilder(weights: weights, groups: config.groups)
         var x = builder.graph.input("latent", shape: latentShape)
-        if c.usePostQuantConv {
-            x = try builder.conv(x, "post_quant_conv", outChannels: c.latentChannels, kernel: 1)
+        if config.usePostQuantConv {
+            x = try builder.conv(x, "post_quant_conv", outChannels: config.latentChannels, kernel: 1)
         }
-        let top = c.blockOutChannels[c.blockOutChannels.count - 1]
+        let top = config.blockOutChannels[config.blockOutChannels.count - 1]
         x = try builder.conv(x, "decoder.conv_in", outChannels: top, kernel: 3)
 
-        x = try builder.midBlock(x, "decoder.mid_block", attention: c.midBlockAttention)
+        x = try builder.midBlock(x, "decoder.mid_block", attention: config.midBlockAttention)
 
-        let reversed = Array(c.blockOutChannels.reversed())
+        let reversed = Array(config.blockOutChannels.reversed())
         for (index, channels) in reversed.enumerated() {
             let block = "decoder.up_blocks.\(index)"
-            for layer in 0...c.layersPerBlock {
+            for layer in 0...config.layersPerBlock {
                 x = try builder.resnet(x, "\(block).resnets.\(layer)", outChannels: channels)
             }
             if index < reversed.count - 1 {
@@ -96,7 +96,7 @@ public final class AutoencoderKLModel: DiffusionModel, LatentDecoder {
             }
         }
         x = try builder.groupNorm(x, "decoder.conv_norm_out", silu: true)
-        x = try builder.conv(x, "decoder.conv_out", outChannels: c.outChannels, kernel: 3)
+        x = try builder.conv(x, "decoder.conv_out", outChannels: config.outChannels, kernel: 3)
         builder.graph.setOutput(x)
         return builder.graph.finish()
     }

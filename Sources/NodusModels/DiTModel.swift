@@ -103,73 +103,74 @@ public final class DiTModel: ClassConditionedModel, AdaptableModel {
     }
 
     /// The forward graph for one input shape (before LoRA side paths).
-    static func buildGraph(settings c: DiTConfig, weights: Weights, sampleShape: [Int]) throws -> Graph {
-        let d = c.hiddenWidth
+    static func buildGraph(settings config: DiTConfig, weights: Weights, sampleShape: [Int]) throws -> Graph {
+        let width = config.hiddenWidth
         let batch = sampleShape[0]
-        let rows = sampleShape[2] / c.patchSize, columns = sampleShape[3] / c.patchSize
-        var g = GraphBuilder()
-        func w(_ name: String, _ shape: [Int]) throws -> ValueID { try g.constant(name, weights.tensor(name, shape: shape)) }
-        func linear(_ x: ValueID, _ prefix: String, _ outWidth: Int, bias: Bool = true) throws -> ValueID {
-            let inWidth = g.shape(of: x).last ?? 0
-            return try g.linear(x, weight: w(prefix + ".weight", [outWidth, inWidth]),
-                                bias: bias ? w(prefix + ".bias", [outWidth]) : nil)
-        }
+        let rows = sampleShape[2] / config.patchSize, columns = sampleShape[3] / config.patchSize
+        var model = WeightedGraphBuilder(weights: weights)
 
-        let sample = g.input("sample", shape: sampleShape)
-        let timestep = g.input("timestep", shape: [batch])
-        let labels = g.input("class_labels", shape: [batch], dtype: .int64)
+        let sample = model.graph.input("sample", shape: sampleShape)
+        let timestep = model.graph.input("timestep", shape: [batch])
+        let labels = model.graph.input("class_labels", shape: [batch], dtype: .int64)
 
         // 1. Patch embedding: the k=stride=p conv as one GEMM over patches, plus positions.
-        let patches = try g.patchify(sample, patch: c.patchSize)
-        let projectionWeight = try weights.tensor("pos_embed.proj.weight", shape: [d, c.inChannels, c.patchSize, c.patchSize])
-            .reshaped([d, c.inChannels * c.patchSize * c.patchSize])
-        var hidden = try g.linear(patches, weight: g.constant("pos_embed.proj.weight", projectionWeight),
-                                  bias: w("pos_embed.proj.bias", [d]))
-        let positions = try PositionEmbedding.sinCos2D(width: d, rows: rows, columns: columns,
-                                                       baseSize: c.sampleSize / c.patchSize)
-        hidden = try g.addBroadcast(hidden, g.constant("pos_embed.pos_embed", positions))
+        let patches = try model.graph.patchify(sample, patch: config.patchSize)
+        let patchWidth = config.inChannels * config.patchSize * config.patchSize
+        let projectionWeight = try weights.tensor("pos_embed.proj.weight",
+                                                  shape: [width, config.inChannels, config.patchSize, config.patchSize])
+            .reshaped([width, patchWidth])
+        var hidden = try model.graph.linear(patches, weight: model.graph.constant("pos_embed.proj.weight", projectionWeight),
+                                            bias: model.weight("pos_embed.proj.bias", [width]))
+        let positions = try PositionEmbedding.sinCos2D(width: width, rows: rows, columns: columns,
+                                                       baseSize: config.sampleSize / config.patchSize)
+        hidden = try model.graph.addBroadcast(hidden, model.graph.constant("pos_embed.pos_embed", positions))
 
         // 2. Timestep sinusoids, shared by every block's embedding MLP.
-        let timeProjection = try g.timestepEmbedding(timestep, dim: DiTModel.timeProjectionWidth, flipSinToCos: true,
-                                                     downscaleFreqShift: 1)
+        let timeProjection = try model.graph.timestepEmbedding(timestep, dim: DiTModel.timeProjectionWidth,
+                                                               flipSinToCos: true, downscaleFreqShift: 1)
         var firstConditioning: ValueID?
-        for layer in 0..<c.layers {
+        for layer in 0..<config.layers {
             let block = "transformer_blocks.\(layer)."
             // 3. This block's conditioning: timestep MLP + class embedding, then AdaLN-Zero's six rows.
-            var timeEmbedding = try linear(timeProjection, block + "norm1.emb.timestep_embedder.linear_1", d)
-            timeEmbedding = g.unary(.silu, timeEmbedding)
-            timeEmbedding = try linear(timeEmbedding, block + "norm1.emb.timestep_embedder.linear_2", d)
-            let classEmbedding = try g.embeddingLookup(
-                table: w(block + "norm1.emb.class_embedder.embedding_table.weight", [c.classCount + 1, d]), indices: labels)
-            let conditioning = try g.add(timeEmbedding, classEmbedding)
+            var timeEmbedding = try model.linear(timeProjection, block + "norm1.emb.timestep_embedder.linear_1",
+                                                 outWidth: width)
+            timeEmbedding = model.graph.unary(.silu, timeEmbedding)
+            timeEmbedding = try model.linear(timeEmbedding, block + "norm1.emb.timestep_embedder.linear_2", outWidth: width)
+            let classEmbedding = try model.graph.embeddingLookup(
+                table: model.weight(block + "norm1.emb.class_embedder.embedding_table.weight",
+                                    [config.classCount + 1, width]),
+                indices: labels)
+            let conditioning = try model.graph.add(timeEmbedding, classEmbedding)
             if layer == 0 { firstConditioning = conditioning }
-            let modulation = try linear(g.unary(.silu, conditioning), block + "norm1.linear", 6 * d)
+            let modulation = try model.linear(model.graph.unary(.silu, conditioning), block + "norm1.linear",
+                                              outWidth: 6 * width)
             // Columns of `modulation`: shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp.
 
             // 4. Self-attention.
-            var normed = try g.modulatedLayerNorm(hidden, modulation: modulation, scaleColumn: d, shiftColumn: 0, eps: 1e-6)
-            let query = try linear(normed, block + "attn1.to_q", d, bias: c.attentionBias)
-            let key = try linear(normed, block + "attn1.to_k", d, bias: c.attentionBias)
-            let value = try linear(normed, block + "attn1.to_v", d, bias: c.attentionBias)
-            var attended = try g.attention(query: query, key: key, value: value, heads: c.heads)
-            attended = try linear(attended, block + "attn1.to_out.0", d)
-            hidden = try g.gatedResidual(hidden, update: attended, modulation: modulation, gateColumn: 2 * d)
+            let attention = AttentionLayer(prefix: block + "attn1", heads: config.heads,
+                                           projectionBias: config.attentionBias)
+            var normed = try model.graph.modulatedLayerNorm(hidden, modulation: modulation, scaleColumn: width,
+                                                            shiftColumn: 0, eps: 1e-6)
+            hidden = try model.graph.gatedResidual(hidden, update: attention(normed, in: &model), modulation: modulation,
+                                                   gateColumn: 2 * width)
 
             // 5. Feed-forward.
-            normed = try g.modulatedLayerNorm(hidden, modulation: modulation, scaleColumn: 4 * d, shiftColumn: 3 * d,
-                                              eps: c.normEps)
-            var expanded = try linear(normed, block + "ff.net.0.proj", 4 * d)
-            expanded = g.unary(c.approximateGELU ? .geluTanh : .gelu, expanded)
-            let fed = try linear(expanded, block + "ff.net.2", d)
-            hidden = try g.gatedResidual(hidden, update: fed, modulation: modulation, gateColumn: 5 * d)
+            let feedForward = FeedForwardLayer(prefix: block + "ff", innerWidth: 4 * width,
+                                               activation: config.approximateGELU ? .geluTanh : .gelu)
+            normed = try model.graph.modulatedLayerNorm(hidden, modulation: modulation, scaleColumn: 4 * width,
+                                                        shiftColumn: 3 * width, eps: config.normEps)
+            hidden = try model.graph.gatedResidual(hidden, update: feedForward(normed, in: &model), modulation: modulation,
+                                                   gateColumn: 5 * width)
         }
 
         // 6. Final AdaLN from block 0's conditioning, projection, unpatchify.
         guard let firstConditioning else { throw NodusError.format("DiT config has no layers") }
-        let finalModulation = try linear(g.unary(.silu, firstConditioning), "proj_out_1", 2 * d)
-        hidden = try g.modulatedLayerNorm(hidden, modulation: finalModulation, scaleColumn: d, shiftColumn: 0, eps: 1e-6)
-        hidden = try linear(hidden, "proj_out_2", c.patchSize * c.patchSize * c.outChannels)
-        g.setOutput(try g.unpatchify(hidden, patch: c.patchSize, rows: rows, columns: columns))
-        return g.finish()
+        let finalModulation = try model.linear(model.graph.unary(.silu, firstConditioning), "proj_out_1",
+                                               outWidth: 2 * width)
+        hidden = try model.graph.modulatedLayerNorm(hidden, modulation: finalModulation, scaleColumn: width,
+                                                    shiftColumn: 0, eps: 1e-6)
+        hidden = try model.linear(hidden, "proj_out_2", outWidth: config.patchSize * config.patchSize * config.outChannels)
+        model.graph.setOutput(try model.graph.unpatchify(hidden, patch: config.patchSize, rows: rows, columns: columns))
+        return model.graph.finish()
     }
 }

@@ -143,8 +143,8 @@ extension ONNXImporter {
         if transposeB { b = try builder.transpose(b, permutation: [1, 0]) }
         var result = try builder.matMul(a, b)
         if alpha != 1 { result = try builder.binary(.multiply, result, scalar(alpha)) }
-        if let c = try optionalInput(2) {
-            let term = beta == 1 ? c : try builder.binary(.multiply, c, scalar(beta))
+        if let addend = try optionalInput(2) {
+            let term = beta == 1 ? addend : try builder.binary(.multiply, addend, scalar(beta))
             result = try builder.binary(.add, result, term)
         }
         try define(0, result)

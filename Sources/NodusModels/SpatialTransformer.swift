@@ -11,7 +11,7 @@ struct SpatialTransformerShape {
     var onlyCrossAttention: Bool
 }
 
-extension VAEGraphBuilder {
+extension WeightedGraphBuilder {
     /// diffusers' `Transformer2DModel` on continuous input, as UNet blocks use
     /// it: GroupNorm (eps 1e-6), proj_in, `BasicTransformerBlock`s over the
     /// H*W tokens, proj_out, plus the input. `context` is [B, L, width].
@@ -49,32 +49,13 @@ extension VAEGraphBuilder {
     private mutating func transformerBlock(_ tokens: ValueID, _ prefix: String, heads: Int, context: ValueID,
                                            onlyCrossAttention: Bool) throws -> ValueID {
         let width = graph.shape(of: tokens)[2]
+        let selfAttention = AttentionLayer(prefix: prefix + ".attn1", heads: heads, projectionBias: false)
+        let crossAttention = AttentionLayer(prefix: prefix + ".attn2", heads: heads, projectionBias: false)
+        let feedForward = FeedForwardLayer(prefix: prefix + ".ff", innerWidth: 4 * width, activation: .geglu)
         var hidden = tokens
-        hidden = try graph.add(attention(layerNorm(hidden, prefix + ".norm1"), prefix + ".attn1", heads: heads,
-                                         context: onlyCrossAttention ? context : nil), hidden)
-        hidden = try graph.add(attention(layerNorm(hidden, prefix + ".norm2"), prefix + ".attn2", heads: heads,
-                                         context: context), hidden)
-        var fed = try linear(layerNorm(hidden, prefix + ".norm3"), prefix + ".ff.net.0.proj", outWidth: 8 * width)
-        fed = try graph.geglu(fed)
-        fed = try linear(fed, prefix + ".ff.net.2", outWidth: width)
-        return try graph.add(fed, hidden)
-    }
-
-    private mutating func layerNorm(_ x: ValueID, _ prefix: String) throws -> ValueID {
-        let width = graph.shape(of: x).last ?? 0
-        return try graph.layerNorm(x, eps: 1e-5, weight: weight(prefix + ".weight", [width]),
-                                   bias: weight(prefix + ".bias", [width]))
-    }
-
-    /// diffusers `Attention` with bias-free q/k/v and a biased `to_out.0`:
-    /// self-attention when `context` is nil, else keys and values from it.
-    private mutating func attention(_ x: ValueID, _ prefix: String, heads: Int, context: ValueID?) throws -> ValueID {
-        let width = graph.shape(of: x)[2]
-        let source = context ?? x
-        let query = try linear(x, prefix + ".to_q", outWidth: width, bias: false)
-        let key = try linear(source, prefix + ".to_k", outWidth: width, bias: false)
-        let value = try linear(source, prefix + ".to_v", outWidth: width, bias: false)
-        let attended = try graph.attention(query: query, key: key, value: value, heads: heads)
-        return try linear(attended, prefix + ".to_out.0", outWidth: width)
+        hidden = try graph.add(selfAttention(layerNorm(hidden, prefix + ".norm1"),
+                                             context: onlyCrossAttention ? context : nil, in: &self), hidden)
+        hidden = try graph.add(crossAttention(layerNorm(hidden, prefix + ".norm2"), context: context, in: &self), hidden)
+        return try graph.add(feedForward(layerNorm(hidden, prefix + ".norm3"), in: &self), hidden)
     }
 }

@@ -99,89 +99,89 @@ public final class UNetModel: ContextConditionedModel, AdaptableModel {
     }
 
     /// The forward graph for one sample and context shape (before LoRA side paths).
-    static func buildGraph(settings c: UNetConfig, weights: Weights, sampleShape: [Int],
+    static func buildGraph(settings config: UNetConfig, weights: Weights, sampleShape: [Int],
                            contextShape: [Int]) throws -> Graph {
-        var b = VAEGraphBuilder(weights: weights, groups: c.groups, eps: c.normEps)
-        let sample = b.graph.input("sample", shape: sampleShape)
-        let timestep = b.graph.input("timestep", shape: [sampleShape[0]])
-        let context = b.graph.input("encoder_hidden_states", shape: contextShape)
+        var model = WeightedGraphBuilder(weights: weights, groups: config.groups, eps: config.normEps)
+        let sample = model.graph.input("sample", shape: sampleShape)
+        let timestep = model.graph.input("timestep", shape: [sampleShape[0]])
+        let context = model.graph.input("encoder_hidden_states", shape: contextShape)
 
         // 1. Time: sinusoids, the time_embedding MLP, and the SiLU every resnet applies to it.
-        var time = try b.graph.timestepEmbedding(timestep, dim: c.blockOutChannels[0], flipSinToCos: c.flipSinToCos,
-                                                 downscaleFreqShift: c.freqShift)
-        time = try b.linear(time, "time_embedding.linear_1", outWidth: c.timeEmbeddingWidth)
-        time = try b.linear(b.graph.unary(.silu, time), "time_embedding.linear_2", outWidth: c.timeEmbeddingWidth)
-        let timeEmbedding = b.graph.unary(.silu, time)
+        var time = try model.graph.timestepEmbedding(timestep, dim: config.blockOutChannels[0], flipSinToCos: config.flipSinToCos,
+                                                 downscaleFreqShift: config.freqShift)
+        time = try model.linear(time, "time_embedding.linear_1", outWidth: config.timeEmbeddingWidth)
+        time = try model.linear(model.graph.unary(.silu, time), "time_embedding.linear_2", outWidth: config.timeEmbeddingWidth)
+        let timeEmbedding = model.graph.unary(.silu, time)
 
         func transformer(_ heads: Int, _ layers: Int, onlyCross: Bool) -> SpatialTransformerShape {
-            SpatialTransformerShape(heads: heads, layers: layers, linearProjection: c.useLinearProjection,
+            SpatialTransformerShape(heads: heads, layers: layers, linearProjection: config.useLinearProjection,
                                     onlyCrossAttention: onlyCross)
         }
 
         // 2. Down blocks, keeping every output for the skips.
-        var x = try b.conv(sample, "conv_in", outChannels: c.blockOutChannels[0], kernel: c.convInKernel)
+        var x = try model.conv(sample, "conv_in", outChannels: config.blockOutChannels[0], kernel: config.convInKernel)
         var skips = [x]
-        let levels = c.blockOutChannels.count
-        for (level, block) in c.downBlocks.enumerated() {
-            let prefix = "down_blocks.\(level)", channels = c.blockOutChannels[level]
-            for layer in 0..<c.layersPerBlock[level] {
-                x = try b.resnet(x, "\(prefix).resnets.\(layer)", outChannels: channels, timeEmbedding: timeEmbedding,
-                                 outputScale: c.resnetOutScale)
+        let levels = config.blockOutChannels.count
+        for (level, block) in config.downBlocks.enumerated() {
+            let prefix = "down_blocks.\(level)", channels = config.blockOutChannels[level]
+            for layer in 0..<config.layersPerBlock[level] {
+                x = try model.resnet(x, "\(prefix).resnets.\(layer)", outChannels: channels, timeEmbedding: timeEmbedding,
+                                 outputScale: config.resnetOutScale)
                 if block == .crossAttention {
-                    x = try b.spatialTransformer(x, "\(prefix).attentions.\(layer)",
-                                                 transformer(c.heads[level], c.transformerLayersPerBlock[level],
-                                                             onlyCross: c.onlyCrossAttention[level]),
+                    x = try model.spatialTransformer(x, "\(prefix).attentions.\(layer)",
+                                                 transformer(config.heads[level], config.transformerLayersPerBlock[level],
+                                                             onlyCross: config.onlyCrossAttention[level]),
                                                  context: context)
                 }
                 skips.append(x)
             }
             if level < levels - 1 {
-                x = try b.downsample(x, "\(prefix).downsamplers.0", padding: c.downsamplePadding)
+                x = try model.downsample(x, "\(prefix).downsamplers.0", padding: config.downsamplePadding)
                 skips.append(x)
             }
         }
 
         // 3. Mid block: resnet, transformer, resnet.
-        if c.hasMidBlock {
-            let channels = c.blockOutChannels[levels - 1]
-            x = try b.resnet(x, "mid_block.resnets.0", outChannels: channels, timeEmbedding: timeEmbedding,
-                             outputScale: c.midBlockScale)
-            x = try b.spatialTransformer(x, "mid_block.attentions.0",
-                                         transformer(c.heads[levels - 1], c.transformerLayersPerBlock[levels - 1],
+        if config.hasMidBlock {
+            let channels = config.blockOutChannels[levels - 1]
+            x = try model.resnet(x, "mid_block.resnets.0", outChannels: channels, timeEmbedding: timeEmbedding,
+                             outputScale: config.midBlockScale)
+            x = try model.spatialTransformer(x, "mid_block.attentions.0",
+                                         transformer(config.heads[levels - 1], config.transformerLayersPerBlock[levels - 1],
                                                      onlyCross: false),
                                          context: context)
-            x = try b.resnet(x, "mid_block.resnets.1", outChannels: channels, timeEmbedding: timeEmbedding,
-                             outputScale: c.midBlockScale)
+            x = try model.resnet(x, "mid_block.resnets.1", outChannels: channels, timeEmbedding: timeEmbedding,
+                             outputScale: config.midBlockScale)
         }
 
         // 4. Up blocks over the reversed per-block lists, each resnet taking the last skip.
-        for (index, block) in c.upBlocks.enumerated() {
+        for (index, block) in config.upBlocks.enumerated() {
             let level = levels - 1 - index
-            let prefix = "up_blocks.\(index)", channels = c.blockOutChannels[level]
-            for layer in 0...c.layersPerBlock[level] {
+            let prefix = "up_blocks.\(index)", channels = config.blockOutChannels[level]
+            for layer in 0...config.layersPerBlock[level] {
                 guard let skip = skips.popLast() else { throw NodusError.format("UNet up block \(index) has no skip left") }
-                x = try b.graph.concatChannels([x, skip])
-                x = try b.resnet(x, "\(prefix).resnets.\(layer)", outChannels: channels, timeEmbedding: timeEmbedding,
-                                 outputScale: c.resnetOutScale)
+                x = try model.graph.concatChannels([x, skip])
+                x = try model.resnet(x, "\(prefix).resnets.\(layer)", outChannels: channels, timeEmbedding: timeEmbedding,
+                                 outputScale: config.resnetOutScale)
                 if block == .crossAttention {
-                    x = try b.spatialTransformer(x, "\(prefix).attentions.\(layer)",
-                                                 transformer(c.heads[level], c.transformerLayersPerBlock[level],
-                                                             onlyCross: c.onlyCrossAttention[level]),
+                    x = try model.spatialTransformer(x, "\(prefix).attentions.\(layer)",
+                                                 transformer(config.heads[level], config.transformerLayersPerBlock[level],
+                                                             onlyCross: config.onlyCrossAttention[level]),
                                                  context: context)
                 }
             }
             if index < levels - 1, let next = skips.last {
                 // To the next skip's size: 2x, or one less where the downsampler rounded up.
-                let size = b.graph.shape(of: next)
-                x = try b.conv(b.graph.resizeNearest(x, height: size[2], width: size[3]), "\(prefix).upsamplers.0.conv",
+                let size = model.graph.shape(of: next)
+                x = try model.conv(model.graph.resizeNearest(x, height: size[2], width: size[3]), "\(prefix).upsamplers.0.conv",
                                outChannels: channels, kernel: 3)
             }
         }
 
         // 5. Output head.
-        x = try b.groupNorm(x, "conv_norm_out", silu: true)
-        x = try b.conv(x, "conv_out", outChannels: c.outChannels, kernel: c.convOutKernel)
-        b.graph.setOutput(x)
-        return b.graph.finish()
+        x = try model.groupNorm(x, "conv_norm_out", silu: true)
+        x = try model.conv(x, "conv_out", outChannels: config.outChannels, kernel: config.convOutKernel)
+        model.graph.setOutput(x)
+        return model.graph.finish()
     }
 }

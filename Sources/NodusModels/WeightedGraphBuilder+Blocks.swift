@@ -1,47 +1,9 @@
 import NodusCore
 import NodusGraph
 
-/// The building blocks of diffusers' VAE (and UNet) convolutional stacks,
-/// written into a graph with their weights by source name.
-struct VAEGraphBuilder {
-    let weights: Weights
-    let groups: Int
-    var graph = GraphBuilder()
-    /// The resnets' GroupNorm eps: 1e-6 in the VAE, the config's `norm_eps` in the UNet.
-    let eps: Float
-
-    init(weights: Weights, groups: Int, eps: Float = 1e-6) {
-        self.weights = weights
-        self.groups = groups
-        self.eps = eps
-    }
-
-    mutating func weight(_ name: String, _ shape: [Int]) throws -> ValueID {
-        try graph.constant(name, weights.tensor(name, shape: shape))
-    }
-
-    private func channels(_ x: ValueID) -> Int { graph.shape(of: x)[1] }
-
-    /// Conv2d with bias, "same" padding for odd kernels.
-    mutating func conv(_ x: ValueID, _ prefix: String, outChannels: Int, kernel: Int) throws -> ValueID {
-        let weightValue = try weight(prefix + ".weight", [outChannels, channels(x), kernel, kernel])
-        let bias = try weight(prefix + ".bias", [outChannels])
-        return try graph.conv2d(x, weight: weightValue, bias: bias, padding: kernel / 2)
-    }
-
-    /// Linear with bias (or without), reading the input width from `x`.
-    mutating func linear(_ x: ValueID, _ prefix: String, outWidth: Int, bias: Bool = true) throws -> ValueID {
-        let inWidth = graph.shape(of: x).last ?? 0
-        return try graph.linear(x, weight: weight(prefix + ".weight", [outWidth, inWidth]),
-                                bias: bias ? weight(prefix + ".bias", [outWidth]) : nil)
-    }
-
-    mutating func groupNorm(_ x: ValueID, _ prefix: String, silu: Bool, eps: Float? = nil) throws -> ValueID {
-        let width = channels(x)
-        return try graph.groupNorm(x, groups: groups, eps: eps ?? self.eps, weight: weight(prefix + ".weight", [width]),
-                                   bias: weight(prefix + ".bias", [width]), silu: silu)
-    }
-
+/// The convolutional blocks of diffusers' VAE and UNet: resnets, the spatial
+/// attention, the mid block and the downsampler.
+extension WeightedGraphBuilder {
     /// `ResnetBlock2D`: GN-SiLU-conv twice, plus a 1x1 `conv_shortcut` when
     /// the channel count changes. With `timeEmbedding` (SiLU of the UNet's
     /// time embedding, [B, T]) its `time_emb_proj` is added per channel after
@@ -61,21 +23,14 @@ struct VAEGraphBuilder {
     }
 
     /// The VAE mid-block `Attention`: GroupNorm, attention over the H*W
-    /// positions with `channels / headWidth` heads, output projection, residual.
+    /// positions with `channels / headWidth` heads (biased projections),
+    /// output projection, residual.
     mutating func spatialAttention(_ x: ValueID, _ prefix: String, headWidth: Int) throws -> ValueID {
         let shape = graph.shape(of: x)
         let width = shape[1]
-        let normed = try groupNorm(x, prefix + ".group_norm", silu: false)
-        let tokens = try graph.channelsToTokens(normed)
-        func projection(_ name: String, _ input: ValueID) throws -> ValueID {
-            try linear(input, "\(prefix).\(name)", outWidth: width)
-        }
-        let query = try projection("to_q", tokens)
-        let key = try projection("to_k", tokens)
-        let value = try projection("to_v", tokens)
-        let attended = try graph.attention(query: query, key: key, value: value, heads: max(1, width / headWidth))
-        let projected = try projection("to_out.0", attended)
-        let image = try graph.tokensToChannels(projected, height: shape[2], width: shape[3])
+        let tokens = try graph.channelsToTokens(groupNorm(x, prefix + ".group_norm", silu: false))
+        let attention = AttentionLayer(prefix: prefix, heads: max(1, width / headWidth), projectionBias: true)
+        let image = try graph.tokensToChannels(attention(tokens, in: &self), height: shape[2], width: shape[3])
         return try graph.add(image, x)
     }
 

@@ -1,0 +1,91 @@
+import Foundation
+import XCTest
+import NodusCore
+import NodusGraph
+
+/// The fusion pass: exported patterns become the fused ops and compute the
+/// same values; patterns that differ in any way keep their primitives.
+final class OperatorFusionTests: XCTestCase {
+    private func random(_ shape: [Int], seed: UInt64) throws -> Tensor {
+        var state = seed &* 6_364_136_223_846_793_005 &+ 1
+        let values = (0..<shape.reduce(1, *)).map { _ -> Float in
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Float(Int64(bitPattern: state >> 11) % 2001) / 1000 - 1
+        }
+        return try Tensor(shape: shape, floats: values)
+    }
+
+    /// Runs `graph` before and after fusion; returns the fused graph's op names.
+    private func check(_ graph: Graph, inputs: [String: Tensor], file: StaticString = #filePath, line: UInt = #line)
+        throws -> [String] {
+        let (fused, _) = try OperatorFusion().fuse(graph)
+        let before = try Executable(graph: graph).run(inputs).floatArray()
+        let after = try Executable(graph: fused).run(inputs).floatArray()
+        let scale = before.map { abs($0) }.max() ?? 1
+        let error = zip(before, after).map { abs($0 - $1) }.max() ?? 0
+        XCTAssertLessThan(error / scale, 1e-5, "fused and primitive graphs differ", file: file, line: line)
+        return fused.nodes.map(\.operation.name)
+    }
+
+    /// softmax(q kᵀ / sqrt(D) (+ mask)) v over heads, written as an exporter writes it.
+    private func attentionGraph(mask: Bool) throws -> Graph {
+        let (batch, tokens, heads, headWidth) = (2, 5, 3, 4)
+        let width = heads * headWidth
+        var builder = GraphBuilder()
+        let q = builder.input("q", shape: [batch, tokens, width])
+        let k = builder.input("k", shape: [batch, tokens, width])
+        let v = builder.input("v", shape: [batch, tokens, width])
+        func split(_ x: ValueID) throws -> ValueID {
+            try builder.transpose(builder.reshape(x, to: [batch, tokens, heads, headWidth]), permutation: [0, 2, 1, 3])
+        }
+        let scale = try builder.typedConstant("scale", Tensor(shape: [1], floats: [1 / Float(headWidth).squareRoot()]))
+        let keys = try builder.transpose(builder.reshape(k, to: [batch, tokens, heads, headWidth]), permutation: [0, 2, 3, 1])
+        var scores = try builder.binary(.multiply, builder.matMul(split(q), keys), scale)
+        if mask {
+            scores = try builder.binary(.add, scores, builder.typedConstant("mask", random([tokens, tokens], seed: 9)))
+        }
+        let weights = try builder.softmax(scores, axis: -1)
+        let merged = try builder.transpose(builder.matMul(weights, split(v)), permutation: [0, 2, 1, 3])
+        builder.setOutput(try builder.reshape(merged, to: [batch, tokens, width]))
+        return builder.finish()
+    }
+
+    func testAttentionFusesIntoTheStreamingKernel() throws {
+        let inputs = try ["q": random([2, 5, 12], seed: 1), "k": random([2, 5, 12], seed: 2), "v": random([2, 5, 12], seed: 3)]
+        let ops = try check(attentionGraph(mask: false), inputs: inputs)
+        XCTAssertEqual(ops, ["attention"])
+        let masked = try check(attentionGraph(mask: true), inputs: inputs)
+        XCTAssertTrue(masked.contains("softmax"), "a masked attention is not the fused kernel's: \(masked)")
+    }
+
+    /// GELU as `x * 0.5 * (1 + erf(x / sqrt 2))` in an exporter's order, and a near miss.
+    private func geluGraph(divisor: Float) throws -> Graph {
+        var builder = GraphBuilder()
+        let x = builder.input("x", shape: [3, 40])
+        func scalar(_ value: Float) throws -> ValueID { try builder.typedConstant("c", Tensor(shape: [], floats: [value])) }
+        let inner = try builder.map(.erf, builder.binary(.divide, x, scalar(divisor)))
+        let half = try builder.binary(.multiply, scalar(0.5), builder.binary(.add, inner, scalar(1)))
+        builder.setOutput(try builder.binary(.multiply, x, half))
+        return builder.finish()
+    }
+
+    func testActivationsAreRecognisedByTheirValues() throws {
+        let inputs = try ["x": random([3, 40], seed: 4)]
+        XCTAssertEqual(try check(geluGraph(divisor: Float(2).squareRoot()), inputs: inputs), ["gelu"])
+        XCTAssertFalse(try check(geluGraph(divisor: 1.5), inputs: inputs).contains("gelu"), "not a GELU")
+    }
+
+    func testMatMulByAConstantWithBiasIsALinear() throws {
+        var builder = GraphBuilder()
+        let x = builder.input("x", shape: [2, 3, 8])
+        let product = try builder.matMul(x, builder.typedConstant("w", random([8, 6], seed: 5)))
+        builder.setOutput(try builder.binary(.add, product, builder.typedConstant("b", random([6], seed: 6))))
+        XCTAssertEqual(try check(builder.finish(), inputs: ["x": random([2, 3, 8], seed: 7)]), ["linear"])
+
+        var variable = GraphBuilder()
+        let a = variable.input("a", shape: [2, 3, 8]), w = variable.input("w", shape: [8, 6])
+        variable.setOutput(try variable.matMul(a, w))
+        let inputs = try ["a": random([2, 3, 8], seed: 8), "w": random([8, 6], seed: 9)]
+        XCTAssertEqual(try check(variable.finish(), inputs: inputs), ["mat_mul"], "a weight that is an input stays a MatMul")
+    }
+}
