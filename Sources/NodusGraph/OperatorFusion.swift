@@ -385,10 +385,10 @@ struct FusionRewriter {
         guard headWidth > 0, width % headWidth == 0 else { return nil }
         let heads = width / headWidth
         let headsFirst = [Axis.batch, Axis.head, Axis.token, Axis.depth]
-        guard try layout(queryChain, from: q, order: headsFirst, heads: heads),
-              try layout(keyChain, from: k, order: [Axis.batch, Axis.head, Axis.depth, Axis.token], heads: heads),
-              try layout(valueChain, from: k, order: headsFirst, heads: heads),
-              try merges(mergeChain, from: shape(merged), to: out, heads: heads) else { return nil }
+        guard layout(queryChain, from: q, order: headsFirst, heads: heads),
+              layout(keyChain, from: k, order: [Axis.batch, Axis.head, Axis.depth, Axis.token], heads: heads),
+              layout(valueChain, from: k, order: headsFirst, heads: heads),
+              merges(mergeChain, from: shape(merged), to: out, heads: heads) else { return nil }
         // The fused kernel scales by 1/sqrt(D); a different scale goes onto q.
         var scaledQuery = query
         let expected = 1 / Float(headWidth).squareRoot()
@@ -443,58 +443,75 @@ struct FusionRewriter {
     /// Whether the chain takes [B, N, H D] to the head layout whose axes are `order`
     /// ([B, H, N, D] for q and v, [B, H, D, N] for kᵀ), or that with B and H merged:
     /// checked on the element indices.
-    private func layout(_ chain: [Node], from source: [Int], order: [Int], heads: Int) throws -> Bool {
+    private func layout(_ chain: [Node], from source: [Int], order: [Int], heads: Int) -> Bool {
         guard let last = chain.last else { return false }
         let (batch, tokens, width) = (source[0], source[1], source[2]), headWidth = width / heads
         let sizes = [batch, tokens, heads, headWidth]
         let targetShape = order.map { sizes[$0] }
         let resultShape = shape(last.output)
-        guard resultShape == targetShape || resultShape == [batch * heads] + Array(targetShape.dropFirst(2)) else {
-            return false
-        }
-        let actual = try applyChain(chain, to: source)
-        var expected: [Int64] = []
-        expected.reserveCapacity(actual.count)
+        guard resultShape == targetShape || resultShape == [batch * heads] + Array(targetShape.dropFirst(2)),
+              let actual = applyChain(chain, to: source) else { return false }
+        // Source index of each target position, in the target's row-major order.
         var coordinates = [0, 0, 0, 0]
-        func walk(_ level: Int) {
-            if level == 4 {
-                let (b, n, h, d) = (coordinates[0], coordinates[1], coordinates[2], coordinates[3])
-                expected.append(Int64((b * tokens + n) * width + h * headWidth + d))
-                return
-            }
-            for index in 0..<targetShape[level] {
-                coordinates[order[level]] = index
-                walk(level + 1)
+        var position = 0
+        for first in 0..<targetShape[0] {
+            coordinates[order[0]] = first
+            for second in 0..<targetShape[1] {
+                coordinates[order[1]] = second
+                for third in 0..<targetShape[2] {
+                    coordinates[order[2]] = third
+                    for fourth in 0..<targetShape[3] {
+                        coordinates[order[3]] = fourth
+                        let expected = (coordinates[0] * tokens + coordinates[1]) * width + coordinates[2] * headWidth
+                            + coordinates[3]
+                        if actual[position] != Int32(truncatingIfNeeded: expected) { return false }
+                        position += 1
+                    }
+                }
             }
         }
-        walk(0)
-        return actual == expected
+        return true
     }
 
     /// Whether the chain takes [B, H, N, D] (or [B H, N, D]) back to [B, N, H D].
-    private func merges(_ chain: [Node], from source: [Int], to target: [Int], heads: Int) throws -> Bool {
+    private func merges(_ chain: [Node], from source: [Int], to target: [Int], heads: Int) -> Bool {
         let (batch, tokens, width) = (target[0], target[1], target[2]), headWidth = width / heads
-        guard source.reduce(1, *) == batch * tokens * width, source.last == headWidth else { return false }
-        let actual = try applyChain(chain, to: source)
-        var expected = [Int64](repeating: 0, count: actual.count)
+        guard source.reduce(1, *) == batch * tokens * width, source.last == headWidth,
+              let actual = applyChain(chain, to: source) else { return false }
+        var position = 0
         for b in 0..<batch { for n in 0..<tokens { for h in 0..<heads { for d in 0..<headWidth {
-            expected[(b * tokens + n) * width + h * headWidth + d] = Int64(((b * heads + h) * tokens + n) * headWidth + d)
+            if actual[position] != Int32(truncatingIfNeeded: ((b * heads + h) * tokens + n) * headWidth + d) { return false }
+            position += 1
         } } } }
-        return actual == expected
+        return true
     }
 
-    /// The element indices of a tensor of `shape` after the chain's reshapes and transposes.
-    private func applyChain(_ chain: [Node], to shape: [Int]) throws -> [Int64] {
-        var builder = GraphBuilder()
-        var value = try builder.typedConstant("index", Tensor(shape: shape, int64s: (0..<Int64(shape.reduce(1, *))).map { $0 }))
+    /// The element indices of a tensor of `shape` after the chain's reshapes and
+    /// transposes (int32: fewer bytes to move; nil for a tensor past 2^31 elements).
+    private func applyChain(_ chain: [Node], to shape: [Int]) -> [Int32]? {
+        let count = shape.reduce(1, *)
+        guard count < Int(Int32.max) else { return nil }
+        var current = (0..<Int32(count)).map { $0 }
+        var scratch = [Int32](repeating: 0, count: count)
+        var currentShape = shape
         for node in chain {
             switch node.operation {
-            case .reshape: value = try builder.reshape(value, to: self.shape(node.output))
-            case .transpose(let permutation): value = try builder.transpose(value, permutation: permutation)
-            default: throw NodusError(.internal, "layout chain holds \(node.operation.name)")
+            case .transpose(let permutation):
+                let strides = BroadcastWalk.contiguousStrides(currentShape)
+                let outputShape = permutation.map { currentShape[$0] }
+                let walk = BroadcastWalk(shape: outputShape, strides: [BroadcastWalk.contiguousStrides(outputShape),
+                                                                       permutation.map { strides[$0] }])
+                current.withUnsafeBufferPointer { source in
+                    scratch.withUnsafeMutableBufferPointer { target in
+                        walk.copy(source.baseAddress!, to: target.baseAddress!)
+                    }
+                }
+                swap(&current, &scratch)
+                currentShape = outputShape
+            default:
+                currentShape = self.shape(node.output)  // a reshape keeps the order
             }
         }
-        guard let tensor = builder.constantTensor(value) else { throw NodusError(.internal, "layout chain did not fold") }
-        return tensor.int64Array()
+        return current
     }
 }
