@@ -17,6 +17,11 @@ extension ONNXImporter {
         if let kernel = try ints("kernel_shape"), kernel != Array(w.dropFirst(2)) {
             throw error("kernel_shape \(kernel) disagrees with the weight \(w)")
         }
+        guard strides.count == spatial, dilations.count == spatial, pads.count == 2 * spatial,
+              strides.allSatisfy({ $0 > 0 && $0 <= 1 << 20 }), dilations.allSatisfy({ $0 > 0 && $0 <= 1 << 20 }),
+              pads.allSatisfy({ $0 >= 0 && $0 <= 1 << 20 }) else {
+            throw error("strides \(strides), dilations \(dilations) or pads \(pads) do not fit \(spatial) spatial axes")
+        }
         switch try string("auto_pad", default: "NOTSET") {
         case "NOTSET": break
         case "VALID": pads = [Int](repeating: 0, count: 2 * spatial)
@@ -28,9 +33,6 @@ extension ONNXImporter {
                 pads[axis + spatial] = total - pads[axis]
             }
         case let mode: throw error("auto_pad '\(mode)' is not supported")
-        }
-        guard strides.count == spatial, dilations.count == spatial, pads.count == 2 * spatial else {
-            throw error("strides, dilations or pads do not fit \(spatial) spatial axes")
         }
         let before = Array(pads[..<spatial]), after = Array(pads[spatial...])
         // The fused 2-D convolution (packed GEMM, Winograd) covers what diffusion models use.

@@ -110,6 +110,17 @@ extension ONNXImporter {
         }
     }
 
+    /// The product of sizes a file gave, or nil when it overflows.
+    static func product(_ values: [Int]) -> Int? {
+        var result = 1
+        for value in values {
+            let (next, overflow) = result.multipliedReportingOverflow(by: value)
+            if overflow { return nil }
+            result = next
+        }
+        return result
+    }
+
     static func dtype(code: Int) -> DType? {
         [1: .float32, 10: .float16, 16: .bfloat16, 11: .float64, 7: .int64, 6: .int32, 2: .uint8, 9: .bool][code]
     }
@@ -172,8 +183,9 @@ extension ONNXImporter {
         let allowZero = try int("allowzero", default: 0) != 0
         var target = requested.enumerated().map { axis, size in size == 0 && !allowZero && axis < current.count ? current[axis] : size }
         if let unknown = target.firstIndex(of: -1) {
-            let known = target.enumerated().filter { $0.offset != unknown }.reduce(1) { $0 * $1.element }
-            guard known > 0, current.reduce(1, *) % known == 0 else { throw error("cannot reshape \(current) to \(requested)") }
+            let others = target.enumerated().filter { $0.offset != unknown }.map(\.element)
+            guard others.allSatisfy({ $0 > 0 }), let known = ONNXImporter.product(others),
+                  current.reduce(1, *) % known == 0 else { throw error("cannot reshape \(current) to \(requested)") }
             target[unknown] = current.reduce(1, *) / known
         }
         try define(0, builder.reshape(x, to: target))
