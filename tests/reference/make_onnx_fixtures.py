@@ -38,6 +38,25 @@ What it writes (Tests/Fixtures/onnx/):
   external-small.onnx + .onnx.data   a hand-made opset-17 model with external data (the ONNX
       checker runs on it).
 
+  models/<model>-<exporter><opset>.onnx (+ -io.safetensors): the next model families, same
+      convention (the torch outputs are those of transformers / the module below / MONAI), in
+      their own folder so that test_onnx.py's parity tests keep to the diffusers models;
+      bindings/python/tests/test_onnx_models.py runs them:
+    clip-text-tiny        transformers CLIPTextModel (CLIP_TEXT_TINY: hidden 32, 2 layers, 2 heads,
+                          quick_gelu, 77 positions, SD-1.5's legacy eos_token_id 2, so the pooled
+                          output is taken at argmax(input_ids)): input_ids int64 [batch, 77] ->
+                          last_hidden_state, pooler_output
+    clip-text-tiny-skip1  the same weights: final_layer_norm(hidden_states[-2]), what diffusers'
+                          encode_prompt computes for clip_skip=1 -> prompt_embeds
+    dit3d-tiny            DiT3D below (MedSyn2-style: Conv3d 2x2x2 patchify of a 4x8x8x8 latent,
+                          self- and cross-attention with a sigmoid output gate and RMS-normed q / k,
+                          AdaLN-zero modulation from a float timestep, a depthwise Conv3d after
+                          each block, unpatchify) -> out_sample
+    monai-unet3d-tiny     MONAI DiffusionModelUNet(spatial_dims=3), MONAI_UNET_3D below, on a 4x4x4x4 latent
+    monai-vae3d-tiny-decoder  MONAI AutoencoderKL(spatial_dims=3).decode, MONAI_VAE_3D below
+          MONAI's models have channels (4, 8) and 2 groups (the UNet's export with channels (8, 16) is
+      0.74 MB); they are made only when monai and einops are installed (pip install monai==1.6.1 einops).
+
   broken/*.onnx (+ data files): one file per validation case of the reader (see BROKEN).
   unsupported/*.onnx: valid files with an op Nodus does not run (the importer's errors).
 
@@ -50,6 +69,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import math
 import platform
 import shutil
 import sys
@@ -69,6 +89,15 @@ import make_model_fixtures as mmf  # noqa: E402  (helpers only; its main() is no
 
 import diffusers  # noqa: E402
 from diffusers import AutoencoderKL, DiTTransformer2DModel, UNet2DConditionModel  # noqa: E402
+import transformers  # noqa: E402
+from transformers import CLIPTextConfig, CLIPTextModel  # noqa: E402
+
+try:  # optional: the MONAI 3D models are exported only when monai (and einops) are installed
+    import monai  # noqa: E402
+    from monai.networks.nets import AutoencoderKL as MonaiAutoencoderKL  # noqa: E402
+    from monai.networks.nets import DiffusionModelUNet  # noqa: E402
+except ImportError:  # pragma: no cover
+    monai = None
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "Tests" / "Fixtures"
@@ -94,6 +123,62 @@ COMMITTED = {
 # rewriter's rule names. Dropped: `pkg.torch.onnx.stack_trace` (machine paths), and `namespace`,
 # `pkg.torch.onnx.class_hierarchy`, `pkg.torch.onnx.fx_node`, which would triple the file sizes.
 KEPT_METADATA = {"pkg.torch.onnx.name_scopes", "pkg.onnxscript.rewriter.rule_name"}
+
+# The next model families (CLIP text encoder, 3D volumes), written to Tests/Fixtures/onnx/models.
+NEXT = OUT / "models"
+NEXT_EXPORTS = [("dynamo", 18), ("torchscript", 17)]
+# Committed (the budget: all of models/ well under 1.5 MB): both exporters of CLIP and the 3D DiT,
+# the dynamo exports of the MONAI models; the rest (clip-text-tiny-skip1, which only adds an output
+# taken one layer earlier, and MONAI's TorchScript exports, 0.5 MB for the UNet) with --extra-dir.
+NEXT_COMMITTED = {
+    ("clip-text-tiny", "dynamo", 18), ("clip-text-tiny", "torchscript", 17),
+    ("dit3d-tiny", "dynamo", 18), ("dit3d-tiny", "torchscript", 17),
+    ("monai-unet3d-tiny", "dynamo", 18),
+    ("monai-vae3d-tiny-decoder", "dynamo", 18),
+}
+
+CLIP_TEXT_TINY = dict(
+    vocab_size=128,  # the only size that is not tiny otherwise (the token table)
+    hidden_size=32,
+    intermediate_size=37,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    max_position_embeddings=77,
+    hidden_act="quick_gelu",
+    projection_dim=32,
+    # SD-1.5's text_encoder/config.json: the legacy eos_token_id 2 pools at argmax(input_ids),
+    # the position of the end-of-text token (the largest id) in CLIP's vocabulary.
+    bos_token_id=0,
+    eos_token_id=2,
+    pad_token_id=1,
+)
+
+MONAI_UNET_3D = dict(
+    spatial_dims=3,
+    in_channels=4,
+    out_channels=4,
+    num_res_blocks=1,
+    channels=(4, 8),  # (8, 16) makes a 0.74 MB export, 3D kernels are 27 weights
+    attention_levels=(False, True),
+    norm_num_groups=2,  # 2 and 4 channels per group (not 1: a group norm that were an instance norm)
+    num_head_channels=4,  # 2 heads on the second level
+    with_conditioning=True,
+    cross_attention_dim=16,
+    transformer_num_layers=1,
+)
+
+MONAI_VAE_3D = dict(
+    spatial_dims=3,
+    in_channels=1,
+    out_channels=1,
+    num_res_blocks=1,
+    channels=(4, 8),
+    attention_levels=(False, False),
+    latent_channels=4,
+    norm_num_groups=2,
+    with_encoder_nonlocal_attn=False,
+    with_decoder_nonlocal_attn=True,
+)
 
 UNET_MICRO = dict(
     sample_size=8,
@@ -131,6 +216,14 @@ def versions() -> dict:
         "numpy": np.__version__,
         "python": platform.python_version(),
     }
+
+
+def next_versions() -> dict:
+    """The libraries of the next model families (recorded in their -io files and the report)."""
+    extra = {"transformers": transformers.__version__}
+    if monai is not None:
+        extra["monai"] = monai.__version__
+    return extra
 
 
 # ---------------------------------------------------------------- models
@@ -175,6 +268,189 @@ class VAEEncode(torch.nn.Module):
         return posterior.mean, posterior.logvar
 
 
+class CLIPText(torch.nn.Module):
+    """CLIPTextModel(input_ids) as a diffusers pipeline calls it (no attention mask)."""
+
+    def __init__(self, text_encoder):
+        super().__init__()
+        self.text_encoder = text_encoder
+
+    def forward(self, input_ids):
+        output = self.text_encoder(input_ids)
+        return output.last_hidden_state, output.pooler_output
+
+
+class CLIPTextSkip1(torch.nn.Module):
+    """diffusers' encode_prompt with clip_skip=1: final_layer_norm(hidden_states[-2])."""
+
+    def __init__(self, text_encoder):
+        super().__init__()
+        self.text_encoder = text_encoder
+
+    def forward(self, input_ids):
+        hidden_states = self.text_encoder(input_ids, output_hidden_states=True).hidden_states
+        # diffusers reads text_encoder.text_model.final_layer_norm; transformers 5 has no text_model
+        text_model = getattr(self.text_encoder, "text_model", self.text_encoder)
+        return text_model.final_layer_norm(hidden_states[-2])
+
+
+class RMSNorm(torch.nn.Module):
+    """diffusers' RMSNorm (over the last axis, with a weight)."""
+
+    def __init__(self, dim, eps=1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = torch.nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        variance = x.pow(2).mean(-1, keepdim=True)
+        return x * torch.rsqrt(variance + self.eps) * self.weight
+
+
+class GatedAttention(torch.nn.Module):
+    """Multi-head attention with RMS-normed q / k and a sigmoid output gate:
+    to_out(attention * sigmoid(to_gate(x))); cross-attention when a context is given."""
+
+    def __init__(self, dim, heads, context_dim=None):
+        super().__init__()
+        self.heads = heads
+        context_dim = context_dim or dim
+        self.to_q = torch.nn.Linear(dim, dim)
+        self.to_k = torch.nn.Linear(context_dim, dim)
+        self.to_v = torch.nn.Linear(context_dim, dim)
+        self.norm_q = RMSNorm(dim // heads)
+        self.norm_k = RMSNorm(dim // heads)
+        self.to_gate = torch.nn.Linear(dim, dim)
+        self.to_out = torch.nn.ModuleList([torch.nn.Linear(dim, dim), torch.nn.Dropout(0.0)])
+
+    def forward(self, x, context=None):
+        context = x if context is None else context
+        batch, _, dim = x.shape
+        head = dim // self.heads
+        q = self.to_q(x).view(batch, -1, self.heads, head).transpose(1, 2)
+        k = self.to_k(context).view(batch, -1, self.heads, head).transpose(1, 2)
+        v = self.to_v(context).view(batch, -1, self.heads, head).transpose(1, 2)
+        out = torch.nn.functional.scaled_dot_product_attention(self.norm_q(q), self.norm_k(k), v)
+        out = out.transpose(1, 2).reshape(batch, -1, dim)
+        out = out * torch.sigmoid(self.to_gate(x))
+        return self.to_out[1](self.to_out[0](out))
+
+
+class FeedForward(torch.nn.Module):
+    """diffusers' FeedForward with GELU (tanh): net.0.proj, net.2."""
+
+    def __init__(self, dim, mult):
+        super().__init__()
+        gelu = torch.nn.Module()
+        gelu.proj = torch.nn.Linear(dim, dim * mult)
+        self.net = torch.nn.ModuleList([gelu, torch.nn.Dropout(0.0), torch.nn.Linear(dim * mult, dim)])
+
+    def forward(self, x):
+        x = torch.nn.functional.gelu(self.net[0].proj(x), approximate="tanh")
+        return self.net[2](self.net[1](x))
+
+
+class DiT3DBlock(torch.nn.Module):
+    def __init__(self, dim, heads, context_dim):
+        super().__init__()
+        self.norm1 = torch.nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.attn1 = GatedAttention(dim, heads)
+        self.norm2 = torch.nn.LayerNorm(dim, eps=1e-6)
+        self.attn2 = GatedAttention(dim, heads, context_dim)
+        self.norm3 = torch.nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.ff = FeedForward(dim, 2)
+        self.scale_shift_table = torch.nn.Parameter(torch.randn(6, dim) / dim ** 0.5)
+        self.conv = torch.nn.Conv3d(dim, dim, 3, padding=1, groups=dim)
+
+    def forward(self, x, modulation, context, grid):
+        batch, _, dim = x.shape
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (
+            self.scale_shift_table[None] + modulation.reshape(batch, 6, dim)).chunk(6, dim=1)
+        x = x + gate_msa * self.attn1(self.norm1(x) * (1 + scale_msa) + shift_msa)
+        x = x + self.attn2(self.norm2(x), context)
+        x = x + gate_mlp * self.ff(self.norm3(x) * (1 + scale_mlp) + shift_mlp)
+        volume = x.transpose(1, 2).reshape(batch, dim, *grid)
+        return x + self.conv(volume).flatten(2).transpose(1, 2)
+
+
+class DiT3D(torch.nn.Module):
+    """A MedSyn2-style 3D DiT, tiny: a [B, C, D, H, W] latent patchified by a Conv3d (kernel = stride
+    = patch) into tokens, a learned position table, a sinusoidal timestep embedding (float timesteps,
+    as rectified flow uses) through an MLP, blocks of gated self-attention, gated cross-attention to
+    text tokens [B, L, context_dim] and a GELU MLP, AdaLN-zero modulated as PixArt is (one shared
+    `adaln_single` Linear to 6 x width, plus each block's `scale_shift_table`), each block followed
+    by a depthwise Conv3d over the token grid; a modulated final norm, a Linear to patch^3 * C values
+    per token and the unpatchify back to [B, C, D, H, W]. Module names follow diffusers."""
+
+    def __init__(self, in_channels=4, size=(8, 8, 8), patch=2, dim=32, depth=2, heads=2, context_dim=16,
+                 frequency_dim=16):
+        super().__init__()
+        self.patch, self.in_channels, self.frequency_dim = patch, in_channels, frequency_dim
+        self.grid = tuple(s // patch for s in size)
+        self.pos_embed = torch.nn.Module()
+        self.pos_embed.proj = torch.nn.Conv3d(in_channels, dim, patch, stride=patch)
+        self.pos_embed.table = torch.nn.Parameter(torch.randn(1, math.prod(self.grid), dim) * 0.02)
+        self.time_embedding = torch.nn.Module()
+        self.time_embedding.linear_1 = torch.nn.Linear(frequency_dim, dim)
+        self.time_embedding.linear_2 = torch.nn.Linear(dim, dim)
+        self.adaln_single = torch.nn.Module()
+        self.adaln_single.linear = torch.nn.Linear(dim, 6 * dim)
+        self.transformer_blocks = torch.nn.ModuleList([DiT3DBlock(dim, heads, context_dim) for _ in range(depth)])
+        self.norm_out = torch.nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.scale_shift_table = torch.nn.Parameter(torch.randn(2, dim) / dim ** 0.5)
+        self.proj_out = torch.nn.Linear(dim, patch ** 3 * in_channels)
+
+    def timestep_embedding(self, timestep):
+        half = self.frequency_dim // 2
+        exponent = torch.arange(half, dtype=torch.float32, device=timestep.device) / half
+        angles = timestep.float()[:, None] * torch.exp(-math.log(10000.0) * exponent)[None]
+        return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+    def forward(self, sample, timestep, encoder_hidden_states):
+        batch = sample.shape[0]
+        x = self.pos_embed.proj(sample).flatten(2).transpose(1, 2) + self.pos_embed.table
+        temb = self.time_embedding.linear_1(self.timestep_embedding(timestep))
+        temb = self.time_embedding.linear_2(torch.nn.functional.silu(temb))
+        modulation = self.adaln_single.linear(torch.nn.functional.silu(temb))
+        for block in self.transformer_blocks:
+            x = block(x, modulation, encoder_hidden_states, self.grid)
+        shift, scale = (self.scale_shift_table[None] + temb[:, None]).chunk(2, dim=1)
+        x = self.proj_out(self.norm_out(x) * (1 + scale) + shift)
+        p, c = self.patch, self.in_channels
+        d, h, w = self.grid
+        x = x.reshape(batch, d, h, w, p, p, p, c).permute(0, 7, 1, 4, 2, 5, 3, 6)
+        return x.reshape(batch, c, d * p, h * p, w * p)
+
+
+class DiT3DForward(torch.nn.Module):
+    def __init__(self, transformer):
+        super().__init__()
+        self.transformer = transformer
+
+    def forward(self, sample, timestep, encoder_hidden_states):
+        return self.transformer(sample, timestep, encoder_hidden_states)
+
+
+class MonaiUNetForward(torch.nn.Module):
+    def __init__(self, unet):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, sample, timestep, encoder_hidden_states):
+        return self.unet(sample, timestep, context=encoder_hidden_states)
+
+
+class MonaiVAEDecode(torch.nn.Module):
+    """MONAI AutoencoderKL.decode(z): post_quant_conv, then the decoder."""
+
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, latent_sample):
+        return self.vae.decode(latent_sample)
+
+
 def micro_model(cls, config: dict, seed: int, folder: Path):
     """A small model made here (random init, constant tensors re-drawn), saved as a diffusers
     folder beside its exports and reloaded from it."""
@@ -215,6 +491,57 @@ def models(micro: bool, folders: Path):
            {"latent_sample": torch.randn(2, 4, latent, latent, generator=g)}, ["sample"])
     yield (f"{vae_name}-encoder", VAEEncode(vae).eval(),
            {"sample": torch.rand(2, 3, size, size, generator=g) * 2 - 1}, ["latent_mean", "latent_logvar"])
+
+
+def clip_input_ids(batch: int, lengths, vocab: int, generator) -> torch.Tensor:
+    """Token ids as CLIP's tokenizer lays them out: start-of-text (vocab - 2), the prompt's tokens,
+    end-of-text (vocab - 1, the largest id) padded to 77 with end-of-text."""
+    ids = torch.full((batch, 77), vocab - 1, dtype=torch.int64)
+    for row, length in enumerate(lengths):
+        ids[row, 0] = vocab - 2
+        ids[row, 1:1 + length] = torch.randint(3, vocab - 2, (length,), generator=generator)
+    return ids
+
+
+def next_models():
+    """(name, wrapper, inputs, output names, source of the torch outputs) for the next model families (Tests/Fixtures/onnx/models):
+    CLIP's text encoder, the 3D DiT, MONAI's 3D UNet and VAE decoder; each with its own seeds."""
+    g = mmf.gen(7500)
+    torch.manual_seed(7510)
+    clip = CLIPTextModel(CLIPTextConfig(**CLIP_TEXT_TINY)).eval()
+    mmf.make_nonconstant(clip, 7511)
+    ids = clip_input_ids(2, [5, 11], CLIP_TEXT_TINY["vocab_size"], g)
+    yield ("clip-text-tiny", CLIPText(clip).eval(), {"input_ids": ids}, ["last_hidden_state", "pooler_output"],
+           "transformers")
+    yield ("clip-text-tiny-skip1", CLIPTextSkip1(clip).eval(), {"input_ids": ids}, ["prompt_embeds"], "transformers")
+
+    g = mmf.gen(7600)
+    torch.manual_seed(7610)
+    dit3d = DiT3D().eval()
+    mmf.make_nonconstant(dit3d, 7611)
+    yield ("dit3d-tiny", DiT3DForward(dit3d).eval(),
+           {"sample": torch.randn(2, 4, 8, 8, 8, generator=g),
+            "timestep": torch.tensor([250.0, 875.5], dtype=torch.float32),
+            "encoder_hidden_states": torch.randn(2, 6, 16, generator=g)},
+           ["out_sample"], "torch (DiT3D in make_onnx_fixtures.py)")
+
+    if monai is None:
+        print("  monai is not installed: the MONAI 3D models are skipped (pip install monai==1.6.1 einops)")
+        return
+    g = mmf.gen(7700)
+    torch.manual_seed(7710)
+    unet = DiffusionModelUNet(**MONAI_UNET_3D).eval()
+    mmf.make_nonconstant(unet, 7711)  # MONAI zero-initialises the output conv and the attention projections
+    yield ("monai-unet3d-tiny", MonaiUNetForward(unet).eval(),
+           {"sample": torch.randn(2, 4, 4, 4, 4, generator=g),
+            "timestep": torch.tensor([10, 500], dtype=torch.int64),
+            "encoder_hidden_states": torch.randn(2, 6, MONAI_UNET_3D["cross_attention_dim"], generator=g)},
+           ["out_sample"], "monai")
+    torch.manual_seed(7720)
+    vae = MonaiAutoencoderKL(**MONAI_VAE_3D).eval()
+    mmf.make_nonconstant(vae, 7721)
+    yield ("monai-vae3d-tiny-decoder", MonaiVAEDecode(vae).eval(),
+           {"latent_sample": torch.randn(2, 4, 4, 4, 4, generator=g)}, ["sample"], "monai")
 
 
 # ---------------------------------------------------------------- export
@@ -268,7 +595,7 @@ def op_counts(model: onnx.ModelProto) -> collections.Counter:
     return collections.Counter((n.domain + "::" if n.domain else "") + n.op_type for n in model.graph.node)
 
 
-def write_export(name, wrapper, inputs, output_names, exporter, opset, out: Path) -> dict:
+def write_export(name, wrapper, inputs, output_names, exporter, opset, out: Path, source: str = "diffusers") -> dict:
     stem = f"{name}-{exporter}{opset}"
     path = out / f"{stem}.onnx"
     model = export(wrapper, inputs, output_names, exporter, opset, path)
@@ -290,11 +617,14 @@ def write_export(name, wrapper, inputs, output_names, exporter, opset, out: Path
     single = run_onnxruntime(path, {key: value[:1] for key, value in inputs.items()})
     for output_name, expected in zip(output_names, reference):
         assert mmf.rel_err(torch.from_numpy(single[output_name]), expected[:1]) < TOLERANCE, f"{stem}: batch 1"
+    library_versions = versions()
+    if source != "diffusers":  # the diffusers exports' metadata stays as it was
+        library_versions.update(next_versions())
     mmf.save_tensors(out / f"{stem}-io.safetensors", tensors, {
         "description": f"{stem}.onnx run with these inputs: onnxruntime (CPU EP) outputs by graph output name, "
-                       f"diffusers outputs as torch.<output name>",
+                       f"{source} outputs as torch.<output name>",
         "generator": "tests/reference/make_onnx_fixtures.py",
-        "versions": str(sorted(versions().items())),
+        "versions": str(sorted(library_versions.items())),
     })
     print(f"  {stem}: ir {model.ir_version}, opset {opset}, {len(model.graph.node)} nodes, "
           f"{len(model.graph.initializer)} initializers, ort vs torch {max(errors.values()):.1e}")
@@ -336,6 +666,8 @@ def add_model(initializer: TensorProto, shape=(2, 3)) -> onnx.ModelProto:
 
 # Exports the exporter could not make valid: (stem, reason).
 FAILED = []
+# The same for the next model families (any exporter): (stem, reason).
+NEXT_FAILED = []
 
 # name -> (description, what the reader must say)
 BROKEN = {}
@@ -478,7 +810,7 @@ def size(path: Path) -> int:
     return path.stat().st_size
 
 
-def write_report(out: Path, results: list, external_name: str) -> None:
+def write_report(out: Path, results: list, external_name: str, next_results: list) -> None:
     v = versions()
     lines = [
         "# ONNX fixtures (generated)",
@@ -531,6 +863,28 @@ def write_report(out: Path, results: list, external_name: str) -> None:
     for result in results:
         counts = op_counts(result["model"])
         lines.append(f"* `{result['stem']}`: " + ", ".join(f"{op} {n}" for op, n in sorted(counts.items())))
+    lines += ["", "## The next model families (`onnx/models/`)", "",
+              "CLIP's text encoder (transformers), a MedSyn2-style 3D DiT (`DiT3D` in the script) and MONAI's 3D",
+              "DiffusionModelUNet and AutoencoderKL decoder; `bindings/python/tests/test_onnx_models.py` runs them.",
+              "Versions: " + ", ".join(f"{k} {v}" for k, v in next_versions().items()) + ".", "",
+              "| file | bytes | ir | opset | nodes | initializers | onnxruntime vs torch |",
+              "|---|---|---|---|---|---|---|"]
+    for result in next_results:
+        model = result["model"]
+        stem = result["stem"]
+        opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+        lines.append(f"| `models/{stem}.onnx` (+ `-io.safetensors`) | {size(NEXT / (stem + '.onnx'))} | "
+                     f"{model.ir_version} | {opset} | {len(model.graph.node)} | {len(model.graph.initializer)} | "
+                     f"{max(result['errors'].values()):.1e} |")
+    if NEXT_FAILED:
+        lines += ["", "Exports the exporter could not make (or onnxruntime could not run right):", ""]
+        lines += [f"* `{stem}`: {reason}" for stem, reason in NEXT_FAILED]
+    lines += ["", "Ops per export:", ""]
+    for result in next_results:
+        counts = op_counts(result["model"])
+        lines.append(f"* `{result['stem']}`: " + ", ".join(f"{op} {n}" for op, n in sorted(counts.items())))
+    next_total = sum(size(p) for p in NEXT.rglob("*") if p.is_file()) if NEXT.exists() else 0
+    lines += ["", f"Size of `onnx/models/`: {next_total} bytes."]
     total = sum(size(p) for p in out.rglob("*") if p.is_file())
     lines += ["", f"Total size of `onnx/`: {total} bytes.", ""]
     (FIXTURES / "GENERATED-onnx-fixtures.md").write_text("\n".join(lines))
@@ -581,13 +935,36 @@ def main() -> None:
                     continue
                 if committed:
                     results.append(result)
+    next_results = []
+    NEXT.mkdir(parents=True, exist_ok=True)
+    for name, wrapper, inputs, output_names, source in next_models():
+        if arguments.only and name not in arguments.only.split(","):
+            continue
+        for exporter, opset in NEXT_EXPORTS:
+            committed = (name, exporter, opset) in NEXT_COMMITTED
+            target = NEXT if committed else arguments.extra_dir
+            if target is None:
+                continue
+            try:
+                result = write_export(name, wrapper, inputs, output_names, exporter, opset, target, source)
+            except Exception as error:  # noqa: BLE001  (recorded in the report, not hidden)
+                stem = f"{name}-{exporter}{opset}"
+                for leftover in (target / f"{stem}.onnx", target / f"{stem}-io.safetensors"):
+                    leftover.unlink(missing_ok=True)
+                reason = f"{type(error).__name__}: " + (str(error).strip().split("\n")[0] or "(no message)")
+                if committed:
+                    NEXT_FAILED.append((stem, reason))
+                print(f"  {stem}: not usable: {reason}")
+                continue
+            if committed:
+                next_results.append(result)
     external_name = write_external(OUT, "vae-micro-encoder-dynamo18")
     write_input_default(OUT)
     write_external_small(OUT)
     write_unsorted(OUT)
     write_broken(OUT)
     write_unsupported(OUT)
-    write_report(OUT, results, external_name)
+    write_report(OUT, results, external_name, next_results)
     total = sum(size(p) for p in OUT.rglob("*") if p.is_file())
     print(f"wrote {OUT.relative_to(REPO)} ({total} bytes) and Tests/Fixtures/GENERATED-onnx-fixtures.md")
 
