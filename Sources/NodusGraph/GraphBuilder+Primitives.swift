@@ -112,6 +112,35 @@ extension GraphBuilder {
         return try primitive(.reduce(function, axes: chosen), [x], shape: output, dtype: .float32)
     }
 
+    /// ONNX ArgMax / ArgMin: int64 indices along `axis`, the axis kept as 1 or dropped.
+    public mutating func argExtremum(_ x: ValueID, axis rawAxis: Int, keepDims: Bool, largest: Bool) throws -> ValueID {
+        let s = shape(of: x)
+        let axis = try normalized(rawAxis, rank: s.count, op: largest ? "arg_max" : "arg_min")
+        guard s[axis] > 0 else { throw mismatch(largest ? "arg_max" : "arg_min", "axis \(axis) of \(s) is empty") }
+        var result = s
+        if keepDims { result[axis] = 1 } else { result.remove(at: axis) }
+        return try primitive(.argExtremum(axis: axis, largest: largest), [x], shape: result, dtype: .int64)
+    }
+
+    /// ONNX GatherND with batch_dims 0.
+    public mutating func gatherND(_ data: ValueID, indices: ValueID) throws -> ValueID {
+        let s = shape(of: data), index = shape(of: indices)
+        guard dtype(of: indices) == .int64, let depth = index.last, depth >= 1, depth <= s.count else {
+            throw mismatch("gather_nd", "indices \(index) do not index data \(s)")
+        }
+        if let tensor = constantTensor(indices) {
+            let values = tensor.int64Array()
+            for (position, value) in values.enumerated() {
+                let size = Int64(s[position % depth])
+                guard value >= -size && value < size else {
+                    throw mismatch("gather_nd", "index \(value) is outside axis \(position % depth) of \(s)")
+                }
+            }
+        }
+        return try primitive(.gatherND, [data, indices], shape: Array(index.dropLast()) + Array(s.dropFirst(depth)),
+                             dtype: dtype(of: data))
+    }
+
     // MARK: Layout
 
     public mutating func reshape(_ x: ValueID, to newShape: [Int]) throws -> ValueID {

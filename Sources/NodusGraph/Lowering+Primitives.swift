@@ -111,6 +111,18 @@ extension Lowering {
                                  batch: outputShape[0], channels: outputShape[1],
                                  spatial: count / max(1, outputShape[0] * outputShape[1]), groups: outputShape[1],
                                  eps: eps, silu: false)
+        case .argExtremum(let axis, let largest):
+            let input = shape(0)
+            return ArgExtremumStep(name: node.operation.name, input: try buffer(inputs[0]), output: output.int64s,
+                                   outer: input[..<axis].reduce(1, *), length: input[axis],
+                                   inner: input[(axis + 1)...].reduce(1, *), largest: largest)
+        case .gatherND:
+            let data = shape(0), indexShape = shape(1)
+            let depth = indexShape.last ?? 0
+            return GatherNDStep(data: try buffer(inputs[0]), indices: UnsafePointer(try buffer(inputs[1]).int64s),
+                                output: output, dataShape: Array(data.prefix(depth)),
+                                sliceCount: data.dropFirst(depth).reduce(1, *),
+                                tupleCount: indexShape.dropLast().reduce(1, *))
         default:
             throw NodusError(.internal, "\(node.operation.name) is not a primitive op")
         }

@@ -96,6 +96,12 @@ public enum Operation: Sendable {
     /// Normalise each [B, C] plane over its remaining axes (ONNX InstanceNormalization).
     /// Inputs: x, scale [C], bias [C].
     case instanceNorm(eps: Float)
+    /// The index (int64) of the largest (or smallest) element along `axis`, the
+    /// first one on ties (ONNX ArgMax / ArgMin; the output keeps the axis as 1 or drops it). Input: x.
+    case argExtremum(axis: Int, largest: Bool)
+    /// ONNX GatherND with batch_dims 0: indices [..., k] (int64) pick slices
+    /// data[i0, ..., ik-1, ...]. Inputs: data, indices.
+    case gatherND
 
     /// The op's name in plans and profiles.
     public var name: String {
@@ -143,6 +149,8 @@ public enum Operation: Sendable {
         case .resize: "resize"
         case .pad: "pad"
         case .instanceNorm: "instance_norm"
+        case .argExtremum(_, let largest): largest ? "arg_max" : "arg_min"
+        case .gatherND: "gather_nd"
         }
     }
 

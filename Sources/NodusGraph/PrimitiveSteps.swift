@@ -399,3 +399,60 @@ struct ResizeNDStep: Kernel {
         return (low, high, Float(original - Double(low)))
     }
 }
+
+/// The index of the largest (smallest) element of each [outer, length, inner] lane; the first on ties.
+struct ArgExtremumStep: Kernel {
+    let name: String
+    let input: ElementBuffer, output: UnsafeMutablePointer<Int64>
+    let outer: Int, length: Int, inner: Int
+    let largest: Bool
+
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        switch input.dtype {
+        case .int64: search(UnsafePointer(input.int64s))
+        case .float32: search(UnsafePointer(input.floats))
+        default: search(UnsafePointer(input.booleans))
+        }
+    }
+
+    private func search<Element: Comparable>(_ values: UnsafePointer<Element>) {
+        for lane in 0..<(outer * inner) {
+            let base = (lane / inner) * length * inner + lane % inner
+            var best = 0
+            for index in 1..<max(length, 1) {
+                let candidate = values[base + index * inner], current = values[base + best * inner]
+                if largest ? candidate > current : candidate < current { best = index }
+            }
+            output[lane] = Int64(best)
+        }
+    }
+}
+
+/// GatherND (batch_dims 0): each index tuple of `dataShape.count` coordinates
+/// (negative ones from the end) picks a slice of `sliceCount` elements; a tuple
+/// outside the data gives zeros (indices from users are checked before the run).
+struct GatherNDStep: Kernel {
+    let name = "gather_nd"
+    let data: ElementBuffer, indices: UnsafePointer<Int64>, output: ElementBuffer
+    let dataShape: [Int]
+    let sliceCount: Int, tupleCount: Int
+
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        let elementSize = output.dtype.byteSize, depth = dataShape.count
+        for tuple in 0..<tupleCount {
+            var offset = 0, inside = true
+            for axis in 0..<depth {
+                let raw = Int(indices[tuple * depth + axis])
+                let position = raw < 0 ? raw + dataShape[axis] : raw
+                if position < 0 || position >= dataShape[axis] { inside = false; break }
+                offset = offset * dataShape[axis] + position
+            }
+            let target = output.bytes + tuple * sliceCount * elementSize
+            if inside {
+                target.copyMemory(from: data.bytes + offset * sliceCount * elementSize, byteCount: sliceCount * elementSize)
+            } else {
+                target.initializeMemory(as: UInt8.self, repeating: 0, count: sliceCount * elementSize)
+            }
+        }
+    }
+}

@@ -23,7 +23,7 @@ extension ONNXImporter {
         "MatMul", "Gemm", "Where", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice", "Concat", "Split",
         "Gather", "Expand", "Cast", "CastLike", "Softmax", "Conv", "Resize", "Pad", "LayerNormalization",
         "InstanceNormalization", "GroupNormalization", "Shape", "Size", "Constant", "ConstantOfShape", "Range", "Clip",
-        "Tile", "Trilu", "Gelu", "Einsum",
+        "Tile", "Trilu", "Gelu", "Einsum", "IsNaN", "IsInf", "ArgMax", "ArgMin", "GatherND",
     ]
 
     /// Every op the importer writes, sorted.
@@ -105,6 +105,17 @@ extension ONNXImporter {
         case "Trilu": try trilu()
         case "Gelu": try gelu()
         case "Einsum": try einsum()
+        case "IsNaN":
+            let x = try input(0)
+            try define(0, builder.map(.not, builder.binary(.equal, x, x)))  // only NaN differs from itself
+        case "IsInf": try isInfinite()
+        case "ArgMax", "ArgMin":
+            guard try int("select_last_index", default: 0) == 0 else { throw error("select_last_index is not supported") }
+            try define(0, builder.argExtremum(input(0), axis: int("axis", default: 0),
+                                              keepDims: int("keepdims", default: 1) != 0, largest: op == "ArgMax"))
+        case "GatherND":
+            guard try int("batch_dims", default: 0) == 0 else { throw error("batch_dims other than 0 is not supported") }
+            try define(0, builder.gatherND(input(0), indices: builder.cast(input(1), to: .int64)))
         default:
             throw error("op '\(op)' is not supported (supported: \(ONNXImporter.supportedOps.joined(separator: ", ")))")
         }
@@ -353,17 +364,64 @@ extension ONNXImporter {
                                            : try scalar(number)
     }
 
-    /// Einsum of one operand that only reorders axes (DiT's unpatchify, "nhwpqc->nchpwq").
+    /// Einsum without ellipses or repeated letters: one operand that only
+    /// reorders axes (DiT's unpatchify, "nhwpqc->nchpwq"), or two operands
+    /// contracted as a batched MatMul (MONAI's attention, "blxd,blyd->blxy").
     private mutating func einsum() throws {
         let equation = try string("equation", default: "").filter { !$0.isWhitespace }
-        let parts = equation.components(separatedBy: "->")
-        guard node?.inputs.count == 1, parts.count == 2, !parts[0].contains(","),
-              parts[0].count == parts[1].count, Set(parts[0]).count == parts[0].count, Set(parts[0]) == Set(parts[1]) else {
-            throw error("Einsum '\(equation)' is supported only as a permutation of one operand")
+        let sides = equation.components(separatedBy: "->")
+        let operands = sides.first?.components(separatedBy: ",") ?? []
+        guard let node, sides.count == 2, operands.count == node.inputs.count, (1...2).contains(operands.count),
+              !equation.contains("."), (operands + [sides[1]]).allSatisfy({ Set($0).count == $0.count }) else {
+            throw error("Einsum '\(equation)' is supported for one or two operands without ellipses or repeated letters")
         }
-        let source = Array(parts[0])
-        let permutation = parts[1].map { letter in source.firstIndex(of: letter)! }
-        try define(0, builder.transpose(input(0), permutation: permutation))
+        let output = Array(sides[1])
+        if operands.count == 1 {
+            let source = Array(operands[0])
+            guard Set(source) == Set(output) else { throw error("Einsum '\(equation)': a one-operand Einsum must keep every axis") }
+            return try define(0, builder.transpose(input(0), permutation: output.map { source.firstIndex(of: $0)! }))
+        }
+        let (left, right) = (Array(operands[0]), Array(operands[1]))
+        let batch = output.filter { left.contains($0) && right.contains($0) }
+        let contracted = left.filter { right.contains($0) && !output.contains($0) }
+        let leftOnly = left.filter { !right.contains($0) }, rightOnly = right.filter { !left.contains($0) }
+        guard leftOnly.allSatisfy(output.contains), rightOnly.allSatisfy(output.contains),
+              Set(batch + leftOnly + rightOnly) == Set(output) else {
+            throw error("Einsum '\(equation)': an index summed within one operand is not supported")
+        }
+        var a = try input(0), b = try input(1)
+        let aShape = builder.shape(of: a), bShape = builder.shape(of: b)
+        guard aShape.count == left.count, bShape.count == right.count else {
+            throw error("Einsum '\(equation)' does not fit operands \(aShape) and \(bShape)")
+        }
+        func size(_ letter: Character) -> Int {
+            if let index = left.firstIndex(of: letter) { return aShape[index] }
+            return bShape[right.firstIndex(of: letter)!]
+        }
+        for letter in batch + contracted where aShape[left.firstIndex(of: letter)!] != bShape[right.firstIndex(of: letter)!] {
+            throw error("Einsum '\(equation)': axis '\(letter)' is \(aShape[left.firstIndex(of: letter)!]) and \(bShape[right.firstIndex(of: letter)!])")
+        }
+        // [batch..., M, K] x [batch..., K, N] -> [batch..., M, N], then the output's order.
+        let batchSizes = batch.map(size)
+        let m = leftOnly.map(size).reduce(1, *), k = contracted.map(size).reduce(1, *), n = rightOnly.map(size).reduce(1, *)
+        a = try builder.reshape(builder.transpose(a, permutation: (batch + leftOnly + contracted).map { left.firstIndex(of: $0)! }),
+                                to: batchSizes + [m, k])
+        b = try builder.reshape(builder.transpose(b, permutation: (batch + contracted + rightOnly).map { right.firstIndex(of: $0)! }),
+                                to: batchSizes + [k, n])
+        let order = batch + leftOnly + rightOnly
+        let product = try builder.reshape(builder.matMul(a, b), to: order.map(size))
+        try define(0, builder.transpose(product, permutation: output.map { order.firstIndex(of: $0)! }))
+    }
+
+    /// IsInf with detect_positive / detect_negative.
+    private mutating func isInfinite() throws {
+        let x = try input(0)
+        let positive = try int("detect_positive", default: 1) != 0, negative = try int("detect_negative", default: 1) != 0
+        var result = try builder.typedConstant("false", Tensor(zeros: [], dtype: .bool))
+        result = try builder.expand(result, to: builder.shape(of: x))
+        if positive { result = try builder.binary(.or, result, builder.binary(.equal, x, scalar(.infinity))) }
+        if negative { result = try builder.binary(.or, result, builder.binary(.equal, x, scalar(-.infinity))) }
+        try define(0, result)
     }
 
     /// Gelu (opset 20): exact or tanh, written with primitives.

@@ -169,6 +169,22 @@ final class PrimitiveOpsTests: XCTestCase {
         XCTAssertEqual(builder.graph.nodes.map(\.operation.name), ["reshape", "sqrt"])
     }
 
+    func testArgMaxTakesTheFirstOfTiesAndGatherNDPicksSlices() throws {
+        let x = try Tensor(shape: [2, 4], floats: [1, 7, 7, -2, 0, 0, -1, 0])
+        let data = try floats([2, 3, 2])
+        let outputs = try run(["x": x, "y": data]) { b, v in
+            let picks = try b.typedConstant("i", Tensor(shape: [2, 2], int64s: [1, 2, 0, -1]))
+            return [try b.argExtremum(v["x"]!, axis: 1, keepDims: false, largest: true),
+                    try b.argExtremum(v["x"]!, axis: 0, keepDims: true, largest: false),
+                    try b.gatherND(v["y"]!, indices: picks)]
+        }
+        XCTAssertEqual(outputs[0].int64Array(), [1, 0])
+        XCTAssertEqual(outputs[1].shape, [1, 4])
+        XCTAssertEqual(outputs[1].int64Array(), [1, 1, 1, 0])
+        XCTAssertEqual(outputs[2].shape, [2, 2])
+        XCTAssertEqual(outputs[2].floatArray(), [10, 11, 4, 5])  // data[1, 2, :] and data[0, -1, :]
+    }
+
     func testBadShapesAreClearErrors() throws {
         var builder = GraphBuilder()
         let x = builder.input("x", shape: [2, 3]), y = builder.input("y", shape: [4])
