@@ -23,7 +23,8 @@ from onnx import numpy_helper
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCES = ["dit-tiny-dynamo18", "unet-micro-torchscript17", "vae-micro-decoder-dynamo18",
-           "vae-micro-encoder-torchscript14"]
+           "vae-micro-encoder-torchscript14", "models/clip-text-tiny-dynamo18", "models/clip-text-tiny-torchscript17",
+           "models/monai-vae3d-tiny-decoder-dynamo18"]
 RUNNER = """
 import sys
 sys.path.insert(0, sys.argv[3])
@@ -75,7 +76,7 @@ def main():
         name = rng.choice(SOURCES)
         model = onnx.load(str(REPO / "Tests/Fixtures/onnx" / f"{name}.onnx"))
         mutate(model, rng)
-        path = args.out / f"seed{args.seed}-{trial}.onnx"
+        path = args.out / f"seed{args.seed}-{trial}-{name.split('/')[-1]}.onnx"
         onnx.save(model, str(path))
         done = subprocess.run([str(python), "-c", RUNNER, str(path), str(REPO / "Tests/Fixtures/onnx" / f"{name}-io.safetensors"),
                                str(REPO / "bindings/python")], capture_output=True, text=True, timeout=300)
