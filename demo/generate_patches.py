@@ -30,7 +30,7 @@ region filled" is the same image whether or not the nodule is present.
 
 CLI: write a PNG grid of examples (rows: image, mask, background):
 
-    /work/refvenv/bin/python demo/generate_patches.py --seed 0 --n 8 --out /tmp/patches.png
+    python demo/generate_patches.py --seed 0 --n 8 --out /tmp/patches.png
 """
 
 from __future__ import annotations

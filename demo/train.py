@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Train the bundled default model: models/nodule-demo/ (nodule synthesis on CXR-like patches).
 
-    /work/refvenv/bin/python demo/train.py            # the real run (~25 min on 2 CPU cores)
-    /work/refvenv/bin/python demo/train.py --toy --out /tmp/nodule-toy   # seconds: a smoke test
+    python demo/train.py            # the real run (~25 min on 2 CPU cores)
+    python demo/train.py --toy --out /tmp/nodule-toy   # seconds: a smoke test
 
 PyTorch + diffusers + PEFT on CPU, fixed seeds, deterministic algorithms, 2
 threads by default. Stages (data from demo/generate_patches.py):
@@ -53,7 +53,7 @@ sys.path.insert(0, str(HERE))
 import generate_patches as gp  # noqa: E402
 
 DEFAULT_OUT = REPO / "models" / "nodule-demo"
-COMMAND = "/work/refvenv/bin/python demo/train.py"
+COMMAND = "python demo/train.py"
 
 SEED = 20240607
 NUM_CLASSES = 4  # num_embeds_ada_norm; class 0 = "nodule"; the null (CFG) class is row 4

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Parity reference for masked (inpainting-style) sampling on the bundled demo model.
 
-    /work/refvenv/bin/python tests/reference/make_demo_fixtures.py [--out DIR]
+    python tests/reference/make_demo_fixtures.py [--out DIR]
 
 Reads models/nodule-demo/ (written by demo/train.py) and writes
 Tests/Fixtures/demo-sample.safetensors: a 20-step DDIM run with classifier-free
@@ -55,7 +55,7 @@ import make_model_fixtures as mmf  # noqa: E402  (helpers only; its main() is no
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "models" / "nodule-demo"
 DEFAULT_OUT = REPO / "Tests" / "Fixtures"
-COMMAND = "/work/refvenv/bin/python tests/reference/make_demo_fixtures.py"
+COMMAND = "python tests/reference/make_demo_fixtures.py"
 
 STEPS = 20
 GUIDANCE = 4.0

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Opt-in real-size references (weights are never committed).
 
-    /work/refvenv/bin/python tests/reference/make_large_references.py [OUT] [--only dit|lora|vae|unet|unet-lora|vae-encode]
+    python tests/reference/make_large_references.py [OUT] [--only dit|lora|vae|unet|unet-lora|vae-encode]
     NODUS_LARGE_REFERENCES=OUT pytest bindings/python/tests/test_large.py
 
 Writes to OUT (default /tmp/nodus-large):
@@ -55,7 +55,7 @@ from diffusers import AutoencoderKL, DiTTransformer2DModel, UNet2DConditionModel
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_model_fixtures import make_nonconstant, metadata, save_tensors  # noqa: E402
 
-COMMAND = "/work/refvenv/bin/python tests/reference/make_large_references.py OUT"
+COMMAND = "python tests/reference/make_large_references.py OUT"
 
 SD_VAE = dict(
     in_channels=3,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Generate the LoRA parity fixtures under Tests/Fixtures/ (diffusers + PEFT references).
 
-    /work/refvenv/bin/python tests/reference/make_lora_fixtures.py [--out DIR]
+    python tests/reference/make_lora_fixtures.py [--out DIR]
 
 Needs Tests/Fixtures/dit-tiny/ and Tests/Fixtures/scheduler-ddim/ (written by
 tests/reference/make_model_fixtures.py). Deterministic (fixed seeds, one CPU
@@ -92,7 +92,7 @@ import make_model_fixtures as mmf  # noqa: E402  (helpers only; its main() is no
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "Tests" / "Fixtures"
-COMMAND = "/work/refvenv/bin/python tests/reference/make_lora_fixtures.py"
+COMMAND = "python tests/reference/make_lora_fixtures.py"
 GENERATOR = "tests/reference/make_lora_fixtures.py"
 
 GUIDANCE = mmf.GUIDANCE  # 4.0

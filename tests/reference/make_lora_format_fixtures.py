@@ -1,7 +1,7 @@
 """Writes tiny LoRA files the way diffusers and PEFT write them, with the rank, alpha and
 scale PEFT gives each layer, for Tests/NodusTests/LoRAFileTests.swift.
 
-Run: PYTHONHASHSEED=0 /work/refvenv/bin/python tests/reference/make_lora_format_fixtures.py
+Run: PYTHONHASHSEED=0 python tests/reference/make_lora_format_fixtures.py
 (the seed fixes the order PEFT lists target_modules in, which comes from a set).
 Outputs (in Tests/Fixtures/lora):
   pipeline-prefixed.safetensors  SD3LoraLoaderMixin.save_lora_weights: "transformer." keys,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Generate the small, committed model-parity fixtures under Tests/Fixtures/.
 
-    /work/refvenv/bin/python tests/reference/make_model_fixtures.py [--out DIR]
+    python tests/reference/make_model_fixtures.py [--out DIR]
 
 Everything is deterministic (fixed seeds, one CPU thread, deterministic torch
 algorithms): re-running it reproduces the files byte for byte with the same
@@ -71,7 +71,7 @@ from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "Tests" / "Fixtures"
-COMMAND = "/work/refvenv/bin/python tests/reference/make_model_fixtures.py"
+COMMAND = "python tests/reference/make_model_fixtures.py"
 
 GUIDANCE = 4.0
 COND_CLASS = 3

@@ -5,7 +5,7 @@ successive `torch.randn(shape, generator=g, dtype=torch.float32)` calls. Values 
 stored as the uint32 bit patterns of the float32 results (as JSON integers), so the
 Swift test can check bit equality. Run with the reference venv:
 
-    /work/refvenv/bin/python tests/reference/make_randn_fixtures.py
+    python tests/reference/make_randn_fixtures.py
 """
 
 import json

@@ -3,7 +3,7 @@
 scheduler runs from diffusers, for Tests/NodusTests/SchedulerTests.swift.
 
 Run with the reference environment:
-    /work/refvenv/bin/python tests/reference/make_scheduler_fixtures.py
+    python tests/reference/make_scheduler_fixtures.py
 
 Every case records the scheduler config (as diffusers' scheduler_config.json
 would hold it), the step count (and `mu` / `eta` when used), the timesteps,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Generate the small UNet2DConditionModel parity fixtures under Tests/Fixtures/.
 
-    /work/refvenv/bin/python tests/reference/make_unet_fixtures.py [--out DIR]
+    python tests/reference/make_unet_fixtures.py [--out DIR]
 
 Needs Tests/Fixtures/scheduler-ddim/ and scheduler-flow/ (written by
 tests/reference/make_model_fixtures.py); writes scheduler-ddpm-fixed/ itself.
@@ -82,7 +82,7 @@ import make_model_fixtures as mmf  # noqa: E402  (helpers only; its main() is no
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "Tests" / "Fixtures"
-COMMAND = "/work/refvenv/bin/python tests/reference/make_unet_fixtures.py"
+COMMAND = "python tests/reference/make_unet_fixtures.py"
 GENERATOR = "tests/reference/make_unet_fixtures.py"
 
 FORWARD_TOL = mmf.FORWARD_TOL  # 1e-4

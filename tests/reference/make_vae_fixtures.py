@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Generate the VAE encoder and tiling fixtures under Tests/Fixtures/.
 
-    /work/refvenv/bin/python tests/reference/make_vae_fixtures.py [--out DIR]
+    python tests/reference/make_vae_fixtures.py [--out DIR]
 
 Needs Tests/Fixtures/vae-tiny/ (written by tests/reference/make_model_fixtures.py;
 it holds encoder weights and quant_conv). Deterministic (fixed seeds, one CPU
@@ -70,7 +70,7 @@ from make_model_fixtures import (  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "Tests" / "Fixtures"
 GENERATOR = "tests/reference/make_vae_fixtures.py"
-COMMAND = "/work/refvenv/bin/python tests/reference/make_vae_fixtures.py"
+COMMAND = "python tests/reference/make_vae_fixtures.py"
 
 NOISE_SEED = 7100
 SMALL_TILE = 16
