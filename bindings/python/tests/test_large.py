@@ -3,7 +3,7 @@
 
 Make the references (a few minutes, ~3.3 GB, never committed):
 
-    /work/refvenv/bin/python tests/reference/make_large_references.py /tmp/nodus-large
+    python tests/reference/make_large_references.py /tmp/nodus-large
     NODUS_LARGE_REFERENCES=/tmp/nodus-large pytest bindings/python/tests/test_large.py
 
 Bound (SPEC section 5): relative max error max|ours - ref| / max|ref| < 1e-4; the bf16 mode < 3e-2.
