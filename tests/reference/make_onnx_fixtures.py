@@ -890,6 +890,38 @@ def write_report(out: Path, results: list, external_name: str, next_results: lis
     (FIXTURES / "GENERATED-onnx-fixtures.md").write_text("\n".join(lines))
 
 
+def write_unet_lora(folders: Path) -> None:
+    """A diffusers LoRA for unet-micro (the model of the unet-micro exports) and diffusers' output with it on
+    the exports' inputs: adapters apply to an ONNX export without re-exporting it (test_onnx.py)."""
+    from diffusers.loaders.lora_pipeline import StableDiffusionLoraLoaderMixin
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import load_file as load_torch, save_file as save_torch
+
+    unet = UNet2DConditionModel.from_pretrained(str(folders / "unet-micro"), torch_dtype=torch.float32).eval()
+    torch.manual_seed(7300)  # PEFT initialises lora_A from the global RNG
+    unet.add_adapter(LoraConfig(r=4, lora_alpha=8, target_modules=["to_q", "to_k", "to_v", "to_out.0"]), adapter_name="A")
+    g = mmf.gen(7301)
+    with torch.no_grad():
+        for name, module in sorted(unet.named_modules(), key=lambda item: item[0]):
+            if hasattr(module, "lora_B") and "A" in module.lora_B:
+                weight = module.lora_B["A"].weight
+                weight.copy_(torch.randn(weight.shape, generator=g) * 0.2)
+    with tempfile.TemporaryDirectory() as tmp:
+        StableDiffusionLoraLoaderMixin.save_lora_weights(
+            tmp, unet_lora_layers=get_peft_model_state_dict(unet, adapter_name="A"),
+            unet_lora_adapter_metadata=unet.peft_config["A"].to_dict())
+        shutil.copy(Path(tmp) / "pytorch_lora_weights.safetensors", OUT / "unet-micro-lora-A.safetensors")
+    io = load_torch(str(OUT / "unet-micro-dynamo18-io.safetensors"))
+    inputs = {name: io[name] for name in ("sample", "timestep", "encoder_hidden_states")}
+    with torch.no_grad():
+        output = unet(inputs["sample"], inputs["timestep"], encoder_hidden_states=inputs["encoder_hidden_states"]).sample
+    save_torch({**inputs, "A": output.contiguous()}, str(OUT / "unet-micro-lora-A-forward.safetensors"),
+               metadata={"generator": "tests/reference/make_onnx_fixtures.py",
+                         "description": "diffusers UNet2DConditionModel unet-micro with LoRA A (r 4, alpha 8, "
+                                        "to_q/to_k/to_v/to_out.0) on the unet-micro exports' inputs"})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--extra-dir", type=Path, help="also write the exports not committed (and vae-tiny's) here")
@@ -935,6 +967,8 @@ def main() -> None:
                     continue
                 if committed:
                     results.append(result)
+    if not arguments.only or "unet-micro" in arguments.only.split(","):
+        write_unet_lora(folders)
     next_results = []
     NEXT.mkdir(parents=True, exist_ok=True)
     for name, wrapper, inputs, output_names, source in next_models():

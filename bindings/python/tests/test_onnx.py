@@ -200,3 +200,23 @@ def test_kohya_lora_on_an_export():
     model.load_lora_weights(fixture_path("dit-tiny-lora-A-kohya.safetensors"), adapter_name="A")
     inputs = {key: reference[key] for key in ["sample", "timestep", "class_labels"]}
     assert relative_error(model.forward(**inputs), reference["A"]) < 1e-4
+
+
+@pytest.mark.parametrize("name", ["unet-micro-dynamo18", "unet-micro-torchscript17"])
+def test_diffusers_lora_on_a_unet_export_matches_diffusers(name):
+    """A diffusers LoRA on the UNet export's attention projections (keys `unet.<module>`; the TorchScript
+    export names its modules only in node names) gives diffusers' output, unfused and fused."""
+    reference = load_file(fixture_path("onnx/unet-micro-lora-A-forward.safetensors"))
+    model = nodus.load(fixture_path(f"onnx/{name}.onnx"))
+    inputs = {key: reference[key] for key in ["sample", "timestep", "encoder_hidden_states"]}
+    base = model.forward(**inputs)
+    report = model.load_lora_weights(fixture_path("onnx/unet-micro-lora-A.safetensors"), adapter_name="A")
+    assert report["matched"] and not report["unmatched"], report
+    moved = relative_error(base, reference["A"])
+    assert moved > 1e-3, f"the adapter must change the output ({moved:.1e})"
+    assert relative_error(model.forward(**inputs), reference["A"]) < 1e-4
+    model.fuse_lora()
+    assert relative_error(model.forward(**inputs), reference["A"]) < 1e-4
+    model.unfuse_lora()
+    model.disable_lora()
+    assert np.array_equal(model.forward(**inputs), base)
