@@ -220,3 +220,14 @@ def test_diffusers_lora_on_a_unet_export_matches_diffusers(name):
     model.unfuse_lora()
     model.disable_lora()
     assert np.array_equal(model.forward(**inputs), base)
+
+
+@pytest.mark.parametrize("name", ["dit-tiny-dynamo18", "unet-micro-torchscript17", "vae-micro-decoder-dynamo18"])
+def test_bfloat16_mode_on_an_export(name):
+    """dtype="bfloat16" on an export: Linear ([in, out] weights too) and convolution products in bf16, within the
+    bf16 bound of onnxruntime's float32 output."""
+    model = nodus.load(fixture_path(f"onnx/{name}.onnx"), dtype="bfloat16")
+    io = load_file(fixture_path(f"onnx/{name}-io.safetensors"))
+    output = model.forward(**{input_name: io[input_name] for input_name, _, _ in model.inputs})
+    error = relative_error(output, io[model.outputs[0][0]])
+    assert 1e-5 < error < 3e-2, f"bf16 error {error:.1e} (0 would mean bf16 did not run)"
