@@ -61,6 +61,14 @@ public struct GraphBuilder {
         return append(.layerNorm(eps: eps), [x, weight, bias], shape: shape(of: x))
     }
 
+    public mutating func rmsNorm(_ x: ValueID, eps: Float, weight: ValueID? = nil) throws -> ValueID {
+        let width = shape(of: x).last ?? 0
+        if let weight, shape(of: weight) != [width] {
+            throw mismatch("rms_norm", "\(describe(weight)) has shape \(shape(of: weight)), expected [\(width)]")
+        }
+        return append(.rmsNorm(eps: eps), [x, weight], shape: shape(of: x))
+    }
+
     public mutating func modulatedLayerNorm(_ x: ValueID, modulation: ValueID, scaleColumn: Int, shiftColumn: Int,
                                             eps: Float) throws -> ValueID {
         try checkModulation(x, modulation, columns: [scaleColumn, shiftColumn], op: "modulated_layer_norm")

@@ -38,6 +38,15 @@ struct LayerNormStep: Kernel {
     }
 }
 
+struct RMSNormStep: Kernel {
+    let name = "rms_norm"
+    let input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, weight: UnsafePointer<Float>?
+    let rows: Int, width: Int, eps: Float
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        Normalization.rmsNorm(input, output, rows: rows, width: width, eps: eps, weight: weight)
+    }
+}
+
 struct ModulatedLayerNormStep: Kernel {
     let name = "modulated_layer_norm"
     let input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>

@@ -75,6 +75,10 @@ struct Lowering {
             return LinearStep(input: try floats(input(0)), weight: try floats(input(1)), layout: layout,
                               packedWeight: try packed(input(1)) { try $0.linear($1, layout: layout) }, bias: bias,
                               output: output, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
+        case .rmsNorm(let eps):
+            let width = outputShape.last ?? 1
+            return RMSNormStep(input: try floats(input(0)), output: output, weight: try optionalFloats(inputs[safe: 1] ?? nil),
+                               rows: outputCount / max(width, 1), width: width, eps: eps)
         case .layerNorm(let eps):
             let width = outputShape.last ?? 1
             return LayerNormStep(input: try floats(input(0)), output: output,

@@ -102,6 +102,8 @@ public enum Operation: Sendable {
     /// ONNX GatherND with batch_dims 0: indices [..., k] (int64) pick slices
     /// data[i0, ..., ik-1, ...]. Inputs: data, indices.
     case gatherND
+    /// RMSNorm over the last dimension: x / sqrt(mean(x²) + eps) * weight. Inputs: x, weight [D]?.
+    case rmsNorm(eps: Float)
 
     /// The op's name in plans and profiles.
     public var name: String {
@@ -151,6 +153,7 @@ public enum Operation: Sendable {
         case .instanceNorm: "instance_norm"
         case .argExtremum(_, let largest): largest ? "arg_max" : "arg_min"
         case .gatherND: "gather_nd"
+        case .rmsNorm: "rms_norm"
         }
     }
 
@@ -159,7 +162,7 @@ public enum Operation: Sendable {
     var canRunInPlace: Bool {
         switch self {
         case .geluTanh, .gelu, .silu, .add, .addBroadcast, .scale, .gatedResidual, .layerNorm, .modulatedLayerNorm,
-             .groupNorm, .lowRankUpdate, .addPerChannel, .binary, .map, .reshape, .cast, .softmax, .instanceNorm:
+             .groupNorm, .lowRankUpdate, .addPerChannel, .binary, .map, .reshape, .cast, .softmax, .instanceNorm, .rmsNorm:
             true
         default:
             false

@@ -34,11 +34,10 @@ public struct OperatorFusion: GraphPass {
             var rewriter = FusionRewriter(current)
             for node in current.nodes { try rewriter.visit(node) }
             current = DeadCodeElimination().apply(to: rewriter.finish())
-            let fused = rewriter.fused.filter { $0.value != 0 }
-            if fused.isEmpty { break }
-            total.merge(fused, uniquingKeysWith: +)
+            total.merge(rewriter.fused, uniquingKeysWith: +)
+            if rewriter.rewrites == 0 { break }
         }
-        return (current, total)
+        return (current, total.filter { $0.value != 0 })
     }
 }
 
@@ -52,6 +51,8 @@ struct FusionRewriter {
     private let uses: [Int]
     private var replacement: [ValueID: ValueID] = [:]
     private(set) var fused: [String: Int] = [:]
+    /// Fused nodes written this round (a bias or weight joining its op counts here, not in `fused`).
+    private(set) var rewrites = 0
 
     init(_ graph: Graph) {
         source = graph
@@ -75,7 +76,8 @@ struct FusionRewriter {
         let rules: [(inout FusionRewriter, Node) throws -> ValueID?] = [
             { try $0.linear($1) }, { try $0.linearBias($1) }, { try $0.activation($1) }, { try $0.geglu($1) },
             { try $0.groupNorm($1) }, { try $0.groupNormSiLU($1) }, { try $0.attention($1) },
-            { try $0.modulatedLayerNorm($1) }, { try $0.gatedResidual($1) },
+            { try $0.modulatedLayerNorm($1) }, { try $0.gatedResidual($1) }, { try $0.rmsNorm($1) },
+            { try $0.rmsNormWeight($1) },
         ]
         for rule in rules {
             if let value = try rule(&self, node) {
@@ -102,6 +104,7 @@ struct FusionRewriter {
                                                   origin: .node(result.nodes.count)))
         append(Node(operation: operation, inputs: inputs, output: output))
         fused[name, default: 0] += 1
+        rewrites += 1
         return output
     }
 
@@ -298,6 +301,69 @@ struct FusionRewriter {
         return emit(.groupNorm(groups: groups, eps: eps, silu: true), norm.inputs, like: node.output, name: "group_norm_silu")
     }
 
+    // MARK: RMSNorm
+
+    /// x * 1 / sqrt(mean(x², last axis) + eps), or x / sqrt(...) -> rms_norm (no weight yet).
+    private mutating func rmsNorm(_ node: Node) throws -> ValueID? {
+        let x: ValueID?, root: Node?
+        switch node.operation {
+        case .binary(.multiply):
+            // 1 / sqrt(...) as Reciprocal (dynamo) or Div(1, ...) (TorchScript).
+            func inverse(_ value: ValueID?) -> Node? {
+                guard let candidate = interior(value) else { return nil }
+                switch candidate.operation {
+                case .map(.reciprocal): return interior(candidate.inputs[0])
+                case .binary(.divide) where scalar(candidate.inputs[0]) == 1: return interior(candidate.inputs[1])
+                default: return nil
+                }
+            }
+            if let found = inverse(node.inputs[1]) {
+                (x, root) = (node.inputs[0], found)
+            } else if let found = inverse(node.inputs[0]) {
+                (x, root) = (node.inputs[1], found)
+            } else {
+                return nil
+            }
+        case .binary(.divide):
+            x = node.inputs[0]
+            root = interior(node.inputs[1])
+        default:
+            return nil
+        }
+        guard let x, let squareRoot = root, case .map(.sqrt) = squareRoot.operation,
+              let sum = interior(squareRoot.inputs[0]), case .binary(.add) = sum.operation else { return nil }
+        for (meanValue, epsValue) in [(sum.inputs[0], sum.inputs[1]), (sum.inputs[1], sum.inputs[0])] {
+            guard let eps = scalar(epsValue), let mean = interior(meanValue),
+                  case .reduce(.mean, let axes) = mean.operation, axes == [shape(x).count - 1],
+                  shape(mean.output).count == shape(x).count, let square = interior(mean.inputs[0]),
+                  isSquare(of: x, square) else { continue }
+            return emit(.rmsNorm(eps: eps), [x, nil], like: node.output, name: "rms_norm")
+        }
+        return nil
+    }
+
+    private func isSquare(of x: ValueID, _ node: Node) -> Bool {
+        switch node.operation {
+        case .binary(.power): node.inputs[0] == x && scalar(node.inputs[1]) == 2
+        case .binary(.multiply): node.inputs[0] == x && node.inputs[1] == x
+        default: false
+        }
+    }
+
+    /// rms_norm(x) * weight [D] -> rms_norm(x, weight).
+    private mutating func rmsNormWeight(_ node: Node) throws -> ValueID? {
+        guard case .binary(.multiply) = node.operation else { return nil }
+        for (normed, weightValue) in [(node.inputs[0], node.inputs[1]), (node.inputs[1], node.inputs[0])] {
+            guard let norm = interior(normed), case .rmsNorm = norm.operation, norm.inputs[1] == nil,
+                  let weight = tensor(weightValue), let width = shape(norm.output).last, weight.elementCount == width,
+                  weight.shape.dropLast().allSatisfy({ $0 == 1 }), shape(node.output) == shape(norm.output) else { continue }
+            let vector = constant(constantName(weightValue!, fallback: "rms_norm.weight"), try weight.reshaped([width]))
+            fused["rms_norm", default: 0] -= 1  // the same norm, now with its weight
+            return emit(norm.operation, [norm.inputs[0], vector], like: node.output, name: "rms_norm")
+        }
+        return nil
+    }
+
     // MARK: AdaLN
 
     /// (modulation [B, M], first column) when `value` is columns c..<c+D of a
@@ -374,8 +440,8 @@ struct FusionRewriter {
         if let scaled = interior(queryHeads), let (inner, factor) = scaledBy(scaled) { queryHeads = inner; scale *= factor }
         if let scaled = interior(keyHeads), let (inner, factor) = scaledBy(scaled) { keyHeads = inner; scale *= factor }
         guard let queryHeads, let keyHeads, let valueHeads = product.inputs[1] else { return nil }
-        let (query, queryChain) = layoutChain(from: queryHeads)
-        let (key, keyChain) = layoutChain(from: keyHeads)
+        let (query, queryChain, queryNorm) = normedLayoutChain(from: queryHeads)
+        let (key, keyChain, keyNorm) = normedLayoutChain(from: keyHeads)
         let (value, valueChain) = layoutChain(from: valueHeads)
         let q = shape(query), k = shape(key), out = shape(node.output)
         guard q.count == 3, k.count == 3, shape(value) == k, q[0] == k[0], q[2] == k[2], out == q else { return nil }
@@ -389,13 +455,45 @@ struct FusionRewriter {
               layout(keyChain, from: k, order: [Axis.batch, Axis.head, Axis.depth, Axis.token], heads: heads),
               layout(valueChain, from: k, order: headsFirst, heads: heads),
               merges(mergeChain, from: shape(merged), to: out, heads: heads) else { return nil }
+        // A q / k norm over each head (3D DiTs) is taken before the split: the same rows, in [B, N, H, D].
+        for (norm, chain, source) in [(queryNorm, queryChain, q), (keyNorm, keyChain, k)] {
+            if let norm, !layout(Array(chain.prefix(norm.chainBefore)), from: source, order: headsFirst, heads: heads) {
+                return nil
+            }
+        }
+        let normedQuery = try queryNorm.map { try normed(query, $0.node, heads: heads) } ?? query
+        let normedKey = try keyNorm.map { try normed(key, $0.node, heads: heads) } ?? key
         // The fused kernel scales by 1/sqrt(D); a different scale goes onto q.
-        var scaledQuery = query
+        var scaledQuery = normedQuery
         let expected = 1 / Float(headWidth).squareRoot()
         if abs(scale - expected) > 1e-6 * expected {
             scaledQuery = emit(.scale(scale / expected), [query], like: query, name: "attention_scale")
         }
-        return emit(.attention(heads: heads), [scaledQuery, key, value], like: node.output, name: "attention")
+        return emit(.attention(heads: heads), [scaledQuery, normedKey, value], like: node.output, name: "attention")
+    }
+
+    /// `layoutChain(from:)`, also walking through one rms_norm of the head width: the
+    /// chain without it, and the norm with the number of chain nodes before it.
+    private func normedLayoutChain(from value: ValueID) -> (ValueID, [Node], (node: Node, chainBefore: Int)?) {
+        let (afterNorm, chainAfter) = layoutChain(from: value)
+        guard let norm = interior(afterNorm), case .rmsNorm = norm.operation, let input = norm.inputs[0] else {
+            return (afterNorm, chainAfter, nil)
+        }
+        let (source, chainBefore) = layoutChain(from: input)
+        guard !chainBefore.isEmpty else { return (afterNorm, chainAfter, nil) }
+        return (source, chainBefore + chainAfter, (norm, chainBefore.count))
+    }
+
+    /// `norm` applied to the [B, N, H D] source of its head split: over each head's D values.
+    private mutating func normed(_ source: ValueID, _ norm: Node, heads: Int) throws -> ValueID {
+        let s = shape(source)
+        let split = result.appendValue(ValueInfo(shape: [s[0], s[1], heads, s[2] / heads], dtype: .float32,
+                                                 origin: .node(result.nodes.count)))
+        append(Node(operation: .reshape, inputs: [source], output: split))
+        let normalized = emit(norm.operation, [split] + norm.inputs.dropFirst(), like: split, name: "attention_norm")
+        let merged = result.appendValue(ValueInfo(shape: s, dtype: .float32, origin: .node(result.nodes.count)))
+        append(Node(operation: .reshape, inputs: [normalized], output: merged))
+        return merged
     }
 
     private func isLayout(_ node: Node) -> Bool {
@@ -515,3 +613,4 @@ struct FusionRewriter {
         return current
     }
 }
+

@@ -75,6 +75,20 @@ final class OperatorFusionTests: XCTestCase {
         XCTAssertFalse(try check(geluGraph(divisor: 1.5), inputs: inputs).contains("gelu"), "not a GELU")
     }
 
+    func testRMSNormIsRecognisedInBothExportersForms() throws {
+        for reciprocal in [true, false] {
+            var builder = GraphBuilder()
+            let x = builder.input("x", shape: [2, 3, 8])
+            func scalar(_ value: Float) throws -> ValueID { try builder.typedConstant("c", Tensor(shape: [], floats: [value])) }
+            let mean = try builder.reduce(.mean, builder.binary(.power, x, scalar(2)), axes: [-1], keepDims: true)
+            let root = try builder.map(.sqrt, builder.binary(.add, mean, scalar(1e-6)))
+            let inverse = reciprocal ? try builder.map(.reciprocal, root) : try builder.binary(.divide, scalar(1), root)
+            let normed = try builder.binary(.multiply, x, inverse)
+            builder.setOutput(try builder.binary(.multiply, normed, builder.typedConstant("w", random([8], seed: 10))))
+            XCTAssertEqual(try check(builder.finish(), inputs: ["x": random([2, 3, 8], seed: 11)]), ["rms_norm"])
+        }
+    }
+
     func testMatMulByAConstantWithBiasIsALinear() throws {
         var builder = GraphBuilder()
         let x = builder.input("x", shape: [2, 3, 8])

@@ -46,6 +46,22 @@ public enum Normalization {
         }
     }
 
+    /// RMSNorm over the last dimension: `x / sqrt(mean(x²) + eps) * weight` (the
+    /// q/k norms of 3D DiTs, `torch.nn.RMSNorm`), the mean of squares summed in
+    /// float64. `input` may equal `output`.
+    public static func rmsNorm(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>,
+                               rows: Int, width: Int, eps: Float, weight: UnsafePointer<Float>?) {
+        Parallel.forEach(rows, costPerItem: width * 3) { range in
+            for row in range {
+                let x = input + row * width, y = output + row * width
+                var squares = 0.0
+                for index in 0..<width { squares += Double(x[index]) * Double(x[index]) }
+                let inverse = Float(1 / (squares / Double(max(width, 1)) + Double(eps)).squareRoot())
+                for index in 0..<width { y[index] = x[index] * inverse * (weight?[index] ?? 1) }
+            }
+        }
+    }
+
     /// AdaLN: `layerNorm(x) * (1 + scale[b]) + shift[b]` (no affine), as in DiT's
     /// `AdaLayerNormZero`. `x` is [batch, tokens, width]; `scale` and `shift` are
     /// rows of width `width` read at `modulationStride` floats per batch item.

@@ -134,14 +134,9 @@ def test_dynamic_batch_axis(name):
     compare(name, model, results, io, outputs, "batch 2 after batch 1")
 
 
-# The 3D DiT normalises q and k (RMSNorm over each head) between the head split and q kᵀ; the fused
-# attention has no such norm yet, so those graphs keep their N x N primitives (right, but not O(N)
-# memory). Issue 16 (3D volumes) brings the norm into the pattern; strict: a pass is reported.
-QK_NORM = pytest.mark.xfail(strict=True, reason="q/k RMSNorm inside attention is not fused yet (issue 16)")
-
-
-@pytest.mark.parametrize("name", [pytest.param(name, marks=QK_NORM) if name.startswith("dit3d") else name
-                                  for name in sorted(EXPECTED) if "3d" in name])
+# The 3D DiT normalises q and k (RMSNorm over each head) between the head split and q kᵀ: the fusion
+# takes the norm before the split, so its attention runs on the streaming kernel too.
+@pytest.mark.parametrize("name", [name for name in sorted(EXPECTED) if "3d" in name])
 def test_3d_attention_runs_on_the_streaming_kernel(name):
     """3D models have very long token sequences: their attention must be raised to the fused kernel
     (no N x N scores, no Softmax primitive left in the plan)."""
