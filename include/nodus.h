@@ -179,7 +179,12 @@ typedef struct nodus_model_params {
 NODUS_API void nodus_model_params_init(nodus_model_params *params);
 
 /* Loads a diffusers model folder (config.json + safetensors weights, possibly
- * sharded). Weights are memory-mapped. `params` may be NULL for the defaults.
+ * sharded), or an ONNX file (a path ending in ".onnx", from torch.onnx.export:
+ * either exporter, external data beside it; its kind is "onnx", its
+ * inputs and outputs in nodus_model_input_info() / nodus_model_output_info()).
+ * Weights are memory-mapped. `params` may be NULL for the defaults.
+ * An ONNX op Nodus does not run is NODUS_ERROR_UNSUPPORTED, naming the op,
+ * its node and the opset; a malformed file is NODUS_ERROR_FORMAT.
  * On success *out_model is a new model the caller frees with nodus_model_free();
  * on failure it is set to NULL. */
 NODUS_API NODUS_NODISCARD nodus_status nodus_model_load(const char *path, const nodus_model_params *params,
@@ -314,8 +319,9 @@ NODUS_API NODUS_NODISCARD nodus_status nodus_model_set_vae_tiling(nodus_model *m
  * targets, y = W x + b + sum_i w_i s_i B_i (A_i x), with s_i = alpha / rank per
  * layer and w_i the adapter's weight. Adapters stay unfused (side paths whose
  * weights change for free between calls) until nodus_model_fuse_lora merges
- * them into copies of the weights. Only DiT models take adapters so far
- * (NODUS_ERROR_UNSUPPORTED for other kinds). */
+ * them into copies of the weights. DiT, UNet and ONNX models take adapters
+ * (an ONNX export's Linears, MatMul or Gemm by a weight, are matched through
+ * their module paths; NODUS_ERROR_UNSUPPORTED for a VAE). */
 
 /* Loads a LoRA as adapter `adapter_name`: a .safetensors file in diffusers/PEFT
  * (lora_A/lora_B) or kohya (lora_down/lora_up/alpha) form, or a PEFT adapter
