@@ -1,0 +1,197 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import NodusCore
+
+/// The attention pattern: head split, scaled q kᵀ, softmax, · v, head merge.
+extension FusionRewriter {
+
+    /// The head merge (a reshape or transpose chain) of softmax(q kᵀ s) v with
+    /// q, k and v split into heads by layout chains -> attention.
+    mutating func attention(_ node: Node) throws -> ValueID? {
+        guard isLayout(node) else { return nil }
+        let (merged, mergeChain) = layoutChain(ending: node)
+        guard let product = interior(merged), case .matMul = product.operation, shape(merged).count >= 3,
+              let probabilities = interior(product.inputs[0]), case .softmax(let axis) = probabilities.operation,
+              axis == shape(probabilities.output).count - 1 else { return nil }
+        var scale: Float = 1
+        var scores = probabilities.inputs[0]
+        if let scaled = interior(scores), let (inner, factor) = scaledBy(scaled) { scores = inner; scale *= factor }
+        guard let qk = interior(scores), case .matMul = qk.operation else { return nil }
+        var queryHeads = qk.inputs[0], keyHeads = qk.inputs[1]
+        if let scaled = interior(queryHeads), let (inner, factor) = scaledBy(scaled) { queryHeads = inner; scale *= factor }
+        if let scaled = interior(keyHeads), let (inner, factor) = scaledBy(scaled) { keyHeads = inner; scale *= factor }
+        guard let queryHeads, let keyHeads, let valueHeads = product.inputs[1] else { return nil }
+        let (query, queryChain, queryNorm) = normedLayoutChain(from: queryHeads)
+        let (key, keyChain, keyNorm) = normedLayoutChain(from: keyHeads)
+        let (value, valueChain) = layoutChain(from: valueHeads)
+        let q = shape(query), k = shape(key), out = shape(node.output)
+        guard q.count == 3, k.count == 3, shape(value) == k, q[0] == k[0], q[2] == k[2], out == q else { return nil }
+        // Heads from the split of q: [B, H, N, D] or [B H, N, D].
+        let split = shape(queryHeads)
+        let width = q[2], headWidth = split[split.count - 1]
+        guard headWidth > 0, width % headWidth == 0 else { return nil }
+        let heads = width / headWidth
+        let headsFirst = [Axis.batch, Axis.head, Axis.token, Axis.depth]
+        guard layout(queryChain, from: q, order: headsFirst, heads: heads),
+              layout(keyChain, from: k, order: [Axis.batch, Axis.head, Axis.depth, Axis.token], heads: heads),
+              layout(valueChain, from: k, order: headsFirst, heads: heads),
+              merges(mergeChain, from: shape(merged), to: out, heads: heads) else { return nil }
+        // A q / k norm over each head (3D DiTs) is taken before the split: the same rows, in [B, N, H, D].
+        for (norm, chain, source) in [(queryNorm, queryChain, q), (keyNorm, keyChain, k)] {
+            if let norm, !layout(Array(chain.prefix(norm.chainBefore)), from: source, order: headsFirst, heads: heads) {
+                return nil
+            }
+        }
+        let normedQuery = try queryNorm.map { try normed(query, $0.node, heads: heads) } ?? query
+        let normedKey = try keyNorm.map { try normed(key, $0.node, heads: heads) } ?? key
+        // The fused kernel scales by 1/sqrt(D); a different scale goes onto q.
+        var scaledQuery = normedQuery
+        let expected = 1 / Float(headWidth).squareRoot()
+        if abs(scale - expected) > 1e-6 * expected {
+            scaledQuery = emit(.scale(scale / expected), [query], like: query, name: "attention_scale")
+        }
+        return emit(.attention(heads: heads), [scaledQuery, normedKey, value], like: node.output, name: "attention")
+    }
+
+    /// `layoutChain(from:)`, also walking through one rms_norm of the head width: the
+    /// chain without it, and the norm with the number of chain nodes before it.
+    private func normedLayoutChain(from value: ValueID) -> (ValueID, [Node], (node: Node, chainBefore: Int)?) {
+        let (afterNorm, chainAfter) = layoutChain(from: value)
+        guard let norm = interior(afterNorm), case .rmsNorm = norm.operation, let input = norm.inputs[0] else {
+            return (afterNorm, chainAfter, nil)
+        }
+        let (source, chainBefore) = layoutChain(from: input)
+        guard !chainBefore.isEmpty else { return (afterNorm, chainAfter, nil) }
+        return (source, chainBefore + chainAfter, (norm, chainBefore.count))
+    }
+
+    /// `norm` applied to the [B, N, H D] source of its head split: over each head's D values.
+    private mutating func normed(_ source: ValueID, _ norm: Node, heads: Int) throws -> ValueID {
+        let s = shape(source)
+        let split = result.appendValue(ValueInfo(shape: [s[0], s[1], heads, s[2] / heads], dtype: .float32,
+                                                 origin: .node(result.nodes.count)))
+        append(Node(operation: .reshape, inputs: [source], output: split))
+        let normalized = emit(norm.operation, [split] + norm.inputs.dropFirst(), like: split, name: "attention_norm")
+        let merged = result.appendValue(ValueInfo(shape: s, dtype: .float32, origin: .node(result.nodes.count)))
+        append(Node(operation: .reshape, inputs: [normalized], output: merged))
+        return merged
+    }
+
+    private func isLayout(_ node: Node) -> Bool {
+        switch node.operation {
+        case .reshape, .transpose: true
+        default: false
+        }
+    }
+
+    /// (inner, factor) when `node` multiplies or divides by a scalar constant.
+    private func scaledBy(_ node: Node) -> (ValueID?, Float)? {
+        switch node.operation {
+        case .binary(.multiply):
+            if let factor = scalar(node.inputs[1]) { return (node.inputs[0], factor) }
+            if let factor = scalar(node.inputs[0]) { return (node.inputs[1], factor) }
+        case .binary(.divide):
+            if let divisor = scalar(node.inputs[1]), divisor != 0 { return (node.inputs[0], 1 / divisor) }
+        default: break
+        }
+        return nil
+    }
+
+    /// Walks back from `value` through single-reader reshapes and transposes:
+    /// the source value and the chain from it, in order.
+    private func layoutChain(from value: ValueID) -> (ValueID, [Node]) {
+        var chain: [Node] = []
+        var current = value
+        while let node = interior(current), isLayout(node), let input = node.inputs[0] {
+            chain.insert(node, at: 0)
+            current = input
+        }
+        return (current, chain)
+    }
+
+    /// The chain ending at `node` (which may have other readers: it is replaced).
+    private func layoutChain(ending node: Node) -> (ValueID, [Node]) {
+        guard let input = node.inputs[0] else { return (node.output, []) }
+        let (source, chain) = layoutChain(from: input)
+        return (source, chain + [node])
+    }
+
+    /// Axes of a head layout: batch, token, head, within-head.
+    private enum Axis { static let batch = 0, token = 1, head = 2, depth = 3 }
+
+    /// Whether the chain takes [B, N, H D] to the head layout whose axes are `order`
+    /// ([B, H, N, D] for q and v, [B, H, D, N] for kᵀ), or that with B and H merged:
+    /// checked on the element indices.
+    private func layout(_ chain: [Node], from source: [Int], order: [Int], heads: Int) -> Bool {
+        guard let last = chain.last else { return false }
+        let (batch, tokens, width) = (source[0], source[1], source[2]), headWidth = width / heads
+        let sizes = [batch, tokens, heads, headWidth]
+        let targetShape = order.map { sizes[$0] }
+        let resultShape = shape(last.output)
+        guard resultShape == targetShape || resultShape == [batch * heads] + Array(targetShape.dropFirst(2)),
+              let actual = applyChain(chain, to: source) else { return false }
+        // Source index of each target position, in the target's row-major order.
+        var coordinates = [0, 0, 0, 0]
+        var position = 0
+        for first in 0..<targetShape[0] {
+            coordinates[order[0]] = first
+            for second in 0..<targetShape[1] {
+                coordinates[order[1]] = second
+                for third in 0..<targetShape[2] {
+                    coordinates[order[2]] = third
+                    for fourth in 0..<targetShape[3] {
+                        coordinates[order[3]] = fourth
+                        let expected = (coordinates[0] * tokens + coordinates[1]) * width + coordinates[2] * headWidth
+                            + coordinates[3]
+                        if actual[position] != Int32(truncatingIfNeeded: expected) { return false }
+                        position += 1
+                    }
+                }
+            }
+        }
+        return true
+    }
+
+    /// Whether the chain takes [B, H, N, D] (or [B H, N, D]) back to [B, N, H D].
+    private func merges(_ chain: [Node], from source: [Int], to target: [Int], heads: Int) -> Bool {
+        let (batch, tokens, width) = (target[0], target[1], target[2]), headWidth = width / heads
+        guard source.reduce(1, *) == batch * tokens * width, source.last == headWidth,
+              let actual = applyChain(chain, to: source) else { return false }
+        var position = 0
+        for b in 0..<batch { for n in 0..<tokens { for h in 0..<heads { for d in 0..<headWidth {
+            if actual[position] != Int32(truncatingIfNeeded: ((b * heads + h) * tokens + n) * headWidth + d) { return false }
+            position += 1
+        } } } }
+        return true
+    }
+
+    /// The element indices of a tensor of `shape` after the chain's reshapes and
+    /// transposes (int32: fewer bytes to move; nil for a tensor past 2^31 elements).
+    private func applyChain(_ chain: [Node], to shape: [Int]) -> [Int32]? {
+        let count = shape.reduce(1, *)
+        guard count < Int(Int32.max) else { return nil }
+        var current = (0..<Int32(count)).map { $0 }
+        var scratch = [Int32](repeating: 0, count: count)
+        var currentShape = shape
+        for node in chain {
+            switch node.operation {
+            case .transpose(let permutation):
+                let strides = BroadcastWalk.contiguousStrides(currentShape)
+                let outputShape = permutation.map { currentShape[$0] }
+                let walk = BroadcastWalk(shape: outputShape, strides: [BroadcastWalk.contiguousStrides(outputShape),
+                                                                       permutation.map { strides[$0] }])
+                current.withUnsafeBufferPointer { source in
+                    scratch.withUnsafeMutableBufferPointer { target in
+                        walk.copy(source.baseAddress!, to: target.baseAddress!)
+                    }
+                }
+                swap(&current, &scratch)
+                currentShape = outputShape
+            default:
+                currentShape = self.shape(node.output)  // a reshape keeps the order
+            }
+        }
+        return current
+    }
+}
