@@ -171,6 +171,10 @@ public final class ONNXGraphModel: AdaptableModel {
             return try tensor.asFloat32()
         case (.int64, .int32), (.int64, .uint8):
             return try Tensor(shape: tensor.shape, int64s: tensor.int64Array())
+        case (.int64, let from) where from.isFloatingPoint && tensor.floatArray().allSatisfy({ $0.rounded() == $0 && abs($0) < 1e15 }):
+            return try Tensor(shape: tensor.shape, int64s: tensor.floatArray().map { Int64($0) })  // whole-number timesteps
+        case (.float32, .int64), (.float32, .int32):
+            return try tensor.asFloat32()  // integer timesteps for a float input
         default:
             throw NodusError.shape("input '\(name)' must be \(dtype.name), got \(tensor.dtype.name)")
         }

@@ -29,23 +29,41 @@ enum ModelConditioning {
                      guided: Bool) throws -> ModelConditioning {
         switch model {
         case let conditioned as any ClassConditionedModel:
-            guard request.encoderHiddenStates == nil else {
-                throw NodusError.invalidArgument("encoder_hidden_states was given, but a \(model.kind.name) model takes class_labels")
-            }
-            let labels = try classLabels(request.classLabels, batch: batch, guided: guided,
-                                         nullLabel: conditioned.nullClassLabel)
-            return .classes(try Tensor(shape: [labels.count], int64s: labels))
+            return try classes(request, model: model, batch: batch, guided: guided, nullLabel: conditioned.nullClassLabel)
         case let conditioned as any ContextConditionedModel:
-            guard request.classLabels.isEmpty else {
-                throw NodusError.invalidArgument("class_labels was given, but a \(model.kind.name) model takes encoder_hidden_states")
+            return try context(request, model: model, batch: batch, guided: guided, width: conditioned.contextWidth)
+        case let exported as ONNXGraphModel:
+            switch exported.conditioning {
+            case .classes(let nullLabel)?:
+                return try classes(request, model: model, batch: batch, guided: guided, nullLabel: nullLabel)
+            case .context(let width)?:
+                return try context(request, model: model, batch: batch, guided: guided, width: width)
+            case nil:
+                throw NodusError.unsupported("sampling needs a denoiser whose inputs are sample, timestep and class_labels or encoder_hidden_states; this ONNX graph takes \(exported.inputSignatures.map(\.name).joined(separator: ", "))")
             }
-            guard let states = request.encoderHiddenStates else {
-                throw NodusError.invalidArgument("a \(model.kind.name) model needs encoder_hidden_states")
-            }
-            return .context(try context(states, batch: batch, guided: guided, width: conditioned.contextWidth))
         default:
             throw NodusError.unsupported("sampling needs a denoising model (DiT or UNet), not \(model.kind.name)")
         }
+    }
+
+    private static func classes(_ request: SamplingRequest, model: any DiffusionModel, batch: Int, guided: Bool,
+                                nullLabel: Int64) throws -> ModelConditioning {
+        guard request.encoderHiddenStates == nil else {
+            throw NodusError.invalidArgument("encoder_hidden_states was given, but a \(model.kind.name) model takes class_labels")
+        }
+        let labels = try classLabels(request.classLabels, batch: batch, guided: guided, nullLabel: nullLabel)
+        return .classes(try Tensor(shape: [labels.count], int64s: labels))
+    }
+
+    private static func context(_ request: SamplingRequest, model: any DiffusionModel, batch: Int, guided: Bool,
+                                width: Int) throws -> ModelConditioning {
+        guard request.classLabels.isEmpty else {
+            throw NodusError.invalidArgument("class_labels was given, but a \(model.kind.name) model takes encoder_hidden_states")
+        }
+        guard let states = request.encoderHiddenStates else {
+            throw NodusError.invalidArgument("a \(model.kind.name) model needs encoder_hidden_states")
+        }
+        return .context(try context(states, batch: batch, guided: guided, width: width))
     }
 
     /// The labels of the model batch: [cond..., null...] under guidance.
