@@ -40,6 +40,29 @@ final class ModelHandle {
         try JSONValue.parse(configText, context: "the config of '\(path)'")
     }
 
+    /// "dit" or "unet" for a denoiser: a native one, or an ONNX export with DiT's
+    /// (class_labels) or a UNet's (encoder_hidden_states) inputs; else the kind's name.
+    var denoiserKind: String {
+        guard kindName == "onnx" else { return kindName }
+        let names = Set(signatures(input: true).map(\.name))
+        guard names.contains("sample") && names.contains("timestep") else { return kindName }
+        return names.contains("class_labels") ? "dit" : names.contains("encoder_hidden_states") ? "unet" : kindName
+    }
+
+    /// The denoiser's input channels and default latent height and width: config.json's
+    /// in_channels and sample_size, or an export's declared `sample` shape.
+    func sampleGeometry() throws -> (channels: Int, height: Int, width: Int) {
+        guard kindName == "onnx" else {
+            let size = try configInteger("sample_size")
+            return (try configInteger("in_channels"), size, size)
+        }
+        guard let shape = signatures(input: true).first(where: { $0.name == "sample" })?.shape, shape.count == 4,
+              shape[1] > 0 else {
+            throw CLIError.failure("'\(path)' declares no [batch, channels, height, width] 'sample' input")
+        }
+        return (shape[1], shape[2] > 0 ? shape[2] : 32, shape[3] > 0 ? shape[3] : 32)
+    }
+
     /// The names of the outputs of `nodus_model_forward_all`.
     var outputNames: [String] { signatures(input: false).map(\.name) }
 

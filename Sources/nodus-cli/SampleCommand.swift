@@ -77,7 +77,7 @@ struct SampleCommand: Command {
         var job = SamplingJob(model: model, scheduler: scheduler, steps: steps, guidance: guidance,
                               initNoise: try Tensor(zeros: [1]))
         let batch: Int
-        switch model.kindName {
+        switch model.denoiserKind {
         case "dit":
             let labels = try SampleCommand.labels(arguments.all("class"))
             job.labels = labels.flatMap { Array(repeating: $0, count: samples) }
@@ -87,17 +87,17 @@ struct SampleCommand: Command {
             batch = samples
             job.encoderHiddenStates = try SampleCommand.context(try arguments.required("context"), guided: guidance > 1)
         default:
-            throw CLIError.failure("'\(path)' is a \(model.kindName) model; sampling needs a DiT or a UNet")
+            throw CLIError.failure("'\(path)' is a \(model.kindName) model; sampling needs a DiT or a UNet (or an export with their inputs)")
         }
         job.conditioning = try arguments.value("conditioning").map { try SampleCommand.batched($0, "conditioning", batch) }
         job.imageLatents = try arguments.value("image-latents").map { try SampleCommand.batched($0, "image-latents", batch) }
         job.mask = try arguments.value("mask").map { try TensorFiles.readTensor($0, name: nil, preferred: "mask", option: "mask") }
         job.strength = try arguments.number("strength", default: 1)
         try vae?.setTiling(from: arguments)
-        let sampleSize = try model.configInteger("sample_size")
-        let height = try arguments.integer("height", default: sampleSize, in: 1...4096)
-        let width = try arguments.integer("width", default: sampleSize, in: 1...4096)
-        let latentChannels = try model.configInteger("in_channels") - (job.conditioning?.shape[1] ?? 0)
+        let (modelChannels, defaultHeight, defaultWidth) = try model.sampleGeometry()
+        let height = try arguments.integer("height", default: defaultHeight, in: 1...4096)
+        let width = try arguments.integer("width", default: defaultWidth, in: 1...4096)
+        let latentChannels = modelChannels - (job.conditioning?.shape[1] ?? 0)
         guard latentChannels > 0 else { throw CLIError.usage("--conditioning has as many channels as the model takes") }
         let shape = [batch, latentChannels, height, width]
 

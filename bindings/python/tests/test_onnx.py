@@ -264,3 +264,13 @@ def test_sampling_an_exported_unet_follows_the_guidance_loop():
         guided = out[:1] + 7.5 * (out[1:] - out[:1])
         latent = scheduler.step(guided, t, latent)
     assert relative_error(sampled, latent) < 1e-5
+
+
+def test_cli_samples_an_export_as_the_native_model(tmp_path):
+    cli = os.path.join(REPOSITORY, ".build", "release", "nodus")
+    common = ["--scheduler", fixture_path("scheduler-ddim"), "--class", "3", "--seed", "0", "--steps", "10",
+              "--guidance", "4"]
+    for model, name in [(fixture_path("onnx/dit-tiny-dynamo18.onnx"), "onnx"), (fixture_path("dit-tiny"), "native")]:
+        subprocess.run([cli, "sample", model, *common, "--npy", str(tmp_path / f"{name}.npy")], check=True,
+                       capture_output=True, text=True)
+    assert relative_error(np.load(tmp_path / "onnx.npy"), np.load(tmp_path / "native.npy")) < 1e-5
