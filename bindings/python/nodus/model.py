@@ -246,16 +246,18 @@ class Model(Handle):
 
 
 def load(path, dtype="float32", threads=None):
-    """Loads a diffusers model folder (config.json + safetensors weights).
+    """Loads a diffusers model folder (config.json + safetensors weights), or an ONNX file
+    (a path ending in ".onnx", from ``torch.onnx.export``; external data beside it).
 
     Args:
-        path: the folder (a str or os.PathLike).
+        path: the folder or .onnx file (a str or os.PathLike).
         dtype: compute precision of Linears and convolutions: "float32", or "bfloat16" (weights
             rounded to bf16 once, bf16 products summed in float32, as torch's bf16 autocast:
             about twice as fast, half the weight memory, within 3e-2 of float32).
         threads: worker threads; None or 0 for all cores.
     Raises:
-        NodusError: the folder cannot be loaded (``.status`` says why).
+        NodusError: the folder or file cannot be loaded (``.status`` says why; an ONNX op Nodus
+            does not run is an UnsupportedError naming the op, its node and the opset).
     """
     params = _lib.ModelParams()
     _lib.lib.nodus_model_params_init(ctypes.byref(params))
