@@ -113,14 +113,32 @@ extension FusionRewriter {
     // MARK: AdaLN
 
     /// (modulation [B, M], first column) when `value` is columns c..<c+D of a
-    /// [B, M] value reshaped to [B, 1, D] (a Split output unsqueezed).
-    private func modulationColumns(_ value: ValueID?, width: Int) -> (ValueID, Int)? {
-        guard let unsqueezed = interior(value), case .reshape = unsqueezed.operation,
-              let slice = interior(unsqueezed.inputs[0]), case .slice(let starts, let steps) = slice.operation,
-              let modulation = slice.inputs[0], shape(modulation).count == 2, steps == [1, 1], starts[0] == 0,
-              shape(slice.output) == [shape(modulation)[0], width],
-              shape(unsqueezed.output) == [shape(modulation)[0], 1, width] else { return nil }
-        return (modulation, starts[1])
+    /// [B, M] value reshaped to [B, 1, D] (a Split output unsqueezed, DiT), or
+    /// row k of a [B, K, D] value (PixArt's `scale_shift_table + emb` chunked):
+    /// then the modulation is that value seen as [B, K D], reshaped here.
+    private mutating func modulationColumns(_ value: ValueID?, width: Int) -> (ValueID, Int)? {
+        if let unsqueezed = interior(value), case .reshape = unsqueezed.operation,
+           let slice = interior(unsqueezed.inputs[0]), case .slice(let starts, let steps) = slice.operation,
+           let modulation = slice.inputs[0], shape(modulation).count == 2, steps == [1, 1], starts[0] == 0,
+           shape(slice.output) == [shape(modulation)[0], width],
+           shape(unsqueezed.output) == [shape(modulation)[0], 1, width] {
+            return (modulation, starts[1])
+        }
+        guard let slice = interior(value), case .slice(let starts, let steps) = slice.operation,
+              let rows = slice.inputs[0], shape(rows).count == 3, shape(rows)[2] == width, steps == [1, 1, 1],
+              starts[0] == 0, starts[2] == 0, shape(slice.output) == [shape(rows)[0], 1, width] else { return nil }
+        return (flattened(rows), starts[1] * width)
+    }
+
+    /// `rows` [B, K, D] as [B, K D], one reshape per value however many blocks read it.
+    private mutating func flattened(_ rows: ValueID) -> ValueID {
+        if let known = flattenedModulations[rows] { return known }
+        let s = shape(rows)
+        let flat = result.appendValue(ValueInfo(shape: [s[0], s[1] * s[2]], dtype: result[rows].dtype,
+                                                origin: .node(result.nodes.count)))
+        append(Node(operation: .reshape, inputs: [rows], output: flat))
+        flattenedModulations[rows] = flat
+        return flat
     }
 
     /// layer_norm(x) * (1 + scale) + shift, scale and shift columns of one

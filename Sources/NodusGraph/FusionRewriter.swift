@@ -9,6 +9,8 @@ struct FusionRewriter {
     /// Readers of each value in the source graph (graph outputs count as readers).
     let uses: [Int]
     private var replacement: [ValueID: ValueID] = [:]
+    /// [B, K, D] modulations already seen as [B, K D] (`FusionRewriter+Norms`).
+    var flattenedModulations: [ValueID: ValueID] = [:]
     var fused: [String: Int] = [:]
     /// Fused nodes written this round (a bias or weight joining its op counts here, not in `fused`).
     private(set) var rewrites = 0
