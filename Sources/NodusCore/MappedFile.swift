@@ -10,7 +10,8 @@ public final class MappedFile: @unchecked Sendable {
     public let byteCount: Int
 
     public init(path: String) throws {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        // Non-blocking, so a FIFO in place of a file fails below instead of waiting for a writer.
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard descriptor >= 0 else {
             throw NodusError.io("cannot open '\(path)': \(String(cString: strerror(errno)))")
         }

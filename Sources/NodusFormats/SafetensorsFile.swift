@@ -87,8 +87,10 @@ public final class SafetensorsFile: Sendable {
                                                            dataSize: dataSize, context: context)
         }
 
-        // Overlap check: sorted by begin, each non-empty tensor must start at or after
-        // the furthest end seen so far. Empty tensors own no bytes and cannot overlap.
+        // Sorted by begin, each non-empty tensor must start at or after the furthest end
+        // seen so far (empty tensors own no bytes). As the safetensors library requires,
+        // the tensors then cover the data area exactly: a header length one byte off, or
+        // bytes no tensor owns, mean the file is not what its header says.
         let sorted = entries.filter { !$0.value.dataOffsets.isEmpty }
             .sorted { ($0.value.dataOffsets.lowerBound, $0.key) < ($1.value.dataOffsets.lowerBound, $1.key) }
         var furthest: (name: String, end: Int)? = nil
@@ -96,9 +98,13 @@ public final class SafetensorsFile: Sendable {
             if let previous = furthest, entry.dataOffsets.lowerBound < previous.end {
                 throw NodusError.format("\(context): tensors '\(previous.name)' and '\(name)' overlap (data_offsets \(entry.dataOffsets.lowerBound) < \(previous.end))")
             }
-            if entry.dataOffsets.upperBound > (furthest?.end ?? 0) {
-                furthest = (name, entry.dataOffsets.upperBound)
+            if entry.dataOffsets.lowerBound != (furthest?.end ?? 0) {
+                throw NodusError.format("\(context): tensor '\(name)' starts at \(entry.dataOffsets.lowerBound), leaving bytes \(furthest?.end ?? 0)..<\(entry.dataOffsets.lowerBound) of the data area to no tensor (is the header length \(headerLength) right?)")
             }
+            furthest = (name, entry.dataOffsets.upperBound)
+        }
+        guard (furthest?.end ?? 0) == dataSize else {
+            throw NodusError.format("\(context): the tensors end at byte \(furthest?.end ?? 0) of a \(dataSize)-byte data area (is the header length \(headerLength) right?)")
         }
 
         self.path = path

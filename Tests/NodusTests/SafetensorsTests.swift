@@ -203,6 +203,23 @@ final class SafetensorsTests: XCTestCase {
         assertFormatError(path, ["header length 1000 runs past the end"])
     }
 
+    /// As the safetensors library: the tensors cover the data area exactly, so a header
+    /// length one byte short (every tensor read one byte off) and unowned bytes are errors.
+    func testHeaderLengthOneByteOffAndUnownedBytesAreRejected() {
+        let directory = temporaryDirectory("safetensors")
+        let header = #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}   "#
+        let good = Self.rawFile(directory, header: header, dataByteCount: 8)
+        XCTAssertNoThrow(try SafetensorsFile(path: good))
+        let short = Self.rawFile(directory, header: header, dataByteCount: 8,
+                                 declaredLength: UInt64(header.utf8.count - 1))
+        assertFormatError(short, ["tensors end at byte 8 of a 9-byte data area", "header length"])
+        let gap = Self.rawFile(directory, header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#,
+                               dataByteCount: 8)
+        assertFormatError(gap, ["tensor 'a' starts at 4", "bytes 0..<4"])
+        let trailing = Self.rawFile(directory, header: header, dataByteCount: 12)
+        assertFormatError(trailing, ["tensors end at byte 8 of a 12-byte data area"])
+    }
+
     func testHugeHeaderLengthIsRejectedWithoutAllocating() {
         let directory = temporaryDirectory("safetensors")
         let path = Self.rawFile(directory, header: "{}", declaredLength: 1 << 63)
