@@ -85,8 +85,7 @@ public final class PackedWeights: Sendable {
             let packed: PackedBFloat16Weight
             if transposed {
                 let copy = try Tensor(zeros: [rows, depth])
-                let walk = BroadcastWalk(shape: [rows, depth], strides: [[depth, 1], [1, rows]])
-                walk.copy(UnsafePointer(weight.floats), to: copy.floats)
+                Layout.transpose(weight.floats, copy.floats, batch: 1, rows: depth, columns: rows)
                 packed = try PackedBFloat16Weight(weight: copy.floats, rows: rows, depth: depth, role: role)
             } else {
                 packed = try PackedBFloat16Weight(weight: weight.floats, rows: rows, depth: depth, role: role)

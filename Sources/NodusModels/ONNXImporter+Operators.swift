@@ -26,11 +26,9 @@ extension ONNXImporter {
         "Tile", "Trilu", "Gelu", "Einsum", "IsNaN", "IsInf", "ArgMax", "ArgMin", "GatherND",
     ]
 
-    /// Every op the importer writes, sorted.
-    static var supportedOps: [String] {
-        (Array(binaryOps.keys) + Array(unaryOps.keys) + Array(variadicOps.keys) + Array(reductionOps.keys)
-            + Array(otherOps)).sorted()
-    }
+    /// Every op the importer writes.
+    static let supportedOps: Set<String> = Set(binaryOps.keys).union(unaryOps.keys).union(variadicOps.keys)
+        .union(reductionOps.keys).union(otherOps)
 
     mutating func importNode(_ node: ONNXNode) throws {
         guard node.domain.isEmpty || node.domain == "ai.onnx" else {
@@ -117,7 +115,7 @@ extension ONNXImporter {
             guard try int("batch_dims", default: 0) == 0 else { throw error("batch_dims other than 0 is not supported") }
             try define(0, builder.gatherND(input(0), indices: builder.cast(input(1), to: .int64)))
         default:
-            throw error("op '\(op)' is not supported (supported: \(ONNXImporter.supportedOps.joined(separator: ", ")))")
+            throw error("op '\(op)' is not supported (supported: \(ONNXImporter.supportedOps.sorted().joined(separator: ", ")))")
         }
     }
 

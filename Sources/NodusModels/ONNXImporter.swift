@@ -129,7 +129,7 @@ struct ONNXImporter {
         case .float32, .int64, .bool: return tensor.dtype == .float32 ? try tensor.asFloat32() : tensor
         case .float16, .bfloat16, .float64: return try tensor.asFloat32()
         case .int32, .uint8:
-            return try Tensor(shape: tensor.shape, int64s: tensor.floatArray().map { Int64($0) })
+            return try Tensor(shape: tensor.shape, int64s: tensor.int64Array())
         }
     }
 

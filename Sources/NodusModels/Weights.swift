@@ -94,7 +94,7 @@ final class Weights {
     /// A [columns, rows] copy of the row-major [rows, columns] matrix at `matrix`.
     private static func transposed(_ matrix: UnsafePointer<Float>, rows: Int, columns: Int) throws -> Tensor {
         let result = try Tensor(zeros: [columns, rows])
-        for row in 0..<rows { for column in 0..<columns { result.floats[column * rows + row] = matrix[row * columns + column] } }
+        Layout.transpose(matrix, result.floats, batch: 1, rows: rows, columns: columns)
         return result
     }
 
