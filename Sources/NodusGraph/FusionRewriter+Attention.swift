@@ -122,8 +122,32 @@ extension FusionRewriter {
 
     /// Whether the chain takes [B, N, H D] to the head layout whose axes are `order`
     /// ([B, H, N, D] for q and v, [B, H, D, N] for kᵀ), or that with B and H merged:
-    /// checked on the element indices.
-    private func layout(_ chain: [Node], from source: [Int], order: [Int], heads: Int) -> Bool {
+    /// checked on the element indices, once per distinct question.
+    private mutating func layout(_ chain: [Node], from source: [Int], order: [Int], heads: Int) -> Bool {
+        let question = LayoutQuestion(steps: chain.map(layoutStep), source: source, target: order, heads: heads,
+                                      merging: false)
+        if let known = layoutVerdicts[question] { return known }
+        let verdict = computeLayout(chain, from: source, order: order, heads: heads)
+        layoutVerdicts[question] = verdict
+        return verdict
+    }
+
+    /// Whether the chain takes [B, H, N, D] (or [B H, N, D]) back to [B, N, H D], once per distinct question.
+    private mutating func merges(_ chain: [Node], from source: [Int], to target: [Int], heads: Int) -> Bool {
+        let question = LayoutQuestion(steps: chain.map(layoutStep), source: source, target: target, heads: heads,
+                                      merging: true)
+        if let known = layoutVerdicts[question] { return known }
+        let verdict = computeMerges(chain, from: source, to: target, heads: heads)
+        layoutVerdicts[question] = verdict
+        return verdict
+    }
+
+    private func layoutStep(_ node: Node) -> LayoutQuestion.Step {
+        if case .transpose(let permutation) = node.operation { return .transpose(permutation) }
+        return .reshape(shape(node.output))
+    }
+
+    private func computeLayout(_ chain: [Node], from source: [Int], order: [Int], heads: Int) -> Bool {
         guard let last = chain.last else { return false }
         let (batch, tokens, width) = (source[0], source[1], source[2]), headWidth = width / heads
         let sizes = [batch, tokens, heads, headWidth]
@@ -153,8 +177,7 @@ extension FusionRewriter {
         return true
     }
 
-    /// Whether the chain takes [B, H, N, D] (or [B H, N, D]) back to [B, N, H D].
-    private func merges(_ chain: [Node], from source: [Int], to target: [Int], heads: Int) -> Bool {
+    private func computeMerges(_ chain: [Node], from source: [Int], to target: [Int], heads: Int) -> Bool {
         let (batch, tokens, width) = (target[0], target[1], target[2]), headWidth = width / heads
         guard source.reduce(1, *) == batch * tokens * width, source.last == headWidth,
               let actual = applyChain(chain, to: source) else { return false }

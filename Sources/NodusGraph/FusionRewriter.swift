@@ -12,6 +12,8 @@ struct FusionRewriter {
     /// [B, K, D] modulations already seen as [B, K D] (`FusionRewriter+Norms`).
     var flattenedModulations: [ValueID: ValueID] = [:]
     var fused: [String: Int] = [:]
+    /// Verdicts of the attention pattern's layout checks (`FusionRewriter+Attention`).
+    var layoutVerdicts: [LayoutQuestion: Bool] = [:]
     /// Fused nodes written this round (a bias or weight joining its op counts here, not in `fused`).
     private(set) var rewrites = 0
 
