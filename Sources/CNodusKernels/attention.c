@@ -285,6 +285,17 @@ typedef struct attention_form {
 static const attention_form form_avx512 = {tile_scores, tile_softmax, tile_values};
 static const attention_form form_avx2 = {tile_scores_avx2, tile_softmax_avx2, tile_values_avx2};
 
+/* Sets the scores of keys after each row's own token to `fill`: -inf before
+ * the softmax, then 0 after it (the clamped exp of -inf is 1e-38, not 0).
+ * `offset` is the tile's first row minus the block's first key; rows past the
+ * tile's `rows` repeat its last row. */
+static void hide_future_keys(float *scores, int64_t offset, int64_t rows, int64_t keys, float fill) {
+    for (int64_t i = 0; i < QUERY_ROWS; i++) {
+        const int64_t last_seen = offset + (i < rows ? i : rows - 1);
+        for (int64_t j = last_seen + 1 > 0 ? last_seen + 1 : 0; j < keys; j++) scores[i * KEY_BLOCK + j] = fill;
+    }
+}
+
 static void run_tile(const nodus_attention_shape *s, const float *query, const float *key, const float *value,
                      float *output, float scale, int64_t tile, tile_scratch *t, const attention_form *form) {
     const int64_t per_head = (s->query_tokens + QUERY_ROWS - 1) / QUERY_ROWS;
@@ -317,11 +328,16 @@ static void run_tile(const nodus_attention_shape *s, const float *query, const f
         }
         t->packed = item * s->heads + head;
     }
-    for (int64_t start = 0; start < s->key_tokens; start += KEY_BLOCK) {
-        const int64_t keys = s->key_tokens - start < KEY_BLOCK ? s->key_tokens - start : KEY_BLOCK;
+    /* Causal: key blocks after the tile's last row are never seen. */
+    const int64_t key_end = s->causal ? min64(s->key_tokens, first + rows) : s->key_tokens;
+    for (int64_t start = 0; start < key_end; start += KEY_BLOCK) {
+        const int64_t keys = key_end - start < KEY_BLOCK ? key_end - start : KEY_BLOCK;
         const int64_t padded = (keys + 31) / 32 * 32;
         form->scores(row_pointers, t->keys + start * width, t->scores, width, padded, scale);
+        const int masked = s->causal && start + keys - 1 > first;
+        if (masked) hide_future_keys(t->scores, first - start, rows, keys, -INFINITY);
         form->softmax(t, keys, width);
+        if (masked) hide_future_keys(t->scores, first - start, rows, keys, 0.0f);
         form->values(t, value + (item * s->key_tokens + start) * s->value_stride + column, s->value_stride, keys,
                      width);
     }

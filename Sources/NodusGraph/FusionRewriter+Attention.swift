@@ -51,7 +51,7 @@ extension FusionRewriter {
         if abs(scale - expected) > 1e-6 * expected {
             scaledQuery = emit(.scale(scale / expected), [query], like: query, name: "attention_scale")
         }
-        return emit(.attention(heads: heads), [scaledQuery, normedKey, value], like: node.output, name: "attention")
+        return emit(.attention(heads: heads, causal: false), [scaledQuery, normedKey, value], like: node.output, name: "attention")
     }
 
     /// `layoutChain(from:)`, also walking through one rms_norm of the head width: the

@@ -85,12 +85,13 @@ public struct GraphBuilder {
         return append(.gatedResidual(gateColumn: gateColumn), [residual, update, modulation], shape: shape(of: residual))
     }
 
-    public mutating func attention(query: ValueID, key: ValueID, value: ValueID, heads: Int) throws -> ValueID {
+    public mutating func attention(query: ValueID, key: ValueID, value: ValueID, heads: Int,
+                                   causal: Bool = false) throws -> ValueID {
         let q = shape(of: query), k = shape(of: key), v = shape(of: value)
         guard q.count == 3, k.count == 3, k == v, q[0] == k[0], q[2] == k[2], heads > 0, q[2] % heads == 0 else {
             throw mismatch("attention", "q \(q), k \(k), v \(v) with \(heads) heads")
         }
-        return append(.attention(heads: heads), [query, key, value], shape: q)
+        return append(.attention(heads: heads, causal: causal), [query, key, value], shape: q)
     }
 
     public mutating func unary(_ operation: Operation, _ x: ValueID) -> ValueID {

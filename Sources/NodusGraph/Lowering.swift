@@ -94,10 +94,10 @@ struct Lowering {
             return GatedResidualStep(residual: try floats(input(0)), update: try floats(input(1)),
                                      gate: try floats(input(2)) + gateColumn, gateStride: try shape(2)[1],
                                      output: output, batch: outputShape[0], tokens: outputShape[1], width: outputShape[2])
-        case .attention(let heads):
+        case .attention(let heads, let causal):
             let q = try shape(0), k = try shape(1)
             let attentionShape = AttentionShape(batch: q[0], queryTokens: q[1], keyTokens: k[1], heads: heads,
-                                                headWidth: q[2] / heads)
+                                                headWidth: q[2] / heads, causal: causal)
             return AttentionStep(shape: attentionShape, query: try floats(input(0)), key: try floats(input(1)),
                                  value: try floats(input(2)), output: output)
         case .geluTanh:

@@ -13,7 +13,8 @@ public enum Operation: Sendable {
     /// modulation [B, M] holding the gate at columns `gateColumn..<+D`.
     case gatedResidual(gateColumn: Int)
     /// Multi-head scaled dot-product attention. Inputs: q [B, Nq, W], k [B, Nk, W], v [B, Nk, W].
-    case attention(heads: Int)
+    /// Causal: query i attends to keys 0 ... i only.
+    case attention(heads: Int, causal: Bool)
     case geluTanh
     case gelu
     case silu

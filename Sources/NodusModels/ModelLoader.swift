@@ -19,7 +19,7 @@ public enum ModelLoader {
         let config = try JSONValue.parse(UnsafeRawBufferPointer(start: file.bytes, count: file.byteCount),
                                          context: "'\(configPath)'")
         let reader = try JSONObjectReader(config, context: "'\(configPath)'")
-        let className = try reader.string("_class_name")
+        let className = try modelClass(reader)
         switch className {
         case "DiTTransformer2DModel":
             return try DiTModel(directory: directory, config: config, options: options)
@@ -27,8 +27,23 @@ public enum ModelLoader {
             return try UNetModel(directory: directory, config: config, options: options)
         case "AutoencoderKL":
             return try AutoencoderKLModel(directory: directory, config: config, options: options)
+        case "CLIPTextModel", "CLIPTextModelWithProjection":
+            return try CLIPTextModel(directory: directory, config: config, options: options,
+                                     withProjection: className == "CLIPTextModelWithProjection")
         default:
-            throw NodusError.unsupported("'\(configPath)': model class '\(className)' is not supported (supported: DiTTransformer2DModel, UNet2DConditionModel, AutoencoderKL)")
+            throw NodusError.unsupported("'\(configPath)': model class '\(className)' is not supported (supported: \(supportedClasses.joined(separator: ", ")))")
         }
+    }
+
+    public static let supportedClasses = ["DiTTransformer2DModel", "UNet2DConditionModel", "AutoencoderKL",
+                                          "CLIPTextModel", "CLIPTextModelWithProjection"]
+
+    /// diffusers configs name their class in `_class_name`; transformers configs
+    /// (a pipeline's `text_encoder/`) in `architectures`, else by `model_type`.
+    private static func modelClass(_ reader: JSONObjectReader) throws -> String {
+        if let name = try reader.optionalString("_class_name") { return name }
+        if reader.has("architectures"), let first = try reader.stringArray("architectures").first { return first }
+        if try reader.optionalString("model_type") == "clip_text_model" { return "CLIPTextModel" }
+        throw NodusError.format("\(reader.context): no '_class_name' (diffusers) or 'architectures' (transformers) names the model class")
     }
 }

@@ -15,8 +15,10 @@ final class AttentionKernelTests: XCTestCase {
         let (nq, nk, d, width) = (shape.queryTokens, shape.keyTokens, shape.headWidth, shape.heads * shape.headWidth)
         var expected = [Float](repeating: 0, count: shape.batch * nq * width)
         for b in 0..<shape.batch { for h in 0..<shape.heads { for i in 0..<nq {
-            var scores = [Double](repeating: 0, count: nk)
-            for j in 0..<nk {
+            // Causal: query i sees keys 0 ... i.
+            let seen = shape.causal ? min(nk, i + 1) : nk
+            var scores = [Double](repeating: 0, count: seen)
+            for j in 0..<seen {
                 for c in 0..<d { scores[j] += Double(query[(b * nq + i) * width + h * d + c]) * Double(key[(b * nk + j) * width + h * d + c]) }
                 scores[j] *= scale
             }
@@ -25,7 +27,7 @@ final class AttentionKernelTests: XCTestCase {
             let total = weights.reduce(0, +)
             for c in 0..<d {
                 var sum = 0.0
-                for j in 0..<nk { sum += weights[j] * Double(value[(b * nk + j) * width + h * d + c]) }
+                for j in 0..<seen { sum += weights[j] * Double(value[(b * nk + j) * width + h * d + c]) }
                 expected[(b * nq + i) * width + h * d + c] = Float(sum / total)
             }
         } } }
@@ -53,12 +55,43 @@ final class AttentionKernelTests: XCTestCase {
             XCTAssertTrue(AttentionKernel.streaming(shape: shape, query: query, key: key, value: value, output: &output,
                                                     scale: 0.7))
             let expected = reference(shape, query, key, value, scale: 0.7)
-            var worst: Float = 0
-            for i in 0..<expected.count { worst = max(worst, abs(output[i] - expected[i])) }
-            let peak = expected.map(abs).max() ?? 1
             // Scores reach about 50 here: float32 rounding of a score of that size moves its
             // weight by about 5e-6 relative, in any float32 implementation.
-            XCTAssertLessThan(worst / peak, 2e-5, "case \(index) \(c)")
+            XCTAssertLessThan(relativeError(output, expected), 2e-5, "case \(index) \(c)")
         }
+    }
+
+    /// The causal mask (CLIP's text encoder) on the path of the CPU level in use, streaming
+    /// or blocked: tiles that end before a key block, blocks cut by the diagonal, a
+    /// last partial tile, and query rows the blocked path splits into small blocks.
+    func testCausalAttentionSeesOnlyEarlierKeys() throws {
+        let cases = [(batch: 2, tokens: 77, heads: 2, width: 40, blockBudget: 4 << 20),  // CLIP's 77 tokens
+                     (batch: 1, tokens: 200, heads: 1, width: 24, blockBudget: 4 << 20),  // 2 key blocks, 4 tiles
+                     (batch: 1, tokens: 70, heads: 3, width: 8, blockBudget: 700)]        // blocks of 10 query rows
+        for (index, c) in cases.enumerated() {
+            var shape = AttentionShape(batch: c.batch, queryTokens: c.tokens, keyTokens: c.tokens, heads: c.heads,
+                                       headWidth: c.width, causal: true)
+            shape.scoreBudget = c.blockBudget
+            let width = c.heads * c.width
+            let query = random(c.batch * c.tokens * width, seed: UInt64(40 + index)).map { $0 * 3 }
+            let key = random(c.batch * c.tokens * width, seed: UInt64(50 + index))
+            let value = random(c.batch * c.tokens * width, seed: UInt64(60 + index))
+            var output = [Float](repeating: .nan, count: query.count)
+            var scratch = [Float](repeating: 0, count: shape.scratchCount)
+            AttentionKernel.run(shape: shape, query: query, key: key, value: value, output: &output, scratch: &scratch,
+                                scale: 0.5)
+            let expected = reference(shape, query, key, value, scale: 0.5)
+            XCTAssertLessThan(relativeError(output, expected), 2e-5, "case \(index) \(c) at \(CPULevel.inUse.name)")
+            // The first token sees only itself: its output is its own value row, exactly as weighted.
+            for column in 0..<width {
+                XCTAssertEqual(output[column], value[column], accuracy: 1e-6, "case \(index): token 0, column \(column)")
+            }
+        }
+    }
+
+    private func relativeError(_ output: [Float], _ expected: [Float]) -> Float {
+        var worst: Float = 0
+        for i in 0..<expected.count { worst = max(worst, abs(output[i] - expected[i])) }
+        return worst / (expected.map(abs).max() ?? 1)
     }
 }

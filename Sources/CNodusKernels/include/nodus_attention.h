@@ -15,10 +15,13 @@ extern "C" {
 
 /* Heads packed in the feature dimension, as diffusers' Attention lays them
  * out: q [batch, query_tokens, *], k and v [batch, key_tokens, *], head h at
- * columns h * head_width ..< (h + 1) * head_width; strides in floats between tokens. */
+ * columns h * head_width ..< (h + 1) * head_width; strides in floats between tokens.
+ * When `causal` is 1, query i sees keys 0 ... i only (torch's is_causal, the
+ * mask of CLIP's text encoder). */
 typedef struct nodus_attention_shape {
     int64_t batch, query_tokens, key_tokens, heads, head_width;
     int64_t query_stride, key_stride, value_stride, output_stride;
+    int64_t causal;
 } nodus_attention_shape;
 
 /* 1 when the level in use runs nodus_attention_tiles (AVX2 + FMA or AVX-512F), else 0. */

@@ -18,8 +18,11 @@ public struct AttentionShape: Sendable {
     public var keyStride: Int
     public var valueStride: Int
     public var outputStride: Int
+    /// Query i sees keys 0 ... i only (torch's `is_causal`; CLIP's text encoder).
+    public var causal: Bool
 
-    public init(batch: Int, queryTokens: Int, keyTokens: Int, heads: Int, headWidth: Int) {
+    public init(batch: Int, queryTokens: Int, keyTokens: Int, heads: Int, headWidth: Int, causal: Bool = false) {
+        self.causal = causal
         self.batch = batch
         self.queryTokens = queryTokens
         self.keyTokens = keyTokens
@@ -60,7 +63,7 @@ public enum AttentionKernel {
             batch: Int64(shape.batch), query_tokens: Int64(shape.queryTokens), key_tokens: Int64(shape.keyTokens),
             heads: Int64(shape.heads), head_width: Int64(shape.headWidth), query_stride: Int64(shape.queryStride),
             key_stride: Int64(shape.keyStride), value_stride: Int64(shape.valueStride),
-            output_stride: Int64(shape.outputStride))
+            output_stride: Int64(shape.outputStride), causal: shape.causal ? 1 : 0)
         return withUnsafePointer(to: description) { description in
             let tiles = Int(nodus_attention_tile_count(description))
             let completed = Atomic<Int>(0)
@@ -71,6 +74,14 @@ public enum AttentionKernel {
                 }
             }
             return completed.load(ordering: .relaxed) == tiles
+        }
+    }
+
+    /// Sets the scores of keys after each query row's own token to `fill`
+    /// (-inf before the softmax; 0 after it, exactly, whatever exp gave).
+    static func hideFutureKeys(_ scores: UnsafeMutablePointer<Float>, firstRow: Int, rows: Int, keys: Int, fill: Float) {
+        for row in 0..<rows where firstRow + row + 1 < keys {
+            (scores + row * keys + firstRow + row + 1).update(repeating: fill, count: keys - firstRow - row - 1)
         }
     }
 
@@ -93,7 +104,9 @@ public enum AttentionKernel {
                     Gemm.multiply(transposeA: false, transposeB: true, m: rows, n: keys, k: shape.headWidth,
                                   alpha: scale, a: queryBase, lda: shape.queryStride, b: keyBase, ldb: shape.keyStride,
                                   c: scratch, ldc: keys)
+                    if shape.causal { hideFutureKeys(scratch, firstRow: start, rows: rows, keys: keys, fill: -.infinity) }
                     Softmax.rows(scratch, rows: rows, width: keys)
+                    if shape.causal { hideFutureKeys(scratch, firstRow: start, rows: rows, keys: keys, fill: 0) }
                     Gemm.multiply(transposeA: false, transposeB: false, m: rows, n: shape.headWidth, k: keys,
                                   a: scratch, lda: keys, b: valueBase, ldb: shape.valueStride,
                                   c: outputBase, ldc: shape.outputStride)

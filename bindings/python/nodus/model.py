@@ -61,7 +61,8 @@ class Model(Handle):
 
     @property
     def outputs(self):
-        """What ``forward`` returns: ``[(name, dtype, shape)]`` (an ONNX graph's outputs, or "sample")."""
+        """What ``forward_all`` returns: ``[(name, dtype, shape)]`` (an ONNX graph's outputs; a text
+        encoder's "last_hidden_state", "pooler_output" and maybe "text_embeds"; else "sample")."""
         return self._signatures(_lib.lib.nodus_model_output_count, _lib.lib.nodus_model_output_info)
 
     # -- computation ------------------------------------------------------
@@ -72,32 +73,48 @@ class Model(Handle):
         DiT: ``forward(sample=x, timestep=t, class_labels=c)``. float64 inputs are
         converted to float32 and integer inputs (Python ints too) to int64.
         An ONNX model takes its graph's input names and returns an array for one
-        output, a dict by output name for several.
+        output, a dict by output name for several. A CLIP text encoder takes
+        ``input_ids`` (int64 [B, N]) and optionally ``clip_skip=k`` (diffusers'
+        ``encode_prompt``) and returns ``last_hidden_state`` (see ``forward_all``).
         """
-        if not inputs:
-            raise ValueError("nodus: forward() needs named inputs, e.g. sample=..., timestep=...")
-        prepared = [_tensor.Input(_tensor.model_input_array(value, name), name) for name, value in inputs.items()]
+        if self.kind == "onnx":
+            results = self.forward_all(**inputs)
+            return next(iter(results.values())) if len(results) == 1 else results
+        prepared = self._prepared(inputs, "forward")
         array = (_lib.Tensor * len(prepared))(*[item.struct for item in prepared])
         handle = self.handle
-        if self.kind == "onnx":
-            names = [name for name, _, _ in self.outputs]
-
-            def call_all(*outputs):
-                # The outputs must be contiguous: copy the caller's structs into one array and back.
-                block = (_lib.Tensor * len(outputs))(*[output.contents for output in outputs])
-                status = _lib.lib.nodus_model_forward_all(handle, array, len(prepared), block, len(outputs))
-                for index, output in enumerate(outputs):
-                    output[0] = block[index]
-                return status
-
-            results = _tensor.call_with_outputs(call_all, len(names))
-            return results[0] if len(results) == 1 else dict(zip(names, results))
 
         def call(output):
             return _lib.lib.nodus_model_forward(handle, array, len(prepared), output)
 
         # `prepared` owns the arrays the structs point to; it lives until this returns.
         return _tensor.call_with_output(call)
+
+    def forward_all(self, **inputs):
+        """Every output of one forward pass, as a dict by output name (``m.outputs``
+        order): a text encoder's ``last_hidden_state`` and ``pooler_output`` (and
+        ``text_embeds`` with a projection), an ONNX graph's outputs, or a diffusers
+        model's ``sample``."""
+        prepared = self._prepared(inputs, "forward_all")
+        array = (_lib.Tensor * len(prepared))(*[item.struct for item in prepared])
+        handle = self.handle
+        names = [name for name, _, _ in self.outputs]
+
+        def call_all(*outputs):
+            # The outputs must be contiguous: copy the caller's structs into one array and back.
+            block = (_lib.Tensor * len(outputs))(*[output.contents for output in outputs])
+            status = _lib.lib.nodus_model_forward_all(handle, array, len(prepared), block, len(outputs))
+            for index, output in enumerate(outputs):
+                output[0] = block[index]
+            return status
+
+        return dict(zip(names, _tensor.call_with_outputs(call_all, len(names))))
+
+    @staticmethod
+    def _prepared(inputs, method):
+        if not inputs:
+            raise ValueError(f"nodus: {method}() needs named inputs, e.g. sample=..., timestep=...")
+        return [_tensor.Input(_tensor.model_input_array(value, name), name) for name, value in inputs.items()]
 
     def profile(self, rounds=3, **inputs):
         """Times each step of one forward pass on ``inputs`` (those of ``forward``; a
