@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Opt-in real-size references (weights are never committed).
 
-    python tests/reference/make_large_references.py [OUT] [--only dit|lora|vae|unet|unet-lora|vae-encode]
+    python tests/reference/make_large_references.py [OUT] [--only dit|lora|vae|unet|unet-lora|vae-encode|clip]
     NODUS_LARGE_REFERENCES=OUT pytest bindings/python/tests/test_large.py
 
 Writes to OUT (default /tmp/nodus-large):
@@ -31,6 +31,12 @@ Writes to OUT (default /tmp/nodus-large):
                                to_q/to_k/to_v/to_out.0 of every attention (128 Linears), written
                                by diffusers' StableDiffusionLoraLoaderMixin (keys unet.*)
   unet-lora-forward.safetensors output [2,4,64,64]: the unet-forward inputs with the LoRA at 0.7
+  clip-l/                      (--only clip) random-init transformers CLIPTextModel with CLIP ViT-L/14's
+                               text config (SD-1.5's text encoder: 12 layers, width 768, 12 heads,
+                               quick_gelu, 49408 tokens, 77 positions), hub keys (text_model.), float32
+  clip-l-forward.safetensors   input_ids int64 [2,77] (BOS, ids, EOS, EOS padding), last_hidden_state
+                               [2,77,768], pooler_output [2,768], clip_skip_1 [2,77,768] (diffusers'
+                               encode_prompt with clip_skip=1)
 
 Parameters that the default init leaves constant (all zeros / all ones: GroupNorm
 affine in the VAE and the UNet, LayerNorm affine in the UNet; none in diffusers' DiT,
@@ -324,10 +330,46 @@ def make_vae_encode(out: Path, t0: float) -> None:
     )
 
 
+def make_clip(out: Path, t0: float) -> None:
+    from safetensors.torch import load_file as load_torch_file, save_file as save_torch_file
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(7200)
+    config = CLIPTextConfig(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                            num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu",
+                            bos_token_id=49406, eos_token_id=49407, pad_token_id=1, projection_dim=768)
+    model = CLIPTextModel(config).eval()
+    touched = make_nonconstant(model, 7201)
+    folder = fresh_dir(out / "clip-l")
+    model.save_pretrained(str(folder))
+    # As SD-1.5's text_encoder/model.safetensors holds them: every key under text_model.
+    tensors = load_torch_file(str(folder / "model.safetensors"))
+    save_torch_file({f"text_model.{key}": value for key, value in tensors.items()}, str(folder / "model.safetensors"),
+                    metadata={"format": "pt"})
+    log(f"clip-l/ written ({len(touched)} constant params re-initialised)", t0)
+    model = CLIPTextModel.from_pretrained(str(folder), dtype=torch.float32).eval()
+    generator = torch.Generator().manual_seed(7202)
+    ids = torch.full((2, 77), 49407, dtype=torch.int64)
+    ids[:, 0] = 49406
+    ids[0, 1:12] = torch.randint(0, 49406, (11,), generator=generator)
+    ids[1, 1:76] = torch.randint(0, 49406, (75,), generator=generator)
+    with torch.no_grad():
+        output = model(ids, output_hidden_states=True)
+        clip_skip = model.final_layer_norm(output.hidden_states[-2])
+    save_tensors(
+        out / "clip-l-forward.safetensors",
+        dict(input_ids=ids, last_hidden_state=output.last_hidden_state, pooler_output=output.pooler_output,
+             clip_skip_1=clip_skip),
+        metadata("transformers CLIPTextModel(input_ids) for the random-init CLIP ViT-L/14 text encoder in clip-l/",
+                 generator="tests/reference/make_large_references.py", command=COMMAND),
+    )
+    log("CLIP ViT-L/14 text forward done", t0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", nargs="?", type=Path, default=Path("/tmp/nodus-large"))
-    ap.add_argument("--only", choices=["dit", "lora", "vae", "unet", "unet-lora", "vae-encode"],
+    ap.add_argument("--only", choices=["dit", "lora", "vae", "unet", "unet-lora", "vae-encode", "clip"],
                     help="generate only one reference (lora needs dit-xl-2/, vae-encode sd-vae/ and unet-lora "
                          "sd-unet/ from a previous run; unet makes sd-unet/ and its LoRA reference)")
     ap.add_argument(
@@ -352,6 +394,8 @@ def main() -> None:
         make_unet(args.out, args.max_shard_size, t0)
     if args.only in (None, "unet", "unet-lora"):
         make_unet_lora(args.out, t0)
+    if args.only in (None, "clip"):
+        make_clip(args.out, t0)
     (args.out / "README.json").write_text(
         json.dumps({"generator": "tests/reference/make_large_references.py", "command": COMMAND}, indent=2) + "\n"
     )

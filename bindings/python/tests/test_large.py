@@ -156,10 +156,25 @@ def test_sd_vae_tiled_1024():
         )
 
 
+def test_clip_l_text_encoder():
+    """CLIP ViT-L/14's text encoder (SD-1.5's; random weights), 2 x 77 tokens, against transformers."""
+    import nodus
+    from safetensors.numpy import load_file
+
+    ref = load_file(str(reference("clip-l-forward.safetensors")))
+    m = nodus.load(str(reference("clip-l")))
+    assert m.kind == "clip_text" and m.config["hidden_size"] == 768
+    outputs = m.forward_all(input_ids=ref["input_ids"])
+    outputs["clip_skip_1"] = m.forward(input_ids=ref["input_ids"], clip_skip=1)
+    for key, value in outputs.items():
+        err = rel_err(value, ref[key])
+        assert np.isfinite(err) and err < FORWARD_BOUND, f"CLIP ViT-L/14 {key}: relative max error {err:.3e}"
+
+
 BF16_BOUND = 3e-2
 
 
-@pytest.mark.parametrize("name", ["dit", "dit-lora-fused", "unet", "vae"])
+@pytest.mark.parametrize("name", ["dit", "dit-lora-fused", "unet", "vae", "clip"])
 def test_bf16(name):
     """The opt-in bf16 mode on the real sizes, against the same float32 diffusers references (SPEC section 5:
     below 3e-2)."""
@@ -177,6 +192,10 @@ def test_bf16(name):
             m.fuse_lora()
             expected = load_file(str(reference("dit-xl-2-lora-forward.safetensors")))["output"]
         y = m.forward(**inputs)
+    elif name == "clip":
+        ref = load_file(str(reference("clip-l-forward.safetensors")))
+        model = nodus.load(str(reference("clip-l")), dtype="bfloat16")
+        y, expected = model.forward(input_ids=ref["input_ids"]), ref["last_hidden_state"]
     elif name == "unet":
         ref, inputs = sd_unet_inputs()
         y, expected = nodus.load(str(reference("sd-unet")), dtype="bfloat16").forward(**inputs), ref["output"]
