@@ -26,6 +26,18 @@ What it writes (random weights, vocabulary 1000, 3 layers, width 32, 2 heads,
         F.clip_skip_1 / F.clip_skip_2 [3, 16, 32]: diffusers' encode_prompt
           (hidden_states[-(clip_skip + 1)] through final_layer_norm);
       clip-tiny-projection.text_embeds [3, 24].
+  clip-tiny-lora-peft.safetensors
+      rank-4 LoRA (lora_alpha 8) on q/k/v/out_proj, fc1 and fc2 of every layer, written by
+      diffusers' StableDiffusionLoraLoaderMixin.save_lora_weights(text_encoder_lora_layers=...)
+      from a PEFT model of transformers 5's CLIPTextModel: keys text_encoder.encoder.layers.*,
+      the LoraConfig in the lora_adapter_metadata; beside it a UNet layer (unet.*) that a
+      text encoder must report as not matching
+  clip-tiny-lora-kohya.safetensors
+      the same factors as kohya / A1111 write them: lora_te_text_model_encoder_layers_*
+      (hub names) .lora_down / .lora_up / .alpha
+  clip-tiny-forward.safetensors, also:
+      clip-tiny.lora_last_hidden_state [3, 16, 32]: clip-tiny with that LoRA at weight 0.7
+      (W + 0.7 * alpha / r * B A in every targeted Linear)
 
 References come from the folders as reloaded with from_pretrained(dtype=float32).
 The script checks that each reference moves by far more than the test tolerance
@@ -40,7 +52,9 @@ import platform
 import shutil
 from pathlib import Path
 
+import diffusers
 import numpy as np
+import peft
 import safetensors
 import torch
 import transformers
@@ -122,6 +136,58 @@ def check_sensitivity(text_model, ids, hidden, pooled, name) -> None:
     assert relative(last_token, pooled) > 100 * TOLERANCE, f"{name}: the pooled token does not matter"
 
 
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
+
+
+def write_lora_files(folder: Path, out: Path, ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The LoRA files, and clip-tiny's output with the LoRA at 0.7 (merged by hand)."""
+    from diffusers import StableDiffusionPipeline
+    from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
+
+    rank, alpha, weight = 4, 8, 0.7
+    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=LORA_TARGETS, init_lora_weights=False)
+    # As diffusers' training scripts' text_encoder.add_adapter(config) does, then get_peft_model_state_dict.
+    peft_model = inject_adapter_in_model(config, CLIPTextModel.from_pretrained(folder, dtype=torch.float32))
+    generator = torch.Generator().manual_seed(20)
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            if "lora_" in name:
+                parameter.copy_(0.3 * torch.randn(parameter.shape, generator=generator))
+    layers = get_peft_model_state_dict(peft_model)
+    metadata = config.to_dict()
+    metadata["base_model_name_or_path"] = None  # no machine path in a committed file
+    metadata["target_modules"] = sorted(metadata["target_modules"])
+    unet_layer = {"down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight": torch.zeros(rank, 8),
+                  "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_B.weight": torch.zeros(8, rank)}
+    StableDiffusionPipeline.save_lora_weights(
+        out, text_encoder_lora_layers=layers, unet_lora_layers=unet_layer,
+        text_encoder_lora_adapter_metadata=metadata,
+        unet_lora_adapter_metadata=LoraConfig(r=rank, lora_alpha=alpha, target_modules=["to_q"]).to_dict(),
+        weight_name="clip-tiny-lora-peft.safetensors", safe_serialization=True)
+
+    kohya = {}
+    for key, value in layers.items():
+        module = key.rsplit(".lora_", 1)[0]  # encoder.layers.0.self_attn.q_proj
+        stem = "lora_te_text_model_" + module.replace(".", "_")
+        kohya[f"{stem}.lora_down.weight" if ".lora_A." in key else f"{stem}.lora_up.weight"] = value.contiguous()
+        kohya[f"{stem}.alpha"] = torch.tensor(float(alpha))
+    save_file(kohya, out / "clip-tiny-lora-kohya.safetensors")
+
+    model = CLIPTextModel.from_pretrained(folder, dtype=torch.float32).eval()
+    modules = dict(model.named_modules())
+    with torch.no_grad():
+        for key, down in layers.items():
+            if ".lora_A." not in key:
+                continue
+            module = key.rsplit(".lora_A.", 1)[0]
+            up = layers[key.replace(".lora_A.", ".lora_B.")]
+            modules[module].weight += weight * (alpha / rank) * (up @ down)
+        lora_output = model(ids).last_hidden_state
+        plain = CLIPTextModel.from_pretrained(folder, dtype=torch.float32).eval()(ids).last_hidden_state
+    assert relative(lora_output, plain) > 100 * TOLERANCE, "the LoRA does not change the output"
+    return {"clip-tiny.lora_last_hidden_state": lora_output.contiguous()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "Tests" / "Fixtures")
@@ -156,8 +222,10 @@ def main() -> None:
         model = randomized(cls(model_config), seed=10 + seed).to(dtype)
         save(model, folder)
         tensors.update(references(folder, cls, ids, short))
+    tensors.update(write_lora_files(out / "clip-tiny", out, ids))
 
     versions = {"torch": torch.__version__, "transformers": transformers.__version__,
+                "diffusers": diffusers.__version__, "peft": peft.__version__,
                 "safetensors": safetensors.__version__, "numpy": np.__version__,
                 "python": platform.python_version()}
     save_file(tensors, out / "clip-tiny-forward.safetensors", metadata={"versions": json.dumps(versions)})

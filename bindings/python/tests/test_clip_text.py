@@ -75,3 +75,31 @@ def test_a_diffusers_config_is_not_mistaken_for_a_text_encoder(tmp_path):
     (tmp_path / "config.json").write_text('{"architectures": ["BertModel"]}')
     with pytest.raises(nodus.NodusError, match="'BertModel' is not supported.*CLIPTextModel"):
         nodus.load(str(tmp_path))
+
+
+@pytest.mark.parametrize("folder", ["clip-tiny", "clip-tiny-bare"])
+@pytest.mark.parametrize("lora", ["clip-tiny-lora-peft.safetensors", "clip-tiny-lora-kohya.safetensors"])
+def test_text_encoder_lora_unfused_and_fused(folder, lora, references):
+    """diffusers' text_encoder.* keys (transformers 5 names) and kohya's lora_te_text_model_* keys (hub
+    names) on both key forms of the model; the UNet layer of the diffusers file is reported, not applied."""
+    model = nodus.load(os.path.join(FIXTURES, folder))
+    report = model.load_lora_weights(os.path.join(FIXTURES, lora), adapter_name="te")
+    assert len(report["matched"]) == 18
+    assert report["unmatched"] == (["down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"]
+                                   if "peft" in lora else [])
+    model.set_adapters(["te"], [0.7])
+    expected = references["clip-tiny.lora_last_hidden_state"]
+    # clip-tiny-bare differs from clip-tiny in weights, activation and dtype: its LoRA output is not
+    # the reference; only the folder with the reference's weights is compared.
+    unfused = model.forward(input_ids=references["input_ids"])
+    model.fuse_lora()
+    fused = model.forward(input_ids=references["input_ids"])
+    model.unfuse_lora()
+    model.disable_lora()
+    plain = model.forward(input_ids=references["input_ids"])
+    if folder == "clip-tiny":
+        for label, value in (("unfused", unfused), ("fused", fused)):
+            error = relative_error(value, expected)
+            assert error < TOLERANCE, f"{lora} {label}: relative error {error:.2e}"
+        np.testing.assert_allclose(plain, references["clip-tiny.last_hidden_state"], rtol=0, atol=1e-5)
+    assert relative_error(unfused, plain) > 1e-2, "the LoRA changed nothing"
