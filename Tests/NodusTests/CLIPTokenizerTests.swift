@@ -78,4 +78,116 @@ final class CLIPTokenizerTests: XCTestCase {
             XCTAssertEqual(try tokenizer.encodePadded(text), ints(entry["input_ids"]), String(reflecting: text.prefix(60)))
         }
     }
+
+    // MARK: - Long prompts and weighting
+
+    func testLongPromptsAndWeightsEqualTheReferenceRule() throws {
+        let prompts = try XCTUnwrap(Self.references?["long_prompts"]?.arrayValue)
+        XCTAssertGreaterThan(prompts.count, 10)
+        let variants: [(String, CLIPTokenizer, LongPromptOptions)] = [
+            ("sd15", try Self.sd15.get(), LongPromptOptions()),
+            ("sd2", try Self.sd2.get(), LongPromptOptions()),
+            ("sd15_no_backtrack", try Self.sd15.get(), LongPromptOptions(commaBacktrack: 0)),
+        ]
+        for entry in prompts {
+            let text = try XCTUnwrap(entry["text"]?.stringValue)
+            let label = String(reflecting: text.prefix(50))
+            let parsed = try PromptWeighting.parse(text)
+            let expectedParsed = (entry["parsed"]?.arrayValue ?? []).map {
+                PromptWeighting.Segment(text: $0.arrayValue?[0].stringValue ?? "?", weight: $0.arrayValue?[1].doubleValue ?? .nan)
+            }
+            XCTAssertEqual(parsed, expectedParsed, "parse_prompt_attention(\(label))")
+            for (key, tokenizer, options) in variants {
+                let reference = try XCTUnwrap(entry[key])
+                let chunks = try tokenizer.encodeLongPrompt(text, options: options)
+                let expectedIDs = (reference["input_ids"]?.arrayValue ?? []).flatMap { ints($0) }
+                let expectedWeights = (reference["weights"]?.arrayValue ?? []).flatMap {
+                    ($0.arrayValue ?? []).compactMap { $0.doubleValue.map(Float.init) }
+                }
+                XCTAssertEqual(chunks.ids, expectedIDs, "\(key) ids of \(label)")
+                XCTAssertEqual(chunks.weights, expectedWeights, "\(key) weights of \(label)")
+                XCTAssertEqual(chunks.chunkCount * 77, expectedIDs.count)
+                if let plain = reference["unweighted_input_ids"]?.arrayValue {
+                    let unweighted = try tokenizer.encodeLongPrompt(text, options: LongPromptOptions(parsesWeights: false))
+                    XCTAssertEqual(unweighted.ids, plain.flatMap { ints($0) }, "\(key) unweighted ids of \(label)")
+                }
+            }
+        }
+    }
+
+    func testMaximumChunksKeepsTheFirstChunks() throws {
+        let tokenizer = try Self.sd15.get()
+        let prompt = String(repeating: "(chest:1.3) x-ray, nodule BREAK ", count: 30) + String(repeating: "lung ", count: 400)
+        let all = try tokenizer.encodeLongPrompt(prompt)
+        for maximum in [1, 2, 5, 31, 40] {
+            let some = try tokenizer.encodeLongPrompt(prompt, options: LongPromptOptions(maximumChunks: maximum))
+            let kept = min(maximum, all.chunkCount)
+            XCTAssertEqual(some.ids, Array(all.ids.prefix(kept * 77)), "maximumChunks \(maximum)")
+            XCTAssertEqual(some.weights, Array(all.weights.prefix(kept * 77)), "maximumChunks \(maximum)")
+        }
+        XCTAssertThrowsError(try tokenizer.encodeLongPrompt("a", options: LongPromptOptions(maximumChunks: 0)))
+        XCTAssertThrowsError(try tokenizer.encodeLongPrompt("(a:1.2.3)")) { error in
+            XCTAssertTrue("\(error)".contains("1.2.3"), "\(error)")
+        }
+    }
+
+    // MARK: - Bad input
+
+    func testMissingFilesAreNamed() throws {
+        let folder = temporaryDirectory("tokenizer-missing")
+        XCTAssertThrowsError(try CLIPTokenizer.load(path: folder)) { error in
+            let message = "\(error)"
+            XCTAssertTrue(message.contains("vocab.json") && message.contains("merges.txt"), message)
+        }
+        let vocabulary = try String(contentsOfFile: Fixtures.path("clip-tokenizer/vocab.json"), encoding: .utf8)
+        try vocabulary.write(toFile: folder + "/vocab.json", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try CLIPTokenizer.load(path: folder)) { error in
+            let message = "\(error)"
+            XCTAssertTrue(message.contains("no merges.txt"), message)
+            XCTAssertEqual((error as? NodusError)?.code, .io)
+        }
+        XCTAssertThrowsError(try CLIPTokenizer.load(path: folder + "/nowhere")) { error in
+            XCTAssertTrue("\(error)".contains("does not exist"), "\(error)")
+        }
+    }
+
+    func testVocabularyAndMergesThatDisagree() throws {
+        let folder = temporaryDirectory("tokenizer-disagree")
+        try #"{"a":0,"b":1,"a</w>":2,"b</w>":3,"<|startoftext|>":4,"<|endoftext|>":5}"#
+            .write(toFile: folder + "/vocab.json", atomically: true, encoding: .utf8)
+        try "#version: 0.2\na b\n".write(toFile: folder + "/merges.txt", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try CLIPTokenizer.load(path: folder)) { error in
+            let message = "\(error)"
+            XCTAssertTrue(message.contains("'ab'") && message.contains("merge 1"), message)
+            XCTAssertEqual((error as? NodusError)?.code, .format)
+        }
+        try "#version: 0.2\na c</w>\n".write(toFile: folder + "/merges.txt", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try CLIPTokenizer.load(path: folder)) { error in
+            XCTAssertTrue("\(error)".contains("'c</w>'"), "\(error)")
+        }
+        try "#version: 0.2\na b c\n".write(toFile: folder + "/merges.txt", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try CLIPTokenizer.load(path: folder)) { error in
+            XCTAssertTrue("\(error)".contains("line 2"), "\(error)")
+        }
+        try "#version: 0.2\n".write(toFile: folder + "/merges.txt", atomically: true, encoding: .utf8)
+        try #"{"pad_token": "<pad>"}"#.write(toFile: folder + "/special_tokens_map.json", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try CLIPTokenizer.load(path: folder)) { error in
+            XCTAssertTrue("\(error)".contains("pad token '<pad>'"), "\(error)")
+        }
+    }
+
+    func testMillionCharacterPromptIsTruncatedQuickly() throws {
+        let tokenizer = try Self.sd15.get()
+        let words = String(repeating: "pulmonary nodule in the right lower lobe ", count: 25_000)
+        let start = Clock.seconds()
+        let ids = try tokenizer.encodePadded(words)
+        XCTAssertEqual(ids.count, 77)
+        XCTAssertEqual(ids, try tokenizer.encodePadded(String(words.prefix(2_000))))
+        // One word of a million letters cannot stop early: BPE runs in O(n log n) on it.
+        let word = String(repeating: "a", count: 1_000_000)
+        let long = try tokenizer.encodePadded(word)
+        XCTAssertEqual(long.count, 77)
+        XCTAssertEqual(long[76], tokenizer.endTokenID)
+        XCTAssertLessThan(Clock.seconds() - start, 30, "a million characters should not take long")
+    }
 }
