@@ -1,13 +1,15 @@
 /// From text to content ids: added tokens, cleaning, pre-split and byte-pair encoding, one
 /// white-space-free run of the text at a time.
 extension CLIPTokenizer {
-    /// Appends the content ids of `text`, stopping after the run that reaches `limit` ids.
+    /// Appends the content ids of `text`, stopping after the run that brings `limit` new ids (the
+    /// caller drops any beyond it).
     ///
     /// Why run by run gives the ids of the whole text: NFC never composes across a White_Space
     /// scalar (none is in a composition pair, and all are starters), lower-casing is per scalar,
     /// white space only separates pre-tokens, and no added token holds white space (otherwise the
     /// text is processed whole).
     func appendContentIDs(of text: String, limit: Int?, into ids: inout [Int]) throws {
+        let start = ids.count
         var run: [Unicode.Scalar] = []
         var bytes: [UInt8] = []
         for scalar in text.unicodeScalars {
@@ -15,7 +17,7 @@ extension CLIPTokenizer {
                 if !run.isEmpty {
                     try appendRun(run, bytes: &bytes, into: &ids)
                     run.removeAll(keepingCapacity: true)
-                    if let limit, ids.count >= limit { return }
+                    if let limit, ids.count - start >= limit { return }
                 }
             } else {
                 run.append(scalar)

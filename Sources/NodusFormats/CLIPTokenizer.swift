@@ -106,22 +106,34 @@ public final class CLIPTokenizer: Sendable {
 
     /// [BOS] ids [EOS], untruncated (`tokenizer(text)["input_ids"]`).
     public func encode(_ text: String) throws -> [Int] {
-        [beginTokenID] + (try contentIDs(text)) + [endTokenID]
+        try encode(text, addSpecialTokens: true, padToMaximumLength: false)
     }
 
     /// Exactly `length` ids (default `modelMaxLength`): [BOS] + the first `length - 2` content ids +
     /// [EOS] + pad ids, as `tokenizer(text, padding="max_length", max_length=length, truncation=True)`.
     /// - Throws: `NodusError.invalidArgument` when `length` is below 2.
     public func encodePadded(_ text: String, length: Int? = nil) throws -> [Int] {
+        try encode(text, addSpecialTokens: true, padToMaximumLength: true, length: length)
+    }
+
+    /// The general form of `encode` and `encodePadded`: `addSpecialTokens` false leaves out BOS/EOS
+    /// (`add_special_tokens=False`); `padToMaximumLength` truncates and pads to `length` (default
+    /// `modelMaxLength`) ids, as `padding="max_length", truncation=True`.
+    public func encode(_ text: String, addSpecialTokens: Bool, padToMaximumLength: Bool, length: Int? = nil) throws
+        -> [Int] {
         let length = length ?? configuration.modelMaxLength
-        guard length >= 2 else {
-            throw NodusError.invalidArgument("CLIPTokenizer.encodePadded: length is \(length); it must be at least 2")
+        let specialCount = addSpecialTokens ? 2 : 0
+        guard !padToMaximumLength || length >= specialCount else {
+            throw NodusError.invalidArgument("CLIPTokenizer.encode: length is \(length); it must be at least \(specialCount)")
         }
-        var ids = [beginTokenID]
-        ids.reserveCapacity(length)
-        ids += try contentIDs(text, limit: length - 2)
-        ids.append(endTokenID)
-        while ids.count < length { ids.append(padTokenID) }
+        var ids: [Int] = []
+        if addSpecialTokens { ids.append(beginTokenID) }
+        try appendContentIDs(of: text, limit: padToMaximumLength ? length - specialCount : nil, into: &ids)
+        if padToMaximumLength, ids.count > length - (addSpecialTokens ? 1 : 0) {
+            ids.removeSubrange((length - (addSpecialTokens ? 1 : 0))...)
+        }
+        if addSpecialTokens { ids.append(endTokenID) }
+        if padToMaximumLength { while ids.count < length { ids.append(padTokenID) } }
         return ids
     }
 }
