@@ -46,7 +46,9 @@ class Tokenizer(Handle):
             raise ValueError(f"nodus: Tokenizer.from_pretrained takes a path, not {type(path).__name__}")
         handle = ctypes.c_void_p()
         _lib.check(_lib.lib.nodus_tokenizer_load(os.fsencode(path), ctypes.byref(handle)))
-        return cls(handle)
+        tokenizer = cls(handle)
+        tokenizer._max_length = int(_lib.lib.nodus_tokenizer_max_length(handle))
+        return tokenizer
 
     def __repr__(self):
         if not self._handle:
@@ -92,14 +94,14 @@ class Tokenizer(Handle):
 
     def _encode(self, text, flags):
         data = _utf8(text)
+        # One call: a text of n bytes has at most n + 2 ids (BOS, EOS), or exactly the padded length.
+        capacity = self._max_length if flags & PAD_TO_MAX_LENGTH else len(data) + 2
+        ids = np.empty(capacity, np.int64)
         count = ctypes.c_size_t()
-        _lib.check(_lib.lib.nodus_tokenizer_encode(self.handle, data, len(data), flags, None, 0, ctypes.byref(count)))
-        ids = np.empty(count.value, np.int64)
-        if count.value:
-            pointer = ids.ctypes.data_as(ctypes.POINTER(ctypes.c_int64))
-            _lib.check(_lib.lib.nodus_tokenizer_encode(self.handle, data, len(data), flags, pointer, count.value,
-                                                       ctypes.byref(count)))
-        return ids
+        _lib.check(_lib.lib.nodus_tokenizer_encode(self.handle, data, len(data), flags,
+                                                   ids.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)), capacity,
+                                                   ctypes.byref(count)))
+        return ids[: count.value]
 
     def encode(self, text, add_special_tokens=True, padding=False, truncation=False, max_length=None):
         """A list of ids, as transformers' ``encode``: ``[BOS] ... [EOS]``, untruncated by default."""
@@ -107,11 +109,11 @@ class Tokenizer(Handle):
 
     def _ids(self, text, add_special_tokens, padding, truncation, max_length):
         flags = 0 if add_special_tokens else NO_SPECIAL_TOKENS
-        length = self.model_max_length if max_length is None else int(max_length)
+        length = self._max_length if max_length is None else int(max_length)
         specials = 2 if add_special_tokens else 0
         if length < specials:
             raise ValueError(f"nodus: max_length {length} leaves no room for BOS and EOS")
-        if padding == "max_length" and truncation and length == self.model_max_length:
+        if padding == "max_length" and truncation and length == self._max_length:
             return self._encode(text, flags | PAD_TO_MAX_LENGTH)  # stops reading at the limit
         ids = self._encode(text, flags)
         if truncation and len(ids) > length:
