@@ -165,6 +165,9 @@ CORPUS = [
     REPORT,
 ]
 
+# Prompts of about a million characters, stored as (unit, count): unit * count.
+REPEATED = [("a", 1_000_000), ("pulmonary nodule ", 60_000), ("ab", 500_000), ("🙂", 250_000), ("x-ray, ", 150_000)]
+
 WEIGHTED_PROMPTS = [
     "", "a chest x-ray", "a (nodule:1.2) in the right lung", "((calcified)) nodule, [[blurry]]",
     "(ground glass:0.5), (spiculated margin:1.5) mass", r"literal \(parentheses\) and \[brackets\] \\ slash",
@@ -328,6 +331,8 @@ def main():
     for text, ids, ids_sd2 in zip(CORPUS, padded_sd15, padded(sd2_tokenizer, CORPUS)):
         full = sd15(text, add_special_tokens=True, truncation=False)["input_ids"]
         cases.append({"text": text, "input_ids": ids, "input_ids_sd2": ids_sd2, "untruncated": full})
+    repeated = [{"unit": unit, "count": count, "input_ids": padded(sd15, [unit * count])[0]}
+                for unit, count in REPEATED]
     weighted = []
     for text in WEIGHTED_PROMPTS:
         entry = {"text": text, "parsed": parse_prompt_attention(text)}
@@ -343,7 +348,8 @@ def main():
         "description": "CLIPTokenizer ids from transformers for tests/reference/make_tokenizer_fixtures.py's corpus; "
                        "input_ids: tokenizer(texts, padding='max_length', max_length=77, truncation=True) with "
                        "clip-tokenizer (SD-1.5, pad <|endoftext|>); input_ids_sd2: the same with clip-tokenizer-sd2 "
-                       "(pad '!'); untruncated: tokenizer(text, truncation=False) (BOS ... EOS). long_prompts: "
+                       "(pad '!'); untruncated: tokenizer(text, truncation=False) (BOS ... EOS); repeated: input_ids of "
+                       "unit * count (a million characters). long_prompts: "
                        "A1111-style chunking and (word:1.2) weighting, see the script's docstring.",
         "command": "python tests/reference/make_tokenizer_fixtures.py",
         "versions": {"transformers": transformers.__version__, "tokenizers": tokenizers.__version__,
@@ -354,6 +360,7 @@ def main():
                     "pad_token_id": sd15.pad_token_id, "pad_token_id_sd2": sd2_tokenizer.pad_token_id,
                     "vocab_size": sd15.vocab_size, "model_max_length": sd15.model_max_length},
         "cases": cases,
+        "repeated": repeated,
         "long_prompts": weighted,
     }
     with open(os.path.join(FIXTURES, "clip-tokenizer-references.json"), "w", encoding="utf-8") as handle:

@@ -182,6 +182,16 @@ def test_million_character_prompt_is_truncated_quickly(sd15):
     assert elapsed < 1.0, f"truncation should stop early, took {elapsed:.2f} s"
 
 
+def test_million_character_words_equal_transformers(sd15, references):
+    assert len(references["repeated"]) == 5
+    for entry in references["repeated"]:
+        start = time.perf_counter()
+        ids = sd15(entry["unit"] * entry["count"])
+        elapsed = time.perf_counter() - start
+        assert ids[0].tolist() == entry["input_ids"], f"{entry['unit']!r} x {entry['count']}"
+        assert elapsed < 10, f"{entry['unit']!r} x {entry['count']} took {elapsed:.1f} s"
+
+
 def test_threads_share_one_tokenizer(sd15, references):
     cases = references["cases"]
     failures = []
