@@ -508,6 +508,94 @@ NODUS_API NODUS_NODISCARD nodus_status nodus_sample(nodus_model *model, nodus_sc
 NODUS_API NODUS_NODISCARD nodus_status nodus_batch_statistics(const nodus_tensor *samples, int32_t correction,
                                                               nodus_tensor *mean, nodus_tensor *variance);
 
+/* ---- CLIP tokenizer ----------------------------------------------------- */
+
+/* Text to token ids as transformers 5's CLIPTokenizer (= CLIPTokenizerFast)
+ * encodes them, id for id: NFC, white space collapsed, lower case, CLIP's
+ * pre-split regex, byte-level BPE with `</w>`, BOS/EOS, padding, truncation.
+ * A tokenizer is immutable after loading and may be used by several threads. */
+typedef struct nodus_tokenizer nodus_tokenizer;
+
+/* Loads a tokenizer: a diffusers `tokenizer/` folder (vocab.json + merges.txt,
+ * with special_tokens_map.json and tokenizer_config.json when present: pad
+ * token, model_max_length), a folder holding a Hugging Face tokenizer.json
+ * (used first when both are there, as transformers does), or the path of a
+ * tokenizer.json. NODUS_ERROR_IO: the path does not exist, or vocab.json /
+ * merges.txt is missing (the message names which); NODUS_ERROR_FORMAT: a
+ * malformed file, or a vocabulary and merges that disagree (the message names
+ * the merge); NODUS_ERROR_UNSUPPORTED: a tokenizer.json that is not CLIP's
+ * (model, normalizer or pre-tokenizer). On success *out_tokenizer is a new
+ * tokenizer the caller frees with nodus_tokenizer_free(); on failure NULL. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_tokenizer_load(const char *path, nodus_tokenizer **out_tokenizer);
+NODUS_API void nodus_tokenizer_free(nodus_tokenizer *tokenizer);
+
+/* Flags of nodus_tokenizer_encode(), combined with `|`. */
+enum {
+    /* Exactly nodus_tokenizer_max_length() ids: the content truncated to leave
+     * room for BOS/EOS, then pad ids (transformers' tokenizer(text,
+     * padding="max_length", max_length=77, truncation=True)). Truncation stops
+     * reading the text once enough tokens exist. */
+    NODUS_TOKENIZE_PAD_TO_MAX_LENGTH = 1,
+    /* No BOS/EOS (add_special_tokens=False). */
+    NODUS_TOKENIZE_NO_SPECIAL_TOKENS = 2
+};
+
+/* Encodes `text_length` bytes of UTF-8 at `text` (NUL bytes are text; `text`
+ * may be NULL when text_length is 0). flags 0: [BOS] ids [EOS], untruncated.
+ * Stores the number of ids in *out_count and, when it fits in `capacity`,
+ * writes them to `out_ids` (which may be NULL when capacity is 0: a size
+ * query, NODUS_OK). NODUS_ERROR_INVALID_ARGUMENT: NULL tokenizer, text or
+ * out_count, unknown flags, invalid UTF-8 (the message gives the byte
+ * offset), or capacity below the count (then *out_count holds the count and
+ * out_ids is untouched). */
+NODUS_API NODUS_NODISCARD nodus_status nodus_tokenizer_encode(const nodus_tokenizer *tokenizer, const char *text,
+                                                              size_t text_length, int32_t flags, int64_t *out_ids,
+                                                              size_t capacity, size_t *out_count);
+
+/* Long prompts and prompt weighting (opt-in), as AUTOMATIC1111's webui:
+ * `(text)` x1.1, `[text]` /1.1, `(text:1.3)`, `\(` for a literal bracket,
+ * `BREAK` to end a chunk; the tokens fill chunks of max_length - 2 (75),
+ * moving the words after a comma at most comma_backtrack tokens back to the
+ * next chunk; each chunk is [BOS] tokens [EOS] pad... (max_length ids, the pad
+ * after the EOS as transformers pads). The exact rule: README "Long prompts
+ * and prompt weighting". */
+typedef struct nodus_prompt_params {
+    uint32_t struct_size;      /* sizeof(nodus_prompt_params), set by nodus_prompt_params_init    */
+    int32_t parse_weights;     /* 1 (default): parse the weighting syntax; 0: plain text, weight 1 */
+    int32_t comma_backtrack;   /* A1111's comma_padding_backtrack; default 20, 0 turns it off      */
+    int32_t max_chunks;        /* keep at most this many chunks; 0 (default): all                  */
+} nodus_prompt_params;
+
+NODUS_API void nodus_prompt_params_init(nodus_prompt_params *params);
+
+/* Encodes a long, weighted prompt (`text` as in nodus_tokenizer_encode;
+ * `params` NULL for the defaults) into chunks: *out_count = chunks *
+ * max_length ids written to `out_ids`, and the weight of each id to
+ * `out_weights` (1 for BOS, EOS and padding; may be NULL). Size query and
+ * errors as nodus_tokenizer_encode; also NODUS_ERROR_INVALID_ARGUMENT for a
+ * weight that is not a number, as in "(a:1.2.3)" (the message quotes it). */
+NODUS_API NODUS_NODISCARD nodus_status nodus_tokenizer_encode_prompt(const nodus_tokenizer *tokenizer, const char *text,
+                                                                     size_t text_length,
+                                                                     const nodus_prompt_params *params,
+                                                                     int64_t *out_ids, float *out_weights,
+                                                                     size_t capacity, size_t *out_count);
+
+/* model_max_length (77 for CLIP; also when the files give none); -1 (and a
+ * message) if `tokenizer` is NULL. */
+NODUS_API int32_t nodus_tokenizer_max_length(const nodus_tokenizer *tokenizer);
+/* The ids of the BOS (<|startoftext|>), EOS (<|endoftext|>) and pad tokens
+ * (SD-1.5: <|endoftext|>, SD-2: "!"); -1 (and a message) if `tokenizer` is NULL. */
+NODUS_API int64_t nodus_tokenizer_bos_id(const nodus_tokenizer *tokenizer);
+NODUS_API int64_t nodus_tokenizer_eos_id(const nodus_tokenizer *tokenizer);
+NODUS_API int64_t nodus_tokenizer_pad_id(const nodus_tokenizer *tokenizer);
+/* Number of ids (vocabulary plus added tokens; 49408 for CLIP); -1 if NULL. */
+NODUS_API int64_t nodus_tokenizer_vocab_size(const nodus_tokenizer *tokenizer);
+/* The id of one token string (as in vocab.json, e.g. "photo</w>"), as
+ * transformers' convert_tokens_to_ids. NODUS_ERROR_INVALID_ARGUMENT for NULL
+ * arguments or a token that is not in the vocabulary (*out_id is then -1). */
+NODUS_API NODUS_NODISCARD nodus_status nodus_tokenizer_token_to_id(const nodus_tokenizer *tokenizer, const char *token,
+                                                                   int64_t *out_id);
+
 /* ---- Noise -------------------------------------------------------------- */
 
 /* Fills a float32 tensor with the values of

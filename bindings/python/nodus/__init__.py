@@ -22,6 +22,7 @@ from .errors import (
 from .model import Model, load
 from .sampling import batch_statistics, randn, sample
 from .scheduler import Scheduler
+from .tokenizer import Tokenizer
 
 __all__ = [
     "__version__",
@@ -35,6 +36,7 @@ __all__ = [
     "OutOfMemoryError",
     "Scheduler",
     "ShapeError",
+    "Tokenizer",
     "UnsupportedError",
     "batch_statistics",
     "cpu_level",

@@ -93,6 +93,17 @@ class SampleParams(ctypes.Structure):
     ]
 
 
+class PromptParams(ctypes.Structure):
+    """struct nodus_prompt_params."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("parse_weights", ctypes.c_int32),
+        ("comma_backtrack", ctypes.c_int32),
+        ("max_chunks", ctypes.c_int32),
+    ]
+
+
 _status = ctypes.c_int32
 _p = ctypes.c_void_p
 _str = ctypes.c_char_p
@@ -157,6 +168,20 @@ PROTOTYPES = {
     "nodus_model_encode_latent": (_status, [_p, _tensor_p, _tensor_p, _tensor_p]),
     "nodus_model_set_vae_tiling": (_status, [_p, ctypes.c_int32, ctypes.c_int32]),
     "nodus_model_profile": (_status, [_p, _tensor_p, _size, ctypes.c_int32, ctypes.POINTER(_str)]),
+    "nodus_tokenizer_load": (_status, [_str, ctypes.POINTER(_p)]),
+    "nodus_tokenizer_free": (None, [_p]),
+    "nodus_tokenizer_encode": (
+        _status, [_p, _p, _size, ctypes.c_int32, ctypes.POINTER(ctypes.c_int64), _size, ctypes.POINTER(_size)]),
+    "nodus_prompt_params_init": (None, [ctypes.POINTER(PromptParams)]),
+    "nodus_tokenizer_encode_prompt": (
+        _status, [_p, _p, _size, ctypes.POINTER(PromptParams), ctypes.POINTER(ctypes.c_int64),
+                  ctypes.POINTER(ctypes.c_float), _size, ctypes.POINTER(_size)]),
+    "nodus_tokenizer_max_length": (ctypes.c_int32, [_p]),
+    "nodus_tokenizer_bos_id": (ctypes.c_int64, [_p]),
+    "nodus_tokenizer_eos_id": (ctypes.c_int64, [_p]),
+    "nodus_tokenizer_pad_id": (ctypes.c_int64, [_p]),
+    "nodus_tokenizer_vocab_size": (ctypes.c_int64, [_p]),
+    "nodus_tokenizer_token_to_id": (_status, [_p, _str, ctypes.POINTER(ctypes.c_int64)]),
 }
 
 

@@ -172,6 +172,19 @@ def test_every_header_function_is_called():
     assert lib.nodus_model_encode_latent(None, None, None, ctypes.byref(out)) == INVALID_ARGUMENT
     assert lib.nodus_model_set_vae_tiling(None, 1, 0) == INVALID_ARGUMENT
     assert lib.nodus_batch_statistics(None, 1, ctypes.byref(out), ctypes.byref(tensor())) == INVALID_ARGUMENT
+    prompt_params = _lib.PromptParams()
+    lib.nodus_prompt_params_init(ctypes.byref(prompt_params))
+    assert prompt_params.struct_size == ctypes.sizeof(_lib.PromptParams) and prompt_params.comma_backtrack == 20
+    assert lib.nodus_tokenizer_load(b"/nonexistent/tokenizer", ctypes.byref(handle)) == IO
+    assert handle.value is None
+    lib.nodus_tokenizer_free(None)
+    assert lib.nodus_tokenizer_encode(None, b"a", 1, 0, None, 0, ctypes.byref(count)) == INVALID_ARGUMENT
+    assert lib.nodus_tokenizer_encode_prompt(None, b"a", 1, ctypes.byref(prompt_params), None, None, 0,
+                                             ctypes.byref(count)) == INVALID_ARGUMENT
+    assert lib.nodus_tokenizer_max_length(None) == -1
+    assert lib.nodus_tokenizer_bos_id(None) == lib.nodus_tokenizer_eos_id(None) == lib.nodus_tokenizer_pad_id(None) == -1
+    assert lib.nodus_tokenizer_vocab_size(None) == -1
+    assert lib.nodus_tokenizer_token_to_id(None, b"a", ctypes.byref(ctypes.c_int64())) == INVALID_ARGUMENT
     missing = sorted(set(header_functions()) - Recorder.calls)
     assert not missing, f"not exercised: {missing}"
 

@@ -1,0 +1,139 @@
+import NodusCore
+
+/// CLIP's byte-level BPE tokenizer, as transformers 5's `CLIPTokenizer` (which is also
+/// `CLIPTokenizerFast` there: one class backed by Hugging Face tokenizers) encodes text, id for id.
+///
+/// The steps, in tokenizers' order:
+/// 1. added tokens (`<|startoftext|>`, `<|endoftext|>`) are cut out of the text (`AddedToken`);
+/// 2. the rest is cleaned: NFC, every run of white space (Unicode `White_Space`) becomes one space,
+///    lower case per character (tokenizers' `Sequence[NFC, Replace(\s+, " "), Lowercase]`; this is
+///    transformers 5's only path: ftfy and the old `BasicTokenizer` clean-up are gone from it);
+/// 3. the pre-split regex `<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|
+///    [^\s\p{L}\p{N}]+` keeps its matches and drops the white space between them (a hand-written
+///    scanner over Unicode general categories, see `CLIPTokenizer+PreTokenization.swift`);
+/// 4. each piece's UTF-8 bytes go through `BytePairEncoding` with the `</w>` end-of-word suffix;
+/// 5. `encode` wraps the ids in BOS/EOS (tokenizers' `RobertaProcessing`); `encodePadded` truncates
+///    the content to `modelMaxLength - 2` and pads with the pad token to `modelMaxLength`, as
+///    `tokenizer(text, padding="max_length", max_length=77, truncation=True)`.
+///
+/// Truncation stops cleaning and encoding as soon as enough tokens exist, so a million-character
+/// prompt costs what its first words cost. The text is processed one white-space-free run at a time:
+/// no cleaning step, added token or pre-token crosses white space, so the ids equal those of the
+/// whole text (see `appendContentIDs`).
+///
+/// Limitations: NFC uses the Swift standard library's Unicode tables and the letter / number
+/// classes its general categories; where its Unicode version differs from the one compiled into
+/// tokenizers (Oniguruma, Rust's std), characters new in one version may split differently. Added
+/// tokens holding white space turn the run-by-run processing (and the short-cut) off.
+public final class CLIPTokenizer: Sendable {
+    public let model: BytePairEncoding
+    public let configuration: CLIPTokenizerConfiguration
+    public let addedTokens: [AddedToken]
+    public let beginTokenID: Int
+    public let endTokenID: Int
+    public let padTokenID: Int
+    public let unknownTokenID: Int?
+
+    /// Added tokens matched in the raw and in the cleaned text, as scalar arrays, longest first.
+    let rawTokenPatterns: [(scalars: [Unicode.Scalar], id: Int)]
+    let normalizedTokenPatterns: [(scalars: [Unicode.Scalar], id: Int)]
+    /// False when an added token holds white space: then the text is processed whole.
+    let processesRunByRun: Bool
+
+    /// - Parameters:
+    ///   - context: names the tokenizer's source in messages (its folder).
+    /// - Throws: `NodusError.format` when a special token of `configuration` is neither in the
+    ///   vocabulary nor an added token, or `modelMaxLength` is below 2.
+    public init(model: BytePairEncoding, addedTokens: [AddedToken], configuration: CLIPTokenizerConfiguration,
+                context: String) throws {
+        var tokenIDs = model.vocabulary
+        for token in addedTokens { tokenIDs[token.content] = token.id }
+        func id(of token: String, _ role: String) throws -> Int {
+            guard let id = tokenIDs[token] else {
+                throw NodusError.format("\(context): the \(role) token '\(token)' is not in the vocabulary")
+            }
+            return id
+        }
+        guard configuration.modelMaxLength >= 2 else {
+            throw NodusError.format("\(context): model_max_length is \(configuration.modelMaxLength); "
+                                    + "it must leave room for BOS and EOS (at least 2)")
+        }
+        self.beginTokenID = try id(of: configuration.beginToken, "bos")
+        self.endTokenID = try id(of: configuration.endToken, "eos")
+        self.padTokenID = try id(of: configuration.padToken, "pad")
+        self.unknownTokenID = tokenIDs[configuration.unknownToken]
+        self.model = model
+        self.configuration = configuration
+        // transformers registers the special tokens as added tokens even when the files list none.
+        var tokens = addedTokens
+        for special in [configuration.beginToken, configuration.endToken, configuration.padToken,
+                        configuration.unknownToken] where !tokens.contains(where: { $0.content == special }) {
+            if let id = tokenIDs[special] { tokens.append(AddedToken(content: special, id: id)) }
+        }
+        self.addedTokens = tokens
+        let patterns = tokens.filter { !$0.content.isEmpty }
+            .map { (scalars: Array($0.content.unicodeScalars), id: $0.id, normalized: $0.normalized) }
+            .sorted { $0.scalars.count > $1.scalars.count }
+        self.rawTokenPatterns = patterns.filter { !$0.normalized }.map { (scalars: $0.scalars, id: $0.id) }
+        self.normalizedTokenPatterns = patterns.filter { $0.normalized }.map { (scalars: $0.scalars, id: $0.id) }
+        self.processesRunByRun = !patterns.contains { $0.scalars.contains(where: Self.isWhitespace) }
+    }
+
+    /// Number of ids: the vocabulary plus added tokens outside it (transformers' `len(tokenizer)`;
+    /// its `vocab_size` for CLIP, where both are 49408).
+    public var vocabularySize: Int {
+        model.vocabulary.count + addedTokens.filter { model.vocabulary[$0.content] == nil }.count
+    }
+
+    /// The id of `token` (vocabulary or added token), as transformers' `convert_tokens_to_ids`.
+    public func id(of token: String) -> Int? {
+        model.vocabulary[token] ?? addedTokens.first { $0.content == token }?.id
+    }
+
+    /// The token string of `id`, or nil for an unknown id.
+    public func token(of id: Int) -> String? {
+        addedTokens.first { $0.id == id }?.content ?? model.tokens[id]
+    }
+
+    /// The ids of `text` without BOS/EOS (`tokenizer(text, add_special_tokens=False)`), at most
+    /// `limit` of them when given (the first `limit` of the full result).
+    public func contentIDs(_ text: String, limit: Int? = nil) throws -> [Int] {
+        var ids: [Int] = []
+        try appendContentIDs(of: text, limit: limit, into: &ids)
+        if let limit, ids.count > limit { ids.removeSubrange(limit...) }
+        return ids
+    }
+
+    /// [BOS] ids [EOS], untruncated (`tokenizer(text)["input_ids"]`).
+    public func encode(_ text: String) throws -> [Int] {
+        try encode(text, addSpecialTokens: true, padToMaximumLength: false)
+    }
+
+    /// Exactly `length` ids (default `modelMaxLength`): [BOS] + the first `length - 2` content ids +
+    /// [EOS] + pad ids, as `tokenizer(text, padding="max_length", max_length=length, truncation=True)`.
+    /// - Throws: `NodusError.invalidArgument` when `length` is below 2.
+    public func encodePadded(_ text: String, length: Int? = nil) throws -> [Int] {
+        try encode(text, addSpecialTokens: true, padToMaximumLength: true, length: length)
+    }
+
+    /// The general form of `encode` and `encodePadded`: `addSpecialTokens` false leaves out BOS/EOS
+    /// (`add_special_tokens=False`); `padToMaximumLength` truncates and pads to `length` (default
+    /// `modelMaxLength`) ids, as `padding="max_length", truncation=True`.
+    public func encode(_ text: String, addSpecialTokens: Bool, padToMaximumLength: Bool, length: Int? = nil) throws
+        -> [Int] {
+        let length = length ?? configuration.modelMaxLength
+        let specialCount = addSpecialTokens ? 2 : 0
+        guard !padToMaximumLength || length >= specialCount else {
+            throw NodusError.invalidArgument("CLIPTokenizer.encode: length is \(length); it must be at least \(specialCount)")
+        }
+        var ids: [Int] = []
+        if addSpecialTokens { ids.append(beginTokenID) }
+        try appendContentIDs(of: text, limit: padToMaximumLength ? length - specialCount : nil, into: &ids)
+        if padToMaximumLength, ids.count > length - (addSpecialTokens ? 1 : 0) {
+            ids.removeSubrange((length - (addSpecialTokens ? 1 : 0))...)
+        }
+        if addSpecialTokens { ids.append(endTokenID) }
+        if padToMaximumLength { while ids.count < length { ids.append(padTokenID) } }
+        return ids
+    }
+}

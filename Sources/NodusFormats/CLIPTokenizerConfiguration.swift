@@ -1,0 +1,22 @@
+/// The settings of a CLIP tokenizer beyond its vocabulary: what tokenizer_config.json and
+/// special_tokens_map.json (or tokenizer.json's normalizer and post-processor) say. The defaults are
+/// transformers' `CLIPTokenizer` defaults, with `modelMaxLength` 77 (CLIP's position count).
+public struct CLIPTokenizerConfiguration: Equatable, Sendable {
+    /// Sequence length of `encodePadded` (tokenizer_config.json `model_max_length`). A missing value,
+    /// or transformers' "no limit" placeholder (1e30), gives 77.
+    public var modelMaxLength = 77
+    public var beginToken = "<|startoftext|>"
+    public var endToken = "<|endoftext|>"
+    /// SD-1.5's tokenizer pads with `<|endoftext|>`, SD-2's with `!`.
+    public var padToken = "<|endoftext|>"
+    public var unknownToken = "<|endoftext|>"
+    /// NFC normalisation (tokenizers' `NFC` normalizer).
+    public var composesUnicode = true
+    /// Lower-casing (tokenizers' `Lowercase`, a per-character full Unicode mapping).
+    /// tokenizer_config.json's `do_lower_case` is not read: transformers 5 ignores it too.
+    public var lowercases = true
+    /// The end-of-word suffix of the BPE model.
+    public var endOfWordSuffix = "</w>"
+
+    public init() {}
+}

@@ -1,0 +1,198 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import NodusCore
+import NodusFormats
+import XCTest
+
+/// CLIPTokenizer against transformers 5 (Tests/Fixtures/clip-tokenizer-references.json, made by
+/// tests/reference/make_tokenizer_fixtures.py with the real 49408-token CLIP vocabulary).
+final class CLIPTokenizerTests: XCTestCase {
+    static let references: JSONValue? = {
+        guard let data = FileManager.default.contents(atPath: Fixtures.path("clip-tokenizer-references.json")) else {
+            return nil
+        }
+        return data.withUnsafeBytes { try? JSONValue.parse($0, context: "clip-tokenizer-references.json") }
+    }()
+    // Loaded once: the vocabulary takes a moment.
+    static let sd15 = Result { try CLIPTokenizer.load(path: Fixtures.path("clip-tokenizer")) }
+    static let sd2 = Result { try CLIPTokenizer.load(path: Fixtures.path("clip-tokenizer-sd2")) }
+    static let fromJSON = Result { try CLIPTokenizer.load(path: Fixtures.path("clip-tokenizer-json")) }
+
+    private func cases() throws -> [JSONValue] {
+        try XCTUnwrap(Self.references?["cases"]?.arrayValue, "clip-tokenizer-references.json is missing")
+    }
+
+    private func ints(_ value: JSONValue?) -> [Int] { (value?.arrayValue ?? []).compactMap(\.intValue) }
+
+    func testSpecialTokensMatchTransformers() throws {
+        let tokenizer = try Self.sd15.get()
+        let special = try XCTUnwrap(Self.references?["special"])
+        XCTAssertEqual(tokenizer.beginTokenID, special["bos_token_id"]?.intValue)
+        XCTAssertEqual(tokenizer.endTokenID, special["eos_token_id"]?.intValue)
+        XCTAssertEqual(tokenizer.padTokenID, special["pad_token_id"]?.intValue)
+        XCTAssertEqual(try Self.sd2.get().padTokenID, special["pad_token_id_sd2"]?.intValue)
+        XCTAssertEqual(tokenizer.vocabularySize, special["vocab_size"]?.intValue)
+        XCTAssertEqual(tokenizer.configuration.modelMaxLength, special["model_max_length"]?.intValue)
+    }
+
+    func testPaddedIdsEqualTransformersOnCorpus() throws {
+        let tokenizers = [("clip-tokenizer", try Self.sd15.get(), "input_ids"),
+                          ("clip-tokenizer-json", try Self.fromJSON.get(), "input_ids"),
+                          ("clip-tokenizer-sd2", try Self.sd2.get(), "input_ids_sd2")]
+        let corpus = try cases()
+        XCTAssertGreaterThan(corpus.count, 50)
+        for (name, tokenizer, key) in tokenizers {
+            for entry in corpus {
+                let text = try XCTUnwrap(entry["text"]?.stringValue)
+                let expected = ints(entry[key])
+                XCTAssertEqual(try tokenizer.encodePadded(text), expected,
+                               "\(name): \(String(reflecting: text.prefix(60))) should give \(expected)")
+            }
+        }
+    }
+
+    func testUntruncatedIdsEqualTransformers() throws {
+        let tokenizer = try Self.sd15.get()
+        for entry in try cases() {
+            let text = try XCTUnwrap(entry["text"]?.stringValue)
+            let expected = ints(entry["untruncated"])
+            XCTAssertEqual(try tokenizer.encode(text), expected, "\(String(reflecting: text.prefix(60)))")
+        }
+    }
+
+    func testStringFormMergesInTokenizerJSON() throws {
+        // Older tokenizer.json files hold merges as "left right" strings; rewrite the fixture's pairs.
+        let source = try String(contentsOfFile: Fixtures.path("clip-tokenizer-json/tokenizer.json"), encoding: .utf8)
+        var document = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(source.utf8)) as? [String: Any])
+        var model = try XCTUnwrap(document["model"] as? [String: Any])
+        let pairs = try XCTUnwrap(model["merges"] as? [[String]])
+        model["merges"] = pairs.map { $0.joined(separator: " ") }
+        document["model"] = model
+        let folder = temporaryDirectory("tokenizer-json-strings")
+        try JSONSerialization.data(withJSONObject: document).write(to: URL(fileURLWithPath: folder + "/tokenizer.json"))
+        let tokenizer = try CLIPTokenizer.load(path: folder + "/tokenizer.json")
+        for entry in try cases() {
+            let text = try XCTUnwrap(entry["text"]?.stringValue)
+            XCTAssertEqual(try tokenizer.encodePadded(text), ints(entry["input_ids"]), String(reflecting: text.prefix(60)))
+        }
+    }
+
+    // MARK: - Long prompts and weighting
+
+    func testLongPromptsAndWeightsEqualTheReferenceRule() throws {
+        let prompts = try XCTUnwrap(Self.references?["long_prompts"]?.arrayValue)
+        XCTAssertGreaterThan(prompts.count, 10)
+        let variants: [(String, CLIPTokenizer, LongPromptOptions)] = [
+            ("sd15", try Self.sd15.get(), LongPromptOptions()),
+            ("sd2", try Self.sd2.get(), LongPromptOptions()),
+            ("sd15_no_backtrack", try Self.sd15.get(), LongPromptOptions(commaBacktrack: 0)),
+        ]
+        for entry in prompts {
+            let text = try XCTUnwrap(entry["text"]?.stringValue)
+            let label = String(reflecting: text.prefix(50))
+            let parsed = try PromptWeighting.parse(text)
+            let expectedParsed = (entry["parsed"]?.arrayValue ?? []).map {
+                PromptWeighting.Segment(text: $0.arrayValue?[0].stringValue ?? "?", weight: $0.arrayValue?[1].doubleValue ?? .nan)
+            }
+            XCTAssertEqual(parsed, expectedParsed, "parse_prompt_attention(\(label))")
+            for (key, tokenizer, options) in variants {
+                let reference = try XCTUnwrap(entry[key])
+                let chunks = try tokenizer.encodeLongPrompt(text, options: options)
+                let expectedIDs = (reference["input_ids"]?.arrayValue ?? []).flatMap { ints($0) }
+                let expectedWeights = (reference["weights"]?.arrayValue ?? []).flatMap {
+                    ($0.arrayValue ?? []).compactMap { $0.doubleValue.map(Float.init) }
+                }
+                XCTAssertEqual(chunks.ids, expectedIDs, "\(key) ids of \(label)")
+                XCTAssertEqual(chunks.weights, expectedWeights, "\(key) weights of \(label)")
+                XCTAssertEqual(chunks.chunkCount * 77, expectedIDs.count)
+                if let plain = reference["unweighted_input_ids"]?.arrayValue {
+                    let unweighted = try tokenizer.encodeLongPrompt(text, options: LongPromptOptions(parsesWeights: false))
+                    XCTAssertEqual(unweighted.ids, plain.flatMap { ints($0) }, "\(key) unweighted ids of \(label)")
+                }
+            }
+        }
+    }
+
+    func testMaximumChunksKeepsTheFirstChunks() throws {
+        let tokenizer = try Self.sd15.get()
+        let prompt = String(repeating: "(chest:1.3) x-ray, nodule BREAK ", count: 30) + String(repeating: "lung ", count: 400)
+        let all = try tokenizer.encodeLongPrompt(prompt)
+        for maximum in [1, 2, 5, 31, 40] {
+            let some = try tokenizer.encodeLongPrompt(prompt, options: LongPromptOptions(maximumChunks: maximum))
+            let kept = min(maximum, all.chunkCount)
+            XCTAssertEqual(some.ids, Array(all.ids.prefix(kept * 77)), "maximumChunks \(maximum)")
+            XCTAssertEqual(some.weights, Array(all.weights.prefix(kept * 77)), "maximumChunks \(maximum)")
+        }
+        XCTAssertThrowsError(try tokenizer.encodeLongPrompt("a", options: LongPromptOptions(maximumChunks: 0)))
+        XCTAssertThrowsError(try tokenizer.encodeLongPrompt("(a:1.2.3)")) { error in
+            XCTAssertTrue("\(error)".contains("1.2.3"), "\(error)")
+        }
+    }
+
+    // MARK: - Bad input
+
+    func testMissingFilesAreNamed() throws {
+        let folder = temporaryDirectory("tokenizer-missing")
+        XCTAssertThrowsError(try CLIPTokenizer.load(path: folder)) { error in
+            let message = "\(error)"
+            XCTAssertTrue(message.contains("vocab.json") && message.contains("merges.txt"), message)
+        }
+        let vocabulary = try String(contentsOfFile: Fixtures.path("clip-tokenizer/vocab.json"), encoding: .utf8)
+        try vocabulary.write(toFile: folder + "/vocab.json", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try CLIPTokenizer.load(path: folder)) { error in
+            let message = "\(error)"
+            XCTAssertTrue(message.contains("no merges.txt"), message)
+            XCTAssertEqual((error as? NodusError)?.code, .io)
+        }
+        XCTAssertThrowsError(try CLIPTokenizer.load(path: folder + "/nowhere")) { error in
+            XCTAssertTrue("\(error)".contains("does not exist"), "\(error)")
+        }
+    }
+
+    func testVocabularyAndMergesThatDisagree() throws {
+        let folder = temporaryDirectory("tokenizer-disagree")
+        try #"{"a":0,"b":1,"a</w>":2,"b</w>":3,"<|startoftext|>":4,"<|endoftext|>":5}"#
+            .write(toFile: folder + "/vocab.json", atomically: true, encoding: .utf8)
+        try "#version: 0.2\na b\n".write(toFile: folder + "/merges.txt", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try CLIPTokenizer.load(path: folder)) { error in
+            let message = "\(error)"
+            XCTAssertTrue(message.contains("'ab'") && message.contains("merge 1"), message)
+            XCTAssertEqual((error as? NodusError)?.code, .format)
+        }
+        try "#version: 0.2\na c</w>\n".write(toFile: folder + "/merges.txt", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try CLIPTokenizer.load(path: folder)) { error in
+            XCTAssertTrue("\(error)".contains("'c</w>'"), "\(error)")
+        }
+        try "#version: 0.2\na b c\n".write(toFile: folder + "/merges.txt", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try CLIPTokenizer.load(path: folder)) { error in
+            XCTAssertTrue("\(error)".contains("line 2"), "\(error)")
+        }
+        try "#version: 0.2\n".write(toFile: folder + "/merges.txt", atomically: true, encoding: .utf8)
+        try #"{"pad_token": "<pad>"}"#.write(toFile: folder + "/special_tokens_map.json", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try CLIPTokenizer.load(path: folder)) { error in
+            XCTAssertTrue("\(error)".contains("pad token '<pad>'"), "\(error)")
+        }
+    }
+
+    func testMillionCharacterPromptIsTruncatedQuickly() throws {
+        let tokenizer = try Self.sd15.get()
+        let words = String(repeating: "pulmonary nodule in the right lower lobe ", count: 25_000)
+        let start = Clock.seconds()
+        let ids = try tokenizer.encodePadded(words)
+        XCTAssertEqual(ids, try tokenizer.encodePadded(String(words.prefix(2_000))))
+        XCTAssertLessThan(Clock.seconds() - start, 1, "truncation should stop reading early")
+        // A single word of a million letters cannot stop early: its BPE runs in O(n log n).
+        let repeated = try XCTUnwrap(Self.references?["repeated"]?.arrayValue)
+        XCTAssertEqual(repeated.count, 5)
+        for entry in repeated {
+            let unit = try XCTUnwrap(entry["unit"]?.stringValue)
+            let count = try XCTUnwrap(entry["count"]?.intValue)
+            let begin = Clock.seconds()
+            XCTAssertEqual(try tokenizer.encodePadded(String(repeating: unit, count: count)), ints(entry["input_ids"]),
+                           "\(String(reflecting: unit)) x \(count)")
+            XCTAssertLessThan(Clock.seconds() - begin, 20, "\(String(reflecting: unit)) x \(count) took too long")
+        }
+    }
+}
