@@ -596,6 +596,98 @@ NODUS_API int64_t nodus_tokenizer_vocab_size(const nodus_tokenizer *tokenizer);
 NODUS_API NODUS_NODISCARD nodus_status nodus_tokenizer_token_to_id(const nodus_tokenizer *tokenizer, const char *token,
                                                                    int64_t *out_id);
 
+/* ---- Pipelines ---------------------------------------------------------- */
+
+/* A diffusers Stable Diffusion pipeline folder loaded as one object: model_index.json
+ * with tokenizer/ (CLIPTokenizer), text_encoder/ (CLIPTextModel), unet/, vae/ and
+ * scheduler/ (any class nodus_scheduler_load reads). safety_checker and
+ * feature_extractor are not run. One pipeline must not be used by two threads at
+ * once, nor while one of its component handles (below) is in use. */
+typedef struct nodus_pipeline nodus_pipeline;
+
+/* Loads the folder at `path` with `params` (threads and dtype for every model; NULL
+ * for the defaults). On success *out_pipeline is a new pipeline the caller frees
+ * with nodus_pipeline_free(); on failure NULL. NODUS_ERROR_IO for a folder without
+ * model_index.json, NODUS_ERROR_UNSUPPORTED naming a component class Nodus lacks,
+ * and the errors of loading each component. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_pipeline_load(const char *path, const nodus_model_params *params,
+                                                           nodus_pipeline **out_pipeline);
+NODUS_API void nodus_pipeline_free(nodus_pipeline *pipeline);
+
+/* A new handle on the component "unet", "vae" or "text_encoder": the same weights
+ * and LoRA state as the pipeline's (no copy). The caller frees it with
+ * nodus_model_free(); the pipeline stays valid, and the model lives while either
+ * handle does. NODUS_ERROR_INVALID_ARGUMENT for another name. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_pipeline_model(nodus_pipeline *pipeline, const char *component,
+                                                            nodus_model **out_model);
+/* A new handle on the pipeline's tokenizer, freed with nodus_tokenizer_free(). */
+NODUS_API NODUS_NODISCARD nodus_status nodus_pipeline_tokenizer(nodus_pipeline *pipeline,
+                                                                nodus_tokenizer **out_tokenizer);
+/* Replaces the pipeline's scheduler with a copy of `scheduler` (as diffusers users
+ * assign pipe.scheduler); later changes to `scheduler` do not reach the pipeline. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_pipeline_set_scheduler(nodus_pipeline *pipeline,
+                                                                    const nodus_scheduler *scheduler);
+/* A new scheduler handle holding a copy of the pipeline's, freed with nodus_scheduler_free(). */
+NODUS_API NODUS_NODISCARD nodus_status nodus_pipeline_scheduler(nodus_pipeline *pipeline,
+                                                                nodus_scheduler **out_scheduler);
+
+/* Loads a LoRA file or PEFT folder (as nodus_model_load_lora) as adapter
+ * `adapter_name` into the UNet and the text encoder: each takes the layers
+ * that match it (unet. / lora_unet_ keys, text_encoder. / lora_te_ keys), as
+ * diffusers' pipeline.load_lora_weights. NODUS_ERROR_INVALID_ARGUMENT when no
+ * layer matches either model; then nothing changed. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_pipeline_load_lora(nodus_pipeline *pipeline, const char *path,
+                                                                const char *adapter_name);
+/* Activates exactly `names` with `weights` (diffusers set_adapters) in each component
+ * that holds them. NODUS_ERROR_INVALID_ARGUMENT for a name neither holds. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_pipeline_set_adapters(nodus_pipeline *pipeline, const char *const *names,
+                                                                   const float *weights, size_t count);
+
+/* What nodus_pipeline_generate returns. */
+typedef int32_t nodus_pipeline_output;
+enum {
+    NODUS_PIPELINE_OUTPUT_IMAGE = 0,  /* float32 [N, H, W, 3] in [0, 1] (diffusers output_type="np") */
+    NODUS_PIPELINE_OUTPUT_LATENT = 1  /* float32 [N, C, H/8, W/8] (output_type="latent") */
+};
+/* "image", "latent"; NULL for an unknown value. */
+NODUS_API const char *nodus_pipeline_output_name(nodus_pipeline_output output);
+/* Parses a name made by nodus_pipeline_output_name(). NODUS_ERROR_INVALID_ARGUMENT if unknown. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_pipeline_output_from_name(const char *name,
+                                                                       nodus_pipeline_output *out_output);
+
+/* The arguments of diffusers' StableDiffusionPipeline.__call__. */
+typedef struct nodus_generate_params {
+    uint32_t struct_size;               /* sizeof(nodus_generate_params), set by nodus_generate_params_init */
+    const char *const *prompts;         /* UTF-8, one per batch row (required, at least one)       */
+    size_t prompt_count;
+    /* 0: the empty prompt for every row (default); 1: that prompt for every row;
+     * else one per prompt. Ignored without guidance. */
+    const char *const *negative_prompts;
+    size_t negative_prompt_count;
+    int32_t steps;                      /* inference steps (default 50)                             */
+    float guidance_scale;               /* classifier-free guidance; <= 1 disables it (default 7.5) */
+    int32_t height, width;              /* pixels, multiples of 8; 0 = the UNet's sample_size * 8   */
+    uint64_t seed;                      /* torch.Generator("cpu").manual_seed(seed) (default 0)     */
+    int32_t images_per_prompt;          /* default 1                                                */
+    int32_t clip_skip;                  /* diffusers' clip_skip on the prompts (default 0 = none)   */
+    nodus_pipeline_output output;       /* default NODUS_PIPELINE_OUTPUT_IMAGE                      */
+    nodus_progress_callback progress;   /* after each step; may be NULL                             */
+    void *progress_user_data;
+} nodus_generate_params;
+
+/* 50 steps, guidance 7.5, default size, seed 0, one image per prompt, images out. */
+NODUS_API void nodus_generate_params_init(nodus_generate_params *params);
+/* Runs the pipeline from prompts to `output`, whose dtype, ndim, shape, data and
+ * size_bytes the caller sets (float32; shape as the output kind above, N =
+ * prompt_count * images_per_prompt). With output->data NULL only the shape is
+ * reported. The same seed gives the same images as diffusers with
+ * generator=torch.Generator("cpu").manual_seed(seed). NODUS_ERROR_INVALID_ARGUMENT
+ * for sizes that are not multiples of 8 or bad prompts (invalid UTF-8, no prompt),
+ * NODUS_ERROR_CANCELLED when the callback stops it (output untouched). */
+NODUS_API NODUS_NODISCARD nodus_status nodus_pipeline_generate(nodus_pipeline *pipeline,
+                                                               const nodus_generate_params *params,
+                                                               nodus_tensor *output);
+
 /* ---- Noise -------------------------------------------------------------- */
 
 /* Fills a float32 tensor with the values of

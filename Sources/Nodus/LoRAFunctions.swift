@@ -12,12 +12,9 @@ private func controller(_ model: OpaquePointer?, in function: String) throws -> 
     return (handle, adaptable.lora)
 }
 
-/// `count` C strings, each checked.
+/// `count` adapter names, each checked.
 private func names(_ pointer: UnsafePointer<UnsafePointer<CChar>?>?, count: Int, in function: String) throws -> [String] {
-    guard count > 0 else { return [] }
-    guard count <= 4096 else { throw NodusError.invalidArgument("\(function): count \(count) is out of range") }
-    let list = try Argument.required(pointer, "names", in: function)
-    return try (0..<count).map { try Argument.string(list[$0], "names[\($0)]", in: function) }
+    try Argument.strings(pointer, count: count, "names", in: function)
 }
 
 /// `nodus_status nodus_model_load_lora(nodus_model *, const char *path, const char *adapter_name)`.

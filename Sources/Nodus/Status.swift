@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CNodus
 import NodusCore
 
@@ -41,6 +44,19 @@ enum Argument {
     /// The NUL-terminated string at `text`, or an error when it is NULL.
     static func string(_ text: UnsafePointer<CChar>?, _ parameter: String, in function: String) throws -> String {
         String(cString: try required(text, parameter, in: function))
+    }
+
+    /// `count` C strings at `pointer` (none when `count` is 0), each checked for NULL and as UTF-8.
+    static func strings(_ pointer: UnsafePointer<UnsafePointer<CChar>?>?, count: Int, _ parameter: String,
+                        in function: String) throws -> [String] {
+        guard count > 0 else { return [] }
+        guard count <= 4096 else { throw NodusError.invalidArgument("\(function): \(parameter) count \(count) is out of range") }
+        let list = try required(pointer, parameter, in: function)
+        return try (0..<count).map { index in
+            let label = "\(parameter)[\(index)]"
+            let text = try required(list[index], label, in: function)
+            return try utf8Text(text, length: strlen(text), label, in: function)
+        }
     }
 
     /// Reads a params struct that starts with `uint32_t struct_size`: the first

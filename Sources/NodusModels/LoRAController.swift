@@ -21,10 +21,20 @@ public final class LoRAController {
     /// Loads a LoRA file or PEFT adapter folder as adapter `adapterName`, which
     /// becomes the only active adapter (weight 1). On failure nothing changes.
     public func load(path: String, adapterName: String) throws -> LoRAReport {
-        let file = try LoRAFile.load(path: path)
+        try load(LoRAFile.load(path: path), adapterName: adapterName)
+    }
+
+    /// Adds an already read file as adapter `adapterName` (a pipeline reads one file for
+    /// several models). On failure nothing changes.
+    public func load(_ file: LoRAFile, adapterName: String) throws -> LoRAReport {
         let report = try adapters.load(file, name: adapterName, matcher: matcher)
         generation += 1
         return report
+    }
+
+    /// Whether any layer of `file` targets a Linear of this model.
+    public func matchesAny(_ file: LoRAFile) -> Bool {
+        matcher.targetsAny(file)
     }
 
     /// Activates exactly `names` with `weights` (diffusers `set_adapters`); costs nothing.

@@ -25,15 +25,10 @@ struct LoRAMatcher {
     }
 
     func match(_ file: LoRAFile) throws -> Match {
-        var underscored: [String: String] = [:]
-        for module in targets.keys.map(moduleName) + Array(aliases.keys) {
-            underscored[String(module.map { $0 == "." ? "_" : $0 })] = module
-        }
+        let underscored = underscoredModules()
         var result = Match()
         for layer in file.layers {
-            var module = layer.module
-            if file.format == .kohya { module = underscored[module] ?? module }
-            module = aliases[module] ?? module
+            let module = resolvedModule(layer, format: file.format, underscored: underscored)
             if let weightShape = targets[module + ".weight"] {
                 try check(layer, against: weightShape, module: module, file: file)
                 result.paths[module + ".weight", default: []].append((layer.down, layer.up, layer.scale))
@@ -52,6 +47,32 @@ struct LoRAMatcher {
             throw NodusError.invalidArgument("LoRA '\(file.path)' matches no layer of this model (its layers: \(examples)\(result.unmatched.count > 4 ? ", …" : ""))")
         }
         return result
+    }
+
+    /// Whether some layer of `file` names a Linear of the model (whether or not its shapes fit).
+    func targetsAny(_ file: LoRAFile) -> Bool {
+        let underscored = underscoredModules()
+        return file.layers.contains { layer in
+            let module = resolvedModule(layer, format: file.format, underscored: underscored)
+            return targets[module + ".weight"] != nil
+                || (module.hasSuffix(".qkv") && targets[module.dropLast(".qkv".count) + ".to_q.weight"] != nil)
+        }
+    }
+
+    /// kohya's underscored module names -> the model's (or an alias's) dotted ones.
+    private func underscoredModules() -> [String: String] {
+        var underscored: [String: String] = [:]
+        for module in targets.keys.map(moduleName) + Array(aliases.keys) {
+            underscored[String(module.map { $0 == "." ? "_" : $0 })] = module
+        }
+        return underscored
+    }
+
+    /// The model's module name for a layer of the file.
+    private func resolvedModule(_ layer: LoRALayer, format: LoRAFormat, underscored: [String: String]) -> String {
+        var module = layer.module
+        if format == .kohya { module = underscored[module] ?? module }
+        return aliases[module] ?? module
     }
 
     private func moduleName(_ weightName: String) -> String {

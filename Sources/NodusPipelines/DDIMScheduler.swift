@@ -30,6 +30,9 @@ public struct DDIMScheduler: Scheduler {
     public let finalAlphaCumprod: Float
     /// The weight of the noise added in each step (diffusers passes it to `step`); 0 = deterministic DDIM.
     public var eta: Float = 0
+
+    /// With `eta` > 0, diffusers draws `variance_noise` in every step.
+    public var drawsStepNoise: Bool { eta > 0 }
     public private(set) var timesteps: [Double]
     /// The step count of the last `setTimesteps`, nil before it.
     public private(set) var inferenceStepCount: Int?

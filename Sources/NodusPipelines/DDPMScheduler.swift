@@ -44,6 +44,8 @@ public struct DDPMScheduler: Scheduler {
     public private(set) var inferenceStepCount: Int?
 
     public var timestepsAreIntegers: Bool { true }
+    /// diffusers draws `variance_noise` in every step but the last (t = 0).
+    public var drawsStepNoise: Bool { true }
     public var initNoiseSigma: Float { 1 }
 
     /// Reads a diffusers `DDPMScheduler` config; keys it does not know are ignored.

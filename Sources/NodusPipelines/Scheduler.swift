@@ -17,6 +17,9 @@ public protocol Scheduler {
     /// True when the model takes int64 timesteps (DDIM, DDPM); false for float timesteps (flow matching).
     var timestepsAreIntegers: Bool { get }
     var initNoiseSigma: Float { get }
+    /// Whether `step` uses noise that diffusers draws inside it (`randn_tensor` of the sample's
+    /// shape, one per step): pipelines then draw it from their generator, in step order.
+    var drawsStepNoise: Bool { get }
     mutating func setTimesteps(_ count: Int, mu: Double?) throws
     func scaleModelInput(_ sample: Tensor, timestep: Double) throws -> Tensor
     /// One denoising step; `modelOutput` is [B, C or 2C, ...], `sample` [B, C, ...]; returns prev_sample.
@@ -32,6 +35,9 @@ public protocol Scheduler {
 extension Scheduler {
     /// The identity: none of the schedulers here scale the model input.
     public func scaleModelInput(_ sample: Tensor, timestep: Double) throws -> Tensor { sample }
+
+    /// Deterministic steps.
+    public var drawsStepNoise: Bool { false }
 
     /// Schedulers that find their place by the timestep value need no begin index.
     public mutating func setBeginIndex(_ index: Int) {}

@@ -20,6 +20,7 @@ from .errors import (
     UnsupportedError,
 )
 from .model import Model, load
+from .pipeline import Pipeline
 from .sampling import batch_statistics, randn, sample
 from .scheduler import Scheduler
 from .tokenizer import Tokenizer
@@ -34,6 +35,7 @@ __all__ = [
     "NodusError",
     "NodusIOError",
     "OutOfMemoryError",
+    "Pipeline",
     "Scheduler",
     "ShapeError",
     "Tokenizer",

@@ -93,6 +93,28 @@ class SampleParams(ctypes.Structure):
     ]
 
 
+class GenerateParams(ctypes.Structure):
+    """struct nodus_generate_params."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("prompts", ctypes.POINTER(ctypes.c_char_p)),
+        ("prompt_count", ctypes.c_size_t),
+        ("negative_prompts", ctypes.POINTER(ctypes.c_char_p)),
+        ("negative_prompt_count", ctypes.c_size_t),
+        ("steps", ctypes.c_int32),
+        ("guidance_scale", ctypes.c_float),
+        ("height", ctypes.c_int32),
+        ("width", ctypes.c_int32),
+        ("seed", ctypes.c_uint64),
+        ("images_per_prompt", ctypes.c_int32),
+        ("clip_skip", ctypes.c_int32),
+        ("output", ctypes.c_int32),
+        ("progress", ProgressCallback),
+        ("progress_user_data", ctypes.c_void_p),
+    ]
+
+
 class PromptParams(ctypes.Structure):
     """struct nodus_prompt_params."""
 
@@ -182,6 +204,18 @@ PROTOTYPES = {
     "nodus_tokenizer_pad_id": (ctypes.c_int64, [_p]),
     "nodus_tokenizer_vocab_size": (ctypes.c_int64, [_p]),
     "nodus_tokenizer_token_to_id": (_status, [_p, _str, ctypes.POINTER(ctypes.c_int64)]),
+    "nodus_pipeline_load": (_status, [_str, ctypes.POINTER(ModelParams), ctypes.POINTER(_p)]),
+    "nodus_pipeline_free": (None, [_p]),
+    "nodus_pipeline_model": (_status, [_p, _str, ctypes.POINTER(_p)]),
+    "nodus_pipeline_tokenizer": (_status, [_p, ctypes.POINTER(_p)]),
+    "nodus_pipeline_set_scheduler": (_status, [_p, _p]),
+    "nodus_pipeline_scheduler": (_status, [_p, ctypes.POINTER(_p)]),
+    "nodus_pipeline_load_lora": (_status, [_p, _str, _str]),
+    "nodus_pipeline_set_adapters": (_status, [_p, ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(ctypes.c_float), _size]),
+    "nodus_pipeline_output_name": (_str, [ctypes.c_int32]),
+    "nodus_pipeline_output_from_name": (_status, [_str, ctypes.POINTER(ctypes.c_int32)]),
+    "nodus_generate_params_init": (None, [ctypes.POINTER(GenerateParams)]),
+    "nodus_pipeline_generate": (_status, [_p, ctypes.POINTER(GenerateParams), _tensor_p]),
 }
 
 

@@ -262,6 +262,22 @@ class Model(Handle):
         return json.loads(text.decode())
 
 
+def model_params(dtype, threads):
+    """``nodus_model_params`` for ``load`` and ``Pipeline.from_pretrained``, checked."""
+    params = _lib.ModelParams()
+    _lib.lib.nodus_model_params_init(ctypes.byref(params))
+    if not isinstance(dtype, str):
+        raise ValueError(f"nodus: dtype must be a name such as 'float32', not {dtype!r}")
+    code = ctypes.c_int32()
+    _lib.check(_lib.lib.nodus_dtype_from_name(dtype.encode(), ctypes.byref(code)))
+    params.dtype = code.value
+    if threads is not None:
+        if int(threads) != threads or not 0 <= threads < 2**31:
+            raise ValueError(f"nodus: threads must be a non-negative integer, not {threads!r}")
+        params.threads = int(threads)
+    return params
+
+
 def load(path, dtype="float32", threads=None):
     """Loads a diffusers model folder (config.json + safetensors weights), or an ONNX file
     (a path ending in ".onnx", from ``torch.onnx.export``; external data beside it).
@@ -276,17 +292,7 @@ def load(path, dtype="float32", threads=None):
         NodusError: the folder or file cannot be loaded (``.status`` says why; an ONNX op Nodus
             does not run is an UnsupportedError naming the op, its node and the opset).
     """
-    params = _lib.ModelParams()
-    _lib.lib.nodus_model_params_init(ctypes.byref(params))
-    if not isinstance(dtype, str):
-        raise ValueError(f"nodus: dtype must be a name such as 'float32', not {dtype!r}")
-    code = ctypes.c_int32()
-    _lib.check(_lib.lib.nodus_dtype_from_name(dtype.encode(), ctypes.byref(code)))
-    params.dtype = code.value
-    if threads is not None:
-        if int(threads) != threads or not 0 <= threads < 2**31:
-            raise ValueError(f"nodus: threads must be a non-negative integer, not {threads!r}")
-        params.threads = int(threads)
+    params = model_params(dtype, threads)
     location = os.fspath(path)
     handle = ctypes.c_void_p()
     _lib.check(_lib.lib.nodus_model_load(location.encode(), ctypes.byref(params), ctypes.byref(handle)))

@@ -1,0 +1,229 @@
+import NodusCore
+import NodusFormats
+import NodusModels
+
+/// diffusers' `StableDiffusionPipeline` from a pipeline folder: prompt to
+/// latents to images with the folder's tokenizer, CLIP text encoder, UNet,
+/// scheduler and VAE.
+///
+/// Matches diffusers 0.42 `StableDiffusionPipeline.__call__`: prompts padded
+/// and truncated to the tokenizer's `model_max_length`; `encode_prompt` with
+/// `clip_skip` on the prompts only; the empty prompt as the default negative
+/// prompt; each prompt's embeddings repeated `num_images_per_prompt` times;
+/// classifier-free guidance on [negative..., positive...] when
+/// `guidance_scale` > 1; initial latents `torch.randn([N, C, H/8, W/8],
+/// generator)` times `init_noise_sigma`; every stochastic step's noise drawn
+/// from the same generator, in order; `vae.decode(latents / scaling_factor)`
+/// and `(image / 2 + 0.5).clamp(0, 1)`. A seed reproduces diffusers' images
+/// for `generator=torch.Generator("cpu").manual_seed(seed)`.
+///
+/// Limitations: no safety checker (as diffusers with `safety_checker=None`);
+/// no `prompt_embeds`, `guidance_rescale`, `timesteps` / `sigmas` lists or
+/// IP-adapters; the text encoder runs without an attention mask (SD-1.x / 2.x
+/// text encoders do not use one).
+public final class StableDiffusionPipeline {
+    public let folder: PipelineFolder
+    public let tokenizer: CLIPTokenizer
+    public let textEncoder: CLIPTextModel
+    public let unet: UNetModel
+    public let vae: AutoencoderKLModel
+    /// The folder's scheduler, or the one a caller swapped in.
+    public var scheduler: any Scheduler
+
+    /// Loads every component of `directory` with `options`.
+    public init(directory: String, options: ModelOptions = ModelOptions()) throws {
+        let folder = try PipelineFolder(directory: directory)
+        self.folder = folder
+        tokenizer = try CLIPTokenizer.load(path: folder.path(of: "tokenizer"))
+        func load<Model>(_ name: String, as type: Model.Type) throws -> Model {
+            let model = try ModelLoader.load(path: folder.path(of: name), options: options)
+            guard let typed = model as? Model else {
+                throw NodusError.format("'\(folder.path(of: name))': expected a \(folder.components[name] ?? name), found a \(model.kind.name) model")
+            }
+            return typed
+        }
+        textEncoder = try load("text_encoder", as: CLIPTextModel.self)
+        unet = try load("unet", as: UNetModel.self)
+        vae = try load("vae", as: AutoencoderKLModel.self)
+        scheduler = try SchedulerFactory.load(path: folder.path(of: "scheduler"))
+        guard textEncoder.settings.hiddenWidth == unet.contextWidth else {
+            throw NodusError.format("'\(directory)': the text encoder's width \(textEncoder.settings.hiddenWidth) is not the UNet's cross_attention_dim \(unet.contextWidth)")
+        }
+    }
+
+    /// The components LoRA adapters can change, by their folder names.
+    public var adaptableModels: [(name: String, model: any AdaptableModel)] {
+        [("unet", unet), ("text_encoder", textEncoder)]
+    }
+
+    /// diffusers' `pipeline.load_lora_weights`: the file's layers go to the UNet and
+    /// the text encoder, each taking those that name its Linears.
+    /// - Returns: each loading component's report.
+    /// - Throws: `NodusError.invalidArgument` when no layer names a Linear of either; any
+    ///   component's error. On failure no component changed.
+    public func loadLoRA(path: String, adapterName: String) throws -> [String: LoRAReport] {
+        let file = try LoRAFile.load(path: path)
+        let targets = adaptableModels.filter { $0.model.lora.matchesAny(file) }
+        guard !targets.isEmpty else {
+            let examples = file.layers.prefix(3).map(\.module).joined(separator: ", ")
+            throw NodusError.invalidArgument("LoRA '\(path)' matches no layer of the UNet or the text encoder (its layers: \(examples)\(file.layers.count > 3 ? ", …" : ""))")
+        }
+        var reports: [String: LoRAReport] = [:]
+        do {
+            for (name, model) in targets { reports[name] = try model.lora.load(file, adapterName: adapterName) }
+        } catch {
+            for (name, model) in targets where reports[name] != nil { try? model.lora.delete([adapterName]) }
+            throw error
+        }
+        return reports
+    }
+
+    /// diffusers' `pipeline.set_adapters`: each component activates the names it holds.
+    /// - Throws: `NodusError.invalidArgument` for a name no component holds; then nothing changed.
+    public func setAdapters(_ names: [String], weights: [Float]) throws {
+        guard names.count == weights.count else {
+            throw NodusError.invalidArgument("\(names.count) adapter names but \(weights.count) weights")
+        }
+        let held = Set(adaptableModels.flatMap { $0.model.lora.adapterNames })
+        if let unknown = names.first(where: { !held.contains($0) }) {
+            throw NodusError.invalidArgument("no adapter named '\(unknown)' is loaded (loaded: \(held.sorted().joined(separator: ", ")))")
+        }
+        for (_, model) in adaptableModels {
+            let own = Set(model.lora.adapterNames)
+            let pairs = zip(names, weights).filter { own.contains($0.0) }
+            try model.lora.setAdapters(pairs.map(\.0), weights: pairs.map(\.1))
+        }
+    }
+
+    /// The image side the UNet was trained for (`sample_size` times the VAE's downscale).
+    public var defaultSize: Int { unet.settings.sampleSize * vae.settings.downscale }
+
+    /// Runs the pipeline: latents [N, C, H/8, W/8], or images [N, H, W, 3] in [0, 1].
+    /// - Throws: `NodusError.invalidArgument` for sizes that are not multiples of 8, empty
+    ///   prompts lists or mismatched negative prompts; `.cancelled` when `progress` says stop;
+    ///   the components' errors.
+    public func generate(_ request: TextToImageRequest) throws -> Tensor {
+        _ = try outputShape(for: request)
+        let (height, width) = (request.height ?? defaultSize, request.width ?? defaultSize)
+        let downscale = vae.settings.downscale
+        let negatives = try negativePrompts(request)
+        let guided = request.guidanceScale > 1
+        let batch = request.prompts.count * request.imagesPerPrompt
+
+        // 1. Prompt embeddings, each repeated per image: [negative..., positive...] under guidance.
+        let positive = try repeated(encode(request.prompts, clipSkip: request.clipSkip), times: request.imagesPerPrompt)
+        var context = positive
+        if guided {
+            let negative = try repeated(encode(negatives, clipSkip: 0), times: request.imagesPerPrompt)
+            context = try Tensor.concatenatingBatch([negative, positive])
+        }
+
+        // 2. The initial latents, then every stochastic step's noise, from one generator stream.
+        var generator = TorchGenerator(seed: request.seed)
+        let latentShape = [batch, unet.settings.inChannels, height / downscale, width / downscale]
+        let noise = try generator.randn(shape: latentShape)
+        var sampling = SamplingRequest(initNoise: try Self.scaled(noise, by: scheduler.initNoiseSigma))
+        sampling.steps = request.steps
+        sampling.guidanceScale = request.guidanceScale
+        sampling.encoderHiddenStates = context
+        sampling.progress = request.progress
+        var probe = scheduler
+        let stepCount = try GuidedSampler.timesteps(for: sampling, scheduler: &probe).count
+        if scheduler.drawsStepNoise {
+            // diffusers draws each step's noise inside `step`; nothing else draws between them.
+            sampling.stepNoise = try generator.randn(shape: [stepCount] + latentShape)
+        }
+        var running = scheduler
+        let latents = try GuidedSampler.run(model: unet, scheduler: &running, request: sampling).final
+        if request.output == .latent { return latents }
+
+        // 3. Decode and map [-1, 1] to [0, 1], as channels-last images.
+        let decoded = try vae.decode(Self.scaled(latents, by: Float(1 / vae.settings.scalingFactor)))
+        return try StableDiffusionPipeline.displayImages(decoded)
+    }
+
+    /// The shape `generate` returns for `request`, after checking its sizes and counts.
+    public func outputShape(for request: TextToImageRequest) throws -> [Int] {
+        let (height, width) = (request.height ?? defaultSize, request.width ?? defaultSize)
+        let downscale = vae.settings.downscale
+        guard height > 0, width > 0, height <= 1 << 14, width <= 1 << 14, height % 8 == 0, width % 8 == 0,
+              height % downscale == 0, width % downscale == 0 else {
+            throw NodusError.invalidArgument("height and width must be positive multiples of 8 (and of the VAE's downscale \(downscale)) up to 16384, got \(height) x \(width)")
+        }
+        guard !request.prompts.isEmpty else { throw NodusError.invalidArgument("give at least one prompt") }
+        guard (1...1024).contains(request.imagesPerPrompt) else {
+            throw NodusError.invalidArgument("images per prompt must be in 1...1024, got \(request.imagesPerPrompt)")
+        }
+        guard request.steps >= 1, request.steps <= 10_000 else {
+            throw NodusError.invalidArgument("steps must be in 1...10000, got \(request.steps)")
+        }
+        guard request.guidanceScale.isFinite else { throw NodusError.invalidArgument("guidance_scale must be finite") }
+        guard request.clipSkip >= 0, request.clipSkip < textEncoder.settings.layers else {
+            throw NodusError.invalidArgument("clip_skip must be in 0..<\(textEncoder.settings.layers), got \(request.clipSkip)")
+        }
+        let count = request.prompts.count * request.imagesPerPrompt
+        switch request.output {
+        case .latent: return [count, unet.settings.inChannels, height / downscale, width / downscale]
+        case .image: return [count, height, width, 3]
+        }
+    }
+
+    /// Token ids of `prompts` through the text encoder: [prompts, tokens, width].
+    private func encode(_ prompts: [String], clipSkip: Int) throws -> Tensor {
+        let length = tokenizer.configuration.modelMaxLength
+        var ids: [Int64] = []
+        for prompt in prompts {
+            ids += try tokenizer.encodePadded(prompt, length: length).map(Int64.init)
+        }
+        var inputs = ["input_ids": try Tensor(shape: [prompts.count, length], int64s: ids)]
+        if clipSkip > 0 { inputs["clip_skip"] = try Tensor(shape: [], int64s: [Int64(clipSkip)]) }
+        return try textEncoder.forward(inputs)
+    }
+
+    /// The negative prompt of every prompt, as diffusers' `encode_prompt` pairs them.
+    private func negativePrompts(_ request: TextToImageRequest) throws -> [String] {
+        guard let negatives = request.negativePrompts else { return Array(repeating: "", count: request.prompts.count) }
+        if negatives.count == 1 { return Array(repeating: negatives[0], count: request.prompts.count) }
+        guard negatives.count == request.prompts.count else {
+            throw NodusError.invalidArgument("\(negatives.count) negative prompts for \(request.prompts.count) prompts: give one, or one per prompt")
+        }
+        return negatives
+    }
+
+    /// Each row of [R, ...] `times` times in a row: [R * times, ...] (diffusers' `repeat(1, n, 1)`).
+    private func repeated(_ tensor: Tensor, times: Int) throws -> Tensor {
+        guard times > 1 else { return tensor }
+        let rowCount = tensor.elementCount / tensor.shape[0]
+        let result = try Tensor(zeros: [tensor.shape[0] * times] + tensor.shape.dropFirst())
+        for row in 0..<tensor.shape[0] {
+            for copy in 0..<times {
+                (result.floats + (row * times + copy) * rowCount).update(from: tensor.floats + row * rowCount,
+                                                                          count: rowCount)
+            }
+        }
+        return result
+    }
+
+    /// A float32 copy of `tensor` times `factor` (torch's float32 multiply).
+    static func scaled(_ tensor: Tensor, by factor: Float) throws -> Tensor {
+        let result = try Tensor(shape: tensor.shape, floats: tensor.floatArray())
+        for index in 0..<result.elementCount { result.floats[index] *= factor }
+        return result
+    }
+
+    /// [N, 3, H, W] in about [-1, 1] -> [N, H, W, 3] of `(x / 2 + 0.5).clamp(0, 1)`.
+    static func displayImages(_ decoded: Tensor) throws -> Tensor {
+        let (batch, channels, height, width) = (decoded.shape[0], decoded.shape[1], decoded.shape[2], decoded.shape[3])
+        let images = try Tensor(zeros: [batch, height, width, channels])
+        let source = decoded.floats, target = images.floats
+        for item in 0..<batch {
+            for channel in 0..<channels {
+                for pixel in 0..<(height * width) {
+                    let value = source[(item * channels + channel) * height * width + pixel] / 2 + 0.5
+                    target[(item * height * width + pixel) * channels + channel] = min(max(value, 0), 1)
+                }
+            }
+        }
+        return images
+    }
+}
