@@ -1,0 +1,158 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import NodusCore
+
+/// The numpy arithmetic the sigma-based diffusers schedulers (Euler, Euler
+/// ancestral, Heun, LMS, DPM-Solver, UniPC) share in `set_timesteps`: the
+/// training sigmas sqrt((1 - a) / a), `np.interp`, `_sigma_to_t`, the Karras,
+/// exponential and Lu conversions, numpy's `linspace` / `arange`, and the
+/// timestep spacings of both families.
+///
+/// Matches diffusers 0.42.1 as numpy 2 computes it: float32 where diffusers holds
+/// a float32 array, float64 where numpy promotes, round half to even.
+///
+/// Limitations: the logarithm of a float32 array is glibc's `logf`; numpy's own
+/// SIMD `log` may differ in the last place, which moves a Karras or exponential
+/// timestep by about 1e-5 at most.
+enum DiscreteSigmas {
+    /// `((1 - alphas_cumprod) / alphas_cumprod) ** 0.5` in float32 (torch).
+    static func training(_ alphasCumprod: [Float]) -> [Float] {
+        alphasCumprod.map { ((1 - $0) / $0).squareRoot() }
+    }
+
+    /// `np.log` of a float32 array (float32 result).
+    static func logarithms(_ sigmas: [Float]) -> [Float] {
+        sigmas.map { logf($0) }
+    }
+
+    /// `np.interp(x, np.arange(len(values)), values)` in float64.
+    static func interpolate(_ positions: [Double], _ values: [Float]) -> [Double] {
+        let last = values.count - 1
+        return positions.map { x in
+            guard last > 0 else { return Double(values[0]) }
+            if x.isNaN { return x }
+            if x <= 0 { return Double(values[0]) }
+            if x >= Double(last) { return Double(values[last]) }
+            let low = Int(x.rounded(.down))
+            if Double(low) == x { return Double(values[low]) }
+            let slope = (Double(values[low + 1]) - Double(values[low])) / 1.0
+            return slope * (x - Double(low)) + Double(values[low])
+        }
+    }
+
+    /// diffusers `_sigma_to_t`: the fractional training timestep of `sigma`,
+    /// interpolated linearly in log sigma.
+    static func timestep(forSigma sigma: Double, logSigmas: [Float]) -> Double {
+        let logSigma = log(max(sigma, 1e-10))
+        var low = 0
+        for index in logSigmas.indices where logSigma - Double(logSigmas[index]) >= 0 { low = index }
+        low = min(low, logSigmas.count - 2)
+        let high = low + 1
+        let lowValue = Double(logSigmas[low]), highValue = Double(logSigmas[high])
+        var weight = (lowValue - logSigma) / (lowValue - highValue)
+        weight = min(max(weight, 0), 1)
+        return (1 - weight) * Double(low) + weight * Double(high)
+    }
+
+    /// `np.linspace(start, stop, count)` in float64.
+    static func linspace(_ start: Double, _ stop: Double, count: Int) -> [Double] {
+        guard count > 1 else { return count == 1 ? [start] : [] }
+        let step = (stop - start) / Double(count - 1)
+        return (0..<count).map { $0 == count - 1 ? stop : Double($0) * step + start }
+    }
+
+    /// `np.arange(start, stop, step)` for a float step: ceil((stop - start) / step)
+    /// values `start + i * ((start + step) - start)`.
+    static func arange(_ start: Double, _ stop: Double, step: Double) -> [Double] {
+        let length = Int(((stop - start) / step).rounded(.up))
+        let second = start + step
+        let filledDelta = second - start
+        return (0..<max(length, 0)).map { index in
+            index == 0 ? start : (index == 1 ? second : start + Double(index) * filledDelta)
+        }
+    }
+
+    /// diffusers `_convert_to_karras` (rho = 7), in float64.
+    static func karras(minimum: Double, maximum: Double, count: Int) -> [Double] {
+        let rho = 7.0
+        let minimumRoot = pow(minimum, 1 / rho), maximumRoot = pow(maximum, 1 / rho)
+        return linspace(0, 1, count: count).map { pow(maximumRoot + $0 * (minimumRoot - maximumRoot), rho) }
+    }
+
+    /// diffusers `_convert_to_exponential`, in float64.
+    static func exponential(minimum: Double, maximum: Double, count: Int) -> [Double] {
+        linspace(log(maximum), log(minimum), count: count).map { exp($0) }
+    }
+
+    /// diffusers `_convert_to_lu` (rho = 1): log-SNR values evenly spaced, in float64.
+    static func lu(minimum: Double, maximum: Double, count: Int) -> [Double] {
+        linspace(0, 1, count: count).map { maximum + $0 * (minimum - maximum) }
+    }
+
+    /// The float32 descending timesteps of Euler, Euler ancestral, Heun and LMS:
+    /// "linspace" is `np.linspace(0, N - 1, count, dtype=float32)` (not rounded);
+    /// "leading" and "trailing" are `TimestepSpacing`'s integers.
+    static func eulerTimesteps(_ spacing: TimestepSpacing, count: Int, trainTimesteps: Int, stepsOffset: Int,
+                               className: String) throws -> [Float] {
+        guard spacing == .linspace else {
+            return try spacing.timesteps(count: count, trainTimesteps: trainTimesteps, stepsOffset: stepsOffset,
+                                         className: className).map { Float($0) }
+        }
+        guard count >= 1 else {
+            throw NodusError.invalidArgument("\(className).setTimesteps: the step count must be at least 1, got \(count)")
+        }
+        return linspace(0, Double(trainTimesteps - 1), count: count).reversed().map { Float($0) }
+    }
+
+    /// The descending integer timesteps of DPM-Solver and UniPC: `count + 1`
+    /// points with the last dropped ("linspace", "leading"), or numpy's `arange`
+    /// from `last` ("trailing").
+    /// - Parameter last: the schedule's end (`num_train_timesteps`, or less with
+    ///   DPM-Solver's `lambda_min_clipped`).
+    static func multistepTimesteps(_ spacing: TimestepSpacing, count: Int, last: Int, trainTimesteps: Int,
+                                   stepsOffset: Int, className: String) throws -> [Int] {
+        guard count >= 1 else {
+            throw NodusError.invalidArgument("\(className).setTimesteps: the step count must be at least 1, got \(count)")
+        }
+        switch spacing {
+        case .linspace:
+            let values = linspace(0, Double(last - 1), count: count + 1).map { $0.rounded(.toNearestOrEven) }
+            return values.reversed().dropLast().map { Int($0) }
+        case .leading:
+            let ratio = last / (count + 1)
+            return (0...count).reversed().dropLast().map { $0 * ratio + stepsOffset }
+        case .trailing:
+            let ratio = Double(trainTimesteps) / Double(count)
+            return arange(Double(last), 0, step: -ratio).map { Int($0.rounded(.toNearestOrEven)) - 1 }
+        }
+    }
+}
+
+extension DiscreteSigmas {
+    /// `sample / ((sigma ** 2 + 1) ** 0.5)` in float32: the k-diffusion model-input scaling.
+    static func scaledInput(_ sample: Tensor, sigma: Float) throws -> Tensor {
+        let input = try sample.asFloat32()
+        let divisor = (sigma * sigma + 1).squareRoot()
+        let result = try Tensor(zeros: sample.shape)
+        let x = input.floats, y = result.floats
+        for i in 0..<sample.elementCount { y[i] = x[i] / divisor }
+        return result
+    }
+
+    /// `original + noise * sigma` in float32: `add_noise` of the k-diffusion schedulers.
+    static func noised(_ original: Tensor, noise: Tensor, sigma: Float) throws -> Tensor {
+        let result = try Tensor(zeros: original.shape)
+        let x = original.floats, z = noise.floats, y = result.floats
+        for i in 0..<original.elementCount { y[i] = x[i] + z[i] * sigma }
+        return result
+    }
+
+    /// diffusers `_sigma_to_alpha_sigma_t`: (1 / sqrt(sigma^2 + 1), sigma alpha), or
+    /// (1 - sigma, sigma) for flow-matching sigmas; float32.
+    static func alphaSigma(_ sigma: Float, flow: Bool) -> (alpha: Float, sigma: Float) {
+        if flow { return (1 - sigma, sigma) }
+        let alpha = 1 / (sigma * sigma + 1).squareRoot()
+        return (alpha, sigma * alpha)
+    }
+}
