@@ -12,9 +12,17 @@ import NodusCore
 /// Matches diffusers 0.42.1 as numpy 2 computes it: float32 where diffusers holds
 /// a float32 array, float64 where numpy promotes, round half to even.
 ///
-/// Limitations: the logarithm of a float32 array is glibc's `logf`; numpy's own
-/// SIMD `log` may differ in the last place, which moves a Karras or exponential
-/// timestep by about 1e-5 at most.
+/// The logarithm of a float32 array is numpy's own float32 `log` kernel
+/// (`simd_log_FLOAT` of `loops_exponent_log.dispatch.c.src`, used on AVX2 + FMA3
+/// and AVX-512 CPUs), not glibc's `logf`: the two differ in the last place for a
+/// fifth of the training sigmas, which moves Karras and exponential timesteps.
+///
+/// Limitations: torch takes the square root of the 1000 training sigmas
+/// (`((1 - a) / a) ** 0.5`) with MKL's vector square root, which is one ulp
+/// off for about a fifth of them; here it is the exact square root, so sigmas can
+/// differ in the last place, and Karras / exponential timesteps (fractional for
+/// Euler, Heun, LMS) by one float32 ulp (about 1e-7 relative). numpy on a CPU
+/// without FMA3 uses a plain loop over `logf` for `log`.
 enum DiscreteSigmas {
     /// `((1 - alphas_cumprod) / alphas_cumprod) ** 0.5` in float32 (torch).
     static func training(_ alphasCumprod: [Float]) -> [Float] {
@@ -23,7 +31,37 @@ enum DiscreteSigmas {
 
     /// `np.log` of a float32 array (float32 result).
     static func logarithms(_ sigmas: [Float]) -> [Float] {
-        sigmas.map { logf($0) }
+        sigmas.map(numpyLog)
+    }
+
+    /// numpy's float32 `log` (AVX2 / AVX-512 kernel), one lane: x = 2^e m with m in
+    /// (sqrt(1/2), sqrt(2)], log(m) from a 5/5 rational minimax polynomial in m - 1
+    /// evaluated with fused multiply-adds, plus e ln 2.
+    static func numpyLog(_ value: Float) -> Float {
+        if value.isNaN { return .nan }
+        if value < 0 { return -.nan }
+        if value == 0 { return -.infinity }
+        if value == .infinity { return .infinity }
+        let isSubnormal = value < Float.leastNormalMagnitude
+        let normal = isSubnormal ? value * Float(bitPattern: 0x7180_0000) : value
+        var exponent = Float(Int32(normal.bitPattern >> 23) - 0x7E) - (isSubnormal ? 100 : 0)
+        var mantissa = Float(bitPattern: (normal.bitPattern & 0x7F_FFFF) | (126 << 23))
+        if mantissa <= Float(0.707106781186547524400844362104849039) {
+            mantissa = mantissa + mantissa
+            exponent = exponent - 1
+        }
+        let x = mantissa - 1
+        let p: [Float] = [0, 9.999999999999998702752e-01, 2.112677543073053063722e+00, 1.480000633576506585156e+00,
+                          3.808837741388407920751e-01, 2.589979117907922693523e-02]
+        let q: [Float] = [1, 2.612677543073109236779e+00, 2.453006071784736363091e+00, 9.864942958519418960339e-01,
+                          1.546476374983906719538e-01, 5.875095403124574342950e-03]
+        var numerator = p[4].addingProduct(p[5], x)
+        var denominator = q[4].addingProduct(q[5], x)
+        for degree in stride(from: 3, through: 0, by: -1) {
+            numerator = p[degree].addingProduct(numerator, x)
+            denominator = q[degree].addingProduct(denominator, x)
+        }
+        return (numerator / denominator).addingProduct(exponent, Float(0.693147180559945309417232121458176568))
     }
 
     /// `np.interp(x, np.arange(len(values)), values)` in float64.
@@ -49,8 +87,9 @@ enum DiscreteSigmas {
         for index in logSigmas.indices where logSigma - Double(logSigmas[index]) >= 0 { low = index }
         low = min(low, logSigmas.count - 2)
         let high = low + 1
-        let lowValue = Double(logSigmas[low]), highValue = Double(logSigmas[high])
-        var weight = (lowValue - logSigma) / (lowValue - highValue)
+        // low - log_sigma is float64; low - high subtracts two float32 array elements in float32.
+        let lowValue = Double(logSigmas[low])
+        var weight = (lowValue - logSigma) / Double(logSigmas[low] - logSigmas[high])
         weight = min(max(weight, 0), 1)
         return (1 - weight) * Double(low) + weight * Double(high)
     }

@@ -99,8 +99,8 @@ public struct EulerDiscreteScheduler: Scheduler {
         if interpolationType == "linear" {
             values = DiscreteSigmas.interpolate(steps, trainingSigmas)
         } else {
-            let logs = NoiseSchedule.linspace(logf(trainingSigmas[trainingSigmas.count - 1]), logf(trainingSigmas[0]),
-                                              count: count + 1)
+            let logs = NoiseSchedule.linspace(DiscreteSigmas.numpyLog(trainingSigmas[trainingSigmas.count - 1]),
+                                              DiscreteSigmas.numpyLog(trainingSigmas[0]), count: count + 1)
             values = logs.map { Double(expf($0)) }
         }
         if let converted = conversion.convert(values, count: count) {

@@ -13,11 +13,11 @@ import NodusFormats
 /// `init_noise_sigma`) in float32 as torch computes it, and honours
 /// `num_train_timesteps`, `beta_start`, `beta_end`, `beta_schedule` (linear,
 /// scaled_linear, squaredcos_cap_v2), `trained_betas`, `prediction_type`
-/// (epsilon, v_prediction, sample), `timestep_spacing`, `steps_offset`, and
-/// `use_karras_sigmas` / `use_exponential_sigmas` the way diffusers 0.42.1 does:
-/// they only turn the timesteps into the fractional `_sigma_to_t` values of the
-/// unchanged sigmas. The past derivatives are kept in the value;
-/// `setTimesteps` clears them.
+/// (epsilon, v_prediction, sample), `timestep_spacing`, `steps_offset`,
+/// `use_karras_sigmas`, `use_exponential_sigmas`, `sigma_min` and `sigma_max`.
+/// The model input is divided by sqrt(sigma^2 + 1); `initNoiseSigma` is the
+/// largest sigma ("linspace", "trailing") or sqrt(max^2 + 1) ("leading"). The
+/// past derivatives are kept in the value; `setTimesteps` clears them.
 ///
 /// Limitations: the coefficients are the exact integrals of the Lagrange
 /// polynomials in float64, where diffusers calls scipy's `quad` on their
@@ -73,10 +73,11 @@ public struct LMSDiscreteScheduler: Scheduler {
             timestepSpacing, count: count, trainTimesteps: schedule.trainTimesteps, stepsOffset: stepsOffset,
             className: className
         ).map { Double($0) }
-        let values = DiscreteSigmas.interpolate(steps, trainingSigmas)
-        if conversion.kind != .none {
+        var values = DiscreteSigmas.interpolate(steps, trainingSigmas)
+        if let converted = conversion.convert(values, count: count) {
             let logSigmas = DiscreteSigmas.logarithms(trainingSigmas)
-            steps = values.map { DiscreteSigmas.timestep(forSigma: $0, logSigmas: logSigmas) }
+            values = converted
+            steps = converted.map { DiscreteSigmas.timestep(forSigma: $0, logSigmas: logSigmas) }
         }
         sigmas = values.map { Float($0) } + [0]
         timesteps = steps.map { Double(Float($0)) }
