@@ -5,7 +5,11 @@ import NodusPipelines
 
 /// The diffusers class names indexed by `nodus_scheduler_kind` (append-only, as the header's enum).
 enum SchedulerKinds {
-    static let classNames = ["DDIMScheduler", "DDPMScheduler", "FlowMatchEulerDiscreteScheduler"]
+    static let classNames = [
+        "DDIMScheduler", "DDPMScheduler", "FlowMatchEulerDiscreteScheduler", "EulerDiscreteScheduler",
+        "EulerAncestralDiscreteScheduler", "DPMSolverMultistepScheduler", "PNDMScheduler",
+        "UniPCMultistepScheduler", "HeunDiscreteScheduler", "LMSDiscreteScheduler", "LCMScheduler",
+    ]
     // Immutable after initialisation; safe to share between threads.
     nonisolated(unsafe) static let table = StaticCString.table(classNames)
 
@@ -161,6 +165,33 @@ public func nodusSchedulerStep(_ scheduler: OpaquePointer?, _ modelOutput: Unsaf
         guard try TensorBridge.prepareOutput(target, shape: shape, dtype: .float32, label: label) else { return }
         let result = try handle.scheduler.step(modelOutput: modelOutputTensor, timestep: timestep,
                                                sample: sampleTensor, noise: noiseTensor)
+        try TensorBridge.write(result, to: target, shape: shape, dtype: .float32, label: label)
+    }
+}
+
+/// `nodus_status nodus_scheduler_scale_model_input(const nodus_scheduler *, const nodus_tensor *sample,
+/// double timestep, nodus_tensor *scaled)`: diffusers `scale_model_input`; the scheduler does not move.
+/// With `scaled->data` NULL only the shape is reported.
+@_cdecl("nodus_scheduler_scale_model_input")
+public func nodusSchedulerScaleModelInput(_ scheduler: OpaquePointer?, _ sample: UnsafePointer<nodus_tensor>?,
+                                          _ timestep: Double,
+                                          _ scaled: UnsafeMutablePointer<nodus_tensor>?) -> nodus_status {
+    let function = "nodus_scheduler_scale_model_input"
+    return Status.run(function) {
+        let handle = SchedulerHandle.from(try Argument.required(scheduler, "scheduler", in: function))
+        let sampleSource = try Argument.required(sample, "sample", in: function)
+        let target = try Argument.required(scaled, "scaled", in: function)
+        guard timestep.isFinite else {
+            throw NodusError.invalidArgument("\(function): timestep \(timestep) is not finite")
+        }
+        let sampleTensor = try TensorBridge.input(sampleSource.pointee, label: "\(function): sample", copy: false)
+        guard sampleTensor.rank >= 1 else {
+            throw NodusError.shape("\(function): sample must have at least one dimension, got shape \(sampleTensor.shape)")
+        }
+        let shape = sampleTensor.shape
+        let label = "\(function): scaled"
+        guard try TensorBridge.prepareOutput(target, shape: shape, dtype: .float32, label: label) else { return }
+        let result = try handle.scheduler.scaleModelInput(try sampleTensor.asFloat32(), timestep: timestep)
         try TensorBridge.write(result, to: target, shape: shape, dtype: .float32, label: label)
     }
 }

@@ -149,6 +149,7 @@ PROTOTYPES = {
     ),
     "nodus_scheduler_init_noise_sigma": (ctypes.c_float, [_p]),
     "nodus_scheduler_step": (_status, [_p, _tensor_p, ctypes.c_double, _tensor_p, _tensor_p, _tensor_p]),
+    "nodus_scheduler_scale_model_input": (_status, [_p, _tensor_p, ctypes.c_double, _tensor_p]),
     "nodus_sample_params_init": (None, [ctypes.POINTER(SampleParams)]),
     "nodus_sample": (_status, [_p, _p, ctypes.POINTER(SampleParams), _tensor_p]),
     "nodus_batch_statistics": (_status, [_tensor_p, ctypes.c_int32, _tensor_p, _tensor_p]),
