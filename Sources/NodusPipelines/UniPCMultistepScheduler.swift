@@ -25,10 +25,15 @@ import NodusFormats
 /// is 1. Past converted model outputs and the last sample are kept in the value;
 /// `setTimesteps` clears them.
 ///
+/// As in diffusers, `solver_type` bh1 or `predict_x0` = false with
+/// `final_sigmas_type` "zero" give NaN at the last step (B(h) or h phi_1 is
+/// infinite there); use "sigma_min" with them.
+///
 /// Limitations: `solver_p` (another scheduler as predictor) and
 /// `use_beta_sigmas` are refused; the small linear systems diffusers hands to
-/// `torch.linalg.solve` (orders above 2) are solved here by LU with partial
-/// pivoting in float32, which can differ from LAPACK in the last place. A model
+/// `torch.linalg.solve` (orders above 2) are solved here in float64 and rounded,
+/// which can differ from LAPACK's float32 answer in the last place (steps then
+/// agree to about 1e-5 relative instead of 1e-6). A model
 /// output with twice the sample's channels has its second half ignored.
 public struct UniPCMultistepScheduler: Scheduler {
     public let className = "UniPCMultistepScheduler"
@@ -232,34 +237,32 @@ public struct UniPCMultistepScheduler: Scheduler {
         return (matrix, rhs, hPhi1, bh)
     }
 
-    /// `torch.linalg.solve` for a small system: LU with partial pivoting (LAPACK's getrf / getrs order).
+    /// `torch.linalg.solve` for a small float32 system: LU with partial pivoting, carried out
+    /// in float64 and rounded to float32 (LAPACK's float32 answer is within an ulp or so of it).
     static func solve(_ matrix: [[Float]], _ rhs: [Float]) throws -> [Float] {
         let size = rhs.count
-        var a = matrix.map { Array($0.prefix(size)) }
-        var b = rhs
+        var a = matrix.map { Array($0.prefix(size)).map { Double($0) } }
+        var b = rhs.map { Double($0) }
         for column in 0..<size {
             var pivot = column
             for row in column..<size where abs(a[row][column]) > abs(a[pivot][column]) { pivot = row }
-            guard a[pivot][column] != 0 else {
+            guard a[pivot][column] != 0, a[pivot][column].isFinite else {
                 throw NodusError.invalidArgument("UniPCMultistepScheduler.step: singular B(h) system")
             }
             if pivot != column { a.swapAt(pivot, column); b.swapAt(pivot, column) }
-            let reciprocal = 1 / a[column][column]
             for row in (column + 1)..<size {
-                a[row][column] = a[row][column] * reciprocal
-                for other in (column + 1)..<size {
-                    a[row][other] = a[row][other] - a[row][column] * a[column][other]
-                }
+                let factor = a[row][column] / a[column][column]
+                for other in column..<size { a[row][other] -= factor * a[column][other] }
+                b[row] -= factor * b[column]
             }
         }
-        for row in 0..<size {
-            for column in 0..<row { b[row] = b[row] - b[column] * a[row][column] }
-        }
+        var solution = [Double](repeating: 0, count: size)
         for row in (0..<size).reversed() {
-            b[row] = b[row] / a[row][row]
-            for above in 0..<row { b[above] = b[above] - b[row] * a[above][row] }
+            var total = b[row]
+            for other in (row + 1)..<size { total -= a[row][other] * solution[other] }
+            solution[row] = total / a[row][row]
         }
-        return b
+        return solution.map { Float($0) }
     }
 
     /// `einsum("k,bkc...->bc...", weights, differences)` plus the rest of an update, per element.

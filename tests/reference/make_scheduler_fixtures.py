@@ -324,14 +324,16 @@ CASES += [
     pndm("pndm_prk_4_steps_alpha_one", 4, set_alpha_to_one=True),
     pndm("pndm_vpred_linspace_skip", 8, prediction_type="v_prediction", timestep_spacing="linspace", skip_prk_steps=True),
     pndm("pndm_trailing_prk", 6, **SD, timestep_spacing="trailing"),
-    # UniPC
+    # UniPC (bh1 and predict_x0 = False end in NaN with a final sigma of 0 in diffusers: B(h) or h phi_1 is
+    # infinite there, so those cases end at sigma_min)
     unipc("unipc_default_10", 10),
-    unipc("unipc_bh1_sd_leading", 10, **SD_LEADING, solver_type="bh1"),
+    unipc("unipc_bh1_sd_leading_sigma_min", 10, **SD_LEADING, solver_type="bh1", final_sigmas_type="sigma_min"),
     unipc("unipc_order3", 10, solver_order=3),
     unipc("unipc_order3_no_lower_final_bh1_sigma_min", 8, solver_order=3, lower_order_final=False, solver_type="bh1",
           final_sigmas_type="sigma_min"),
-    unipc("unipc_predict_epsilon", 8, predict_x0=False),
-    unipc("unipc_predict_epsilon_vpred_order3", 8, predict_x0=False, prediction_type="v_prediction", solver_order=3),
+    unipc("unipc_predict_epsilon_sigma_min", 8, predict_x0=False, final_sigmas_type="sigma_min"),
+    unipc("unipc_predict_epsilon_vpred_order3_sigma_min", 8, predict_x0=False, prediction_type="v_prediction",
+          solver_order=3, final_sigmas_type="sigma_min"),
     unipc("unipc_karras", 8, **SD, use_karras_sigmas=True),
     unipc("unipc_exponential_sigma_min", 8, **SD, use_exponential_sigmas=True, final_sigmas_type="sigma_min"),
     unipc("unipc_disable_corrector", 8, disable_corrector=[0, 2]),
