@@ -383,7 +383,15 @@ typedef int32_t nodus_scheduler_kind;
 enum {
     NODUS_SCHEDULER_DDIM = 0,              /* DDIMScheduler                   */
     NODUS_SCHEDULER_DDPM = 1,              /* DDPMScheduler                   */
-    NODUS_SCHEDULER_FLOW_MATCH_EULER = 2   /* FlowMatchEulerDiscreteScheduler */
+    NODUS_SCHEDULER_FLOW_MATCH_EULER = 2,  /* FlowMatchEulerDiscreteScheduler */
+    NODUS_SCHEDULER_EULER = 3,             /* EulerDiscreteScheduler          */
+    NODUS_SCHEDULER_EULER_ANCESTRAL = 4,   /* EulerAncestralDiscreteScheduler */
+    NODUS_SCHEDULER_DPM_SOLVER_MULTISTEP = 5, /* DPMSolverMultistepScheduler  */
+    NODUS_SCHEDULER_PNDM = 6,              /* PNDMScheduler                   */
+    NODUS_SCHEDULER_UNIPC_MULTISTEP = 7,   /* UniPCMultistepScheduler         */
+    NODUS_SCHEDULER_HEUN = 8,              /* HeunDiscreteScheduler           */
+    NODUS_SCHEDULER_LMS = 9,               /* LMSDiscreteScheduler            */
+    NODUS_SCHEDULER_LCM = 10               /* LCMScheduler                    */
 };
 
 /* The diffusers class name ("DDIMScheduler", ...); static, or NULL if unknown. */
@@ -406,25 +414,49 @@ NODUS_API NODUS_NODISCARD nodus_status nodus_scheduler_set_timesteps(nodus_sched
 
 /* Copies up to `capacity` timesteps into `out` (may be NULL when capacity is 0)
  * and stores their total number in *out_count. *out_is_integer is set to 1 when
- * the model takes them as int64 (DDIM, DDPM), 0 for float32 (flow matching).
+ * the model takes them as int64 (DDIM, DDPM, DPM-Solver, UniPC, PNDM, LCM), 0 for
+ * float32 (flow matching, Euler, Euler ancestral, Heun, LMS). As in diffusers,
+ * Heun has 2N - 1 timesteps for N steps (one model call each) and PNDM N + 1
+ * (skip_prk_steps) or N + 9.
  * `out_count` and `out_is_integer` must not be NULL. */
 NODUS_API NODUS_NODISCARD nodus_status nodus_scheduler_timesteps(const nodus_scheduler *scheduler, double *out,
                                                                  size_t capacity, size_t *out_count,
                                                                  int32_t *out_is_integer);
 
-/* The standard deviation the initial noise is scaled by (init_noise_sigma);
- * NaN (and a message) if `scheduler` is NULL. */
+/* The standard deviation the initial noise is scaled by (init_noise_sigma, as
+ * diffusers computes it after set_timesteps: 1, or the largest sigma, or
+ * sqrt(max sigma^2 + 1) for Euler / Euler ancestral / Heun / LMS with "leading"
+ * spacing); NaN (and a message) if `scheduler` is NULL. */
 NODUS_API float nodus_scheduler_init_noise_sigma(const nodus_scheduler *scheduler);
+/* 1 when the scheduler's step uses noise that diffusers draws inside it (DDPM;
+ * DDIM with eta > 0; Euler ancestral; LCM; Euler with s_churn > 0; the SDE
+ * variants of DPM-Solver): pass one noise tensor per step (step's `noise`,
+ * nodus_sample_params.step_noise). 0 otherwise; -1 (and a message) if NULL. */
+NODUS_API int32_t nodus_scheduler_draws_noise(const nodus_scheduler *scheduler);
 
 /* One step: prev_sample from `model_output` ([B, C or 2C, ...]) and `sample`
  * ([B, C, ...]) at `timestep`. `noise` (same shape as `sample`, may be NULL) is
- * the noise diffusers would draw inside step (DDPM, DDIM with eta > 0); a step
- * that needs it fails with NODUS_ERROR_INVALID_ARGUMENT when it is NULL.
- * Output as in nodus_model_forward. */
+ * the noise diffusers would draw inside step (DDPM, DDIM with eta > 0, Euler
+ * ancestral, LCM, the SDE variants of DPM-Solver); a step that needs it fails
+ * with NODUS_ERROR_INVALID_ARGUMENT when it is NULL. Multistep schedulers (DPM,
+ * UniPC, LMS, PNDM, Heun) keep what they need of the call; step the timesteps in
+ * order. Output as in nodus_model_forward. */
 NODUS_API NODUS_NODISCARD nodus_status nodus_scheduler_step(nodus_scheduler *scheduler,
                                                             const nodus_tensor *model_output, double timestep,
                                                             const nodus_tensor *sample, const nodus_tensor *noise,
                                                             nodus_tensor *prev_sample);
+
+/* diffusers scale_model_input: the model input for `sample` ([B, C, ...]) at
+ * `timestep`, float32, written to `scaled` (as in nodus_model_forward: with
+ * scaled->data NULL only the shape is reported). sample / sqrt(sigma^2 + 1) for
+ * Euler, Euler ancestral, Heun and LMS (sigma of the current step: before the
+ * first step, of `timestep`'s place in the schedule); a copy of `sample` for the
+ * others. The scheduler does not move. Codes: NODUS_ERROR_INVALID_ARGUMENT for a
+ * NULL argument, a non-finite timestep or one not in the schedule (Euler family,
+ * before the first step); NODUS_ERROR_SHAPE when `scaled` does not fit. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_scheduler_scale_model_input(const nodus_scheduler *scheduler,
+                                                                         const nodus_tensor *sample, double timestep,
+                                                                         nodus_tensor *scaled);
 
 /* ---- Sampling ----------------------------------------------------------- */
 
@@ -440,17 +472,21 @@ typedef struct nodus_sample_params {
     uint32_t struct_size;      /* sizeof(nodus_sample_params), set by nodus_sample_params_init     */
     int32_t steps;             /* inference steps (default 50)                                     */
     float guidance_scale;      /* classifier-free guidance; <= 1 disables it (default 4.0)         */
-    /* The starting latent [B, C, H, W] float32, already scaled by init_noise_sigma
-     * as diffusers pipelines do (required). */
+    /* The starting noise [B, C, H, W] float32 (required), UNSCALED: nodus_sample
+     * multiplies it by the scheduler's init_noise_sigma after set_timesteps, as
+     * diffusers pipelines do (1 for DDIM, DDPM, flow matching, DPM, UniPC, PNDM,
+     * LCM). */
     const nodus_tensor *init_noise;
     /* DiT: class labels, int64. With guidance: B labels (the null class
      * num_embeds_ada_norm is added) or 2B labels [cond..., null...]. */
     const int64_t *class_labels;
     size_t class_label_count;
-    /* Noise for steps that draw it (DDPM): [T, B, C, H, W] float32, or NULL.
-     * T is the number of timesteps nodus_scheduler_timesteps() reports after
+    /* Noise for steps that draw it (DDPM, Euler ancestral, LCM, SDE DPM-Solver):
+     * [T, B, C, H, W] float32, or NULL: one per entry of the schedule. T is the
+     * number of timesteps nodus_scheduler_timesteps() reports after
      * set_timesteps(steps): `steps`, or steps + 1 for the few trailing-spacing
-     * schedules where diffusers produces one more; fewer by strength (below). */
+     * schedules where diffusers produces one more, 2 steps - 1 for Heun, steps + 1
+     * or steps + 9 for PNDM; fewer by strength (below). */
     const nodus_tensor *step_noise;
     /* If not NULL: receives the latent after every timestep, [T, B, C, H, W]
      * float32; must hold that many bytes (size_bytes). */
@@ -476,7 +512,8 @@ typedef struct nodus_sample_params {
     /* img2img and inpainting: the known image's latent [B, C, H, W] (times the
      * VAE's scaling factor), or NULL. With it, init_noise is the UNSCALED noise
      * and the run starts as diffusers' img2img / inpainting pipelines do: the
-     * last int(steps * strength) timesteps run, from scheduler add_noise(
+     * last int(steps * strength) steps run (times the scheduler's order: two
+     * timesteps a step for Heun), from scheduler add_noise(
      * image_latents, init_noise, first timestep) (from init_noise *
      * init_noise_sigma when inpainting at strength 1). */
     const nodus_tensor *image_latents;
@@ -494,7 +531,8 @@ NODUS_API void nodus_sample_params_init(nodus_sample_params *params);
 /* Runs the denoising loop of diffusers' pipelines with classifier-free guidance
  * (DiT batch order [cond, null], e = e_null + g (e_cond - e_null); UNet order
  * [uncond, cond] as above); calls nodus_scheduler_set_timesteps(scheduler,
- * params->steps) first. Writes the final latent [B, C, H, W] to `output` (as in
+ * params->steps) first, multiplies init_noise by init_noise_sigma, and runs the
+ * model once per timestep on the scheduler's scale_model_input of the latent. Writes the final latent [B, C, H, W] to `output` (as in
  * nodus_model_forward: with output->data NULL it only reports the shape and
  * samples nothing). The trajectory and step_noise have one entry per timestep
  * that runs (fewer with strength < 1). */

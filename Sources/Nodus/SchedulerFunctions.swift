@@ -5,7 +5,11 @@ import NodusPipelines
 
 /// The diffusers class names indexed by `nodus_scheduler_kind` (append-only, as the header's enum).
 enum SchedulerKinds {
-    static let classNames = ["DDIMScheduler", "DDPMScheduler", "FlowMatchEulerDiscreteScheduler"]
+    static let classNames = [
+        "DDIMScheduler", "DDPMScheduler", "FlowMatchEulerDiscreteScheduler", "EulerDiscreteScheduler",
+        "EulerAncestralDiscreteScheduler", "DPMSolverMultistepScheduler", "PNDMScheduler",
+        "UniPCMultistepScheduler", "HeunDiscreteScheduler", "LMSDiscreteScheduler", "LCMScheduler",
+    ]
     // Immutable after initialisation; safe to share between threads.
     nonisolated(unsafe) static let table = StaticCString.table(classNames)
 
@@ -134,6 +138,16 @@ public func nodusSchedulerInitNoiseSigma(_ scheduler: OpaquePointer?) -> Float {
     return Float(SchedulerHandle.from(scheduler).scheduler.initNoiseSigma)
 }
 
+/// `int32_t nodus_scheduler_draws_noise(const nodus_scheduler *)`: 1 or 0; -1 when `scheduler` is NULL.
+@_cdecl("nodus_scheduler_draws_noise")
+public func nodusSchedulerDrawsNoise(_ scheduler: OpaquePointer?) -> Int32 {
+    guard let scheduler else {
+        LastError.set("nodus_scheduler_draws_noise: `scheduler` is NULL")
+        return -1
+    }
+    return SchedulerHandle.from(scheduler).scheduler.drawsStepNoise ? 1 : 0
+}
+
 /// `nodus_status nodus_scheduler_step(nodus_scheduler *, const nodus_tensor *model_output, double timestep,
 /// const nodus_tensor *sample, const nodus_tensor *noise, nodus_tensor *prev_sample)`.
 /// Inputs are copied: multistep schedulers keep past model outputs beyond the call.
@@ -161,6 +175,33 @@ public func nodusSchedulerStep(_ scheduler: OpaquePointer?, _ modelOutput: Unsaf
         guard try TensorBridge.prepareOutput(target, shape: shape, dtype: .float32, label: label) else { return }
         let result = try handle.scheduler.step(modelOutput: modelOutputTensor, timestep: timestep,
                                                sample: sampleTensor, noise: noiseTensor)
+        try TensorBridge.write(result, to: target, shape: shape, dtype: .float32, label: label)
+    }
+}
+
+/// `nodus_status nodus_scheduler_scale_model_input(const nodus_scheduler *, const nodus_tensor *sample,
+/// double timestep, nodus_tensor *scaled)`: diffusers `scale_model_input`; the scheduler does not move.
+/// With `scaled->data` NULL only the shape is reported.
+@_cdecl("nodus_scheduler_scale_model_input")
+public func nodusSchedulerScaleModelInput(_ scheduler: OpaquePointer?, _ sample: UnsafePointer<nodus_tensor>?,
+                                          _ timestep: Double,
+                                          _ scaled: UnsafeMutablePointer<nodus_tensor>?) -> nodus_status {
+    let function = "nodus_scheduler_scale_model_input"
+    return Status.run(function) {
+        let handle = SchedulerHandle.from(try Argument.required(scheduler, "scheduler", in: function))
+        let sampleSource = try Argument.required(sample, "sample", in: function)
+        let target = try Argument.required(scaled, "scaled", in: function)
+        guard timestep.isFinite else {
+            throw NodusError.invalidArgument("\(function): timestep \(timestep) is not finite")
+        }
+        let sampleTensor = try TensorBridge.input(sampleSource.pointee, label: "\(function): sample", copy: false)
+        guard sampleTensor.rank >= 1 else {
+            throw NodusError.shape("\(function): sample must have at least one dimension, got shape \(sampleTensor.shape)")
+        }
+        let shape = sampleTensor.shape
+        let label = "\(function): scaled"
+        guard try TensorBridge.prepareOutput(target, shape: shape, dtype: .float32, label: label) else { return }
+        let result = try handle.scheduler.scaleModelInput(try sampleTensor.asFloat32(), timestep: timestep)
         try TensorBridge.write(result, to: target, shape: shape, dtype: .float32, label: label)
     }
 }

@@ -17,6 +17,12 @@ import NodusModels
 /// batch `[uncond..., cond...]`, `e_uncond + g (e_cond - e_uncond)`. A batch of
 /// K latents is a K-sample ensemble in one loop.
 ///
+/// For every scheduler, as the pipelines do: the initial noise is multiplied by
+/// `initNoiseSigma` after `setTimesteps`, the model runs once per entry of
+/// `scheduler.timesteps` (2N - 1 for Heun, N + 1 or N + 9 for PNDM) on
+/// `scaleModelInput` of the latent, and step noise and the trajectory have one
+/// entry per timestep that runs.
+///
 /// Conditioning channels (mask, masked-image latent, baseline latent) are
 /// concatenated after the scaled noisy latent at every step, the same for both
 /// guidance halves, as diffusers' inpainting pipelines do. With image latents
@@ -38,7 +44,8 @@ public enum GuidedSampler {
             }
             return scheduler.timesteps
         }
-        let start = try KnownImage.startIndex(steps: request.steps, strength: request.strength)
+        // diffusers' get_timesteps: the start index times the scheduler's order (Heun runs two entries a step).
+        let start = try KnownImage.startIndex(steps: request.steps, strength: request.strength) * scheduler.order
         guard start < scheduler.timesteps.count else {
             throw NodusError.invalidArgument("strength \(request.strength) with \(request.steps) steps leaves no step to run")
         }
@@ -71,7 +78,7 @@ public enum GuidedSampler {
         let trajectory = request.recordTrajectory ? try Tensor(zeros: [timesteps.count] + shape) : nil
         let modelBatch = guided ? 2 * batch : batch
         var current = try known?.startLatent(scheduler: scheduler, timestep: timesteps[0], strength: request.strength)
-            ?? noise
+            ?? scaled(noise, by: scheduler.initNoiseSigma)
         for (index, timestep) in timesteps.enumerated() {
             if let change = changes[index] { try change() }
             var input = try scheduler.scaleModelInput(current, timestep: timestep)
@@ -99,6 +106,15 @@ public enum GuidedSampler {
             }
         }
         return SamplingResult(final: current, trajectory: trajectory)
+    }
+
+    /// `latents * init_noise_sigma` as diffusers' `prepare_latents` (float32); the noise itself when sigma is 1.
+    static func scaled(_ noise: Tensor, by sigma: Float) throws -> Tensor {
+        guard sigma != 1 else { return noise }
+        let result = try Tensor(zeros: noise.shape)
+        let x = noise.floats, y = result.floats
+        for index in 0..<noise.elementCount { y[index] = x[index] * sigma }
+        return result
     }
 
     /// The adapter changes by step, checked before sampling starts.

@@ -15,9 +15,33 @@ import NodusFormats
 /// `betas_for_alpha_bar` (float64, then float32) and
 /// `rescale_zero_terminal_snr`.
 ///
-/// Limitations: `beta_schedule` "sigmoid" and "laplace" are DDPM-only (as in
-/// diffusers); `trained_betas` must have at least `num_train_timesteps` values.
+/// The same training schedule serves the sigma-based schedulers (Euler, Heun,
+/// LMS, DPM-Solver, UniPC, PNDM, LCM): each passes the beta schedules and
+/// defaults its diffusers class has, and how it treats `rescale_betas_zero_snr`
+/// (see `ZeroTerminalSNR`).
+///
+/// Limitations: `beta_schedule` "sigmoid" and "laplace" are DDPM-only, "exp"
+/// Heun-only (as in diffusers); `trained_betas` must have at least
+/// `num_train_timesteps` values.
 public struct NoiseSchedule: Sendable {
+    /// What a class does with `rescale_betas_zero_snr` (arXiv 2305.08891).
+    public enum ZeroTerminalSNR: Sendable {
+        /// The class has no such field: the key is ignored, as diffusers' `from_config` does.
+        case ignored
+        /// Rescale the betas (DDIM, DDPM, LCM).
+        case rescaleBetas
+        /// Rescale the betas, then set the last `alphas_cumprod` to 2^-24 so that its sigma
+        /// stays finite (Euler, Euler ancestral, DPM-Solver, UniPC).
+        case rescaleBetasAndClampLastAlpha
+    }
+
+    /// The `alpha_transform_type` of diffusers `betas_for_alpha_bar`.
+    public enum AlphaBarTransform: Sendable {
+        case cosine
+        case laplace
+        case exp
+    }
+
     /// What the model predicts (`prediction_type`).
     public enum PredictionType: String, Sendable, CaseIterable {
         case epsilon
@@ -92,19 +116,28 @@ public struct NoiseSchedule: Sendable {
     }
 
     public let trainTimesteps: Int
+    /// The config's `beta_schedule` as written (DPM-Solver rounds its Karras timesteps unless it is
+    /// "squaredcos_cap_v2", even with `trained_betas`).
+    public let betaScheduleName: String
     public let betas: [Float]
     /// `alphas_cumprod`: the product of `1 - beta` up to each training timestep.
     public let alphasCumprod: [Float]
 
     /// Reads `num_train_timesteps`, `beta_start`, `beta_end`, `beta_schedule`,
     /// `trained_betas` and `rescale_betas_zero_snr`.
-    /// - Parameter schedules: the `beta_schedule` values the class accepts.
-    init(reader: JSONObjectReader, schedules: [String]) throws {
+    /// - Parameters:
+    ///   - schedules: the `beta_schedule` values the class accepts.
+    ///   - defaults: the class's defaults of `beta_start`, `beta_end` and `beta_schedule`.
+    ///   - zeroTerminalSNR: what the class does with `rescale_betas_zero_snr`.
+    init(reader: JSONObjectReader, schedules: [String],
+         defaults: (start: Double, end: Double, schedule: String) = (0.0001, 0.02, "linear"),
+         zeroTerminalSNR: ZeroTerminalSNR = .rescaleBetas) throws {
         let count = try reader.int("num_train_timesteps", default: 1000)
         guard count >= 1 else {
             throw NodusError.unsupported("\(reader.context): 'num_train_timesteps' = \(count) must be at least 1")
         }
         trainTimesteps = count
+        betaScheduleName = try reader.string("beta_schedule", default: defaults.schedule)
         var betas: [Float]
         if let trained = try reader.optionalDoubleArray("trained_betas") {
             guard trained.count >= count else {
@@ -113,9 +146,9 @@ public struct NoiseSchedule: Sendable {
             }
             betas = trained.map { Float($0) }
         } else {
-            let start = try reader.double("beta_start", default: 0.0001)
-            let end = try reader.double("beta_end", default: 0.02)
-            let schedule = try reader.choice("beta_schedule", default: "linear", allowed: schedules)
+            let start = try reader.double("beta_start", default: defaults.start)
+            let end = try reader.double("beta_end", default: defaults.end)
+            let schedule = try reader.choice("beta_schedule", default: defaults.schedule, allowed: schedules)
             switch schedule {
             case "linear":
                 betas = NoiseSchedule.linspace(Float(start), Float(end), count: count)
@@ -123,20 +156,27 @@ public struct NoiseSchedule: Sendable {
                 betas = NoiseSchedule.linspace(Float(start.squareRoot()), Float(end.squareRoot()), count: count)
                     .map { $0 * $0 }
             case "squaredcos_cap_v2":
-                betas = NoiseSchedule.betasForAlphaBar(count: count, laplace: false)
+                betas = NoiseSchedule.betasForAlphaBar(count: count, transform: .cosine)
             case "laplace":
-                betas = NoiseSchedule.betasForAlphaBar(count: count, laplace: true)
+                betas = NoiseSchedule.betasForAlphaBar(count: count, transform: .laplace)
+            case "exp":
+                betas = NoiseSchedule.betasForAlphaBar(count: count, transform: .exp)
             default:  // "sigmoid": torch.sigmoid(torch.linspace(-6, 6, n)) * (end - start) + start
                 let scale = Float(end - start)
                 let offset = Float(start)
                 betas = NoiseSchedule.linspace(-6, 6, count: count).map { 1 / (1 + expf(-$0)) * scale + offset }
             }
         }
-        if try reader.bool("rescale_betas_zero_snr", default: false) {
+        let rescale = try zeroTerminalSNR != .ignored && reader.bool("rescale_betas_zero_snr", default: false)
+        if rescale {
             betas = NoiseSchedule.rescaleZeroTerminalSnr(betas)
         }
         self.betas = betas
-        alphasCumprod = NoiseSchedule.cumulativeProduct(betas.map { 1 - $0 })
+        var products = NoiseSchedule.cumulativeProduct(betas.map { 1 - $0 })
+        if rescale && zeroTerminalSNR == .rescaleBetasAndClampLastAlpha, !products.isEmpty {
+            products[products.count - 1] = 0x1p-24
+        }
+        alphasCumprod = products
     }
 
     /// diffusers `add_noise`: sqrt(a) x + sqrt(1 - a) noise with a = alphas_cumprod[index],
@@ -174,10 +214,11 @@ public struct NoiseSchedule: Sendable {
         }
     }
 
-    /// diffusers `betas_for_alpha_bar` (cosine, or laplace), max_beta 0.999, in float64.
-    static func betasForAlphaBar(count: Int, laplace: Bool) -> [Float] {
+    /// diffusers `betas_for_alpha_bar` (cosine, laplace or exp), max_beta 0.999, in float64.
+    static func betasForAlphaBar(count: Int, transform: AlphaBarTransform) -> [Float] {
         func alphaBar(_ t: Double) -> Double {
-            if laplace {
+            if transform == .exp { return exp(t * -12.0) }
+            if transform == .laplace {
                 let lambda = -0.5 * Double(signOf: 0.5 - t, magnitudeOf: 1) * log(1 - 2 * abs(0.5 - t) + 1e-6)
                 let snr = exp(lambda)
                 return (snr / (1 + snr)).squareRoot()

@@ -5,8 +5,9 @@ public struct SamplingRequest {
     public var steps: Int = 50
     /// Classifier-free guidance scale; 1 or less runs the model without guidance.
     public var guidanceScale: Float = 4.0
-    /// The starting latent [B, C, H, W], already scaled by the scheduler's initNoiseSigma; with
-    /// `imageLatents`, the unscaled noise the pipelines draw (see `imageLatents`).
+    /// The starting noise [B, C, H, W], unscaled: the run multiplies it by the scheduler's
+    /// initNoiseSigma, as diffusers' `prepare_latents` does; with `imageLatents`, the noise the
+    /// pipelines add to the image (see `imageLatents`).
     public var initNoise: Tensor
     /// DiT class labels: B labels (the null class is added for guidance) or 2B labels [cond..., null...].
     public var classLabels: [Int64] = []
@@ -24,7 +25,8 @@ public struct SamplingRequest {
     /// Latent-blending inpainting for models without mask channels: [B or 1, 1, H, W], 1 where
     /// the latent is generated; after every step the rest is `imageLatents` noised to the next timestep.
     public var mask: Tensor?
-    /// Noise for steps that draw it (DDPM): [timesteps, B, C, H, W], one per timestep.
+    /// Noise for steps that draw it (DDPM, Euler ancestral, LCM, SDE DPM-Solver):
+    /// [timesteps, B, C, H, W], one per timestep that runs.
     public var stepNoise: Tensor?
     public var recordTrajectory = false
     /// Called after each step with (done, total); return false to cancel.

@@ -2,13 +2,16 @@ import NodusCore
 
 /// A diffusion sampler: the interchangeable part that turns a model output into
 /// the next, less noisy sample. One conforming `struct` per diffusers class
-/// (`DDIMScheduler`, `DDPMScheduler`, `FlowMatchEulerDiscreteScheduler`), made
-/// from a `scheduler_config.json` by `SchedulerFactory`.
+/// (`DDIMScheduler`, `EulerDiscreteScheduler`, `PNDMScheduler`, ...; the list is
+/// `SchedulerFactory.classNames`), made from a `scheduler_config.json` by
+/// `SchedulerFactory`.
 ///
 /// Use: `setTimesteps(count)`, then for each `t` in `timesteps` run the model on
 /// `scaleModelInput(sample, timestep: t)` and call `step`. Where diffusers draws
 /// random noise inside `step`, the caller passes it as `noise` (one tensor of the
-/// sample's shape per step), so runs are reproducible.
+/// sample's shape per step), so runs are reproducible. Multistep schedulers
+/// (DPM-Solver, UniPC, LMS, PNDM, Heun) keep past model outputs in the value;
+/// `setTimesteps` resets them.
 public protocol Scheduler {
     /// The diffusers class name this scheduler matches ("DDIMScheduler", ...).
     var className: String { get }
@@ -16,10 +19,15 @@ public protocol Scheduler {
     var timesteps: [Double] { get }
     /// True when the model takes int64 timesteps (DDIM, DDPM); false for float timesteps (flow matching).
     var timestepsAreIntegers: Bool { get }
+    /// diffusers `init_noise_sigma`: the standard deviation of the starting noise
+    /// (after `setTimesteps`; sigma-based schedulers derive it from their sigmas).
     var initNoiseSigma: Float { get }
     /// Whether `step` uses noise that diffusers draws inside it (`randn_tensor` of the sample's
     /// shape, one per step): pipelines then draw it from their generator, in step order.
     var drawsStepNoise: Bool { get }
+    /// diffusers' class attribute `order`: model calls per inference step (2 for Heun),
+    /// by which img2img pipelines multiply their start index.
+    var order: Int { get }
     mutating func setTimesteps(_ count: Int, mu: Double?) throws
     func scaleModelInput(_ sample: Tensor, timestep: Double) throws -> Tensor
     /// One denoising step; `modelOutput` is [B, C or 2C, ...], `sample` [B, C, ...]; returns prev_sample.
@@ -33,11 +41,13 @@ public protocol Scheduler {
 }
 
 extension Scheduler {
-    /// The identity: none of the schedulers here scale the model input.
+    /// The identity, as diffusers' `scale_model_input` of DDIM, DDPM, PNDM, DPM-Solver, UniPC and LCM.
     public func scaleModelInput(_ sample: Tensor, timestep: Double) throws -> Tensor { sample }
 
     /// Deterministic steps.
     public var drawsStepNoise: Bool { false }
+    /// One model call per step.
+    public var order: Int { 1 }
 
     /// Schedulers that find their place by the timestep value need no begin index.
     public mutating func setBeginIndex(_ index: Int) {}
@@ -114,6 +124,11 @@ extension Scheduler {
             throw NodusError.shape("add_noise: noise shape \(noise.shape) does not match sample shape \(original.shape)")
         }
         return (try original.asFloat32(), try noise.asFloat32())
+    }
+
+    /// A float32 copy that a multistep scheduler can keep beyond the call.
+    static func copied(_ tensor: Tensor) throws -> Tensor {
+        try Tensor(shape: tensor.shape, floats: tensor.floatArray())
     }
 
     /// The error for a step that needs caller noise and got none.

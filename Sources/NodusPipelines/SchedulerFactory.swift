@@ -8,11 +8,15 @@ import NodusFormats
 /// its `_class_name`, as diffusers' `SchedulerMixin.from_pretrained` /
 /// `from_config` do. Keys the class does not take are ignored, as diffusers does.
 ///
-/// Limitations: only `DDIMScheduler`, `DDPMScheduler` and
-/// `FlowMatchEulerDiscreteScheduler`; other classes are `NodusError.unsupported`.
+/// Limitations: only the classes of `classNames`; others are
+/// `NodusError.unsupported`, with a message that lists the supported ones.
 public enum SchedulerFactory {
     /// The `_class_name` values `make` accepts.
-    public static let classNames = ["DDIMScheduler", "DDPMScheduler", "FlowMatchEulerDiscreteScheduler"]
+    public static let classNames = [
+        "DDIMScheduler", "DDPMScheduler", "FlowMatchEulerDiscreteScheduler", "EulerDiscreteScheduler",
+        "EulerAncestralDiscreteScheduler", "DPMSolverMultistepScheduler", "PNDMScheduler",
+        "UniPCMultistepScheduler", "HeunDiscreteScheduler", "LMSDiscreteScheduler", "LCMScheduler",
+    ]
 
     /// - Parameters:
     ///   - config: the parsed scheduler config (a JSON object with `_class_name`).
@@ -27,6 +31,14 @@ public enum SchedulerFactory {
         case "DDIMScheduler": return try DDIMScheduler(config: config, context: context)
         case "DDPMScheduler": return try DDPMScheduler(config: config, context: context)
         case "FlowMatchEulerDiscreteScheduler": return try FlowMatchEulerDiscreteScheduler(config: config, context: context)
+        case "EulerDiscreteScheduler": return try EulerDiscreteScheduler(config: config, context: context)
+        case "EulerAncestralDiscreteScheduler": return try EulerAncestralDiscreteScheduler(config: config, context: context)
+        case "DPMSolverMultistepScheduler": return try DPMSolverMultistepScheduler(config: config, context: context)
+        case "PNDMScheduler": return try PNDMScheduler(config: config, context: context)
+        case "UniPCMultistepScheduler": return try UniPCMultistepScheduler(config: config, context: context)
+        case "HeunDiscreteScheduler": return try HeunDiscreteScheduler(config: config, context: context)
+        case "LMSDiscreteScheduler": return try LMSDiscreteScheduler(config: config, context: context)
+        case "LCMScheduler": return try LCMScheduler(config: config, context: context)
         default:
             throw NodusError.unsupported(
                 "\(context): scheduler class '\(className)' is not supported (supported: \(classNames.joined(separator: ", ")))")

@@ -122,7 +122,7 @@ public final class StableDiffusionPipeline {
         var generator = TorchGenerator(seed: request.seed)
         let latentShape = [batch, unet.settings.inChannels, height / downscale, width / downscale]
         let noise = try generator.randn(shape: latentShape)
-        var sampling = SamplingRequest(initNoise: try Self.scaled(noise, by: scheduler.initNoiseSigma))
+        var sampling = SamplingRequest(initNoise: noise)  // the sampler multiplies it by init_noise_sigma
         sampling.steps = request.steps
         sampling.guidanceScale = request.guidanceScale
         sampling.encoderHiddenStates = context
@@ -138,7 +138,7 @@ public final class StableDiffusionPipeline {
         if request.output == .latent { return latents }
 
         // 3. Decode and map [-1, 1] to [0, 1], as channels-last images.
-        let decoded = try vae.decode(Self.scaled(latents, by: Float(1 / vae.settings.scalingFactor)))
+        let decoded = try vae.decode(Self.divided(latents, by: Float(vae.settings.scalingFactor)))
         return try StableDiffusionPipeline.displayImages(decoded)
     }
 
@@ -204,10 +204,10 @@ public final class StableDiffusionPipeline {
         return result
     }
 
-    /// A float32 copy of `tensor` times `factor` (torch's float32 multiply).
-    static func scaled(_ tensor: Tensor, by factor: Float) throws -> Tensor {
+    /// `tensor / divisor` in float32, as torch divides by a Python float.
+    static func divided(_ tensor: Tensor, by divisor: Float) throws -> Tensor {
         let result = try Tensor(shape: tensor.shape, floats: tensor.floatArray())
-        for index in 0..<result.elementCount { result.floats[index] *= factor }
+        for index in 0..<result.elementCount { result.floats[index] /= divisor }
         return result
     }
 

@@ -63,9 +63,7 @@ struct DemoCommand: Command {
         let count = background.shape[0]
         let latentShape = [count, 4, conditioning.shape[2], conditioning.shape[3]]
         try check(nodus_scheduler_set_timesteps(scheduler.pointer, Int32(steps)), "set_timesteps")
-        let initNoise = try RandnCommand.randn(shape: latentShape, seed: seed)
-        let sigma = nodus_scheduler_init_noise_sigma(scheduler.pointer)
-        for index in 0..<initNoise.elementCount { initNoise.floats[index] *= sigma }
+        let initNoise = try RandnCommand.randn(shape: latentShape, seed: seed)  // nodus_sample scales it
 
         var columns = [
             Column(label: "no LoRA", key: "base", adapters: []),

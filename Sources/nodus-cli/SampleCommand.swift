@@ -11,7 +11,7 @@ struct SampleCommand: Command {
     let details = """
         The initial noise is torch.randn([B, C, H, W], generator=manual_seed(seed)) times the
         scheduler's init_noise_sigma (unscaled with --image-latents). B is the number of --class
-        labels (DiT) times --samples. Steps that draw noise (DDPM) take
+        labels (DiT) times --samples. Steps that draw noise (DDPM, Euler ancestral, LCM, SDE DPM-Solver) take
         torch.randn([T, B, C, H, W]) with seed + 1, T the number of timesteps that run.
         UNet: --context holds the encoder hidden states: a .safetensors file with 'uncond' and
         'cond' tensors [1 or B, tokens, width], or one tensor [2 or 2B, tokens, width] ordered
@@ -101,15 +101,11 @@ struct SampleCommand: Command {
         guard latentChannels > 0 else { throw CLIError.usage("--conditioning has as many channels as the model takes") }
         let shape = [batch, latentChannels, height, width]
 
-        // Noise as diffusers pipelines prepare it: randn, then times init_noise_sigma
-        // (after set_timesteps, which some schedulers need for it) unless img2img adds it to an image.
+        // Noise as diffusers pipelines draw it; nodus_sample multiplies it by init_noise_sigma
+        // (unless img2img adds it to an image).
         try check(nodus_scheduler_set_timesteps(scheduler.pointer, Int32(steps)), "set_timesteps")
         job.initNoise = try RandnCommand.randn(shape: shape, seed: seed)
-        if job.imageLatents == nil {
-            let sigma = nodus_scheduler_init_noise_sigma(scheduler.pointer)
-            for index in 0..<job.initNoise.elementCount { job.initNoise.floats[index] *= sigma }
-        }
-        if scheduler.kind == nodus_scheduler_kind(NODUS_SCHEDULER_DDPM) {
+        if nodus_scheduler_draws_noise(scheduler.pointer) == 1 {
             let timesteps = try scheduler.timestepCount() - SampleCommand.skippedSteps(job, steps: steps)
             job.stepNoise = try RandnCommand.randn(shape: [timesteps] + shape, seed: seed &+ 1)
         }

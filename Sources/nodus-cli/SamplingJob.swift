@@ -11,8 +11,8 @@ struct SamplingJob {
     var guidance: Float
     /// DiT class labels.
     var labels: [Int64] = []
-    /// The starting latent, already scaled by the scheduler's init_noise_sigma (the
-    /// unscaled noise with `imageLatents`).
+    /// The starting noise, unscaled: nodus_sample multiplies it by the scheduler's
+    /// init_noise_sigma (with `imageLatents` it is added to the image instead).
     var initNoise: Tensor
     var stepNoise: Tensor?
     /// Channels concatenated after the noisy latent at every step.

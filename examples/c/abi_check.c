@@ -155,6 +155,8 @@ static void check_null_handles(void) {
     int32_t is_integer;
     CHECK_STATUS(nodus_scheduler_timesteps(NULL, NULL, 0, &count, &is_integer), NODUS_ERROR_INVALID_ARGUMENT);
     CHECK_STATUS(nodus_scheduler_step(NULL, NULL, 0.0, NULL, NULL, NULL), NODUS_ERROR_INVALID_ARGUMENT);
+    CHECK_STATUS(nodus_scheduler_scale_model_input(NULL, NULL, 0.0, NULL), NODUS_ERROR_INVALID_ARGUMENT);
+    CHECK(strcmp(nodus_scheduler_kind_name(NODUS_SCHEDULER_LCM), "LCMScheduler") == 0);
 
     nodus_sample_params params;
     nodus_sample_params_init(&params);

@@ -82,7 +82,7 @@ int main(int argc, char **argv) {
         goto done;
     }
 
-    /* Initial noise: randn, then scaled by init_noise_sigma (after set_timesteps, as diffusers does). */
+    /* Initial noise: randn; nodus_sample multiplies it by init_noise_sigma after set_timesteps, as diffusers does. */
     nodus_tensor init = {.name = "init_noise", .dtype = NODUS_DTYPE_FLOAT32, .ndim = 4,
                          .shape = {1, channels, size, size}, .data = noise, .size_bytes = count * sizeof *noise};
     if ((status = nodus_randn(seed, &init)) != NODUS_OK) {
@@ -93,8 +93,6 @@ int main(int argc, char **argv) {
         result = fail("nodus_scheduler_set_timesteps", status);
         goto done;
     }
-    float sigma = nodus_scheduler_init_noise_sigma(scheduler);
-    for (size_t i = 0; i < count; i++) noise[i] *= sigma;
 
     nodus_sample_params params;
     nodus_sample_params_init(&params);

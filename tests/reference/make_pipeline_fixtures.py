@@ -19,7 +19,12 @@ What it writes:
     scheduler/                   PNDMScheduler as SD-1.5 configures it
   sd-tiny-references.safetensors per case C (inputs in GENERATED-pipeline-fixtures.md and
                                  sd-tiny-cases.json): C.latents (output_type="latent") and
-                                 C.images (output_type="np", [N, 16, 16, 3])
+                                 C.images (output_type="np", [N, 16, 16, 3]); lora.latents: the
+                                 ddim_clip_skip case without clip skip, with sd-tiny-lora at 0.8
+  sd-tiny-lora.safetensors       one file with UNet keys (unet.*: rank 2 on to_q/to_k/to_v/to_out.0)
+                                 and text-encoder keys (text_encoder.*: rank 2 on q/k/v/out_proj),
+                                 written by StableDiffusionPipeline.save_lora_weights; the reference
+                                 merges W + 0.8 * alpha / r * B A into both models by hand
 
 Every case calls StableDiffusionPipeline.__call__ with generator=torch.Generator("cpu").manual_seed(seed).
 """
@@ -154,6 +159,42 @@ def clip_skipped_embeddings(pipeline: StableDiffusionPipeline, case: dict) -> di
     return dict(prompt_embeds=positive, negative_prompt_embeds=negative)
 
 
+def write_lora(pipeline: StableDiffusionPipeline, out: Path) -> torch.Tensor:
+    """The two-component LoRA file, and the latents of the lora case with it merged at 0.8."""
+    rank, alpha, weight = 2, 4, 0.8
+    generator = torch.Generator().manual_seed(30)
+    factors = {}
+    for prefix, model, targets in (("unet", pipeline.unet, ("to_q", "to_k", "to_v", "to_out.0")),
+                                   ("text_encoder", pipeline.text_encoder, ("q_proj", "k_proj", "v_proj", "out_proj"))):
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Linear) and any(name.endswith(target) for target in targets):
+                down = 0.15 * torch.randn(rank, module.in_features, generator=generator)
+                up = 0.15 * torch.randn(module.out_features, rank, generator=generator)
+                factors[(prefix, name)] = (down, up)
+    unet_layers = {f"{name}.lora_A.weight": d for (prefix, name), (d, u) in factors.items() if prefix == "unet"}
+    unet_layers.update({f"{name}.lora_B.weight": u for (prefix, name), (d, u) in factors.items() if prefix == "unet"})
+    text_layers = {f"{name}.lora_A.weight": d for (prefix, name), (d, u) in factors.items() if prefix != "unet"}
+    text_layers.update({f"{name}.lora_B.weight": u for (prefix, name), (d, u) in factors.items() if prefix != "unet"})
+    from peft import LoraConfig
+    def metadata(targets):
+        config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets)).to_dict()
+        config["target_modules"] = sorted(config["target_modules"])
+        return config
+    StableDiffusionPipeline.save_lora_weights(
+        out, unet_lora_layers=unet_layers, text_encoder_lora_layers=text_layers,
+        unet_lora_adapter_metadata=metadata(["to_q", "to_k", "to_v", "to_out.0"]),
+        text_encoder_lora_adapter_metadata=metadata(["q_proj", "k_proj", "v_proj", "out_proj"]),
+        weight_name="sd-tiny-lora.safetensors", safe_serialization=True)
+    merged = StableDiffusionPipeline.from_pretrained(out / "sd-tiny", torch_dtype=torch.float32)
+    merged.set_progress_bar_config(disable=True)
+    with torch.no_grad():
+        for (prefix, name), (down, up) in factors.items():
+            model = merged.unet if prefix == "unet" else merged.text_encoder
+            dict(model.named_modules())[name].weight += weight * (alpha / rank) * (up @ down)
+    case = dict(CASES["ddim_clip_skip"], clip_skip=None)
+    return run(merged, case, "latent")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "Tests" / "Fixtures")
@@ -168,6 +209,8 @@ def main() -> None:
         tensors[f"{name}.latents"] = run(pipeline, case, "latent").contiguous()
         tensors[f"{name}.images"] = run(pipeline, case, "np").float().contiguous()
         assert tensors[f"{name}.images"].std() > 0.02, f"{name}: the images are flat"
+    tensors["lora.latents"] = write_lora(pipeline, out).contiguous()
+    assert (tensors["lora.latents"] - run(pipeline, dict(CASES["ddim_clip_skip"], clip_skip=None), "latent")).abs().max() > 1e-2
     versions = {"torch": torch.__version__, "diffusers": diffusers.__version__,
                 "transformers": transformers.__version__, "safetensors": safetensors.__version__,
                 "python": platform.python_version()}

@@ -1,9 +1,17 @@
 #!/usr/bin/env python3
-"""Writes Tests/Fixtures/schedulers.json: golden DDIM / DDPM / flow-matching
-scheduler runs from diffusers, for Tests/NodusTests/SchedulerTests.swift.
+"""Writes Tests/Fixtures/schedulers.json: golden scheduler runs from diffusers
+(DDIM, DDPM, flow matching, Euler, Euler ancestral, DPM-Solver, PNDM, UniPC,
+Heun, LMS, LCM), for Tests/NodusTests/SchedulerTests.swift and
+bindings/python/tests/test_schedulers.py.
 
-Run with the reference environment:
+Run with the reference environment (LMSDiscreteScheduler needs scipy):
     python tests/reference/make_scheduler_fixtures.py
+
+The sigma-based classes' cases also record `sigmas`, `initNoiseSigma` and,
+per step, `scaledSample` (diffusers' `scale_model_input` of the step's input,
+called before `step` as the pipelines do); they use smaller samples (`shape`)
+to keep the file small, and pass the timestep as the element of
+`scheduler.timesteps` (a tensor), as the pipelines do.
 
 Every case records the scheduler config (as diffusers' scheduler_config.json
 would hold it), the step count (and `mu` / `eta` when used), the timesteps,
@@ -23,8 +31,11 @@ import numpy as np
 import torch
 
 import diffusers
-from diffusers import DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler
-from diffusers.schedulers import scheduling_ddpm, scheduling_flow_match_euler_discrete
+from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
+                       EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler, HeunDiscreteScheduler, LCMScheduler,
+                       LMSDiscreteScheduler, PNDMScheduler, UniPCMultistepScheduler)
+from diffusers.schedulers import (scheduling_ddpm, scheduling_dpmsolver_multistep, scheduling_euler_ancestral_discrete,
+                                  scheduling_euler_discrete, scheduling_flow_match_euler_discrete, scheduling_lcm)
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Tests", "Fixtures", "schedulers.json")
 SHAPE = [2, 2, 3, 3]
@@ -52,12 +63,25 @@ class NoiseFeed:
 FEED = NoiseFeed()
 scheduling_ddpm.randn_tensor = FEED
 scheduling_flow_match_euler_discrete.randn_tensor = FEED
+for module in (scheduling_euler_discrete, scheduling_euler_ancestral_discrete, scheduling_dpmsolver_multistep,
+               scheduling_lcm):
+    module.randn_tensor = FEED
 
 CLASSES = {
     "DDIMScheduler": DDIMScheduler,
     "DDPMScheduler": DDPMScheduler,
     "FlowMatchEulerDiscreteScheduler": FlowMatchEulerDiscreteScheduler,
+    "EulerDiscreteScheduler": EulerDiscreteScheduler,
+    "EulerAncestralDiscreteScheduler": EulerAncestralDiscreteScheduler,
+    "DPMSolverMultistepScheduler": DPMSolverMultistepScheduler,
+    "PNDMScheduler": PNDMScheduler,
+    "UniPCMultistepScheduler": UniPCMultistepScheduler,
+    "HeunDiscreteScheduler": HeunDiscreteScheduler,
+    "LMSDiscreteScheduler": LMSDiscreteScheduler,
+    "LCMScheduler": LCMScheduler,
 }
+ORIGINAL_CLASSES = ("DDIMScheduler", "DDPMScheduler", "FlowMatchEulerDiscreteScheduler")
+SMALL_SHAPE = [1, 2, 2, 2]
 
 
 def model_output_for(case, generator, shape, sample):
@@ -74,8 +98,52 @@ def model_output_for(case, generator, shape, sample):
     return out
 
 
+def run_sigma_class(case, seed):
+    """The newer classes: timesteps, sigmas, init_noise_sigma, and per step scale_model_input and step."""
+    class_name = case["config"]["_class_name"]
+    shape = case.get("shape", SMALL_SHAPE)
+    scheduler = CLASSES[class_name].from_config(case["config"])
+    kwargs = {"mu": case["mu"]} if "mu" in case else {}
+    scheduler.set_timesteps(case["steps"], **kwargs)
+    generator = torch.Generator().manual_seed(seed)
+    sample = torch.randn(shape, generator=generator, dtype=torch.float32)
+    record = {
+        "name": case["name"],
+        "config": case["config"],
+        "steps": case["steps"],
+        "shape": shape,
+        "modelOutputShape": shape,
+        "timesteps": [float(t) for t in scheduler.timesteps.tolist()],
+        "initNoiseSigma": float(scheduler.init_noise_sigma),
+        "sample": floats(sample),
+        "records": [],
+    }
+    if hasattr(scheduler, "sigmas") and class_name != "PNDMScheduler":
+        record["sigmas"] = floats(torch.as_tensor(scheduler.sigmas))
+    for key in ("mu", "stepArguments"):
+        if key in case:
+            record[key] = case[key]
+    step_arguments = case.get("stepArguments", {})
+    for t in scheduler.timesteps:
+        model_output = model_output_for(case, generator, shape, sample)
+        noise = torch.randn(shape, generator=generator, dtype=torch.float32)
+        FEED.next, FEED.used = noise, False
+        scaled = scheduler.scale_model_input(sample, t)
+        out = scheduler.step(model_output, t, sample, **step_arguments).prev_sample
+        entry = {"timestep": float(t), "modelOutput": floats(model_output), "prevSample": floats(out)}
+        if not torch.equal(scaled, sample):
+            entry["scaledSample"] = floats(scaled)
+        if FEED.used:
+            entry["noise"] = floats(noise)
+        record["records"].append(entry)
+        sample = out
+    return record
+
+
 def run(case, seed):
     class_name = case["config"]["_class_name"]
+    if class_name not in ORIGINAL_CLASSES:
+        return run_sigma_class(case, seed)
     # from_config ignores keys the class does not take, as loading a scheduler_config.json does.
     scheduler = CLASSES[class_name].from_config(case["config"])
     kwargs = {}
@@ -186,8 +254,126 @@ CASES = [
     flow("flow_stochastic", 10, shift=3.0, stochastic_sampling=True),
     flow("flow_one_step", 1, shift=3.0),
 ]
+
+
+def make(class_name):
+    def build(name, steps, **config):
+        return {"name": name, "steps": steps,
+                "config": {"_class_name": class_name, "_diffusers_version": "0.42.1", **config}}
+    return build
+
+
+euler = make("EulerDiscreteScheduler")
+euler_a = make("EulerAncestralDiscreteScheduler")
+dpm = make("DPMSolverMultistepScheduler")
+pndm = make("PNDMScheduler")
+unipc = make("UniPCMultistepScheduler")
+heun = make("HeunDiscreteScheduler")
+lms = make("LMSDiscreteScheduler")
+lcm = make("LCMScheduler")
+SD_LEADING = dict(**SD, steps_offset=1, timestep_spacing="leading")
+
+CASES += [
+    # Euler
+    euler("euler_default_10", 10),
+    euler("euler_sd_leading_offset1", 10, **SD_LEADING),
+    euler("euler_trailing_vpred_zero_snr", 8, **SD, timestep_spacing="trailing", prediction_type="v_prediction",
+          rescale_betas_zero_snr=True),
+    euler("euler_karras", 10, **SD, use_karras_sigmas=True),
+    euler("euler_exponential_sigma_min_final", 8, **SD, use_exponential_sigmas=True, final_sigmas_type="sigma_min"),
+    euler("euler_karras_sigma_bounds", 6, **SD, use_karras_sigmas=True, sigma_min=0.1, sigma_max=10.0),
+    euler("euler_log_linear", 8, interpolation_type="log_linear"),
+    euler("euler_sample_prediction", 6, prediction_type="sample", timestep_spacing="leading"),
+    euler("euler_original_sample_squaredcos", 6, prediction_type="original_sample", beta_schedule="squaredcos_cap_v2"),
+    euler("euler_continuous_vpred", 6, **SD, timestep_type="continuous", prediction_type="v_prediction"),
+    euler("euler_churn", 6, **SD),
+    euler("euler_trained_betas", 6, num_train_timesteps=100, trained_betas=trained),
+    # Euler ancestral
+    euler_a("euler_a_default_10", 10),
+    euler_a("euler_a_sd_leading_offset1", 10, **SD_LEADING),
+    euler_a("euler_a_trailing_vpred_zero_snr", 8, **SD, timestep_spacing="trailing", prediction_type="v_prediction",
+            rescale_betas_zero_snr=True),
+    # DPM-Solver
+    dpm("dpm_2m_default_20", 20),
+    dpm("dpm_2m_sd_karras", 12, **SD, use_karras_sigmas=True),
+    dpm("dpm_2m_sd_leading_offset1", 10, **SD_LEADING),
+    dpm("dpm_order1", 6, solver_order=1),
+    dpm("dpm_order3_16_steps", 16, solver_order=3),
+    dpm("dpm_heun_no_lower_final", 8, solver_type="heun", lower_order_final=False),
+    dpm("dpm_euler_at_final", 8, euler_at_final=True, final_sigmas_type="sigma_min"),
+    dpm("dpm_dpmsolver_sigma_min", 8, algorithm_type="dpmsolver", final_sigmas_type="sigma_min"),
+    dpm("dpm_dpmsolver_heun_order3_sample", 8, algorithm_type="dpmsolver", solver_type="heun", solver_order=3,
+        final_sigmas_type="sigma_min", prediction_type="sample"),
+    dpm("dpm_exponential", 8, **SD, use_exponential_sigmas=True),
+    dpm("dpm_lu_lambdas", 8, **SD, use_lu_lambdas=True),
+    dpm("dpm_flow_sigmas", 8, use_flow_sigmas=True, flow_shift=3.0, prediction_type="flow_prediction"),
+    dpm("dpm_flow_dynamic_shift", 8, use_flow_sigmas=True, use_dynamic_shifting=True, prediction_type="flow_prediction"),
+    dpm("dpm_vpred_trailing_zero_snr", 8, **SD, timestep_spacing="trailing", prediction_type="v_prediction",
+        rescale_betas_zero_snr=True),
+    dpm("dpm_thresholding_sample", 8, thresholding=True, prediction_type="sample", dynamic_thresholding_ratio=0.9,
+        sample_max_value=1.5, shape=[2, 2, 2, 2]),
+    dpm("dpm_dpmsolver_thresholding", 6, algorithm_type="dpmsolver", thresholding=True, final_sigmas_type="sigma_min",
+        sample_max_value=1.2, shape=[2, 2, 2, 2]),
+    dpm("dpm_sde_plus_plus", 8, algorithm_type="sde-dpmsolver++"),
+    dpm("dpm_sde_plus_plus_heun_order3", 8, algorithm_type="sde-dpmsolver++", solver_type="heun", solver_order=3),
+    dpm("dpm_sde_midpoint", 8, algorithm_type="sde-dpmsolver", final_sigmas_type="sigma_min"),
+    dpm("dpm_lambda_min_clipped_cosine", 8, beta_schedule="squaredcos_cap_v2", lambda_min_clipped=-5.1),
+    # PNDM
+    pndm("pndm_sd15_skip_prk", 10, **SD, steps_offset=1, skip_prk_steps=True, set_alpha_to_one=False),
+    pndm("pndm_prk", 10),
+    pndm("pndm_prk_4_steps_alpha_one", 4, set_alpha_to_one=True),
+    pndm("pndm_vpred_linspace_skip", 8, prediction_type="v_prediction", timestep_spacing="linspace", skip_prk_steps=True),
+    pndm("pndm_trailing_prk", 6, **SD, timestep_spacing="trailing"),
+    # UniPC (bh1 and predict_x0 = False end in NaN with a final sigma of 0 in diffusers: B(h) or h phi_1 is
+    # infinite there, so those cases end at sigma_min)
+    unipc("unipc_default_10", 10),
+    unipc("unipc_bh1_sd_leading_sigma_min", 10, **SD_LEADING, solver_type="bh1", final_sigmas_type="sigma_min"),
+    unipc("unipc_order3", 10, solver_order=3),
+    unipc("unipc_order3_no_lower_final_bh1_sigma_min", 8, solver_order=3, lower_order_final=False, solver_type="bh1",
+          final_sigmas_type="sigma_min"),
+    unipc("unipc_predict_epsilon_sigma_min", 8, predict_x0=False, final_sigmas_type="sigma_min"),
+    unipc("unipc_predict_epsilon_vpred_order3_sigma_min", 8, predict_x0=False, prediction_type="v_prediction",
+          solver_order=3, final_sigmas_type="sigma_min"),
+    unipc("unipc_karras", 8, **SD, use_karras_sigmas=True),
+    unipc("unipc_exponential_sigma_min", 8, **SD, use_exponential_sigmas=True, final_sigmas_type="sigma_min"),
+    unipc("unipc_disable_corrector", 8, disable_corrector=[0, 2]),
+    unipc("unipc_flow", 8, use_flow_sigmas=True, flow_shift=3.0, prediction_type="flow_prediction"),
+    unipc("unipc_flow_dynamic_terminal", 8, use_flow_sigmas=True, use_dynamic_shifting=True, shift_terminal=0.1,
+          prediction_type="flow_prediction"),
+    unipc("unipc_vpred_trailing_zero_snr", 8, **SD, timestep_spacing="trailing", prediction_type="v_prediction",
+          rescale_betas_zero_snr=True),
+    unipc("unipc_thresholding_sample", 6, thresholding=True, prediction_type="sample", sample_max_value=1.5,
+          shape=[2, 2, 2, 2]),
+    # Heun
+    heun("heun_default_5", 5),
+    heun("heun_sd_leading_offset1", 5, **SD_LEADING),
+    heun("heun_karras", 5, **SD, use_karras_sigmas=True),
+    heun("heun_exponential_vpred", 4, **SD, use_exponential_sigmas=True, prediction_type="v_prediction"),
+    heun("heun_sample_clip_trailing", 4, prediction_type="sample", clip_sample=True, clip_sample_range=0.8,
+         timestep_spacing="trailing"),
+    heun("heun_exp_schedule", 4, beta_schedule="exp"),
+    # LMS
+    lms("lms_default_10", 10),
+    lms("lms_sd_leading_offset1", 10, **SD_LEADING),
+    lms("lms_karras_timesteps", 6, **SD, use_karras_sigmas=True),
+    lms("lms_vpred_trailing", 6, prediction_type="v_prediction", timestep_spacing="trailing"),
+    lms("lms_sample", 6, prediction_type="sample"),
+    # LCM
+    lcm("lcm_default_4", 4),
+    lcm("lcm_8_steps_vpred", 8, prediction_type="v_prediction"),
+    lcm("lcm_thresholding_no_alpha_one", 4, thresholding=True, set_alpha_to_one=False, shape=[2, 2, 2, 2]),
+    lcm("lcm_linear_original_25_clip", 6, beta_schedule="linear", beta_start=0.0001, beta_end=0.02,
+        original_inference_steps=25, clip_sample=True, timestep_scaling=5.0),
+    lcm("lcm_zero_snr_sample", 4, rescale_betas_zero_snr=True, prediction_type="sample"),
+]
 for case in CASES:
     name = case["name"]
+    if "shape" in case["config"]:
+        case["shape"] = case["config"].pop("shape")
+    if name == "euler_churn":
+        case["stepArguments"] = {"s_churn": 2.0, "s_tmin": 0.5, "s_tmax": 20.0, "s_noise": 1.003}
+    if name in ("dpm_flow_dynamic_shift", "unipc_flow_dynamic_terminal"):
+        case["mu"] = 1.2
     if name == "ddim_squaredcos_eta05":
         case["eta"] = 0.5
     if name == "ddim_vpred_eta1_linspace":
@@ -203,13 +389,17 @@ for case in CASES:
 def main():
     records = []
     for index, case in enumerate(CASES):
-        records.append(run(case, seed=1000 + index))
+        try:
+            records.append(run(case, seed=1000 + index))
+        except Exception as error:
+            raise RuntimeError(f"case {case['name']}") from error
     document = {
         "generator": {
             "script": "tests/reference/make_scheduler_fixtures.py",
             "diffusers": diffusers.__version__,
             "torch": torch.__version__,
             "numpy": np.__version__,
+            "scipy": __import__("scipy").__version__,
             "python": sys.version.split()[0],
         },
         "cases": records,

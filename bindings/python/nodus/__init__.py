@@ -3,8 +3,8 @@
     import nodus
     m = nodus.load("dit-folder")
     s = nodus.Scheduler.from_config("scheduler-folder")
-    x0 = nodus.randn((1, 4, 32, 32), seed=0) * s.init_noise_sigma
-    final = nodus.sample(m, s, steps=50, guidance_scale=4.0, init_noise=x0, class_labels=[3])
+    noise = nodus.randn((1, 4, 32, 32), seed=0)   # sample() multiplies it by s.init_noise_sigma
+    final = nodus.sample(m, s, steps=50, guidance_scale=4.0, init_noise=noise, class_labels=[3])
 """
 
 from ._lib import VERSION as __version__

@@ -31,18 +31,22 @@ def sample(
         scheduler: a ``nodus.Scheduler`` (its timesteps are set to ``steps``).
         steps: inference steps.
         guidance_scale: CFG scale; <= 1 disables guidance.
-        init_noise: the starting latent [B, C, H, W], already scaled by
-            ``scheduler.init_noise_sigma`` (float64 is converted to float32); with
-            ``image_latents``, the unscaled noise (see there). A batch of K latents
-            is a K-sample ensemble (see ``batch_statistics``).
+        init_noise: the starting noise [B, C, H, W], unscaled (float64 is converted
+            to float32): ``sample`` multiplies it by ``scheduler.init_noise_sigma``
+            after ``set_timesteps``, as diffusers pipelines do; with ``image_latents``,
+            the noise added to the image (see there). A batch of K latents is a
+            K-sample ensemble (see ``batch_statistics``). The model sees
+            ``scheduler.scale_model_input`` of the latent at every timestep.
         class_labels: DiT labels: B labels (the null class is added) or 2B
             labels [cond..., null...].
         encoder_hidden_states: UNet context in Stable Diffusion order: a pair
             ``(uncond, cond)`` of [N, L, W] arrays (N = B, or 1 shared by the
             batch; without guidance only ``cond`` is used), or one array [2B or 2,
             L, W] ordered [uncond..., cond...] ([B or 1, L, W] without guidance).
-        step_noise: [T, B, C, H, W] noise for steps that draw it (DDPM), T = len(scheduler.timesteps)
-            after ``set_timesteps(steps)`` (``steps``, or one more for a few trailing-spacing schedules).
+        step_noise: [T, B, C, H, W] noise for steps that draw it (DDPM, Euler ancestral, LCM, SDE
+            DPM-Solver), one per timestep that runs: T = len(scheduler.timesteps) after
+            ``set_timesteps(steps)`` (``steps``, one more for a few trailing-spacing schedules,
+            2 steps - 1 for Heun, steps + 1 or steps + 9 for PNDM).
         return_trajectory: also return the latent after every step.
         callback: ``fn(done, total)`` called after each step; return False to cancel
             (raises NodusError with status "cancelled").
@@ -82,7 +86,7 @@ def sample(
     scheduler.set_timesteps(steps_value)
     timestep_count = len(scheduler.timesteps)
     if image_latents is not None:
-        timestep_count -= max(steps_value - min(int(steps_value * float(strength)), steps_value), 0)
+        timestep_count -= max(steps_value - min(int(steps_value * float(strength)), steps_value), 0) * scheduler.order
 
     noise = _tensor.Input(_tensor.float32_array(init_noise, "init_noise"), "init_noise")
     if noise.array.ndim != 4:

@@ -57,7 +57,8 @@ class Scheduler(Handle):
 
     @property
     def timesteps(self):
-        """The timesteps: np.int64 for DDIM/DDPM, np.float32 for flow matching."""
+        """The timesteps: np.int64 for DDIM, DDPM, DPM-Solver, UniPC, PNDM, LCM; np.float32 for
+        flow matching, Euler, Euler ancestral, Heun, LMS (Heun: 2N - 1 entries for N steps)."""
         count = ctypes.c_size_t()
         is_integer = ctypes.c_int32()
         _lib.check(_lib.lib.nodus_scheduler_timesteps(self.handle, None, 0, ctypes.byref(count), ctypes.byref(is_integer)))
@@ -68,14 +69,43 @@ class Scheduler(Handle):
 
     @property
     def init_noise_sigma(self):
-        """The standard deviation the initial noise is scaled by."""
+        """The standard deviation the initial noise is scaled by, as diffusers computes it
+        (after ``set_timesteps`` for the sigma-based schedulers: Euler, Euler ancestral, Heun, LMS)."""
         return float(_lib.lib.nodus_scheduler_init_noise_sigma(self.handle))
+
+    @property
+    def draws_noise(self):
+        """True when ``step`` needs ``noise`` (diffusers draws it inside the step: DDPM, DDIM with
+        eta > 0, Euler ancestral, LCM, Euler with s_churn > 0, SDE DPM-Solver): one tensor per step."""
+        return _lib.lib.nodus_scheduler_draws_noise(self.handle) == 1
+
+    @property
+    def order(self):
+        """diffusers' class attribute ``order``: timesteps per inference step (2 for Heun, else 1)."""
+        return 2 if self.class_name == "HeunDiscreteScheduler" else 1
+
+    def scale_model_input(self, x, t):
+        """diffusers ``scale_model_input(x, t)`` as float32: ``x / sqrt(sigma**2 + 1)`` for Euler,
+        Euler ancestral, Heun and LMS, ``x`` itself for the others. The scheduler does not move."""
+        sample = _tensor.Input(_tensor.float32_array(x, "sample"), "sample")
+        timestep = np.asarray(t)
+        if timestep.size != 1 or timestep.dtype.kind not in "fiu":
+            raise ValueError(f"nodus: the timestep must be one number, not {t!r}")
+        result = _tensor.Output(sample.array.shape)
+        _lib.check(
+            _lib.lib.nodus_scheduler_scale_model_input(
+                self.handle, sample.pointer, float(timestep.reshape(())), result.pointer
+            )
+        )
+        return result.result()
 
     def step(self, model_output, t, x, noise=None):
         """One step; returns prev_sample (float32) as diffusers ``step(...).prev_sample``.
 
         ``noise`` (shape of ``x``) is the noise diffusers would draw inside step (DDPM,
-        DDIM with eta > 0).
+        DDIM with eta > 0, Euler ancestral, LCM, SDE DPM-Solver); a step that needs it
+        and gets None raises InvalidArgumentError. Multistep schedulers keep state:
+        step the timesteps in order.
         """
         output = _tensor.Input(_tensor.float32_array(model_output, "model_output"), "model_output")
         sample = _tensor.Input(_tensor.float32_array(x, "sample"), "sample")

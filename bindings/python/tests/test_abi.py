@@ -164,6 +164,7 @@ def test_every_header_function_is_called():
     assert lib.nodus_scheduler_timesteps(None, None, 0, ctypes.byref(count), ctypes.byref(value)) == INVALID_ARGUMENT
     assert math.isnan(lib.nodus_scheduler_init_noise_sigma(None))
     assert lib.nodus_scheduler_step(None, None, 0.0, None, None, None) == INVALID_ARGUMENT
+    assert lib.nodus_scheduler_scale_model_input(None, None, 0.0, None) == INVALID_ARGUMENT
     sample_params = _lib.SampleParams()
     lib.nodus_sample_params_init(ctypes.byref(sample_params))
     assert lib.nodus_sample(None, None, ctypes.byref(sample_params), None) == INVALID_ARGUMENT
