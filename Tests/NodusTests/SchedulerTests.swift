@@ -147,6 +147,14 @@ final class SchedulerTests: XCTestCase {
                 chainSample = try chained.step(modelOutput: modelOutput, timestep: timestep, sample: chainSample, noise: noise)
                 sample = try Tensor(shape: shape, floats: expected)
             }
+            if let noising = fixture.json["addNoise"], let middle = noising["index"]?.intValue {
+                let fresh = try Self.makeScheduler(fixture)
+                let original = try Tensor(shape: shape, floats: fixture.floats(noising["original"]))
+                let noise = try Tensor(shape: shape, floats: fixture.floats(noising["noise"]))
+                let noisy = try fresh.addNoise(to: original, noise: noise, timestep: fresh.timesteps[middle])
+                let error = Self.relativeError(noisy, fixture.floats(noising["result"]))
+                XCTAssertLessThan(error, 1e-6, "\(name): add_noise at schedule entry \(middle), relative error \(error)")
+            }
             let chainError = Self.relativeError(chainSample, sample.floatArray())
             XCTAssertLessThan(chainError, Self.chainTolerance,
                               "\(name): whole run of \(records.count) steps, final relative error \(chainError)")
