@@ -183,8 +183,7 @@ public struct DPMSolverMultistepScheduler: Scheduler {
         }
         let finalSigma: Float = finalSigmasType == "sigma_min" ? trainingSigmas[0] : 0
         sigmas = values.map { Float($0) } + [finalSigma]
-        // torch .to(int64) truncates toward zero.
-        timesteps = steps.map { Double(Int64($0.rounded(.towardZero))) }
+        timesteps = try DiscreteSigmas.truncatedTimesteps(steps, className: className)
         inferenceStepCount = timesteps.count
         modelOutputs = Array(repeating: nil, count: solverOrder)
         lowerOrderCount = 0

@@ -82,6 +82,7 @@ enum DiscreteSigmas {
     /// diffusers `_sigma_to_t`: the fractional training timestep of `sigma`,
     /// interpolated linearly in log sigma.
     static func timestep(forSigma sigma: Double, logSigmas: [Float]) -> Double {
+        guard logSigmas.count >= 2 else { return 0 }
         let logSigma = log(max(sigma, 1e-10))
         var low = 0
         for index in logSigmas.indices where logSigma - Double(logSigmas[index]) >= 0 { low = index }
@@ -92,6 +93,19 @@ enum DiscreteSigmas {
         var weight = (lowValue - logSigma) / Double(logSigmas[low] - logSigmas[high])
         weight = min(max(weight, 0), 1)
         return (1 - weight) * Double(low) + weight * Double(high)
+    }
+
+    /// `torch.from_numpy(timesteps).to(torch.int64)` (truncation toward zero), as float64 values.
+    /// - Throws: `NodusError.invalidArgument` for a timestep that is not finite or out of int64 range
+    ///   (a config whose sigmas are not numbers).
+    static func truncatedTimesteps(_ values: [Double], className: String) throws -> [Double] {
+        try values.map { value in
+            guard value.isFinite, abs(value) < 9.2e18 else {
+                throw NodusError.invalidArgument(
+                    "\(className).setTimesteps: timestep \(value) is not a finite number (check the sigma settings)")
+            }
+            return Double(Int64(value.rounded(.towardZero)))
+        }
     }
 
     /// `np.linspace(start, stop, count)` in float64.

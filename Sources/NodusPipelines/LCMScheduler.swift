@@ -77,8 +77,9 @@ public struct LCMScheduler: Scheduler {
             throw NodusError.invalidArgument(
                 "\(className).setTimesteps: \(count) steps cannot be more than original_inference_steps = \(original)")
         }
-        let k = trainCount / original
-        let origin = (1...original).map { $0 * k - 1 }.reversed().map { $0 }
+        // The distillation schedule: every (N / original)-th training timestep, descending.
+        let stride = trainCount / original
+        let origin = (1...original).map { $0 * stride - 1 }.reversed().map { $0 }
         let spacing = Double(origin.count) / Double(count)
         timesteps = (0..<count).map { index in
             Double(origin[Int((Double(index) * spacing).rounded(.down))])

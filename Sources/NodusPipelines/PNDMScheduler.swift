@@ -192,21 +192,21 @@ public struct PNDMScheduler: Scheduler {
         }
         var start = inputs.sample
         let combined: Tensor
-        let e = pastOutputs
-        if e.count == 1 && counter == 0 {
+        let past = pastOutputs
+        if past.count == 1 && counter == 0 {
             combined = output
             currentSample = try Self.copied(inputs.sample)
-        } else if e.count == 1 && counter == 1 {
-            let summed = try Self.combine([(1, output), (1, e[0])])
+        } else if past.count == 1 && counter == 1 {
+            let summed = try Self.combine([(1, output), (1, past[0])])
             combined = try Self.divided(summed, by: 2)
             start = currentSample ?? inputs.sample
             currentSample = nil
-        } else if e.count == 2 {
-            combined = try Self.divided(try Self.combine([(3, e[1]), (-1, e[0])]), by: 2)
-        } else if e.count == 3 {
-            combined = try Self.divided(try Self.combine([(23, e[2]), (-16, e[1]), (5, e[0])]), by: 12)
+        } else if past.count == 2 {
+            combined = try Self.divided(try Self.combine([(3, past[1]), (-1, past[0])]), by: 2)
+        } else if past.count == 3 {
+            combined = try Self.divided(try Self.combine([(23, past[2]), (-16, past[1]), (5, past[0])]), by: 12)
         } else {
-            let sum = try Self.combine([(55, e[3]), (-59, e[2]), (37, e[1]), (-9, e[0])])
+            let sum = try Self.combine([(55, past[3]), (-59, past[2]), (37, past[1]), (-9, past[0])])
             combined = try Self.combine([(Float(1.0 / 24.0), sum)])
         }
         let result = try previousSample(start, timestep: stepTimestep, previousTimestep: previousTimestep,

@@ -168,7 +168,7 @@ public struct UniPCMultistepScheduler: Scheduler {
             finalSigma = finalSigmasType == "sigma_min" ? Double(trainingSigmas[0]) : 0
         }
         sigmas = (values + [finalSigma]).map { Float($0) }
-        timesteps = steps.map { Double(Int64($0.rounded(.towardZero))) }
+        timesteps = try DiscreteSigmas.truncatedTimesteps(steps, className: className)
         inferenceStepCount = timesteps.count
         modelOutputs = Array(repeating: nil, count: solverOrder)
         lowerOrderCount = 0

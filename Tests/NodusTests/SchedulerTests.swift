@@ -147,6 +147,14 @@ final class SchedulerTests: XCTestCase {
                 chainSample = try chained.step(modelOutput: modelOutput, timestep: timestep, sample: chainSample, noise: noise)
                 sample = try Tensor(shape: shape, floats: expected)
             }
+            if let noising = fixture.json["addNoise"], let middle = noising["index"]?.intValue {
+                let fresh = try Self.makeScheduler(fixture)
+                let original = try Tensor(shape: shape, floats: fixture.floats(noising["original"]))
+                let noise = try Tensor(shape: shape, floats: fixture.floats(noising["noise"]))
+                let noisy = try fresh.addNoise(to: original, noise: noise, timestep: fresh.timesteps[middle])
+                let error = Self.relativeError(noisy, fixture.floats(noising["result"]))
+                XCTAssertLessThan(error, 1e-6, "\(name): add_noise at schedule entry \(middle), relative error \(error)")
+            }
             let chainError = Self.relativeError(chainSample, sample.floatArray())
             XCTAssertLessThan(chainError, Self.chainTolerance,
                               "\(name): whole run of \(records.count) steps, final relative error \(chainError)")
@@ -325,6 +333,62 @@ final class SchedulerTests: XCTestCase {
         assertFails(.invalidArgument, containing: "exhausted") {
             _ = try plainFlow.step(modelOutput: output, timestep: 1000, sample: sample, noise: nil)
         }
+    }
+
+    func testSigmaSchedulerErrorsAndState() throws {
+        assertFails(.unsupported, containing: "solver_order") {
+            _ = try make(#"{"_class_name": "DPMSolverMultistepScheduler", "solver_order": 4}"#)
+        }
+        assertFails(.unsupported, containing: "final_sigmas_type") {
+            _ = try make(#"{"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "sde-dpmsolver"}"#)
+        }
+        assertFails(.unsupported, containing: "use_beta_sigmas") {
+            _ = try make(#"{"_class_name": "HeunDiscreteScheduler", "use_beta_sigmas": true}"#)
+        }
+        assertFails(.unsupported, containing: "solver_p") {
+            _ = try make(#"{"_class_name": "UniPCMultistepScheduler", "solver_p": {"_class_name": "DDIMScheduler"}}"#)
+        }
+        assertFails(.unsupported, containing: "prediction_type") {
+            _ = try make(#"{"_class_name": "EulerAncestralDiscreteScheduler", "prediction_type": "sample"}"#)
+        }
+        assertFails(.format, containing: "disable_corrector") {
+            _ = try make(#"{"_class_name": "UniPCMultistepScheduler", "disable_corrector": [0.5]}"#)
+        }
+        // NaN sigmas from a nonsensical config are refused, not trapped on the int64 conversion.
+        var nanFlow = try make(#"{"_class_name": "DPMSolverMultistepScheduler", "use_karras_sigmas": true, "sigma_min": -1}"#)
+        assertFails(.invalidArgument, containing: "not a finite number") { try nanFlow.setTimesteps(4) }
+        // Keys the class does not have are ignored, as diffusers' from_config does.
+        var pndm = try make(#"{"_class_name": "PNDMScheduler", "rescale_betas_zero_snr": true, "skip_prk_steps": true}"#)
+        try pndm.setTimesteps(4)
+        XCTAssertEqual(pndm.timesteps, [750, 500, 500, 250, 0], "PNDM skip_prk_steps repeats the second-to-last timestep")
+
+        // Heun: 2N - 1 entries, order 2; scale_model_input before the first step looks the timestep up.
+        var heun = try make(#"{"_class_name": "HeunDiscreteScheduler"}"#)
+        try heun.setTimesteps(3)
+        XCTAssertEqual(heun.timesteps.count, 5)
+        XCTAssertEqual(heun.order, 2)
+        let sample = try Tensor(shape: [1, 1, 2, 2], floats: [0.5, -1, 2, 0.25])
+        assertFails(.invalidArgument, containing: "not in the current schedule") {
+            _ = try heun.scaleModelInput(sample, timestep: 3.5)
+        }
+        var state = sample
+        for timestep in heun.timesteps {
+            state = try heun.step(modelOutput: sample, timestep: timestep, sample: state, noise: nil)
+        }
+        assertFails(.invalidArgument, containing: "exhausted") {
+            _ = try heun.step(modelOutput: sample, timestep: 0, sample: state, noise: nil)
+        }
+        try heun.setTimesteps(3)  // resets the position and the first-order state
+        _ = try heun.step(modelOutput: sample, timestep: heun.timesteps[0], sample: sample, noise: nil)
+
+        var euler = try make(#"{"_class_name": "EulerDiscreteScheduler", "timestep_spacing": "leading", "steps_offset": 1}"#)
+        try euler.setTimesteps(10)
+        guard var churned = euler as? EulerDiscreteScheduler else { return XCTFail("EulerDiscreteScheduler expected") }
+        churned.churn = 1
+        assertFails(.invalidArgument, containing: "needs noise") {
+            _ = try churned.step(modelOutput: sample, timestep: churned.timesteps[0], sample: sample, noise: nil)
+        }
+        _ = try euler.step(modelOutput: sample, timestep: euler.timesteps[0], sample: sample, noise: nil)
     }
 
     func testDynamicShiftMu() throws {

@@ -7,8 +7,9 @@ bindings/python/tests/test_schedulers.py.
 Run with the reference environment (LMSDiscreteScheduler needs scipy):
     python tests/reference/make_scheduler_fixtures.py
 
-The sigma-based classes' cases also record `sigmas`, `initNoiseSigma` and,
-per step, `scaledSample` (diffusers' `scale_model_input` of the step's input,
+The sigma-based classes' cases also record `sigmas`, `initNoiseSigma`,
+`addNoise` (diffusers' `add_noise` at the middle timestep of a fresh schedule)
+and, per step, `scaledSample` (diffusers' `scale_model_input` of the step's input,
 called before `step` as the pipelines do); they use smaller samples (`shape`)
 to keep the file small, and pass the timestep as the element of
 `scheduler.timesteps` (a tensor), as the pipelines do.
@@ -137,6 +138,15 @@ def run_sigma_class(case, seed):
             entry["noise"] = floats(noise)
         record["records"].append(entry)
         sample = out
+    # add_noise on a fresh schedule (as img2img pipelines call it before the first step), at the middle timestep.
+    fresh = CLASSES[class_name].from_config(case["config"])
+    fresh.set_timesteps(case["steps"], **kwargs)
+    middle = len(fresh.timesteps) // 2
+    original = torch.randn(shape, generator=generator, dtype=torch.float32)
+    noise = torch.randn(shape, generator=generator, dtype=torch.float32)
+    noisy = fresh.add_noise(original, noise, fresh.timesteps[middle:middle + 1])
+    record["addNoise"] = {"index": middle, "original": floats(original), "noise": floats(noise),
+                          "result": floats(noisy)}
     return record
 
 

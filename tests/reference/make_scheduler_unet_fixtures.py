@@ -14,7 +14,10 @@ The loop (StableDiffusionPipeline.__call__ of diffusers 0.42.1, guidance 7.5):
         e_uncond, e_cond = unet(x, t, encoder_hidden_states=[uncond, cond]).chunk(2)
         latents = scheduler.step(e_uncond + 7.5 (e_cond - e_uncond), t, latents).prev_sample
 Stochastic steps (Euler ancestral, LCM) take step_noise[i] where diffusers calls
-randn_tensor. Each file holds init_noise (unscaled), encoder_hidden_states
+randn_tensor. The *-img2img files run StableDiffusionImg2ImgPipeline's start at
+strength 0.6 (timesteps[t_start * order:], set_begin_index, add_noise of
+image_latents with init_noise at the first of them). Each file holds init_noise
+(unscaled), image_latents (img2img), encoder_hidden_states
 ([uncond, cond], those of unet-tiny-sample-ddim.safetensors), timesteps,
 trajectory (latents after every entry), final and step_noise when used; its
 metadata holds the scheduler config (JSON), the step count and the versions.
@@ -54,6 +57,13 @@ RUNS = [
 ]
 
 
+IMG2IMG_RUNS = [
+    ("euler-img2img", EulerDiscreteScheduler, SD15, 10),
+    ("heun-img2img", HeunDiscreteScheduler, {**SD, "timestep_spacing": "linspace"}, 5),
+    ("dpm-2m-img2img", DPMSolverMultistepScheduler, SD15, 10),
+]
+
+
 class StepNoise:
     """Stands in for randn_tensor in the scheduler modules: returns the current step's noise."""
 
@@ -79,14 +89,24 @@ def versions():
 
 
 @torch.no_grad()
-def run(unet, name, cls, config, steps, init_noise, prompt_embeds, seed):
+def run(unet, name, cls, config, steps, init_noise, prompt_embeds, seed, strength=None):
     full_config = {"_class_name": cls.__name__, "_diffusers_version": diffusers.__version__, **config}
     scheduler = cls.from_config(full_config)
     scheduler.set_timesteps(steps)
     timesteps = scheduler.timesteps
     generator = torch.Generator().manual_seed(seed)
+    image_latents = None
+    if strength is None:
+        latents = init_noise * scheduler.init_noise_sigma
+    else:
+        # StableDiffusionImg2ImgPipeline.get_timesteps and prepare_latents.
+        init_timestep = min(int(steps * strength), steps)
+        t_start = max(steps - init_timestep, 0)
+        timesteps = scheduler.timesteps[t_start * scheduler.order:]
+        scheduler.set_begin_index(t_start * scheduler.order)
+        image_latents = torch.randn(tuple(init_noise.shape), generator=generator, dtype=torch.float32) * 0.8
+        latents = scheduler.add_noise(image_latents, init_noise, timesteps[:1].repeat(init_noise.shape[0]))
     step_noise = torch.randn((len(timesteps),) + tuple(init_noise.shape), generator=generator, dtype=torch.float32)
-    latents = init_noise * scheduler.init_noise_sigma
     trajectory = []
     noise_used = False
     for index, t in enumerate(timesteps):
@@ -108,12 +128,15 @@ def run(unet, name, cls, config, steps, init_noise, prompt_embeds, seed):
     }
     if noise_used:
         tensors["step_noise"] = step_noise.contiguous()
+    if image_latents is not None:
+        tensors["image_latents"] = image_latents.contiguous()
     metadata = {
         "description": "CFG sampling of unet-tiny in the loop of diffusers StableDiffusionPipeline.__call__ "
                        "(see the generator's docstring); trajectory[i] = latents after timestep entry i",
         "generator": "tests/reference/make_scheduler_unet_fixtures.py",
         "scheduler_config": json.dumps(full_config),
         "steps": str(steps),
+        "strength": str(1.0 if strength is None else strength),
         "guidance_scale": str(GUIDANCE),
         "init_noise_sigma": repr(float(scheduler.init_noise_sigma)),
         "versions": json.dumps(versions()),
@@ -132,6 +155,10 @@ def main():
     prompt_embeds = reference["encoder_hidden_states"]
     for index, (name, cls, config, steps) in enumerate(RUNS):
         run(unet, name, cls, config, steps, init_noise, prompt_embeds, seed=9100 + index)
+    # img2img (StableDiffusionImg2ImgPipeline): the start index times the scheduler's order, set_begin_index,
+    # add_noise of the image latents at the first timestep that runs.
+    for index, (name, cls, config, steps) in enumerate(IMG2IMG_RUNS):
+        run(unet, name, cls, config, steps, init_noise, prompt_embeds, seed=9200 + index, strength=0.6)
 
 
 if __name__ == "__main__":
