@@ -433,6 +433,9 @@ NODUS_API float nodus_scheduler_init_noise_sigma(const nodus_scheduler *schedule
  * variants of DPM-Solver): pass one noise tensor per step (step's `noise`,
  * nodus_sample_params.step_noise). 0 otherwise; -1 (and a message) if NULL. */
 NODUS_API int32_t nodus_scheduler_draws_noise(const nodus_scheduler *scheduler);
+/* diffusers' class attribute `order`: model calls per inference step (2 for Heun,
+ * else 1), by which img2img start indices are multiplied; -1 (and a message) if NULL. */
+NODUS_API int32_t nodus_scheduler_order(const nodus_scheduler *scheduler);
 
 /* One step: prev_sample from `model_output` ([B, C or 2C, ...]) and `sample`
  * ([B, C, ...]) at `timestep`. `noise` (same shape as `sample`, may be NULL) is

@@ -148,6 +148,16 @@ public func nodusSchedulerDrawsNoise(_ scheduler: OpaquePointer?) -> Int32 {
     return SchedulerHandle.from(scheduler).scheduler.drawsStepNoise ? 1 : 0
 }
 
+/// `int32_t nodus_scheduler_order(const nodus_scheduler *)`: -1 when `scheduler` is NULL.
+@_cdecl("nodus_scheduler_order")
+public func nodusSchedulerOrder(_ scheduler: OpaquePointer?) -> Int32 {
+    guard let scheduler else {
+        LastError.set("nodus_scheduler_order: `scheduler` is NULL")
+        return -1
+    }
+    return Int32(clamping: SchedulerHandle.from(scheduler).scheduler.order)
+}
+
 /// `nodus_status nodus_scheduler_step(nodus_scheduler *, const nodus_tensor *model_output, double timestep,
 /// const nodus_tensor *sample, const nodus_tensor *noise, nodus_tensor *prev_sample)`.
 /// Inputs are copied: multistep schedulers keep past model outputs beyond the call.

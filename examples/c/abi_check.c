@@ -157,6 +157,19 @@ static void check_null_handles(void) {
     CHECK_STATUS(nodus_scheduler_step(NULL, NULL, 0.0, NULL, NULL, NULL), NODUS_ERROR_INVALID_ARGUMENT);
     CHECK_STATUS(nodus_scheduler_scale_model_input(NULL, NULL, 0.0, NULL), NODUS_ERROR_INVALID_ARGUMENT);
     CHECK(strcmp(nodus_scheduler_kind_name(NODUS_SCHEDULER_LCM), "LCMScheduler") == 0);
+    CHECK(nodus_scheduler_draws_noise(NULL) == -1);
+    CHECK(nodus_scheduler_order(NULL) == -1);
+
+    nodus_pipeline *pipeline = (nodus_pipeline *)1;
+    CHECK_STATUS(nodus_pipeline_load("/nonexistent/pipeline", NULL, &pipeline), NODUS_ERROR_IO);
+    CHECK(pipeline == NULL);
+    nodus_pipeline_free(NULL);
+    nodus_model *component = NULL;
+    CHECK_STATUS(nodus_pipeline_model(NULL, "unet", &component), NODUS_ERROR_INVALID_ARGUMENT);
+    nodus_generate_params generate;
+    nodus_generate_params_init(&generate);
+    CHECK(generate.steps == 50 && generate.images_per_prompt == 1);
+    CHECK_STATUS(nodus_pipeline_generate(NULL, &generate, &output), NODUS_ERROR_INVALID_ARGUMENT);
 
     nodus_sample_params params;
     nodus_sample_params_init(&params);

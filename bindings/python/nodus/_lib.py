@@ -182,6 +182,7 @@ PROTOTYPES = {
     ),
     "nodus_scheduler_init_noise_sigma": (ctypes.c_float, [_p]),
     "nodus_scheduler_draws_noise": (ctypes.c_int32, [_p]),
+    "nodus_scheduler_order": (ctypes.c_int32, [_p]),
     "nodus_scheduler_step": (_status, [_p, _tensor_p, ctypes.c_double, _tensor_p, _tensor_p, _tensor_p]),
     "nodus_scheduler_scale_model_input": (_status, [_p, _tensor_p, ctypes.c_double, _tensor_p]),
     "nodus_sample_params_init": (None, [ctypes.POINTER(SampleParams)]),

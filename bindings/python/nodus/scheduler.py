@@ -82,7 +82,7 @@ class Scheduler(Handle):
     @property
     def order(self):
         """diffusers' class attribute ``order``: timesteps per inference step (2 for Heun, else 1)."""
-        return 2 if self.class_name == "HeunDiscreteScheduler" else 1
+        return int(_lib.lib.nodus_scheduler_order(self.handle))
 
     def scale_model_input(self, x, t):
         """diffusers ``scale_model_input(x, t)`` as float32: ``x / sqrt(sigma**2 + 1)`` for Euler,

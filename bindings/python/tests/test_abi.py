@@ -165,6 +165,24 @@ def test_every_header_function_is_called():
     assert math.isnan(lib.nodus_scheduler_init_noise_sigma(None))
     assert lib.nodus_scheduler_step(None, None, 0.0, None, None, None) == INVALID_ARGUMENT
     assert lib.nodus_scheduler_scale_model_input(None, None, 0.0, None) == INVALID_ARGUMENT
+    assert lib.nodus_scheduler_draws_noise(None) == -1
+    assert lib.nodus_scheduler_order(None) == -1
+    assert lib.nodus_pipeline_load(None, None, ctypes.byref(handle)) == INVALID_ARGUMENT
+    assert lib.nodus_pipeline_load(b"/nonexistent/pipeline", None, ctypes.byref(handle)) == IO and not handle.value
+    lib.nodus_pipeline_free(None)
+    assert lib.nodus_pipeline_model(None, b"unet", ctypes.byref(handle)) == INVALID_ARGUMENT
+    assert lib.nodus_pipeline_tokenizer(None, ctypes.byref(handle)) == INVALID_ARGUMENT
+    assert lib.nodus_pipeline_set_scheduler(None, None) == INVALID_ARGUMENT
+    assert lib.nodus_pipeline_scheduler(None, ctypes.byref(handle)) == INVALID_ARGUMENT
+    assert lib.nodus_pipeline_load_lora(None, b"x", b"A") == INVALID_ARGUMENT
+    assert lib.nodus_pipeline_set_adapters(None, None, None, 0) == INVALID_ARGUMENT
+    assert lib.nodus_pipeline_output_name(1) == b"latent" and lib.nodus_pipeline_output_name(7) is None
+    assert lib.nodus_pipeline_output_from_name(b"image", ctypes.byref(value)) == OK and value.value == 0
+    assert lib.nodus_pipeline_output_from_name(b"pil", ctypes.byref(value)) == INVALID_ARGUMENT
+    generate_params = _lib.GenerateParams()
+    lib.nodus_generate_params_init(ctypes.byref(generate_params))
+    assert generate_params.steps == 50 and abs(generate_params.guidance_scale - 7.5) < 1e-6
+    assert lib.nodus_pipeline_generate(None, ctypes.byref(generate_params), None) == INVALID_ARGUMENT
     sample_params = _lib.SampleParams()
     lib.nodus_sample_params_init(ctypes.byref(sample_params))
     assert lib.nodus_sample(None, None, ctypes.byref(sample_params), None) == INVALID_ARGUMENT
