@@ -103,6 +103,14 @@ final class SchedulerHandle {
         self.pointer = scheduler
     }
 
+    /// From a scheduler config as JSON text; `label` names it in errors.
+    init(json: String, label: String) throws {
+        var scheduler: OpaquePointer?
+        try check(nodus_scheduler_from_json(json, &scheduler), label)
+        guard let scheduler else { throw CLIError.failure("\(label): no scheduler returned") }
+        self.pointer = scheduler
+    }
+
     deinit { nodus_scheduler_free(pointer) }
 
     var kind: nodus_scheduler_kind { nodus_scheduler_get_kind(pointer) }

@@ -28,6 +28,19 @@ enum PNGWriter {
         try writePixels(pixels, width: width, height: height, channels: channels, to: path)
     }
 
+    /// Writes item `index` of pipeline images [N, H, W, 3] in [0, 1] as diffusers'
+    /// `numpy_to_pil` does: `(x * 255).round()` as 8-bit RGB.
+    static func writeUnit(_ images: Tensor, index: Int, to path: String) throws {
+        let shape = images.shape
+        guard shape.count == 4, shape[3] == 3, index >= 0, index < shape[0], shape[1] > 0, shape[2] > 0 else {
+            throw CLIError.failure("cannot write image \(index) of shape \(shape) as PNG (need [N, H, W, 3])")
+        }
+        let count = shape[1] * shape[2] * 3
+        let values = try images.asFloat32().floats + index * count
+        let pixels = (0..<count).map { UInt8((min(max(values[$0], 0), 1) * 255).rounded()) }
+        try writePixels(pixels, width: shape[2], height: shape[1], channels: 3, to: path)
+    }
+
     /// Writes 8-bit pixels, row-major and interleaved (`channels` 1 = gray, 3 = RGB).
     static func writePixels(_ pixels: [UInt8], width: Int, height: Int, channels: Int, to path: String) throws {
         var image = png_image()

@@ -8,6 +8,7 @@ let commands: [any Command] = [
     InfoCommand(),
     ForwardCommand(),
     SampleCommand(),
+    GenerateCommand(),
     RandnCommand(),
     VersionCommand(),
     LoRACommand(),

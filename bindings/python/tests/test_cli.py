@@ -29,7 +29,7 @@ def relative_error(ours, reference):
 
 
 def test_every_command_has_help():
-    for command in ["", "info", "forward", "sample", "randn", "version", "encode"]:
+    for command in ["", "info", "forward", "sample", "generate", "randn", "version", "encode"]:
         result = run(*([command] if command else []), "--help")
         assert result.returncode == 0, result.stderr
         assert "usage: nodus" in result.stdout
@@ -308,3 +308,33 @@ def test_lora_bad_input_fails_with_a_message(tmp_path, arguments, fragment):
     assert fragment in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and "Fatal error" not in result.stderr
     assert not os.path.exists(tmp_path / "out"), "a failed merge wrote its output"
+
+
+def test_generate_matches_the_pipeline_and_diffusers(tmp_path):
+    """`nodus generate` on the tiny pipeline: the Euler-ancestral case of make_pipeline_fixtures.py
+    (swapped by class name), latents against diffusers, and PNG files for each image."""
+    folder = os.path.join(FIXTURES, "sd-tiny")
+    latents = tmp_path / "latents.npy"
+    common = [folder, "--prompt", "a chest x-ray", "--negative-prompt", "blurry", "--steps", "8",
+              "--guidance", "5.0", "--seed", "42", "--images", "2", "--scheduler", "EulerAncestralDiscreteScheduler"]
+    result = run("generate", *common, "--npy", latents)
+    assert result.returncode == 0, result.stderr
+    expected = load_file(os.path.join(FIXTURES, "sd-tiny-references.safetensors"))["euler_ancestral.latents"]
+    assert relative_error(np.load(latents), expected) < 1e-3
+    result = run("generate", *common, "--output", tmp_path / "image.png")
+    assert result.returncode == 0, result.stderr
+    for index in range(2):
+        assert (tmp_path / f"image-{index}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_generate_bad_input(tmp_path):
+    folder = os.path.join(FIXTURES, "sd-tiny")
+    for arguments, message in [
+        (["--prompt", "x", "--size", "20", "--output", tmp_path / "a.png"], "multiples of 8"),
+        (["--prompt", "x", "--scheduler", "NoSuchScheduler", "--output", tmp_path / "a.png"], "NoSuchScheduler"),
+        (["--prompt", "x", "--lora", tmp_path / "missing.safetensors", "--output", tmp_path / "a.png"], "missing"),
+        (["--prompt", "x"], "--output"),
+        (["--output", tmp_path / "a.png"], "--prompt"),
+    ]:
+        result = run("generate", folder, *arguments)
+        assert result.returncode != 0 and message in result.stderr, (arguments, result.stderr)
