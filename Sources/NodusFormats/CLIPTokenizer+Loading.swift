@@ -65,8 +65,8 @@ extension CLIPTokenizer {
 
     static func readJSON(_ path: String) throws -> JSONValue {
         let mapping = try MappedFile(path: path)
-        return try JSONValue.parse(UnsafeRawBufferPointer(start: mapping.bytes, count: mapping.byteCount),
-                                   context: "'\(path)'")
+        return try JSONScanner.parse(UnsafeRawBufferPointer(start: mapping.bytes, count: mapping.byteCount),
+                                     context: "'\(path)'")
     }
 
     static func vocabulary(from value: JSONValue, context: String) throws -> [String: Int] {
@@ -92,21 +92,32 @@ extension CLIPTokenizer {
     /// rule: exactly two parts split at single spaces; empty lines are skipped).
     static func readMerges(_ path: String) throws -> [(String, String)] {
         let mapping = try MappedFile(path: path)
-        let buffer = UnsafeRawBufferPointer(start: mapping.bytes, count: mapping.byteCount)
-        guard let text = String(validating: buffer.bindMemory(to: UInt8.self), as: UTF8.self) else {
+        let bytes = UnsafeRawBufferPointer(start: mapping.bytes, count: mapping.byteCount).bindMemory(to: UInt8.self)
+        guard String(validating: bytes, as: UTF8.self) != nil else {
             throw NodusError.format("'\(path)' is not valid UTF-8")
         }
+        // Byte-wise: '\n', '\r' and ' ' never occur inside a multi-byte UTF-8 sequence.
         var merges: [(String, String)] = []
         merges.reserveCapacity(50_000)
-        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = rawLine.hasSuffix("\r") ? rawLine.dropLast() : rawLine
-            if line.isEmpty || (index == 0 && line.hasPrefix("#version")) { continue }
-            let parts = line.split(separator: " ", omittingEmptySubsequences: false)
-            guard parts.count == 2 else {
-                throw NodusError.format("'\(path)' line \(index + 1): a merge is two tokens separated by one space, "
-                                        + "found '\(line.prefix(80))'")
+        var lineStart = 0
+        var lineNumber = 0
+        while lineStart <= bytes.count {
+            var lineEnd = lineStart
+            while lineEnd < bytes.count, bytes[lineEnd] != 0x0A { lineEnd += 1 }
+            lineNumber += 1
+            var contentEnd = lineEnd
+            if contentEnd > lineStart, bytes[contentEnd - 1] == 0x0D { contentEnd -= 1 }
+            let line = UnsafeBufferPointer(rebasing: bytes[lineStart..<contentEnd])
+            defer { lineStart = lineEnd + 1 }
+            if line.isEmpty || (lineNumber == 1 && line.starts(with: "#version".utf8)) { continue }
+            let spaces = line.indices.filter { line[$0] == 0x20 }
+            guard spaces.count == 1, let space = spaces.first else {
+                let text = String(decoding: line.prefix(80), as: UTF8.self)
+                throw NodusError.format("'\(path)' line \(lineNumber): a merge is two tokens separated by one space, "
+                                        + "found '\(text)'")
             }
-            merges.append((String(parts[0]), String(parts[1])))
+            merges.append((String(decoding: UnsafeBufferPointer(rebasing: line[..<space]), as: UTF8.self),
+                           String(decoding: UnsafeBufferPointer(rebasing: line[(space + 1)...]), as: UTF8.self)))
         }
         return merges
     }
