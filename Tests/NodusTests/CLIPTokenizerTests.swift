@@ -62,6 +62,17 @@ final class CLIPTokenizerTests: XCTestCase {
         }
     }
 
+    func testDecodeAndTokensEqualTransformers() throws {
+        let tokenizer = try Self.sd15.get()
+        for entry in try cases() {
+            let ids = ints(entry["untruncated"])
+            let label = String(reflecting: (entry["text"]?.stringValue ?? "").prefix(60))
+            XCTAssertEqual(tokenizer.decode(ids), entry["decoded"]?.stringValue, label)
+            XCTAssertEqual(tokenizer.decode(ids, skipSpecialTokens: true), entry["decoded_skip_special"]?.stringValue, label)
+            XCTAssertEqual(tokenizer.tokens(of: ids), (entry["tokens"]?.arrayValue ?? []).map(\.stringValue), label)
+        }
+    }
+
     func testStringFormMergesInTokenizerJSON() throws {
         // Older tokenizer.json files hold merges as "left right" strings; rewrite the fixture's pairs.
         let source = try String(contentsOfFile: Fixtures.path("clip-tokenizer-json/tokenizer.json"), encoding: .utf8)

@@ -330,7 +330,9 @@ def main():
     cases = []
     for text, ids, ids_sd2 in zip(CORPUS, padded_sd15, padded(sd2_tokenizer, CORPUS)):
         full = sd15(text, add_special_tokens=True, truncation=False)["input_ids"]
-        cases.append({"text": text, "input_ids": ids, "input_ids_sd2": ids_sd2, "untruncated": full})
+        cases.append({"text": text, "input_ids": ids, "input_ids_sd2": ids_sd2, "untruncated": full,
+                      "decoded": sd15.decode(full), "decoded_skip_special": sd15.decode(full, skip_special_tokens=True),
+                      "tokens": sd15.convert_ids_to_tokens(full)})
     repeated = [{"unit": unit, "count": count, "input_ids": padded(sd15, [unit * count])[0]}
                 for unit, count in REPEATED]
     weighted = []
@@ -348,7 +350,8 @@ def main():
         "description": "CLIPTokenizer ids from transformers for tests/reference/make_tokenizer_fixtures.py's corpus; "
                        "input_ids: tokenizer(texts, padding='max_length', max_length=77, truncation=True) with "
                        "clip-tokenizer (SD-1.5, pad <|endoftext|>); input_ids_sd2: the same with clip-tokenizer-sd2 "
-                       "(pad '!'); untruncated: tokenizer(text, truncation=False) (BOS ... EOS); repeated: input_ids of "
+                       "(pad '!'); untruncated: tokenizer(text, truncation=False) (BOS ... EOS), with its decode() (plain and "
+                       "skip_special_tokens=True) and convert_ids_to_tokens(); repeated: input_ids of "
                        "unit * count (a million characters). long_prompts: "
                        "A1111-style chunking and (word:1.2) weighting, see the script's docstring.",
         "command": "python tests/reference/make_tokenizer_fixtures.py",

@@ -182,6 +182,9 @@ PROTOTYPES = {
     "nodus_tokenizer_pad_id": (ctypes.c_int64, [_p]),
     "nodus_tokenizer_vocab_size": (ctypes.c_int64, [_p]),
     "nodus_tokenizer_token_to_id": (_status, [_p, _str, ctypes.POINTER(ctypes.c_int64)]),
+    "nodus_tokenizer_id_to_token": (_status, [_p, ctypes.c_int64, _p, _size, ctypes.POINTER(_size)]),
+    "nodus_tokenizer_decode": (
+        _status, [_p, ctypes.POINTER(ctypes.c_int64), _size, ctypes.c_int32, _p, _size, ctypes.POINTER(_size)]),
 }
 
 
