@@ -127,17 +127,26 @@ extension CLIPTokenizer {
     static func readSpecialTokens(_ path: String, into configuration: inout CLIPTokenizerConfiguration) throws {
         let context = "'\(path)'"
         let reader = try JSONObjectReader(try readJSON(path), context: context)
-        func token(_ key: String) throws -> String? {
+        // An object without "normalized": tokenizers' default for a special token (false) in
+        // special_tokens_map.json, AddedToken's (true) in tokenizer_config.json.
+        let defaultNormalized = !path.hasSuffix("special_tokens_map.json")
+        func token(_ key: String) throws -> (content: String, normalized: Bool)? {
             guard let value = reader.members[key], !value.isNull else { return nil }
-            if let text = value.stringValue { return text }
-            if let content = value["content"]?.stringValue { return content }
+            if let text = value.stringValue { return (text, false) }
+            if let content = value["content"]?.stringValue {
+                return (content, value["normalized"]?.boolValue ?? defaultNormalized)
+            }
             throw NodusError.format("\(context): '\(key)' must be a string or an object with 'content', "
                                     + "found \(value.serialized())")
         }
-        if let value = try token("bos_token") { configuration.beginToken = value }
-        if let value = try token("eos_token") { configuration.endToken = value }
-        if let value = try token("pad_token") { configuration.padToken = value }
-        if let value = try token("unk_token") { configuration.unknownToken = value }
+        if let value = try token("bos_token") {
+            (configuration.beginToken, configuration.beginTokenNormalized) = value
+        }
+        if let value = try token("eos_token") { (configuration.endToken, configuration.endTokenNormalized) = value }
+        if let value = try token("pad_token") { (configuration.padToken, configuration.padTokenNormalized) = value }
+        if let value = try token("unk_token") {
+            (configuration.unknownToken, configuration.unknownTokenNormalized) = value
+        }
         if let value = reader.members["model_max_length"], !value.isNull {
             guard let number = value.doubleValue, number >= 2, number.rounded() == number else {
                 throw NodusError.format("\(context): 'model_max_length' must be an integer of at least 2, "

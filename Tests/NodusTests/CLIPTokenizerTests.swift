@@ -243,6 +243,21 @@ final class CLIPTokenizerTests: XCTestCase {
         }
     }
 
+    func testSpecialTokenFlagsFromConfigFilesMatchTransformers() throws {
+        // Plain strings are unnormalized, objects carry their flag; a token shared by several roles
+        // takes transformers' registration order (see CLIPTokenizer.init).
+        let variants = try XCTUnwrap(Self.references?["special_token_variants"]?.arrayValue)
+        XCTAssertGreaterThan(variants.count, 4)
+        for (index, variant) in variants.enumerated() {
+            var files: [String: String] = [:]
+            for (name, content) in variant["files"]?.objectValue ?? [:] { files[name] = content.serialized() }
+            let tokenizer = try CLIPTokenizer.load(path: try folder("tokenizer-variant-\(index)", files: files))
+            let text = try XCTUnwrap(variant["text"]?.stringValue)
+            XCTAssertEqual(try tokenizer.encode(text), ints(variant["input_ids"]), "variant \(index): \(files)")
+            XCTAssertEqual(tokenizer.padTokenID, variant["pad_token_id"]?.intValue, "variant \(index)")
+        }
+    }
+
     func testTokenizerJSONFileAndPrecedence() throws {
         // A tokenizer.json path loads on its own; in a folder it is used before vocab.json (as transformers).
         let file = Fixtures.path("clip-tokenizer-json/tokenizer.json")
