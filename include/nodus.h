@@ -636,6 +636,25 @@ NODUS_API int64_t nodus_tokenizer_vocab_size(const nodus_tokenizer *tokenizer);
  * arguments or a token that is not in the vocabulary (*out_id is then -1). */
 NODUS_API NODUS_NODISCARD nodus_status nodus_tokenizer_token_to_id(const nodus_tokenizer *tokenizer, const char *token,
                                                                    int64_t *out_id);
+/* The token string of `id` (as in vocab.json, e.g. "photo</w>"; transformers'
+ * convert_ids_to_tokens) as UTF-8: *out_length = its length in bytes (without
+ * the NUL); when length + 1 <= capacity it is copied to `out_token` with a NUL.
+ * `out_token` may be NULL when capacity is 0 (a size query).
+ * NODUS_ERROR_INVALID_ARGUMENT: NULL tokenizer or out_length, an id that is
+ * not a token, or capacity too small (then *out_length holds the length and
+ * out_token is untouched). */
+NODUS_API NODUS_NODISCARD nodus_status nodus_tokenizer_id_to_token(const nodus_tokenizer *tokenizer, int64_t id,
+                                                                   char *out_token, size_t capacity,
+                                                                   size_t *out_length);
+/* Text from `count` ids, as transformers' decode(ids, skip_special_tokens):
+ * byte-level decoding (invalid UTF-8 becomes U+FFFD), `</w>` as a space, the
+ * ends stripped; special tokens left out when skip_special_tokens is nonzero;
+ * unknown ids skipped (as tokenizers does). Output, size query and errors as
+ * nodus_tokenizer_id_to_token (the text may hold NUL bytes: use *out_length);
+ * `ids` may be NULL when count is 0. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_tokenizer_decode(const nodus_tokenizer *tokenizer, const int64_t *ids,
+                                                              size_t count, int32_t skip_special_tokens,
+                                                              char *out_text, size_t capacity, size_t *out_length);
 
 /* ---- Pipelines ---------------------------------------------------------- */
 

@@ -187,3 +187,57 @@ public func nodusTokenizerTokenToID(_ tokenizer: OpaquePointer?, _ token: Unsafe
         target.pointee = Int64(id)
     }
 }
+
+/// Copies `text` (UTF-8, NUL-terminated) to `target` when it fits in `capacity` bytes; `length` gets
+/// its byte count either way (size queries pass).
+private func writeText(_ text: String, to target: UnsafeMutablePointer<CChar>?, capacity: Int,
+                       length: UnsafeMutablePointer<Int>, in function: String) throws {
+    let bytes = Array(text.utf8)
+    length.pointee = bytes.count
+    if capacity == 0, target == nil { return }
+    let output = try Argument.required(target, "the output buffer", in: function)
+    guard capacity < 0 || capacity > bytes.count else {
+        throw NodusError.invalidArgument("\(function): the text needs \(bytes.count + 1) bytes with its NUL but "
+                                         + "capacity is \(capacity) (nothing written; the length is stored)")
+    }
+    for (index, byte) in bytes.enumerated() { output[index] = CChar(bitPattern: byte) }
+    output[bytes.count] = 0
+}
+
+/// `nodus_status nodus_tokenizer_id_to_token(const nodus_tokenizer *, int64_t id, char *out_token, size_t capacity,
+/// size_t *out_length)`.
+@_cdecl("nodus_tokenizer_id_to_token")
+public func nodusTokenizerIDToToken(_ tokenizer: OpaquePointer?, _ id: Int64, _ outToken: UnsafeMutablePointer<CChar>?,
+                                    _ capacity: Int, _ outLength: UnsafeMutablePointer<Int>?) -> nodus_status {
+    let function = "nodus_tokenizer_id_to_token"
+    return Status.run(function) {
+        let model = try TokenizerOutput.tokenizer(tokenizer, in: function)
+        let lengthTarget = try Argument.required(outLength, "out_length", in: function)
+        guard let token = Int(exactly: id).flatMap(model.token(of:)) else {
+            throw NodusError.invalidArgument("\(function): id \(id) is not a token (the vocabulary has "
+                                             + "\(model.vocabularySize))")
+        }
+        try writeText(token, to: outToken, capacity: capacity, length: lengthTarget, in: function)
+    }
+}
+
+/// `nodus_status nodus_tokenizer_decode(const nodus_tokenizer *, const int64_t *ids, size_t count,
+/// int32_t skip_special_tokens, char *out_text, size_t capacity, size_t *out_length)`.
+@_cdecl("nodus_tokenizer_decode")
+public func nodusTokenizerDecode(_ tokenizer: OpaquePointer?, _ ids: UnsafePointer<Int64>?, _ count: Int,
+                                 _ skipSpecialTokens: Int32, _ outText: UnsafeMutablePointer<CChar>?, _ capacity: Int,
+                                 _ outLength: UnsafeMutablePointer<Int>?) -> nodus_status {
+    let function = "nodus_tokenizer_decode"
+    return Status.run(function) {
+        let model = try TokenizerOutput.tokenizer(tokenizer, in: function)
+        let lengthTarget = try Argument.required(outLength, "out_length", in: function)
+        guard count >= 0 else { throw NodusError.invalidArgument("\(function): count is too large") }
+        var values: [Int] = []
+        if count > 0 {
+            let source = try Argument.required(ids, "ids", in: function)
+            values = (0..<count).map { Int(truncatingIfNeeded: source[$0]) }
+        }
+        let text = model.decode(values, skipSpecialTokens: skipSpecialTokens != 0)
+        try writeText(text, to: outText, capacity: capacity, length: lengthTarget, in: function)
+    }
+}

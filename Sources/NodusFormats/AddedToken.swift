@@ -1,8 +1,10 @@
 /// A token matched whole in the input before byte-pair encoding: tokenizers' `AddedToken`
 /// (the `added_tokens` of tokenizer.json; CLIP's `<|startoftext|>` and `<|endoftext|>`).
 ///
-/// A `normalized` token is matched in the cleaned text (so `<|ENDOFTEXT|>` matches CLIP's, whose
-/// text is lower-cased), the others in the raw text; leftmost, longest match first.
+/// A `normalized` token is matched in the cleaned text (so `<|STARTOFTEXT|>` matches SD-1.5's BOS,
+/// an object with `"normalized": true`, the text being lower-cased), the others in the raw text
+/// (`<|ENDOFTEXT|>` is no EOS there: its PAD, a plain string, makes `<|endoftext|>` unnormalized);
+/// leftmost, longest match first.
 /// Limitations: `lstrip`, `rstrip` and `single_word` are not read (CLIP's are all false).
 public struct AddedToken: Equatable, Sendable {
     public var content: String

@@ -22,6 +22,15 @@ public enum ByteLevelAlphabet {
         return table
     }()
 
+    /// The byte of each vocabulary character's scalar value (the inverse of `characters`).
+    public static let bytes: [UInt32: UInt8] = {
+        var table: [UInt32: UInt8] = [:]
+        for (byte, character) in characters.enumerated() {
+            if let scalar = character.unicodeScalars.first { table[scalar.value] = UInt8(byte) }
+        }
+        return table
+    }()
+
     /// The vocabulary string of `bytes` (one character per byte).
     public static func string<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
         var result = ""

@@ -65,8 +65,8 @@ extension CLIPTokenizer {
 
     static func readJSON(_ path: String) throws -> JSONValue {
         let mapping = try MappedFile(path: path)
-        return try JSONValue.parse(UnsafeRawBufferPointer(start: mapping.bytes, count: mapping.byteCount),
-                                   context: "'\(path)'")
+        return try JSONScanner.parse(UnsafeRawBufferPointer(start: mapping.bytes, count: mapping.byteCount),
+                                     context: "'\(path)'")
     }
 
     static func vocabulary(from value: JSONValue, context: String) throws -> [String: Int] {
@@ -92,21 +92,32 @@ extension CLIPTokenizer {
     /// rule: exactly two parts split at single spaces; empty lines are skipped).
     static func readMerges(_ path: String) throws -> [(String, String)] {
         let mapping = try MappedFile(path: path)
-        let buffer = UnsafeRawBufferPointer(start: mapping.bytes, count: mapping.byteCount)
-        guard let text = String(validating: buffer.bindMemory(to: UInt8.self), as: UTF8.self) else {
+        let bytes = UnsafeRawBufferPointer(start: mapping.bytes, count: mapping.byteCount).bindMemory(to: UInt8.self)
+        guard String(validating: bytes, as: UTF8.self) != nil else {
             throw NodusError.format("'\(path)' is not valid UTF-8")
         }
+        // Byte-wise: '\n', '\r' and ' ' never occur inside a multi-byte UTF-8 sequence.
         var merges: [(String, String)] = []
         merges.reserveCapacity(50_000)
-        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = rawLine.hasSuffix("\r") ? rawLine.dropLast() : rawLine
-            if line.isEmpty || (index == 0 && line.hasPrefix("#version")) { continue }
-            let parts = line.split(separator: " ", omittingEmptySubsequences: false)
-            guard parts.count == 2 else {
-                throw NodusError.format("'\(path)' line \(index + 1): a merge is two tokens separated by one space, "
-                                        + "found '\(line.prefix(80))'")
+        var lineStart = 0
+        var lineNumber = 0
+        while lineStart <= bytes.count {
+            var lineEnd = lineStart
+            while lineEnd < bytes.count, bytes[lineEnd] != 0x0A { lineEnd += 1 }
+            lineNumber += 1
+            var contentEnd = lineEnd
+            if contentEnd > lineStart, bytes[contentEnd - 1] == 0x0D { contentEnd -= 1 }
+            let line = UnsafeBufferPointer(rebasing: bytes[lineStart..<contentEnd])
+            defer { lineStart = lineEnd + 1 }
+            if line.isEmpty || (lineNumber == 1 && line.starts(with: "#version".utf8)) { continue }
+            let spaces = line.indices.filter { line[$0] == 0x20 }
+            guard spaces.count == 1, let space = spaces.first else {
+                let text = String(decoding: line.prefix(80), as: UTF8.self)
+                throw NodusError.format("'\(path)' line \(lineNumber): a merge is two tokens separated by one space, "
+                                        + "found '\(text)'")
             }
-            merges.append((String(parts[0]), String(parts[1])))
+            merges.append((String(decoding: UnsafeBufferPointer(rebasing: line[..<space]), as: UTF8.self),
+                           String(decoding: UnsafeBufferPointer(rebasing: line[(space + 1)...]), as: UTF8.self)))
         }
         return merges
     }
@@ -116,17 +127,26 @@ extension CLIPTokenizer {
     static func readSpecialTokens(_ path: String, into configuration: inout CLIPTokenizerConfiguration) throws {
         let context = "'\(path)'"
         let reader = try JSONObjectReader(try readJSON(path), context: context)
-        func token(_ key: String) throws -> String? {
+        // An object without "normalized": tokenizers' default for a special token (false) in
+        // special_tokens_map.json, AddedToken's (true) in tokenizer_config.json.
+        let defaultNormalized = !path.hasSuffix("special_tokens_map.json")
+        func token(_ key: String) throws -> (content: String, normalized: Bool)? {
             guard let value = reader.members[key], !value.isNull else { return nil }
-            if let text = value.stringValue { return text }
-            if let content = value["content"]?.stringValue { return content }
+            if let text = value.stringValue { return (text, false) }
+            if let content = value["content"]?.stringValue {
+                return (content, value["normalized"]?.boolValue ?? defaultNormalized)
+            }
             throw NodusError.format("\(context): '\(key)' must be a string or an object with 'content', "
                                     + "found \(value.serialized())")
         }
-        if let value = try token("bos_token") { configuration.beginToken = value }
-        if let value = try token("eos_token") { configuration.endToken = value }
-        if let value = try token("pad_token") { configuration.padToken = value }
-        if let value = try token("unk_token") { configuration.unknownToken = value }
+        if let value = try token("bos_token") {
+            (configuration.beginToken, configuration.beginTokenNormalized) = value
+        }
+        if let value = try token("eos_token") { (configuration.endToken, configuration.endTokenNormalized) = value }
+        if let value = try token("pad_token") { (configuration.padToken, configuration.padTokenNormalized) = value }
+        if let value = try token("unk_token") {
+            (configuration.unknownToken, configuration.unknownTokenNormalized) = value
+        }
         if let value = reader.members["model_max_length"], !value.isNull {
             guard let number = value.doubleValue, number >= 2, number.rounded() == number else {
                 throw NodusError.format("\(context): 'model_max_length' must be an integer of at least 2, "

@@ -3,8 +3,9 @@
 /// `behavior: removed, invert: true` (the matches are the pieces; the white space between them is
 /// dropped), written as a scanner: at each position the alternatives are tried in the regex's order
 /// and the first that matches wins, as a backtracking engine does. The `ByteLevel` pre-tokenizer that
-/// follows (GPT-2's regex) splits none of these pieces further, so only its byte mapping remains
-/// (in `BytePairEncoding`).
+/// follows (`use_regex: true`: GPT-2's regex) splits only the `<|startoftext|>` / `<|endoftext|>`
+/// literals further (into `<|`, the name, `|>`; they reach this step when the added token is not
+/// matched, as `<|ENDOFTEXT|>` with an unnormalized EOS); its byte mapping is in `BytePairEncoding`.
 extension CLIPTokenizer {
     private static let specialLiterals: [[Unicode.Scalar]] = [
         Array("<|startoftext|>".unicodeScalars), Array("<|endoftext|>".unicodeScalars),
@@ -49,8 +50,12 @@ extension CLIPTokenizer {
                 continue
             }
             if scalar == "<", let literal = specialLiterals.first(where: { matches($0, at: position) }) {
-                try piece(position..<(position + literal.count))
-                position += literal.count
+                // GPT-2's regex in the ByteLevel step cuts the literal into "<|", the name and "|>".
+                let end = position + literal.count
+                try piece(position..<(position + 2))
+                try piece((position + 2)..<(end - 2))
+                try piece((end - 2)..<end)
+                position = end
                 continue
             }
             if scalar == "'", let suffix = contractions.first(where: { matches($0, at: position + 1) }) {

@@ -64,11 +64,25 @@ public final class CLIPTokenizer: Sendable {
         self.unknownTokenID = tokenIDs[configuration.unknownToken]
         self.model = model
         self.configuration = configuration
-        // transformers registers the special tokens as added tokens even when the files list none.
+        // transformers 5 registers the special tokens as added tokens (tokenizers' add_special_tokens)
+        // in the order bos, eos, unk, pad, skipping one equal to an earlier one in content and flags; a
+        // later registration of the same content replaces the flags. Tokens that tokenizer.json lists
+        // keep its flags.
+        var registrations: [(content: String, normalized: Bool)] = []
+        for role in [(configuration.beginToken, configuration.beginTokenNormalized),
+                     (configuration.endToken, configuration.endTokenNormalized),
+                     (configuration.unknownToken, configuration.unknownTokenNormalized),
+                     (configuration.padToken, configuration.padTokenNormalized)]
+            where !registrations.contains(where: { $0.content == role.0 && $0.normalized == role.1 }) {
+            registrations.append((role.0, role.1))
+        }
+        var normalizedFlags: [String: Bool] = [:]
+        for registration in registrations { normalizedFlags[registration.content] = registration.normalized }
         var tokens = addedTokens
-        for special in [configuration.beginToken, configuration.endToken, configuration.padToken,
-                        configuration.unknownToken] where !tokens.contains(where: { $0.content == special }) {
-            if let id = tokenIDs[special] { tokens.append(AddedToken(content: special, id: id)) }
+        for registration in registrations where !tokens.contains(where: { $0.content == registration.content }) {
+            guard let id = tokenIDs[registration.content] else { continue }
+            tokens.append(AddedToken(content: registration.content, id: id,
+                                     normalized: normalizedFlags[registration.content] ?? false))
         }
         self.addedTokens = tokens
         let patterns = tokens.filter { !$0.content.isEmpty }

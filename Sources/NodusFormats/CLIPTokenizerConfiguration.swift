@@ -10,6 +10,14 @@ public struct CLIPTokenizerConfiguration: Equatable, Sendable {
     /// SD-1.5's tokenizer pads with `<|endoftext|>`, SD-2's with `!`.
     public var padToken = "<|endoftext|>"
     public var unknownToken = "<|endoftext|>"
+    /// Whether each special token is matched in the cleaned text (`AddedToken.normalized`): true for
+    /// a token written as an object with `"normalized": true`, false for a plain string (transformers
+    /// 5 adds those with `normalized=False`). When two roles share a token (`<|endoftext|>` is EOS,
+    /// UNK and SD-1.5's PAD) see `CLIPTokenizer.init` for which flag wins.
+    public var beginTokenNormalized = false
+    public var endTokenNormalized = false
+    public var padTokenNormalized = false
+    public var unknownTokenNormalized = false
     /// NFC normalisation (tokenizers' `NFC` normalizer).
     public var composesUnicode = true
     /// Lower-casing (tokenizers' `Lowercase`, a per-character full Unicode mapping).

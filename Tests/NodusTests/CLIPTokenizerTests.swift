@@ -62,6 +62,17 @@ final class CLIPTokenizerTests: XCTestCase {
         }
     }
 
+    func testDecodeAndTokensEqualTransformers() throws {
+        let tokenizer = try Self.sd15.get()
+        for entry in try cases() {
+            let ids = ints(entry["untruncated"])
+            let label = String(reflecting: (entry["text"]?.stringValue ?? "").prefix(60))
+            XCTAssertEqual(tokenizer.decode(ids), entry["decoded"]?.stringValue, label)
+            XCTAssertEqual(tokenizer.decode(ids, skipSpecialTokens: true), entry["decoded_skip_special"]?.stringValue, label)
+            XCTAssertEqual(tokenizer.tokens(of: ids), (entry["tokens"]?.arrayValue ?? []).map(\.stringValue), label)
+        }
+    }
+
     func testStringFormMergesInTokenizerJSON() throws {
         // Older tokenizer.json files hold merges as "left right" strings; rewrite the fixture's pairs.
         let source = try String(contentsOfFile: Fixtures.path("clip-tokenizer-json/tokenizer.json"), encoding: .utf8)
@@ -193,6 +204,88 @@ final class CLIPTokenizerTests: XCTestCase {
             XCTAssertEqual(try tokenizer.encodePadded(String(repeating: unit, count: count)), ints(entry["input_ids"]),
                            "\(String(reflecting: unit)) x \(count)")
             XCTAssertLessThan(Clock.seconds() - begin, 20, "\(String(reflecting: unit)) x \(count) took too long")
+        }
+    }
+
+    // MARK: - Loading rules
+
+    /// A folder with the fixture's vocab.json and merges.txt (copied) and the given config files.
+    private func folder(_ label: String, files: [String: String]) throws -> String {
+        let folder = temporaryDirectory(label)
+        for name in ["vocab.json", "merges.txt"] {
+            try FileManager.default.copyItem(atPath: Fixtures.path("clip-tokenizer/" + name), toPath: folder + "/" + name)
+        }
+        for (name, text) in files { try text.write(toFile: folder + "/" + name, atomically: true, encoding: .utf8) }
+        return folder
+    }
+
+    func testSpecialTokensMapOverridesTokenizerConfig() throws {
+        // transformers 5: special_tokens_map.json wins; without model_max_length it has 1e30, Nodus 77.
+        let both = try folder("tokenizer-precedence", files: [
+            "tokenizer_config.json": #"{"pad_token": "<|endoftext|>", "model_max_length": 77}"#,
+            "special_tokens_map.json": #"{"pad_token": {"content": "!", "normalized": false}}"#,
+        ])
+        XCTAssertEqual(try CLIPTokenizer.load(path: both).padTokenID, 0)
+        let bare = try folder("tokenizer-bare", files: [:])
+        let tokenizer = try CLIPTokenizer.load(path: bare)
+        XCTAssertEqual(tokenizer.padTokenID, 49407)
+        XCTAssertEqual(tokenizer.configuration.modelMaxLength, 77)
+        let huge = try folder("tokenizer-huge", files: ["tokenizer_config.json": #"{"model_max_length": 1e30}"#])
+        XCTAssertEqual(try CLIPTokenizer.load(path: huge).configuration.modelMaxLength, 77)
+        let short = try folder("tokenizer-short", files: ["tokenizer_config.json": #"{"model_max_length": 16}"#])
+        let shortTokenizer = try CLIPTokenizer.load(path: short)
+        XCTAssertEqual(try shortTokenizer.encodePadded("a chest x-ray").count, 16)
+        XCTAssertEqual(try shortTokenizer.encodeLongPrompt("word " + String(repeating: "lung ", count: 20)).chunkCount, 2)
+        let bad = try folder("tokenizer-bad-length", files: ["tokenizer_config.json": #"{"model_max_length": "77"}"#])
+        XCTAssertThrowsError(try CLIPTokenizer.load(path: bad)) { error in
+            XCTAssertTrue("\(error)".contains("model_max_length") && "\(error)".contains("tokenizer_config.json"),
+                          "\(error)")
+        }
+    }
+
+    func testSpecialTokenFlagsFromConfigFilesMatchTransformers() throws {
+        // Plain strings are unnormalized, objects carry their flag; a token shared by several roles
+        // takes transformers' registration order (see CLIPTokenizer.init).
+        let variants = try XCTUnwrap(Self.references?["special_token_variants"]?.arrayValue)
+        XCTAssertGreaterThan(variants.count, 4)
+        for (index, variant) in variants.enumerated() {
+            var files: [String: String] = [:]
+            for (name, content) in variant["files"]?.objectValue ?? [:] { files[name] = content.serialized() }
+            let tokenizer = try CLIPTokenizer.load(path: try folder("tokenizer-variant-\(index)", files: files))
+            let text = try XCTUnwrap(variant["text"]?.stringValue)
+            XCTAssertEqual(try tokenizer.encode(text), ints(variant["input_ids"]), "variant \(index): \(files)")
+            XCTAssertEqual(tokenizer.padTokenID, variant["pad_token_id"]?.intValue, "variant \(index)")
+        }
+    }
+
+    func testTokenizerJSONFileAndPrecedence() throws {
+        // A tokenizer.json path loads on its own; in a folder it is used before vocab.json (as transformers).
+        let file = Fixtures.path("clip-tokenizer-json/tokenizer.json")
+        XCTAssertEqual(try CLIPTokenizer.load(path: file).encodePadded("a chest x-ray"),
+                       try Self.sd15.get().encodePadded("a chest x-ray"))
+        let mixed = try folder("tokenizer-mixed", files: ["tokenizer.json": "{not json"])
+        XCTAssertThrowsError(try CLIPTokenizer.load(path: mixed)) { error in
+            XCTAssertTrue("\(error)".contains("tokenizer.json"), "\(error)")
+        }
+    }
+
+    func testTokenizerJSONThatIsNotCLIPIsRefused() throws {
+        let source = try String(contentsOfFile: Fixtures.path("clip-tokenizer-json/tokenizer.json"), encoding: .utf8)
+        let cases = [
+            (#""normalizer":{"type":"Sequence""#, #""normalizer":{"type":"BertNormalizer"},"unused":{"type":"Sequence""#,
+             "BertNormalizer"),
+            (#""type":"BPE""#, #""type":"WordPiece""#, "WordPiece"),
+            (#"'s|'t|'re"#, #"'S|'t|'re"#, "pre-tokenizer"),
+        ]
+        for (old, new, word) in cases {
+            XCTAssertTrue(source.contains(old), old)
+            let folder = temporaryDirectory("tokenizer-json-unsupported")
+            try source.replacingOccurrences(of: old, with: new)
+                .write(toFile: folder + "/tokenizer.json", atomically: true, encoding: .utf8)
+            XCTAssertThrowsError(try CLIPTokenizer.load(path: folder), word) { error in
+                XCTAssertEqual((error as? NodusError)?.code, .unsupported, "\(error)")
+                XCTAssertTrue("\(error)".contains(word), "\(error)")
+            }
         }
     }
 }

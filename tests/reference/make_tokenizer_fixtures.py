@@ -103,7 +103,7 @@ def special(content):
 
 def write_configs(folder, pad_token):
     """special_tokens_map.json and tokenizer_config.json as the SD-1.5 / SD-2 hub folders hold them."""
-    pad = special(pad_token) if pad_token == "<|endoftext|>" else pad_token
+    pad = pad_token  # a plain string in both hub folders (SD-1.5 and SD-2)
     special_map = {"bos_token": special("<|startoftext|>"), "eos_token": special("<|endoftext|>"),
                    "pad_token": pad, "unk_token": special("<|endoftext|>")}
     with open(os.path.join(folder, "special_tokens_map.json"), "w", encoding="utf-8") as handle:
@@ -114,7 +114,7 @@ def write_configs(folder, pad_token):
               "do_lower_case": True,
               "eos_token": dict(special("<|endoftext|>"), __type="AddedToken"),
               "errors": "replace", "model_max_length": MAX_LENGTH,
-              "pad_token": pad_token if pad_token != "<|endoftext|>" else dict(special(pad_token), __type="AddedToken"),
+              "pad_token": pad_token,
               "tokenizer_class": "CLIPTokenizer",
               "unk_token": dict(special("<|endoftext|>"), __type="AddedToken")}
     with open(os.path.join(folder, "tokenizer_config.json"), "w", encoding="utf-8") as handle:
@@ -158,7 +158,8 @@ CORPUS = [
     "carriage\r\nreturn", "multiple     spaces", "  leading and trailing  ", "nbsp\u00a0between", "thin\u2009space",
     "ideographic\u3000space", "zero\u200bwidth", "line\u2028separator", "vertical\x0btab form\x0cfeed",
     "unit\x1fseparator", "nul\x00char", "control\x07bell", "soft\u00adhyphen", "<|startoftext|> hello",
-    "hello <|endoftext|> world", "<|ENDOFTEXT|>", "a<|endoftext|>b", "</w>", "ĠĊ", "low lower lowest",
+    "hello <|endoftext|> world", "<|ENDOFTEXT|>", "<|StartOfText|> x",
+    "!<|ENDOFTEXT|>!", "<|ENDOFTEXT|><|endoftext|><|STARTOFTEXT|>", "a<|ENDOFTEXT|>b", "<|endoftext", "x<|y|>z", "a<|endoftext|>b", "</w>", "ĠĊ", "low lower lowest",
     "supercalifragilisticexpialidocious", "pneumonoultramicroscopicsilicovolcanoconiosis", "a" * 200,
     "ab" * 100, "x" * 1000, "1" * 100, "The quick brown fox jumps over the lazy dog. " * 3,
     "modern disney style, (masterpiece:1.2), best quality", "\ud7ff\ue000\uffff", "\U0001F600\U000E0001",
@@ -237,6 +238,41 @@ def parse_prompt_attention(text):
             result.pop(index + 1)
         else:
             index += 1
+    return result
+
+
+def special_token_variants(base):
+    """How transformers flags special tokens as normalized (matched after lower-casing) or not, for
+    config files written as strings or objects: each variant is a folder with the vocabulary and the
+    given files, and the ids of a probe text."""
+    def token(content, normalized=True):
+        return {"content": content, "lstrip": False, "normalized": normalized, "rstrip": False, "single_word": False}
+
+    variants = [
+        {},
+        {"tokenizer_config.json": {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "!"}},
+        {"special_tokens_map.json": {"bos_token": token("<|startoftext|>"), "eos_token": token("<|endoftext|>"),
+                                     "pad_token": token("<|endoftext|>"), "unk_token": "<|endoftext|>"}},
+        {"special_tokens_map.json": {"bos_token": token("<|startoftext|>"), "eos_token": "<|endoftext|>",
+                                     "pad_token": token("<|endoftext|>"), "unk_token": token("<|endoftext|>")}},
+        {"special_tokens_map.json": {"bos_token": token("<|startoftext|>", False), "eos_token": token("<|endoftext|>"),
+                                     "pad_token": token("<|endoftext|>"), "unk_token": token("<|endoftext|>")}},
+        {"tokenizer_config.json": {"bos_token": dict(token("<|startoftext|>"), __type="AddedToken"),
+                                   "pad_token": "<|endoftext|>"},
+         "special_tokens_map.json": {"pad_token": token("<|endoftext|>")}},
+    ]
+    probe = "<|ENDOFTEXT|> <|STARTOFTEXT|> a<|endoftext|>b!"
+    result = []
+    for files in variants:
+        with tempfile.TemporaryDirectory() as folder:
+            for name in ("vocab.json", "merges.txt"):
+                os.symlink(os.path.join(os.path.abspath(base), name), os.path.join(folder, name))
+            for name, content in files.items():
+                with open(os.path.join(folder, name), "w", encoding="utf-8") as handle:
+                    json.dump(content, handle)
+            tokenizer = CLIPTokenizer.from_pretrained(folder)
+            result.append({"files": files, "text": probe, "input_ids": tokenizer(probe)["input_ids"],
+                           "pad_token_id": tokenizer.pad_token_id})
     return result
 
 
@@ -330,7 +366,9 @@ def main():
     cases = []
     for text, ids, ids_sd2 in zip(CORPUS, padded_sd15, padded(sd2_tokenizer, CORPUS)):
         full = sd15(text, add_special_tokens=True, truncation=False)["input_ids"]
-        cases.append({"text": text, "input_ids": ids, "input_ids_sd2": ids_sd2, "untruncated": full})
+        cases.append({"text": text, "input_ids": ids, "input_ids_sd2": ids_sd2, "untruncated": full,
+                      "decoded": sd15.decode(full), "decoded_skip_special": sd15.decode(full, skip_special_tokens=True),
+                      "tokens": sd15.convert_ids_to_tokens(full)})
     repeated = [{"unit": unit, "count": count, "input_ids": padded(sd15, [unit * count])[0]}
                 for unit, count in REPEATED]
     weighted = []
@@ -348,7 +386,9 @@ def main():
         "description": "CLIPTokenizer ids from transformers for tests/reference/make_tokenizer_fixtures.py's corpus; "
                        "input_ids: tokenizer(texts, padding='max_length', max_length=77, truncation=True) with "
                        "clip-tokenizer (SD-1.5, pad <|endoftext|>); input_ids_sd2: the same with clip-tokenizer-sd2 "
-                       "(pad '!'); untruncated: tokenizer(text, truncation=False) (BOS ... EOS); repeated: input_ids of "
+                       "(pad '!'); untruncated: tokenizer(text, truncation=False) (BOS ... EOS), with its decode() (plain and "
+                       "skip_special_tokens=True) and convert_ids_to_tokens(); special_token_variants: folders with the "
+                       "vocabulary and the given config files, and the ids of a probe; repeated: input_ids of "
                        "unit * count (a million characters). long_prompts: "
                        "A1111-style chunking and (word:1.2) weighting, see the script's docstring.",
         "command": "python tests/reference/make_tokenizer_fixtures.py",
@@ -361,6 +401,7 @@ def main():
                     "vocab_size": sd15.vocab_size, "model_max_length": sd15.model_max_length},
         "cases": cases,
         "repeated": repeated,
+        "special_token_variants": special_token_variants(base),
         "long_prompts": weighted,
     }
     with open(os.path.join(FIXTURES, "clip-tokenizer-references.json"), "w", encoding="utf-8") as handle:

@@ -207,6 +207,9 @@ PROTOTYPES = {
     "nodus_tokenizer_pad_id": (ctypes.c_int64, [_p]),
     "nodus_tokenizer_vocab_size": (ctypes.c_int64, [_p]),
     "nodus_tokenizer_token_to_id": (_status, [_p, _str, ctypes.POINTER(ctypes.c_int64)]),
+    "nodus_tokenizer_id_to_token": (_status, [_p, ctypes.c_int64, _p, _size, ctypes.POINTER(_size)]),
+    "nodus_tokenizer_decode": (
+        _status, [_p, ctypes.POINTER(ctypes.c_int64), _size, ctypes.c_int32, _p, _size, ctypes.POINTER(_size)]),
     "nodus_pipeline_load": (_status, [_str, ctypes.POINTER(ModelParams), ctypes.POINTER(_p)]),
     "nodus_pipeline_free": (None, [_p]),
     "nodus_pipeline_model": (_status, [_p, _str, ctypes.POINTER(_p)]),

@@ -90,6 +90,46 @@ class Tokenizer(Handle):
         _lib.check(_lib.lib.nodus_tokenizer_token_to_id(self.handle, str(tokens).encode(), ctypes.byref(value)))
         return int(value.value)
 
+    def _text(self, call):
+        """Calls ``call(buffer, capacity, length_pointer)`` twice (size, then text) and decodes the bytes."""
+        length = ctypes.c_size_t()
+        _lib.check(call(None, 0, ctypes.byref(length)))
+        buffer = ctypes.create_string_buffer(length.value + 1)
+        _lib.check(call(buffer, length.value + 1, ctypes.byref(length)))
+        return buffer.raw[: length.value].decode("utf-8")
+
+    def convert_ids_to_tokens(self, ids):
+        """The token string of an id (``"photo</w>"``), or a list of them for a list of ids."""
+        if isinstance(ids, (list, tuple, np.ndarray)):
+            return [self.convert_ids_to_tokens(int(value)) for value in ids]
+        identifier = int(ids)
+        return self._text(lambda buffer, capacity, length: _lib.lib.nodus_tokenizer_id_to_token(
+            self.handle, identifier, buffer, capacity, length))
+
+    def decode(self, ids, skip_special_tokens=False):
+        """Text from ids, as transformers' ``decode``: ``</w>`` becomes a space, the ends are stripped."""
+        values = np.ascontiguousarray(np.asarray(ids, dtype=np.int64).reshape(-1))
+        pointer = values.ctypes.data_as(ctypes.POINTER(ctypes.c_int64))
+        flag = 1 if skip_special_tokens else 0
+        return self._text(lambda buffer, capacity, length: _lib.lib.nodus_tokenizer_decode(
+            self.handle, pointer, len(values), flag, buffer, capacity, length))
+
+    def batch_decode(self, sequences, skip_special_tokens=False):
+        """``decode`` of each row."""
+        return [self.decode(row, skip_special_tokens=skip_special_tokens) for row in sequences]
+
+    @property
+    def bos_token(self):
+        return self.convert_ids_to_tokens(self.bos_token_id)
+
+    @property
+    def eos_token(self):
+        return self.convert_ids_to_tokens(self.eos_token_id)
+
+    @property
+    def pad_token(self):
+        return self.convert_ids_to_tokens(self.pad_token_id)
+
     # -- encoding -------------------------------------------------------------
 
     def _encode(self, text, flags):
@@ -122,13 +162,17 @@ class Tokenizer(Handle):
             ids = np.concatenate([ids, np.full(length - len(ids), self.pad_token_id, np.int64)])
         return ids
 
-    def __call__(self, text, padding="max_length", truncation=True, max_length=None, add_special_tokens=True):
+    def __call__(self, text, padding="max_length", truncation=True, max_length=None, add_special_tokens=True,
+                 return_tensors="np"):
         """Token ids as np.int64 ``[N, L]``: one row per text (a str is one row).
 
         Defaults are the Stable Diffusion pipelines' ``padding="max_length", truncation=True,
-        max_length=model_max_length``. ``padding="longest"`` (or True) pads to the longest row;
+        max_length=model_max_length``; ``return_tensors`` may be "np" or None (numpy either way: the
+        array itself, not transformers' BatchEncoding). ``padding="longest"`` (or True) pads to the longest row;
         ``padding=False`` returns a list of 1-D arrays (rows of different lengths).
         """
+        if return_tensors not in ("np", None):
+            raise ValueError(f"nodus: Tokenizer returns numpy arrays; return_tensors={return_tensors!r} is not supported")
         texts = [text] if isinstance(text, (str, bytes, bytearray)) else list(text)
         if padding not in ("max_length", "longest", True, False, "do_not_pad"):
             raise ValueError(f"nodus: padding must be 'max_length', 'longest', True or False, not {padding!r}")

@@ -204,6 +204,8 @@ def test_every_header_function_is_called():
     assert lib.nodus_tokenizer_bos_id(None) == lib.nodus_tokenizer_eos_id(None) == lib.nodus_tokenizer_pad_id(None) == -1
     assert lib.nodus_tokenizer_vocab_size(None) == -1
     assert lib.nodus_tokenizer_token_to_id(None, b"a", ctypes.byref(ctypes.c_int64())) == INVALID_ARGUMENT
+    assert lib.nodus_tokenizer_id_to_token(None, 0, None, 0, ctypes.byref(count)) == INVALID_ARGUMENT
+    assert lib.nodus_tokenizer_decode(None, None, 0, 0, None, 0, ctypes.byref(count)) == INVALID_ARGUMENT
     missing = sorted(set(header_functions()) - Recorder.calls)
     assert not missing, f"not exercised: {missing}"
 

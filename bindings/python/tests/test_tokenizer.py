@@ -73,6 +73,27 @@ def test_untruncated_encode_equals_transformers(sd15, references):
         assert sd15.encode(case["text"], add_special_tokens=False) == case["untruncated"][1:-1]
 
 
+def test_decode_and_tokens_equal_transformers(sd15, references):
+    for case in references["cases"]:
+        ids = case["untruncated"]
+        assert sd15.decode(ids) == case["decoded"], repr(case["text"][:60])
+        assert sd15.decode(np.array(ids), skip_special_tokens=True) == case["decoded_skip_special"]
+        assert sd15.convert_ids_to_tokens(ids) == case["tokens"]
+    assert sd15.batch_decode(sd15(["a chest x-ray", ""]), skip_special_tokens=True) == ["a chest x - ray", ""]
+    assert (sd15.bos_token, sd15.eos_token, sd15.pad_token) == ("<|startoftext|>", "<|endoftext|>", "<|endoftext|>")
+    length = ctypes.c_size_t()
+    buffer = ctypes.create_string_buffer(4)
+    assert lib.nodus_tokenizer_id_to_token(sd15.handle, 49406, buffer, 4, ctypes.byref(length)) == INVALID_ARGUMENT
+    assert length.value == len("<|startoftext|>") and "capacity" in _lib.last_error()
+    assert lib.nodus_tokenizer_id_to_token(sd15.handle, 49408, None, 0, ctypes.byref(length)) == INVALID_ARGUMENT
+    assert lib.nodus_tokenizer_id_to_token(sd15.handle, -1, None, 0, ctypes.byref(length)) == INVALID_ARGUMENT
+    assert lib.nodus_tokenizer_decode(sd15.handle, None, 1, 0, None, 0, ctypes.byref(length)) == INVALID_ARGUMENT
+    assert lib.nodus_tokenizer_decode(sd15.handle, None, 0, 0, None, 0, ctypes.byref(length)) == OK
+    assert length.value == 0
+    assert lib.nodus_tokenizer_decode(sd15.handle, None, 0, 0, None, 0, None) == INVALID_ARGUMENT
+    assert sd15.decode([49406, 10**12, 320]) == "<|startoftext|>a"  # unknown ids are skipped, as tokenizers does
+
+
 def test_padding_and_truncation_options(sd15, references):
     report = references["cases"][-1]
     full = report["untruncated"]
@@ -81,7 +102,9 @@ def test_padding_and_truncation_options(sd15, references):
     assert sd15(report["text"], max_length=20).tolist() == [full[:19] + full[-1:]]
     longest = sd15(["a", "a chest x-ray"], padding="longest")
     assert longest.shape == (2, len(sd15.encode("a chest x-ray")))
-    rows = sd15(["a", "a b"], padding=False)
+    with pytest.raises(ValueError, match="return_tensors"):
+        sd15("a", return_tensors="pt")
+    rows = sd15(["a", "a b"], padding=False, return_tensors=None)
     assert [len(row) for row in rows] == [3, 4]
     padded = sd15.encode("a", padding="max_length", max_length=10, truncation=True)
     assert padded == [49406, 320, 49407] + [49407] * 7
