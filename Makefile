@@ -29,7 +29,7 @@ CPU_FLAGS := $(shell grep -m1 '^flags' /proc/cpuinfo 2>/dev/null)
 LOWER_CPU_LEVELS := $(strip $(if $(filter avx512_bf16,$(CPU_FLAGS)),avx512) \
 	$(if $(filter avx512f,$(CPU_FLAGS)),avx2) $(if $(filter avx2,$(CPU_FLAGS)),baseline))
 
-.PHONY: all deps build test test-swift test-c test-python test-no-toolchain demo bench bench-sample bench-lora large-check clean
+.PHONY: all deps build test test-swift test-c test-python test-no-toolchain demo bench bench-sample bench-lora bench-pipeline large-check clean
 
 all: build
 
@@ -94,7 +94,7 @@ demo: build
 $(BENCH_VENV)/bin/python:
 	python3 -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install -q --upgrade pip
-	$(BENCH_VENV)/bin/pip install -q torch==2.13.0+cpu diffusers==0.42.1 peft==0.21.2 onnx onnxruntime onnxscript safetensors numpy
+	$(BENCH_VENV)/bin/pip install -q torch==2.13.0+cpu diffusers==0.42.1 peft==0.21.2 transformers onnx onnxruntime onnxscript safetensors numpy
 
 bench: build $(BENCH_VENV)/bin/python
 	$(BENCH_VENV)/bin/python benchmarks/forward.py --workload all $(ARGS)
@@ -104,6 +104,10 @@ bench-sample: build $(BENCH_VENV)/bin/python
 
 bench-lora: build $(BENCH_VENV)/bin/python
 	$(BENCH_VENV)/bin/python benchmarks/lora.py
+
+# Text to image at SD-1.5 sizes: tokenizer, text encoder, 25 DPM-Solver++ steps, VAE decode, beside diffusers.
+bench-pipeline: build $(BENCH_VENV)/bin/python
+	$(BENCH_VENV)/bin/python benchmarks/pipeline.py $(ARGS)
 
 large-check: build $(PYTHON) $(BENCH_VENV)/bin/python
 	$(BENCH_VENV)/bin/python tests/reference/make_large_references.py /tmp/nodus-large

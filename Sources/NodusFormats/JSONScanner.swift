@@ -1,21 +1,26 @@
 import NodusCore
 
-/// A direct JSON parser into `JSONValue` for large documents: a tokenizer's vocab.json and
-/// tokenizer.json (50k entries), which Foundation's `JSONDecoder` (behind `JSONValue.parse`) reads
-/// about ten times slower through `Decodable`. Strict RFC 8259: UTF-8 text, no comments or trailing
-/// commas, at most 512 levels of nesting; the last of duplicate keys wins. Errors name `context`
-/// and the byte offset.
+/// The JSON parser behind `JSONValue.parse`: straight into `JSONValue` (Foundation's
+/// `JSONDecoder` reads a tokenizer's 50k-entry vocab.json about ten times slower). RFC 8259 with
+/// one extension: Python's `json` literals `NaN`, `Infinity` and `-Infinity`, which diffusers
+/// writes into scheduler configs (DPM-Solver's `lambda_min_clipped: -Infinity`). UTF-8 text, no
+/// comments or trailing commas, at most 512 levels of nesting. Duplicate keys: the last wins, as
+/// Python's `json` keeps it, unless `rejectingDuplicateKeys` (safetensors headers, whose library
+/// refuses them). Errors name `context` and the byte offset.
 struct JSONScanner {
     private let bytes: UnsafeBufferPointer<UInt8>
     private let context: String
+    private let rejectingDuplicateKeys: Bool
     private var position = 0
     private var depth = 0
     private static let maximumDepth = 512
 
     /// Parses `buffer` as one JSON document.
     /// - Throws: `NodusError.format` naming `context` and the offset of the first error.
-    static func parse(_ buffer: UnsafeRawBufferPointer, context: String) throws -> JSONValue {
-        var scanner = JSONScanner(bytes: buffer.bindMemory(to: UInt8.self), context: context)
+    static func parse(_ buffer: UnsafeRawBufferPointer, context: String,
+                      rejectingDuplicateKeys: Bool = false) throws -> JSONValue {
+        var scanner = JSONScanner(bytes: buffer.bindMemory(to: UInt8.self), context: context,
+                                  rejectingDuplicateKeys: rejectingDuplicateKeys)
         scanner.skipWhitespace()
         let value = try scanner.value()
         scanner.skipWhitespace()
@@ -23,9 +28,10 @@ struct JSONScanner {
         return value
     }
 
-    private init(bytes: UnsafeBufferPointer<UInt8>, context: String) {
+    private init(bytes: UnsafeBufferPointer<UInt8>, context: String, rejectingDuplicateKeys: Bool) {
         self.bytes = bytes
         self.context = context
+        self.rejectingDuplicateKeys = rejectingDuplicateKeys
     }
 
     private func error(_ message: String) -> NodusError {
@@ -50,6 +56,11 @@ struct JSONScanner {
         case UInt8(ascii: "t"): try literal("true"); return .bool(true)
         case UInt8(ascii: "f"): try literal("false"); return .bool(false)
         case UInt8(ascii: "n"): try literal("null"); return .null
+        case UInt8(ascii: "N"): try literal("NaN"); return .number(.nan)
+        case UInt8(ascii: "I"): try literal("Infinity"); return .number(.infinity)
+        case UInt8(ascii: "-") where position + 1 < bytes.count && bytes[position + 1] == UInt8(ascii: "I"):
+            try literal("-Infinity")
+            return .number(-.infinity)
         default: return .number(try number())
         }
     }
@@ -86,7 +97,9 @@ struct JSONScanner {
             guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { throw error("expected ':'") }
             position += 1
             skipWhitespace()
-            members[key] = try value()
+            let member = try value()
+            if rejectingDuplicateKeys, members[key] != nil { throw error("the key '\(key)' appears twice") }
+            members[key] = member
             skipWhitespace()
             guard position < bytes.count else { throw error("unexpected end") }
             if bytes[position] == UInt8(ascii: ",") {

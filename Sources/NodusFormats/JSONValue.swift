@@ -1,4 +1,3 @@
-import FoundationEssentials
 import NodusCore
 
 /// A parsed JSON document: configs, safetensors headers, scheduler configs.
@@ -12,21 +11,20 @@ public enum JSONValue: Equatable, Sendable {
     case array([JSONValue])
     case object([String: JSONValue])
 
-    /// Parses `bytes` as one JSON document.
-    /// - Throws: `NodusError.format` naming `context` when the text is not JSON.
-    public static func parse(_ bytes: UnsafeRawBufferPointer, context: String) throws -> JSONValue {
-        do {
-            return try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
-        } catch let error as DecodingError {
-            throw NodusError.format("\(context) is not valid JSON: \(JSONValue.describe(error))")
-        } catch {
-            throw NodusError.format("\(context) is not valid JSON: \(error)")
-        }
+    /// Parses `bytes` as one JSON document (`JSONScanner`: RFC 8259 and Python's `NaN` /
+    /// `Infinity` literals).
+    /// - Parameter rejectingDuplicateKeys: a key given twice in one object is an error (else the last wins).
+    /// - Throws: `NodusError.format` naming `context` and the byte offset when the text is not JSON.
+    public static func parse(_ bytes: UnsafeRawBufferPointer, context: String,
+                             rejectingDuplicateKeys: Bool = false) throws -> JSONValue {
+        try JSONScanner.parse(bytes, context: context, rejectingDuplicateKeys: rejectingDuplicateKeys)
     }
 
-    public static func parse(_ text: String, context: String) throws -> JSONValue {
+    public static func parse(_ text: String, context: String, rejectingDuplicateKeys: Bool = false) throws -> JSONValue {
         var text = text
-        return try text.withUTF8 { try parse(UnsafeRawBufferPointer($0), context: context) }
+        return try text.withUTF8 {
+            try parse(UnsafeRawBufferPointer($0), context: context, rejectingDuplicateKeys: rejectingDuplicateKeys)
+        }
     }
 
     public subscript(key: String) -> JSONValue? {
@@ -80,54 +78,64 @@ public enum JSONValue: Equatable, Sendable {
         }
         return result + "\""
     }
-
-    private static func describe(_ error: DecodingError) -> String {
-        switch error {
-        case .dataCorrupted(let context): return context.debugDescription
-        case .keyNotFound(_, let context), .typeMismatch(_, let context), .valueNotFound(_, let context):
-            return context.debugDescription
-        @unknown default: return "\(error)"
-        }
-    }
 }
 
-extension JSONValue: Decodable {
-    public init(from decoder: Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() {
-            self = .null
-        } else if let flag = try? container.decode(Bool.self) {
-            self = .bool(flag)
-        } else if let number = try? container.decode(Double.self) {
-            self = .number(number)
-        } else if let text = try? container.decode(String.self) {
-            self = .string(text)
-        } else if let items = try? container.decode([JSONValue].self) {
-            self = .array(items)
-        } else {
-            self = .object(try container.decode([String: JSONValue].self))
-        }
-    }
-}
-
-extension JSONValue: Encodable {
-    public func encode(to encoder: Encoder) throws {
-        var container = encoder.singleValueContainer()
-        switch self {
-        case .null: try container.encodeNil()
-        case .bool(let flag): try container.encode(flag)
-        case .number(let number): try container.encode(number)
-        case .string(let text): try container.encode(text)
-        case .array(let items): try container.encode(items)
-        case .object(let members): try container.encode(members)
-        }
-    }
-
-    /// Compact JSON text, keys sorted.
+extension JSONValue {
+    /// Compact JSON text, keys sorted. Non-finite numbers are written as Python's `json` writes
+    /// them (`NaN`, `Infinity`, `-Infinity`), so a config read from diffusers goes back as it came.
     public func serialized() -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        guard let data = try? encoder.encode(self) else { return "null" }
-        return String(decoding: data, as: UTF8.self)
+        var text = ""
+        write(to: &text)
+        return text
+    }
+
+    private func write(to text: inout String) {
+        switch self {
+        case .null: text += "null"
+        case .bool(let flag): text += flag ? "true" : "false"
+        case .number(let number): text += JSONValue.format(number)
+        case .string(let string): JSONValue.writeString(string, to: &text)
+        case .array(let items):
+            text += "["
+            for (index, item) in items.enumerated() {
+                if index > 0 { text += "," }
+                item.write(to: &text)
+            }
+            text += "]"
+        case .object(let members):
+            text += "{"
+            for (index, key) in members.keys.sorted().enumerated() {
+                if index > 0 { text += "," }
+                JSONValue.writeString(key, to: &text)
+                text += ":"
+                members[key]?.write(to: &text)
+            }
+            text += "}"
+        }
+    }
+
+    private static func format(_ number: Double) -> String {
+        if number.isNaN { return "NaN" }
+        if number.isInfinite { return number < 0 ? "-Infinity" : "Infinity" }
+        if number.rounded() == number, abs(number) < 9.0e15 { return String(Int64(number)) }
+        return "\(number)"  // the shortest text that reads back as the same double
+    }
+
+    private static func writeString(_ string: String, to text: inout String) {
+        text += "\""
+        for scalar in string.unicodeScalars {
+            switch scalar {
+            case "\"": text += "\\\""
+            case "\\": text += "\\\\"
+            case "\n": text += "\\n"
+            case "\r": text += "\\r"
+            case "\t": text += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                text += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: text.unicodeScalars.append(scalar)
+            }
+        }
+        text += "\""
     }
 }

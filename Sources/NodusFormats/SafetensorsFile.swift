@@ -69,8 +69,9 @@ public final class SafetensorsFile: Sendable {
         }
         let dataOffset = 8 + headerLength
         let dataSize = fileSize - dataOffset
+        // The safetensors library refuses a header naming a tensor twice: so does this.
         let header = try JSONValue.parse(UnsafeRawBufferPointer(start: mapping.bytes + 8, count: headerLength),
-                                         context: "the header of \(context)")
+                                         context: "the header of \(context)", rejectingDuplicateKeys: true)
         guard let members = header.objectValue else {
             throw NodusError.format("\(context): the header is not a JSON object")
         }

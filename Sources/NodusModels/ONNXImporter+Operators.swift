@@ -367,8 +367,8 @@ extension ONNXImporter {
     /// contracted as a batched MatMul (MONAI's attention, "blxd,blyd->blxy").
     private mutating func einsum() throws {
         let equation = try string("equation", default: "").filter { !$0.isWhitespace }
-        let sides = equation.components(separatedBy: "->")
-        let operands = sides.first?.components(separatedBy: ",") ?? []
+        let sides = equation.split(separator: "->", omittingEmptySubsequences: false).map(String.init)
+        let operands = sides[0].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
         guard let node, sides.count == 2, operands.count == node.inputs.count, (1...2).contains(operands.count),
               !equation.contains("."), (operands + [sides[1]]).allSatisfy({ Set($0).count == $0.count }) else {
             throw error("Einsum '\(equation)' is supported for one or two operands without ellipses or repeated letters")

@@ -11,6 +11,23 @@ final class JSONValueTests: XCTestCase {
         XCTAssertEqual(value["b"]?["d"]?.boolValue, true)
     }
 
+    /// diffusers writes Python's json literals into configs (DPM-Solver's `lambda_min_clipped: -Infinity`):
+    /// they read and write back as Python's json does.
+    func testPythonNonFiniteLiteralsRoundTrip() throws {
+        let text = #"{"a": -Infinity, "b": NaN, "c": Infinity, "d": [1e-06, 0.00085, 1000, "x\ny"]}"#
+        let value = try JSONValue.parse(text, context: "doc")
+        XCTAssertEqual(value["a"]?.doubleValue, -.infinity)
+        XCTAssertTrue(value["b"]?.doubleValue?.isNaN ?? false)
+        XCTAssertEqual(value["c"]?.doubleValue, .infinity)
+        let written = value.serialized()
+        XCTAssertEqual(written, #"{"a":-Infinity,"b":NaN,"c":Infinity,"d":[1e-06,0.00085,1000,"x\ny"]}"#)
+        let again = try JSONValue.parse(written, context: "written")
+        XCTAssertEqual(again["d"], value["d"])
+        XCTAssertThrowsError(try JSONValue.parse("[-Inf]", context: "doc"))
+        XCTAssertThrowsError(try JSONValue.parse(#"{"a": 1, "a": 2}"#, context: "doc", rejectingDuplicateKeys: true))
+        XCTAssertEqual(try JSONValue.parse(#"{"a": 1, "a": 2}"#, context: "doc")["a"]?.intValue, 2)
+    }
+
     func testMalformedJSONNamesContext() {
         XCTAssertThrowsError(try JSONValue.parse("{\"a\": ", context: "config.json of 'x'")) { error in
             let error = error as? NodusError

@@ -234,6 +234,14 @@ final class SafetensorsTests: XCTestCase {
         assertFormatError(path, ["header", "is not valid JSON"])
     }
 
+    /// The safetensors library refuses a header that names a tensor twice; a JSON reader would keep the last.
+    func testDuplicateTensorNamesAreRejected() {
+        let directory = temporaryDirectory("safetensors")
+        let entry = #"{"dtype": "U8", "shape": [2], "data_offsets": [0, 2]}"#
+        let path = Self.rawFile(directory, header: #"{"w": \#(entry), "w": \#(entry)}"#, dataByteCount: 2)
+        assertFormatError(path, ["the key 'w' appears twice"])
+    }
+
     func testHeaderNotAnObject() {
         let directory = temporaryDirectory("safetensors")
         let path = Self.rawFile(directory, header: "[1, 2, 3]")
