@@ -733,6 +733,12 @@ typedef struct nodus_generate_params {
     nodus_pipeline_output output;       /* default NODUS_PIPELINE_OUTPUT_IMAGE                      */
     nodus_progress_callback progress;   /* after each step; may be NULL                             */
     void *progress_user_data;
+    /* img2img (diffusers' StableDiffusionImg2ImgPipeline): the starting images, float32
+     * [1 or N, H, W, 3] in [0, 1], which set the size (height and width 0 or equal), or NULL.
+     * Encoded with the VAE, latent_dist.sample(generator) * scaling_factor, noised to the first
+     * of the last int(steps * strength) timesteps, which then run. */
+    const nodus_tensor *image;
+    double strength;                    /* img2img, in [0, 1] (default 0.8)                         */
 } nodus_generate_params;
 
 /* 50 steps, guidance 7.5, default size, seed 0, one image per prompt, images out. */

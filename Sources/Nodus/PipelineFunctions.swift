@@ -20,6 +20,7 @@ enum GenerateParameters {
         params.guidance_scale = 7.5
         params.images_per_prompt = 1
         params.output = nodus_pipeline_output(NODUS_PIPELINE_OUTPUT_IMAGE)
+        params.strength = 0.8
         return params
     }
 
@@ -53,6 +54,11 @@ enum GenerateParameters {
         if let callback = settings.progress {
             let userData = settings.progress_user_data
             request.progress = { done, total in callback(Int32(clamping: done), Int32(clamping: total), userData) == 0 }
+        }
+        if let image = settings.image {
+            request.image = try TensorBridge.input(image.pointee, label: "\(function): params.image", copy: true)
+            guard settings.strength.isFinite else { throw NodusError.invalidArgument("\(function): params.strength is not finite") }
+            request.strength = settings.strength
         }
         return request
     }

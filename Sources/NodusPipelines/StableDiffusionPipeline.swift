@@ -15,7 +15,11 @@ import NodusModels
 /// generator)` times `init_noise_sigma`; every stochastic step's noise drawn
 /// from the same generator, in order; `vae.decode(latents / scaling_factor)`
 /// and `(image / 2 + 0.5).clamp(0, 1)`. A seed reproduces diffusers' images
-/// for `generator=torch.Generator("cpu").manual_seed(seed)`.
+/// for `generator=torch.Generator("cpu").manual_seed(seed)`. With a starting
+/// image it is `StableDiffusionImg2ImgPipeline`: the image (in [0, 1]) mapped
+/// to [-1, 1] and encoded, `latent_dist.sample(generator)` times
+/// `scaling_factor`, noised with a second draw to the first of the last
+/// `Int(steps * strength)` timesteps, which then run.
 ///
 /// Limitations: no safety checker (as diffusers with `safety_checker=None`);
 /// no `prompt_embeds`, `guidance_rescale`, `timesteps` / `sigmas` lists or
@@ -104,7 +108,7 @@ public final class StableDiffusionPipeline {
     ///   the components' errors.
     public func generate(_ request: TextToImageRequest) throws -> Tensor {
         _ = try outputShape(for: request)
-        let (height, width) = (request.height ?? defaultSize, request.width ?? defaultSize)
+        let (height, width) = try size(of: request)
         let downscale = vae.settings.downscale
         let negatives = try negativePrompts(request)
         let guided = request.guidanceScale > 1
@@ -118,11 +122,18 @@ public final class StableDiffusionPipeline {
             context = try Tensor.concatenatingBatch([negative, positive])
         }
 
-        // 2. The initial latents, then every stochastic step's noise, from one generator stream.
+        // 2. The initial latents (img2img: the image's sampled latent first), then every stochastic
+        //    step's noise, from one generator stream.
         var generator = TorchGenerator(seed: request.seed)
         let latentShape = [batch, unet.settings.inChannels, height / downscale, width / downscale]
+        let imageLatents = try request.image.map { try encodedImage($0, batch: batch, generator: &generator) }
         let noise = try generator.randn(shape: latentShape)
-        var sampling = SamplingRequest(initNoise: noise)  // the sampler multiplies it by init_noise_sigma
+        // The sampler multiplies the noise by init_noise_sigma, or (img2img) adds it to the image's latents.
+        var sampling = SamplingRequest(initNoise: noise)
+        if let imageLatents {
+            sampling.imageLatents = imageLatents
+            sampling.strength = request.strength
+        }
         sampling.steps = request.steps
         sampling.guidanceScale = request.guidanceScale
         sampling.encoderHiddenStates = context
@@ -142,9 +153,34 @@ public final class StableDiffusionPipeline {
         return try StableDiffusionPipeline.displayImages(decoded)
     }
 
+    /// The image size: the starting image's, else the request's or the default.
+    private func size(of request: TextToImageRequest) throws -> (height: Int, width: Int) {
+        guard let image = request.image else { return (request.height ?? defaultSize, request.width ?? defaultSize) }
+        guard image.rank == 4, image.shape[3] == 3, image.shape[0] > 0 else {
+            throw NodusError.shape("the starting image must be [1 or N, height, width, 3] in [0, 1], got \(image.shape)")
+        }
+        if let height = request.height, let width = request.width, [height, width] != [image.shape[1], image.shape[2]] {
+            throw NodusError.invalidArgument("height x width \(height) x \(width) differs from the starting image's \(image.shape[1]) x \(image.shape[2])")
+        }
+        return (image.shape[1], image.shape[2])
+    }
+
+    /// img2img: the starting images [1 or N, H, W, 3] in [0, 1] as [-1, 1] NCHW, encoded, sampled
+    /// with the generator and times `scaling_factor`; one image is repeated over the batch.
+    private func encodedImage(_ image: Tensor, batch: Int, generator: inout TorchGenerator) throws -> Tensor {
+        let count = image.shape[0]
+        guard count == 1 || count == batch else {
+            throw NodusError.invalidArgument("\(count) starting images for a batch of \(batch): give one, or one per image")
+        }
+        let pixels = try StableDiffusionPipeline.modelImages(image.finiteFloat32("the starting image"))
+        let draw = try generator.randn(shape: vae.encodedShape(forImage: pixels.shape))
+        let latents = try vae.encodeLatent(pixels, noise: draw)
+        return count == batch ? latents : try Tensor.concatenatingBatch(Array(repeating: latents, count: batch))
+    }
+
     /// The shape `generate` returns for `request`, after checking its sizes and counts.
     public func outputShape(for request: TextToImageRequest) throws -> [Int] {
-        let (height, width) = (request.height ?? defaultSize, request.width ?? defaultSize)
+        let (height, width) = try size(of: request)
         let downscale = vae.settings.downscale
         guard height > 0, width > 0, height <= 1 << 14, width <= 1 << 14, height % 8 == 0, width % 8 == 0,
               height % downscale == 0, width % downscale == 0 else {
@@ -158,6 +194,9 @@ public final class StableDiffusionPipeline {
             throw NodusError.invalidArgument("steps must be in 1...10000, got \(request.steps)")
         }
         guard request.guidanceScale.isFinite else { throw NodusError.invalidArgument("guidance_scale must be finite") }
+        guard request.image == nil || (0...1).contains(request.strength) else {
+            throw NodusError.invalidArgument("strength must be in [0, 1], got \(request.strength)")
+        }
         guard request.clipSkip >= 0, request.clipSkip < textEncoder.settings.layers else {
             throw NodusError.invalidArgument("clip_skip must be in 0..<\(textEncoder.settings.layers), got \(request.clipSkip)")
         }
@@ -208,6 +247,22 @@ public final class StableDiffusionPipeline {
     static func divided(_ tensor: Tensor, by divisor: Float) throws -> Tensor {
         let result = try Tensor(shape: tensor.shape, floats: tensor.floatArray())
         for index in 0..<result.elementCount { result.floats[index] /= divisor }
+        return result
+    }
+
+    /// [N, H, W, 3] in [0, 1] -> [N, 3, H, W] of `2 x - 1` (diffusers' `VaeImageProcessor.preprocess`).
+    static func modelImages(_ images: Tensor) throws -> Tensor {
+        let (batch, height, width, channels) = (images.shape[0], images.shape[1], images.shape[2], images.shape[3])
+        let result = try Tensor(zeros: [batch, channels, height, width])
+        let source = images.floats, target = result.floats
+        for item in 0..<batch {
+            for pixel in 0..<(height * width) {
+                for channel in 0..<channels {
+                    target[(item * channels + channel) * height * width + pixel] =
+                        2 * source[(item * height * width + pixel) * channels + channel] - 1
+                }
+            }
+        }
         return result
     }
 

@@ -28,6 +28,11 @@ public struct TextToImageRequest {
     public var output = Output.image
     /// Called after each step with (done, total); return false to cancel.
     public var progress: ((Int, Int) -> Bool)?
+    /// img2img (diffusers' `StableDiffusionImg2ImgPipeline`): the starting images, float32
+    /// [1 or N, H, W, 3] in [0, 1] (as `output_type="np"` returns them), which set the size.
+    public var image: Tensor?
+    /// img2img: how much of the schedule runs (the last `Int(steps * strength)` timesteps).
+    public var strength: Double = 0.8
 
     public init(prompts: [String]) { self.prompts = prompts }
 }

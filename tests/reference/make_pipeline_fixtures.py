@@ -21,6 +21,9 @@ What it writes:
                                  sd-tiny-cases.json): C.latents (output_type="latent") and
                                  C.images (output_type="np", [N, 16, 16, 3]); lora.latents: the
                                  ddim_clip_skip case without clip skip, with sd-tiny-lora at 0.8
+  img2img.image                  [1, 16, 16, 3] in [0, 1]: a starting image; img2img.latents and
+                                 img2img.images: StableDiffusionImg2ImgPipeline from it with the
+                                 euler_ancestral case's prompt, strength 0.6, 10 steps, 2 images
   sd-tiny-lora.safetensors       one file with UNet keys (unet.*: rank 2 on to_q/to_k/to_v/to_out.0)
                                  and text-encoder keys (text_encoder.*: rank 2 on q/k/v/out_proj),
                                  written by StableDiffusionPipeline.save_lora_weights; the reference
@@ -195,6 +198,25 @@ def write_lora(pipeline: StableDiffusionPipeline, out: Path) -> torch.Tensor:
     return run(merged, case, "latent")
 
 
+def img2img(pipeline: StableDiffusionPipeline) -> dict[str, torch.Tensor]:
+    """StableDiffusionImg2ImgPipeline on the same components: the encode's sample, the noise and every
+    ancestral step draw from one generator."""
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    y, x = torch.meshgrid(torch.linspace(0, 1, 16), torch.linspace(0, 1, 16), indexing="ij")
+    image = torch.stack([x, y, (x * y) ** 0.5], dim=-1)[None].contiguous()  # [1, 16, 16, 3] in [0, 1]
+    pipe = StableDiffusionImg2ImgPipeline(**pipeline.components)
+    pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipeline.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    result = {"img2img.image": image}
+    for output_type, key in (("latent", "img2img.latents"), ("np", "img2img.images")):
+        images = pipe(["a chest x-ray"], image=image.permute(0, 3, 1, 2) * 2 - 1, strength=0.6, num_inference_steps=10,
+                      guidance_scale=5.0, num_images_per_prompt=2,
+                      generator=torch.Generator("cpu").manual_seed(11), output_type=output_type).images
+        result[key] = (images if isinstance(images, torch.Tensor) else torch.from_numpy(images)).float().contiguous()
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "Tests" / "Fixtures")
@@ -209,6 +231,7 @@ def main() -> None:
         tensors[f"{name}.latents"] = run(pipeline, case, "latent").contiguous()
         tensors[f"{name}.images"] = run(pipeline, case, "np").float().contiguous()
         assert tensors[f"{name}.images"].std() > 0.02, f"{name}: the images are flat"
+    tensors.update(img2img(pipeline))
     tensors["lora.latents"] = write_lora(pipeline, out).contiguous()
     assert (tensors["lora.latents"] - run(pipeline, dict(CASES["ddim_clip_skip"], clip_skip=None), "latent")).abs().max() > 1e-2
     versions = {"torch": torch.__version__, "diffusers": diffusers.__version__,

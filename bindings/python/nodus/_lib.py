@@ -112,6 +112,8 @@ class GenerateParams(ctypes.Structure):
         ("output", ctypes.c_int32),
         ("progress", ProgressCallback),
         ("progress_user_data", ctypes.c_void_p),
+        ("image", ctypes.POINTER(Tensor)),
+        ("strength", ctypes.c_double),
     ]
 
 

@@ -139,13 +139,16 @@ class Pipeline(Handle):
     # -- generation -------------------------------------------------------
 
     def __call__(self, prompt, negative_prompt=None, num_inference_steps=50, guidance_scale=7.5, height=None,
-                 width=None, seed=0, num_images_per_prompt=1, output_type="np", clip_skip=None, callback=None):
+                 width=None, seed=0, num_images_per_prompt=1, output_type="np", clip_skip=None, callback=None,
+                 image=None, strength=0.8):
         """diffusers' ``StableDiffusionPipeline.__call__``: returns float32 images [N, H, W, 3] in
         [0, 1] (``output_type="np"``) or the latents [N, 4, H/8, W/8] (``"latent"``).
 
         ``seed`` gives the images diffusers gives with
         ``generator=torch.Generator("cpu").manual_seed(seed)``. ``callback(done, total)`` runs
-        after each step; returning False cancels (CancelledError).
+        after each step; returning False cancels (CancelledError). With ``image`` (float
+        [H, W, 3] or [1 or N, H, W, 3] in [0, 1]) and ``strength`` it is diffusers'
+        ``StableDiffusionImg2ImgPipeline``.
         """
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if not prompts or not all(isinstance(text, str) for text in prompts):
@@ -172,6 +175,14 @@ class Pipeline(Handle):
         params.images_per_prompt = _integer(num_images_per_prompt, "num_images_per_prompt")
         params.clip_skip = 0 if clip_skip is None else _integer(clip_skip, "clip_skip")
         params.output = 1 if output_type == "latent" else 0
+        start = None
+        if image is not None:
+            pixels = _tensor.float32_array(image, "image")
+            if pixels.ndim == 3:
+                pixels = pixels[None]
+            start = _tensor.Input(pixels, "image")
+            params.image = ctypes.pointer(start.struct)
+            params.strength = float(strength)
         failure = []
         if callback is not None:
 

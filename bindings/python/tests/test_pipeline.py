@@ -126,3 +126,25 @@ def test_broken_folders(tmp_path):
         nodus.Pipeline.from_pretrained(unknown)
     with pytest.raises(nodus.NodusIOError, match="not a diffusers pipeline folder"):
         nodus.Pipeline.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("output_type", ["latent", "np"])
+def test_img2img_as_diffusers(pipe, references, output_type):
+    """StableDiffusionImg2ImgPipeline: the image's sampled latent, the noise and the Euler-ancestral steps
+    all from the seed's one generator; strength 0.6 of 10 steps; one image for 2 outputs."""
+    case = dict(CASES["euler_ancestral"], prompt=["a chest x-ray"], negative_prompt=None, steps=10, seed=11)
+    result = run(pipe, case, output_type=output_type, image=references["img2img.image"][0], strength=0.6)
+    expected = references[f"img2img.{'latents' if output_type == 'latent' else 'images'}"]
+    error = relative_error(result, expected)
+    assert error < BOUND, f"img2img {output_type}: relative error {error:.2e}"
+
+
+def test_img2img_bad_input(pipe, references):
+    case = CASES["ddim_unguided"]
+    image = references["img2img.image"]
+    with pytest.raises(nodus.NodusError, match="strength"):
+        run(pipe, case, image=image, strength=1.5)
+    with pytest.raises(nodus.NodusError, match="differs from the starting image"):
+        run(pipe, case, image=image, height=32, width=32)
+    with pytest.raises(nodus.NodusError, match="starting image"):
+        run(pipe, case, image=image[..., :2])
