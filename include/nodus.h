@@ -538,7 +538,9 @@ NODUS_API void nodus_sample_params_init(nodus_sample_params *params);
  * model once per timestep on the scheduler's scale_model_input of the latent. Writes the final latent [B, C, H, W] to `output` (as in
  * nodus_model_forward: with output->data NULL it only reports the shape and
  * samples nothing). The trajectory and step_noise have one entry per timestep
- * that runs (fewer with strength < 1). */
+ * that runs (fewer with strength < 1). The loop steps a copy of the scheduler,
+ * which the handle takes when the call returns: the progress callback may read
+ * or change the scheduler handle, and such changes are overwritten then. */
 NODUS_API NODUS_NODISCARD nodus_status nodus_sample(nodus_model *model, nodus_scheduler *scheduler,
                                                     const nodus_sample_params *params, nodus_tensor *output);
 

@@ -5,7 +5,7 @@ import NodusModels
 
 /// The LoRA controller of a model handle, or an error for models that take no adapters.
 private func controller(_ model: OpaquePointer?, in function: String) throws -> (ModelHandle, LoRAController) {
-    let handle = ModelHandle.from(try Argument.required(model, "model", in: function))
+    let handle = try Argument.handle(model, ModelHandle.self, "model", in: function)
     guard let adaptable = handle.model as? any AdaptableModel else {
         throw NodusError.unsupported("\(function): a '\(handle.model.kind.name)' model takes no LoRA adapters")
     }
@@ -121,7 +121,7 @@ public func nodusModelLoRACompareJSON(_ model: OpaquePointer?, _ first: UnsafePo
 public func nodusModelSave(_ model: OpaquePointer?, _ directory: UnsafePointer<CChar>?) -> nodus_status {
     let function = "nodus_model_save"
     return Status.run(function) {
-        let handle = ModelHandle.from(try Argument.required(model, "model", in: function))
+        let handle = try Argument.handle(model, ModelHandle.self, "model", in: function)
         let path = try Argument.string(directory, "directory", in: function)
         guard let adaptable = handle.model as? any AdaptableModel else {
             throw NodusError.unsupported("\(function): saving a '\(handle.model.kind.name)' model is not supported")

@@ -80,28 +80,21 @@ public func nodusModelLoad(_ path: UnsafePointer<CChar>?, _ params: UnsafePointe
 /// `void nodus_model_free(nodus_model *)`: NULL is a no-op.
 @_cdecl("nodus_model_free")
 public func nodusModelFree(_ model: OpaquePointer?) {
-    guard let model else { return }
-    Unmanaged<ModelHandle>.fromOpaque(UnsafeRawPointer(model)).release()
+    ModelHandle.release(model, in: "nodus_model_free")
 }
 
 /// `nodus_model_kind nodus_model_get_kind(const nodus_model *)`: -1 when `model` is NULL.
 @_cdecl("nodus_model_get_kind")
 public func nodusModelGetKind(_ model: OpaquePointer?) -> nodus_model_kind {
-    guard let model else {
-        LastError.set("nodus_model_get_kind: `model` is NULL")
-        return -1
-    }
-    return ModelHandle.from(model).model.kind.rawValue
+    guard let handle = ModelHandle.lookup(model, "model", in: "nodus_model_get_kind") else { return -1 }
+    return handle.model.kind.rawValue
 }
 
 /// `const char *nodus_model_config_json(const nodus_model *)`: owned by the model; NULL if `model` is NULL.
 @_cdecl("nodus_model_config_json")
 public func nodusModelConfigJSON(_ model: OpaquePointer?) -> UnsafePointer<CChar>? {
-    guard let model else {
-        LastError.set("nodus_model_config_json: `model` is NULL")
-        return nil
-    }
-    return UnsafePointer(ModelHandle.from(model).configJSON)
+    guard let handle = ModelHandle.lookup(model, "model", in: "nodus_model_config_json") else { return nil }
+    return UnsafePointer(handle.configJSON)
 }
 
 /// `nodus_status nodus_model_forward(nodus_model *, const nodus_tensor *inputs, size_t count, nodus_tensor *output)`.
@@ -110,7 +103,7 @@ public func nodusModelForward(_ model: OpaquePointer?, _ inputs: UnsafePointer<n
                               _ output: UnsafeMutablePointer<nodus_tensor>?) -> nodus_status {
     let function = "nodus_model_forward"
     return Status.run(function) {
-        let handle = ModelHandle.from(try Argument.required(model, "model", in: function))
+        let handle = try Argument.handle(model, ModelHandle.self, "model", in: function)
         let target = try Argument.required(output, "output", in: function)
         let named = try TensorBridge.namedInputs(inputs, count: inputCount, in: function)
         let shape = try handle.model.outputShape(for: named)
@@ -127,7 +120,7 @@ public func nodusModelDecode(_ model: OpaquePointer?, _ latent: UnsafePointer<no
                              _ output: UnsafeMutablePointer<nodus_tensor>?) -> nodus_status {
     let function = "nodus_model_decode"
     return Status.run(function) {
-        let handle = ModelHandle.from(try Argument.required(model, "model", in: function))
+        let handle = try Argument.handle(model, ModelHandle.self, "model", in: function)
         let source = try Argument.required(latent, "latent", in: function)
         let target = try Argument.required(output, "output", in: function)
         guard let decoder = handle.model as? LatentDecoder else {

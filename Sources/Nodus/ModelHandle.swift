@@ -7,7 +7,9 @@ import NodusModels
 /// What a `nodus_model *` points to: a loaded model and its config.json as a C
 /// string (returned by `nodus_model_config_json`, freed with the handle), plus
 /// the last JSON string handed out (LoRA state or comparison, profile).
-final class ModelHandle {
+final class ModelHandle: OpaqueHandle {
+    static let typeName = "nodus_model"
+
     let model: any DiffusionModel
     let configJSON: UnsafeMutablePointer<CChar>
     /// The model's inputs and outputs with their names as C strings (freed with the handle).
@@ -43,15 +45,5 @@ final class ModelHandle {
         free(stateJSON)
         stateJSON = strdup(text)
         return stateJSON.map { UnsafePointer($0) }
-    }
-
-    /// A new retained opaque pointer to `self` (released by `nodus_model_free`).
-    func retainedPointer() -> OpaquePointer {
-        OpaquePointer(Unmanaged.passRetained(self).toOpaque())
-    }
-
-    /// The handle behind `pointer`, which must come from `retainedPointer()`.
-    static func from(_ pointer: OpaquePointer) -> ModelHandle {
-        Unmanaged<ModelHandle>.fromOpaque(UnsafeRawPointer(pointer)).takeUnretainedValue()
     }
 }

@@ -82,8 +82,7 @@ public func nodusPipelineLoad(_ path: UnsafePointer<CChar>?, _ params: UnsafePoi
 /// `void nodus_pipeline_free(nodus_pipeline *)`: NULL is a no-op.
 @_cdecl("nodus_pipeline_free")
 public func nodusPipelineFree(_ pipeline: OpaquePointer?) {
-    guard let pipeline else { return }
-    Unmanaged<PipelineHandle>.fromOpaque(UnsafeRawPointer(pipeline)).release()
+    PipelineHandle.release(pipeline, in: "nodus_pipeline_free")
 }
 
 /// `nodus_status nodus_pipeline_model(nodus_pipeline *, const char *component, nodus_model **)`.
@@ -93,7 +92,7 @@ public func nodusPipelineModel(_ pipeline: OpaquePointer?, _ component: UnsafePo
     let function = "nodus_pipeline_model"
     outModel?.pointee = nil
     return Status.run(function) {
-        let handle = PipelineHandle.from(try Argument.required(pipeline, "pipeline", in: function))
+        let handle = try Argument.handle(pipeline, PipelineHandle.self, "pipeline", in: function)
         let target = try Argument.required(outModel, "out_model", in: function)
         let name = try Argument.string(component, "component", in: function)
         let pipeline = handle.pipeline
@@ -116,7 +115,7 @@ public func nodusPipelineTokenizer(_ pipeline: OpaquePointer?,
     let function = "nodus_pipeline_tokenizer"
     outTokenizer?.pointee = nil
     return Status.run(function) {
-        let handle = PipelineHandle.from(try Argument.required(pipeline, "pipeline", in: function))
+        let handle = try Argument.handle(pipeline, PipelineHandle.self, "pipeline", in: function)
         let target = try Argument.required(outTokenizer, "out_tokenizer", in: function)
         target.pointee = TokenizerHandle(tokenizer: handle.pipeline.tokenizer).retainedPointer()
     }
@@ -127,8 +126,8 @@ public func nodusPipelineTokenizer(_ pipeline: OpaquePointer?,
 public func nodusPipelineSetScheduler(_ pipeline: OpaquePointer?, _ scheduler: OpaquePointer?) -> nodus_status {
     let function = "nodus_pipeline_set_scheduler"
     return Status.run(function) {
-        let handle = PipelineHandle.from(try Argument.required(pipeline, "pipeline", in: function))
-        let source = SchedulerHandle.from(try Argument.required(scheduler, "scheduler", in: function))
+        let handle = try Argument.handle(pipeline, PipelineHandle.self, "pipeline", in: function)
+        let source = try Argument.handle(scheduler, SchedulerHandle.self, "scheduler", in: function)
         handle.pipeline.scheduler = source.scheduler
     }
 }
@@ -140,7 +139,7 @@ public func nodusPipelineScheduler(_ pipeline: OpaquePointer?,
     let function = "nodus_pipeline_scheduler"
     outScheduler?.pointee = nil
     return Status.run(function) {
-        let handle = PipelineHandle.from(try Argument.required(pipeline, "pipeline", in: function))
+        let handle = try Argument.handle(pipeline, PipelineHandle.self, "pipeline", in: function)
         let target = try Argument.required(outScheduler, "out_scheduler", in: function)
         target.pointee = SchedulerHandle(scheduler: handle.pipeline.scheduler).retainedPointer()
     }
@@ -152,7 +151,7 @@ public func nodusPipelineLoadLoRA(_ pipeline: OpaquePointer?, _ path: UnsafePoin
                                   _ adapterName: UnsafePointer<CChar>?) -> nodus_status {
     let function = "nodus_pipeline_load_lora"
     return Status.run(function) {
-        let handle = PipelineHandle.from(try Argument.required(pipeline, "pipeline", in: function))
+        let handle = try Argument.handle(pipeline, PipelineHandle.self, "pipeline", in: function)
         let location = try Argument.string(path, "path", in: function)
         let name = try Argument.string(adapterName, "adapter_name", in: function)
         _ = try handle.pipeline.loadLoRA(path: location, adapterName: name)
@@ -165,7 +164,7 @@ public func nodusPipelineSetAdapters(_ pipeline: OpaquePointer?, _ names: Unsafe
                                      _ weights: UnsafePointer<Float>?, _ count: Int) -> nodus_status {
     let function = "nodus_pipeline_set_adapters"
     return Status.run(function) {
-        let handle = PipelineHandle.from(try Argument.required(pipeline, "pipeline", in: function))
+        let handle = try Argument.handle(pipeline, PipelineHandle.self, "pipeline", in: function)
         let list = try Argument.strings(names, count: count, "names", in: function)
         let values = weights.map { Array(UnsafeBufferPointer(start: $0, count: list.count)) }
             ?? Array(repeating: 1, count: list.count)
@@ -208,7 +207,7 @@ public func nodusPipelineGenerate(_ pipeline: OpaquePointer?, _ params: UnsafePo
                                   _ output: UnsafeMutablePointer<nodus_tensor>?) -> nodus_status {
     let function = "nodus_pipeline_generate"
     return Status.run(function) {
-        let handle = PipelineHandle.from(try Argument.required(pipeline, "pipeline", in: function))
+        let handle = try Argument.handle(pipeline, PipelineHandle.self, "pipeline", in: function)
         let paramsPointer = try Argument.required(params, "params", in: function)
         let target = try Argument.required(output, "output", in: function)
         let settings = try Argument.params(paramsPointer, defaults: GenerateParameters.defaults,

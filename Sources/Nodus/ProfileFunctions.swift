@@ -11,7 +11,7 @@ public func nodusModelProfile(_ model: OpaquePointer?, _ inputs: UnsafePointer<n
     let function = "nodus_model_profile"
     outJSON?.pointee = nil
     return Status.run(function) {
-        let handle = ModelHandle.from(try Argument.required(model, "model", in: function))
+        let handle = try Argument.handle(model, ModelHandle.self, "model", in: function)
         let target = try Argument.required(outJSON, "out_json", in: function)
         guard rounds >= 1 else {
             throw NodusError.invalidArgument("\(function): rounds is \(rounds); it must be at least 1")

@@ -28,8 +28,8 @@ public func nodusSample(_ model: OpaquePointer?, _ scheduler: OpaquePointer?,
                         _ output: UnsafeMutablePointer<nodus_tensor>?) -> nodus_status {
     let function = "nodus_sample"
     return Status.run(function) {
-        let modelHandle = ModelHandle.from(try Argument.required(model, "model", in: function))
-        let schedulerHandle = SchedulerHandle.from(try Argument.required(scheduler, "scheduler", in: function))
+        let modelHandle = try Argument.handle(model, ModelHandle.self, "model", in: function)
+        let schedulerHandle = try Argument.handle(scheduler, SchedulerHandle.self, "scheduler", in: function)
         let paramsPointer = try Argument.required(params, "params", in: function)
         let target = try Argument.required(output, "output", in: function)
         let settings = try Argument.params(paramsPointer, defaults: SampleParameters.defaults,
@@ -86,8 +86,11 @@ public func nodusSample(_ model: OpaquePointer?, _ scheduler: OpaquePointer?,
                 callback(Int32(clamping: done), Int32(clamping: total), userData) == 0
             }
         }
-        let result = try GuidedSampler.run(model: modelHandle.model, scheduler: &schedulerHandle.scheduler,
-                                           request: request)
+        // The run steps a copy: a progress callback may use the scheduler handle (set_timesteps,
+        // timesteps) without a conflicting access; the handle takes the run's final state after.
+        var running = schedulerHandle.scheduler
+        let result = try GuidedSampler.run(model: modelHandle.model, scheduler: &running, request: request)
+        schedulerHandle.scheduler = running
         if let trajectory = settings.trajectory {
             guard let recorded = result.trajectory else {
                 throw NodusError(.internal, "\(function): the sampler did not record the trajectory")

@@ -77,19 +77,15 @@ public func nodusSchedulerFromJSON(_ json: UnsafePointer<CChar>?,
 /// `void nodus_scheduler_free(nodus_scheduler *)`: NULL is a no-op.
 @_cdecl("nodus_scheduler_free")
 public func nodusSchedulerFree(_ scheduler: OpaquePointer?) {
-    guard let scheduler else { return }
-    Unmanaged<SchedulerHandle>.fromOpaque(UnsafeRawPointer(scheduler)).release()
+    SchedulerHandle.release(scheduler, in: "nodus_scheduler_free")
 }
 
 /// `nodus_scheduler_kind nodus_scheduler_get_kind(const nodus_scheduler *)`: -1 when
 /// `scheduler` is NULL or its class has no `nodus_scheduler_kind` value.
 @_cdecl("nodus_scheduler_get_kind")
 public func nodusSchedulerGetKind(_ scheduler: OpaquePointer?) -> nodus_scheduler_kind {
-    guard let scheduler else {
-        LastError.set("nodus_scheduler_get_kind: `scheduler` is NULL")
-        return -1
-    }
-    return SchedulerKinds.kind(ofClass: SchedulerHandle.from(scheduler).scheduler.className)
+    guard let handle = SchedulerHandle.lookup(scheduler, "scheduler", in: "nodus_scheduler_get_kind") else { return -1 }
+    return SchedulerKinds.kind(ofClass: handle.scheduler.className)
 }
 
 /// `nodus_status nodus_scheduler_set_timesteps(nodus_scheduler *, int32_t steps)`.
@@ -97,9 +93,9 @@ public func nodusSchedulerGetKind(_ scheduler: OpaquePointer?) -> nodus_schedule
 public func nodusSchedulerSetTimesteps(_ scheduler: OpaquePointer?, _ steps: Int32) -> nodus_status {
     let function = "nodus_scheduler_set_timesteps"
     return Status.run(function) {
-        let handle = SchedulerHandle.from(try Argument.required(scheduler, "scheduler", in: function))
-        guard steps >= 1 else {
-            throw NodusError.invalidArgument("\(function): steps is \(steps); it must be at least 1")
+        let handle = try Argument.handle(scheduler, SchedulerHandle.self, "scheduler", in: function)
+        guard steps >= 1, Int(steps) <= SchedulerFactory.maximumSteps else {
+            throw NodusError.invalidArgument("\(function): steps is \(steps); it must be in 1...\(SchedulerFactory.maximumSteps)")
         }
         try handle.scheduler.setTimesteps(Int(steps), mu: nil)
     }
@@ -113,7 +109,7 @@ public func nodusSchedulerTimesteps(_ scheduler: OpaquePointer?, _ out: UnsafeMu
                                     _ outIsInteger: UnsafeMutablePointer<Int32>?) -> nodus_status {
     let function = "nodus_scheduler_timesteps"
     return Status.run(function) {
-        let handle = SchedulerHandle.from(try Argument.required(scheduler, "scheduler", in: function))
+        let handle = try Argument.handle(scheduler, SchedulerHandle.self, "scheduler", in: function)
         let countTarget = try Argument.required(outCount, "out_count", in: function)
         let integerTarget = try Argument.required(outIsInteger, "out_is_integer", in: function)
         if capacity != 0 { _ = try Argument.required(out, "out", in: function) }
@@ -131,31 +127,22 @@ public func nodusSchedulerTimesteps(_ scheduler: OpaquePointer?, _ out: UnsafeMu
 /// `float nodus_scheduler_init_noise_sigma(const nodus_scheduler *)`: NaN when `scheduler` is NULL.
 @_cdecl("nodus_scheduler_init_noise_sigma")
 public func nodusSchedulerInitNoiseSigma(_ scheduler: OpaquePointer?) -> Float {
-    guard let scheduler else {
-        LastError.set("nodus_scheduler_init_noise_sigma: `scheduler` is NULL")
-        return .nan
-    }
-    return Float(SchedulerHandle.from(scheduler).scheduler.initNoiseSigma)
+    guard let handle = SchedulerHandle.lookup(scheduler, "scheduler", in: "nodus_scheduler_init_noise_sigma") else { return .nan }
+    return Float(handle.scheduler.initNoiseSigma)
 }
 
 /// `int32_t nodus_scheduler_draws_noise(const nodus_scheduler *)`: 1 or 0; -1 when `scheduler` is NULL.
 @_cdecl("nodus_scheduler_draws_noise")
 public func nodusSchedulerDrawsNoise(_ scheduler: OpaquePointer?) -> Int32 {
-    guard let scheduler else {
-        LastError.set("nodus_scheduler_draws_noise: `scheduler` is NULL")
-        return -1
-    }
-    return SchedulerHandle.from(scheduler).scheduler.drawsStepNoise ? 1 : 0
+    guard let handle = SchedulerHandle.lookup(scheduler, "scheduler", in: "nodus_scheduler_draws_noise") else { return -1 }
+    return handle.scheduler.drawsStepNoise ? 1 : 0
 }
 
 /// `int32_t nodus_scheduler_order(const nodus_scheduler *)`: -1 when `scheduler` is NULL.
 @_cdecl("nodus_scheduler_order")
 public func nodusSchedulerOrder(_ scheduler: OpaquePointer?) -> Int32 {
-    guard let scheduler else {
-        LastError.set("nodus_scheduler_order: `scheduler` is NULL")
-        return -1
-    }
-    return Int32(clamping: SchedulerHandle.from(scheduler).scheduler.order)
+    guard let handle = SchedulerHandle.lookup(scheduler, "scheduler", in: "nodus_scheduler_order") else { return -1 }
+    return Int32(clamping: handle.scheduler.order)
 }
 
 /// `nodus_status nodus_scheduler_step(nodus_scheduler *, const nodus_tensor *model_output, double timestep,
@@ -169,7 +156,7 @@ public func nodusSchedulerStep(_ scheduler: OpaquePointer?, _ modelOutput: Unsaf
                                _ prevSample: UnsafeMutablePointer<nodus_tensor>?) -> nodus_status {
     let function = "nodus_scheduler_step"
     return Status.run(function) {
-        let handle = SchedulerHandle.from(try Argument.required(scheduler, "scheduler", in: function))
+        let handle = try Argument.handle(scheduler, SchedulerHandle.self, "scheduler", in: function)
         let outputSource = try Argument.required(modelOutput, "model_output", in: function)
         let sampleSource = try Argument.required(sample, "sample", in: function)
         let target = try Argument.required(prevSample, "prev_sample", in: function)
@@ -198,7 +185,7 @@ public func nodusSchedulerScaleModelInput(_ scheduler: OpaquePointer?, _ sample:
                                           _ scaled: UnsafeMutablePointer<nodus_tensor>?) -> nodus_status {
     let function = "nodus_scheduler_scale_model_input"
     return Status.run(function) {
-        let handle = SchedulerHandle.from(try Argument.required(scheduler, "scheduler", in: function))
+        let handle = try Argument.handle(scheduler, SchedulerHandle.self, "scheduler", in: function)
         let sampleSource = try Argument.required(sample, "sample", in: function)
         let target = try Argument.required(scaled, "scaled", in: function)
         guard timestep.isFinite else {

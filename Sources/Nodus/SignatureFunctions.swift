@@ -14,7 +14,7 @@ public func nodusModelForwardAll(_ model: OpaquePointer?, _ inputs: UnsafePointe
                                  _ outputs: UnsafeMutablePointer<nodus_tensor>?, _ outputCount: Int) -> nodus_status {
     let function = "nodus_model_forward_all"
     return Status.run(function) {
-        let handle = ModelHandle.from(try Argument.required(model, "model", in: function))
+        let handle = try Argument.handle(model, ModelHandle.self, "model", in: function)
         let signatures = handle.model.outputSignatures
         guard outputCount == signatures.count else {
             throw NodusError.invalidArgument("\(function): output_count is \(outputCount), but the model has \(signatures.count) outputs")
@@ -40,15 +40,15 @@ public func nodusModelForwardAll(_ model: OpaquePointer?, _ inputs: UnsafePointe
 /// `size_t nodus_model_input_count(const nodus_model *)`.
 @_cdecl("nodus_model_input_count")
 public func nodusModelInputCount(_ model: OpaquePointer?) -> Int {
-    guard let model else { return 0 }
-    return ModelHandle.from(model).inputSignatures.count
+    guard let handle = ModelHandle.lookup(model, "model", in: "nodus_model_input_count") else { return 0 }
+    return handle.inputSignatures.count
 }
 
 /// `size_t nodus_model_output_count(const nodus_model *)`.
 @_cdecl("nodus_model_output_count")
 public func nodusModelOutputCount(_ model: OpaquePointer?) -> Int {
-    guard let model else { return 0 }
-    return ModelHandle.from(model).outputSignatures.count
+    guard let handle = ModelHandle.lookup(model, "model", in: "nodus_model_output_count") else { return 0 }
+    return handle.outputSignatures.count
 }
 
 /// `nodus_status nodus_model_input_info(const nodus_model *, size_t, nodus_tensor_info *)`.
@@ -69,7 +69,7 @@ enum SignatureInfo {
     static func describe(_ model: OpaquePointer?, _ index: Int, _ outInfo: UnsafeMutablePointer<nodus_tensor_info>?,
                          outputs: Bool, in function: String) -> nodus_status {
         Status.run(function) {
-            let handle = ModelHandle.from(try Argument.required(model, "model", in: function))
+            let handle = try Argument.handle(model, ModelHandle.self, "model", in: function)
             let target = try Argument.required(outInfo, "out_info", in: function)
             let signatures = outputs ? handle.outputSignatures : handle.inputSignatures
             guard index >= 0, index < signatures.count else {

@@ -24,8 +24,7 @@ public func nodusTokenizerLoad(_ path: UnsafePointer<CChar>?,
 /// `void nodus_tokenizer_free(nodus_tokenizer *)`: NULL is a no-op.
 @_cdecl("nodus_tokenizer_free")
 public func nodusTokenizerFree(_ tokenizer: OpaquePointer?) {
-    guard let tokenizer else { return }
-    Unmanaged<TokenizerHandle>.fromOpaque(UnsafeRawPointer(tokenizer)).release()
+    TokenizerHandle.release(tokenizer, in: "nodus_tokenizer_free")
 }
 
 enum TokenizerOutput {
@@ -48,7 +47,7 @@ enum TokenizerOutput {
     }
 
     static func tokenizer(_ pointer: OpaquePointer?, in function: String) throws -> CLIPTokenizer {
-        TokenizerHandle.from(try Argument.required(pointer, "tokenizer", in: function)).tokenizer
+        try Argument.handle(pointer, TokenizerHandle.self, "tokenizer", in: function).tokenizer
     }
 }
 
@@ -130,21 +129,15 @@ public func nodusTokenizerEncodePrompt(_ tokenizer: OpaquePointer?, _ text: Unsa
 /// `int32_t nodus_tokenizer_max_length(const nodus_tokenizer *)`: -1 when NULL.
 @_cdecl("nodus_tokenizer_max_length")
 public func nodusTokenizerMaxLength(_ tokenizer: OpaquePointer?) -> Int32 {
-    guard let tokenizer else {
-        LastError.set("nodus_tokenizer_max_length: `tokenizer` is NULL")
-        return -1
-    }
-    return Int32(clamping: TokenizerHandle.from(tokenizer).tokenizer.configuration.modelMaxLength)
+    guard let handle = TokenizerHandle.lookup(tokenizer, "tokenizer", in: "nodus_tokenizer_max_length") else { return -1 }
+    return Int32(clamping: handle.tokenizer.configuration.modelMaxLength)
 }
 
 /// The value of `property` for a tokenizer, or -1 and a message naming `function` when it is NULL.
 private func tokenizerQuery(_ tokenizer: OpaquePointer?, _ function: String,
                             _ property: (CLIPTokenizer) -> Int) -> Int64 {
-    guard let tokenizer else {
-        LastError.set("\(function): `tokenizer` is NULL")
-        return -1
-    }
-    return Int64(property(TokenizerHandle.from(tokenizer).tokenizer))
+    guard let handle = TokenizerHandle.lookup(tokenizer, "tokenizer", in: "\(function)") else { return -1 }
+    return Int64(property(handle.tokenizer))
 }
 
 /// `int64_t nodus_tokenizer_bos_id(const nodus_tokenizer *)`: -1 when NULL.

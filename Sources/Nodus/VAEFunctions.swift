@@ -7,7 +7,7 @@ import NodusModels
 
 /// The model behind `model` as a VAE encoder, or an error naming `function`.
 private func encoder(_ model: OpaquePointer?, in function: String) throws -> any LatentEncoder {
-    let handle = ModelHandle.from(try Argument.required(model, "model", in: function))
+    let handle = try Argument.handle(model, ModelHandle.self, "model", in: function)
     guard let encoder = handle.model as? LatentEncoder else {
         throw NodusError.invalidArgument("\(function): a '\(handle.model.kind.name)' model cannot encode images (load a VAE)")
     }
@@ -69,7 +69,7 @@ public func nodusModelEncodeLatent(_ model: OpaquePointer?, _ image: UnsafePoint
 public func nodusModelSetVAETiling(_ model: OpaquePointer?, _ enabled: Int32, _ tileSampleSize: Int32) -> nodus_status {
     let function = "nodus_model_set_vae_tiling"
     return Status.run(function) {
-        let handle = ModelHandle.from(try Argument.required(model, "model", in: function))
+        let handle = try Argument.handle(model, ModelHandle.self, "model", in: function)
         guard let vae = handle.model as? AutoencoderKLModel else {
             throw NodusError.invalidArgument("\(function): a '\(handle.model.kind.name)' model has no VAE tiling (load a VAE)")
         }

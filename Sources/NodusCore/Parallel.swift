@@ -11,11 +11,16 @@ public enum Parallel {
     /// The number of threads loops are split over.
     public static var threads: Int { workerCount.load(ordering: .relaxed) }
 
-    /// Sets the worker count for this process (0 = every core), for loops and GEMM.
+    /// The most worker threads a model may ask for.
+    public static let maximumThreads = 1024
+
+    /// Sets the worker count for this process (0 = every core, at most `maximumThreads`), for
+    /// loops and GEMM. OpenBLAS gets at most one thread per core: with more it spins without end
+    /// under a memory limit.
     public static func setThreads(_ count: Int) {
-        let resolved = count > 0 ? count : max(1, System.coreCount)
+        let resolved = count > 0 ? min(count, maximumThreads) : max(1, System.coreCount)
         guard workerCount.exchange(resolved, ordering: .relaxed) != resolved else { return }
-        openblas_set_num_threads(Int32(resolved))
+        openblas_set_num_threads(Int32(min(resolved, max(1, System.coreCount))))
     }
 
     /// Runs `body` over `0..<count` split into contiguous ranges, one per worker,

@@ -169,6 +169,11 @@ public struct LoRAFile: Sendable {
                 guard config.rank == layer.rank else {
                     throw NodusError.shape("\(context): '\(slot.downKey)' has rank \(layer.rank), but \(configSource) gives module '\(slot.module)' rank \(config.rank) (r / rank_pattern)")
                 }
+                // A double alpha such as 1e308 is finite but infinite in float32: it would poison
+                // the weights with NaN for good (even at adapter weight 0), so it is refused here.
+                guard Float(config.alpha).isFinite, Float(config.scale).isFinite else {
+                    throw NodusError.format("\(configSource) gives layer '\(slot.downKey)' lora_alpha \(config.alpha) (scale \(config.scale)), which is not finite in float32")
+                }
                 layer.alpha = Float(config.alpha)
                 layer.scale = Float(config.scale)
             }

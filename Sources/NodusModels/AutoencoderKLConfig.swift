@@ -31,7 +31,13 @@ public struct AutoencoderKLConfig: Sendable {
         layersPerBlock = try reader.int("layers_per_block", default: 1)
         groups = try reader.int("norm_num_groups", default: 32)
         scalingFactor = try reader.double("scaling_factor", default: 0.18215)
+        guard scalingFactor.isFinite, scalingFactor > 0 else {
+            throw NodusError.format("\(reader.context): 'scaling_factor' = \(scalingFactor) must be a positive number (latents are divided by it)")
+        }
         shiftFactor = try reader.optionalDouble("shift_factor")
+        if let shiftFactor, !shiftFactor.isFinite {
+            throw NodusError.format("\(reader.context): 'shift_factor' = \(shiftFactor) is not finite")
+        }
         usePostQuantConv = try reader.bool("use_post_quant_conv", default: true)
         useQuantConv = try reader.bool("use_quant_conv", default: true)
         midBlockAttention = try reader.bool("mid_block_add_attention", default: true)

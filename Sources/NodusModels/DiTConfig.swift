@@ -28,6 +28,9 @@ public struct DiTConfig: Sendable {
         classCount = try reader.int("num_embeds_ada_norm", default: 1000)
         attentionBias = try reader.bool("attention_bias", default: true)
         normEps = Float(try reader.double("norm_eps", default: 1e-5))
+        guard normEps.isFinite, normEps > 0 else {
+            throw NodusError.format("\(reader.context): 'norm_eps' = \(normEps) must be a positive number")
+        }
         let activation = try reader.choice("activation_fn", default: "gelu-approximate",
                                            allowed: ["gelu-approximate", "gelu"])
         approximateGELU = activation == "gelu-approximate"

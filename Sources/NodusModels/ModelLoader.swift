@@ -6,7 +6,9 @@ import NodusFormats
 public enum ModelLoader {
     public static func load(path: String, options: ModelOptions = ModelOptions()) throws -> any DiffusionModel {
         _ = try options.precision()
-        guard options.threads >= 0 else { throw NodusError.invalidArgument("threads must be >= 0, got \(options.threads)") }
+        guard (0...Parallel.maximumThreads).contains(options.threads) else {
+            throw NodusError.invalidArgument("threads must be in 0...\(Parallel.maximumThreads) (0 = every core), got \(options.threads)")
+        }
         if path.lowercased().hasSuffix(".onnx") { return try ONNXGraphModel(path: path, options: options) }
         let directory = path.hasSuffix("/") && path.count > 1 ? String(path.dropLast()) : path
         let configPath = directory + "/config.json"

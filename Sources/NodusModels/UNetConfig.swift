@@ -91,6 +91,9 @@ public struct UNetConfig: Sendable {
         }
         groups = try reader.int("norm_num_groups", default: 32)
         normEps = Float(try reader.double("norm_eps", default: 1e-5))
+        guard normEps.isFinite, normEps > 0 else {
+            throw NodusError.format("\(reader.context): 'norm_eps' = \(normEps) must be a positive number")
+        }
         flipSinToCos = try reader.bool("flip_sin_to_cos", default: true)
         freqShift = Float(try reader.double("freq_shift", default: 0))
         timeEmbeddingWidth = try reader.optionalInt("time_embedding_dim") ?? blockOutChannels[0] * 4

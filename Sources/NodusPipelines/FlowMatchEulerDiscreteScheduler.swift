@@ -62,10 +62,13 @@ public struct FlowMatchEulerDiscreteScheduler: Scheduler {
     public init(config: JSONValue, context: String) throws {
         let reader = try JSONObjectReader(config, context: context)
         trainTimesteps = try reader.int("num_train_timesteps", default: 1000)
-        guard trainTimesteps >= 1 else {
-            throw NodusError.unsupported("\(context): 'num_train_timesteps' = \(trainTimesteps) must be at least 1")
+        guard (1...NoiseSchedule.maximumTrainTimesteps).contains(trainTimesteps) else {
+            throw NodusError.unsupported("\(context): 'num_train_timesteps' = \(trainTimesteps) is out of range (1...\(NoiseSchedule.maximumTrainTimesteps))")
         }
         shift = try reader.double("shift", default: 1.0)
+        guard shift.isFinite, shift > 0 else {
+            throw NodusError.format("\(context): 'shift' = \(shift) must be a positive number (sigmas are shifted by it)")
+        }
         useDynamicShifting = try reader.bool("use_dynamic_shifting", default: false)
         baseShift = try reader.members["base_shift"] == nil ? 0.5 : reader.optionalDouble("base_shift")
         maxShift = try reader.members["max_shift"] == nil ? 1.15 : reader.optionalDouble("max_shift")

@@ -36,7 +36,9 @@ public enum GuidedSampler {
     /// The timesteps a request runs: the schedule after `setTimesteps(steps)`,
     /// from `strength`'s start when the request has image latents.
     public static func timesteps(for request: SamplingRequest, scheduler: inout any Scheduler) throws -> [Double] {
-        guard request.steps > 0 else { throw NodusError.invalidArgument("steps must be positive, got \(request.steps)") }
+        guard request.steps > 0, request.steps <= SchedulerFactory.maximumSteps else {
+            throw NodusError.invalidArgument("steps must be in 1...\(SchedulerFactory.maximumSteps), got \(request.steps)")
+        }
         try scheduler.setTimesteps(request.steps)
         guard request.imageLatents != nil else {
             guard request.strength == 1 else {

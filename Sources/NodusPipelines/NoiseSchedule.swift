@@ -123,6 +123,10 @@ public struct NoiseSchedule: Sendable {
     /// `alphas_cumprod`: the product of `1 - beta` up to each training timestep.
     public let alphasCumprod: [Float]
 
+    /// The most training timesteps a config may give (diffusers' models use 1000; 4000 at most
+    /// in the literature): a bound, so a config cannot make the schedule allocate gigabytes.
+    public static let maximumTrainTimesteps = 1_000_000
+
     /// Reads `num_train_timesteps`, `beta_start`, `beta_end`, `beta_schedule`,
     /// `trained_betas` and `rescale_betas_zero_snr`.
     /// - Parameters:
@@ -133,8 +137,8 @@ public struct NoiseSchedule: Sendable {
          defaults: (start: Double, end: Double, schedule: String) = (0.0001, 0.02, "linear"),
          zeroTerminalSNR: ZeroTerminalSNR = .rescaleBetas) throws {
         let count = try reader.int("num_train_timesteps", default: 1000)
-        guard count >= 1 else {
-            throw NodusError.unsupported("\(reader.context): 'num_train_timesteps' = \(count) must be at least 1")
+        guard (1...NoiseSchedule.maximumTrainTimesteps).contains(count) else {
+            throw NodusError.unsupported("\(reader.context): 'num_train_timesteps' = \(count) is out of range (1...\(NoiseSchedule.maximumTrainTimesteps))")
         }
         trainTimesteps = count
         betaScheduleName = try reader.string("beta_schedule", default: defaults.schedule)
@@ -166,6 +170,10 @@ public struct NoiseSchedule: Sendable {
                 let offset = Float(start)
                 betas = NoiseSchedule.linspace(-6, 6, count: count).map { 1 / (1 + expf(-$0)) * scale + offset }
             }
+        }
+        // Betas are variances of noise added per step: outside [0, 1) the schedule's square roots are NaN.
+        if let bad = betas.firstIndex(where: { !($0.isFinite && $0 >= 0 && $0 < 1) }) {
+            throw NodusError.format("\(reader.context): beta \(bad) of the schedule is \(betas[bad]); betas must lie in [0, 1) (check beta_start, beta_end or trained_betas)")
         }
         let rescale = try zeroTerminalSNR != .ignored && reader.bool("rescale_betas_zero_snr", default: false)
         if rescale {

@@ -11,6 +11,10 @@ import NodusFormats
 /// Limitations: only the classes of `classNames`; others are
 /// `NodusError.unsupported`, with a message that lists the supported ones.
 public enum SchedulerFactory {
+    /// The most inference steps a schedule may have: a bound, so a caller cannot make a
+    /// scheduler allocate gigabytes of timesteps.
+    public static let maximumSteps = 100_000
+
     /// The `_class_name` values `make` accepts.
     public static let classNames = [
         "DDIMScheduler", "DDPMScheduler", "FlowMatchEulerDiscreteScheduler", "EulerDiscreteScheduler",

@@ -1,0 +1,116 @@
+"""Issue 18's defect classes, each as a clean error that harms nothing: handles of the wrong kind,
+non-finite LoRA scales, configs that cannot be right, unbounded sizes, re-entrant callbacks."""
+
+import ctypes
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+import nodus
+from nodus import _lib
+
+from conftest import FIXTURES
+
+lib = _lib.lib
+INVALID_ARGUMENT = 1
+
+
+def copy_folder(tmp_path, name):
+    target = tmp_path / name
+    shutil.copytree(os.path.join(FIXTURES, name), target)
+    return target
+
+
+def edit_json(path, **changes):
+    config = json.loads(path.read_text())
+    config.update(changes)
+    path.write_text(json.dumps(config))
+
+
+def test_a_handle_of_another_kind_is_an_error_not_a_crash():
+    scheduler = nodus.Scheduler.from_config(os.path.join(FIXTURES, "scheduler-ddim"))
+    model = nodus.load(os.path.join(FIXTURES, "dit-tiny"))
+    assert lib.nodus_model_get_kind(scheduler.handle) == -1
+    assert "is not a nodus_model (it is a nodus_scheduler)" in _lib.last_error()
+    assert lib.nodus_model_config_json(scheduler.handle) is None
+    assert lib.nodus_scheduler_set_timesteps(model.handle, 10) == INVALID_ARGUMENT
+    assert "`scheduler` is not a nodus_scheduler (it is a nodus_model)" in _lib.last_error()
+    lib.nodus_model_free(scheduler.handle)  # refused: the scheduler stays alive and usable
+    assert "is not a nodus_model" in _lib.last_error()
+    scheduler.set_timesteps(10)
+    assert len(scheduler.timesteps) == 10
+    assert model.kind == "dit"
+
+
+def test_a_lora_alpha_beyond_float32_is_refused_and_harms_nothing(tmp_path):
+    source = os.path.join(FIXTURES, "dit-tiny-lora-A.safetensors")
+    tensors = load_file(source)
+    from safetensors import safe_open
+    with safe_open(source, "np") as handle:
+        metadata = handle.metadata() or {}
+    config = {"transformer": {"r": 4, "lora_alpha": 1e308, "target_modules": ["to_q", "to_k", "to_v", "to_out.0"]}}
+    metadata["lora_adapter_metadata"] = json.dumps(config)
+    bad = tmp_path / "alpha.safetensors"
+    save_file(tensors, str(bad), metadata=metadata)
+    model = nodus.load(os.path.join(FIXTURES, "dit-tiny"))
+    inputs = dict(sample=np.ones((2, 4, 8, 8), np.float32), timestep=np.array([10, 10]), class_labels=np.array([1, 10]))
+    before = model.forward(**inputs)
+    with pytest.raises(nodus.NodusError, match="not finite in float32"):
+        model.load_lora_weights(str(bad), adapter_name="A")
+    np.testing.assert_array_equal(model.forward(**inputs), before)
+
+
+@pytest.mark.parametrize("folder, config, changes, message", [
+    ("dit-tiny", "config.json", {"norm_eps": -1e-5}, "'norm_eps'"),
+    ("unet-tiny", "config.json", {"norm_eps": 0}, "'norm_eps'"),
+    ("vae-tiny", "config.json", {"scaling_factor": 0}, "'scaling_factor'"),
+    ("clip-tiny", "config.json", {"layer_norm_eps": -1}, "layer_norm_eps"),
+])
+def test_model_configs_that_cannot_be_right(tmp_path, folder, config, changes, message):
+    target = copy_folder(tmp_path, folder)
+    edit_json(target / config, **changes)
+    with pytest.raises(nodus.NodusError, match=message):
+        nodus.load(str(target))
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"_class_name": "DDIMScheduler", "beta_end": 1.5}, "betas must lie in"),
+    ({"_class_name": "DDPMScheduler", "beta_start": -0.1}, "betas must lie in"),
+    ({"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": -1.0}, "'shift'"),
+    ({"_class_name": "DDIMScheduler", "num_train_timesteps": 2**31}, "out of range"),
+    ({"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 2**31}, "out of range"),
+])
+def test_scheduler_configs_that_cannot_be_right(changes, message):
+    with pytest.raises(nodus.NodusError, match=message):
+        nodus.Scheduler.from_config(changes)
+
+
+def test_sizes_are_bounded():
+    scheduler = nodus.Scheduler.from_config({"_class_name": "FlowMatchEulerDiscreteScheduler"})
+    with pytest.raises(nodus.NodusError, match="1...100000"):
+        scheduler.set_timesteps(2**31 - 1)
+    with pytest.raises(nodus.NodusError, match="threads must be in"):
+        nodus.load(os.path.join(FIXTURES, "dit-tiny"), threads=100_000)
+
+
+def test_a_callback_may_use_the_scheduler_being_sampled():
+    """Calling set_timesteps on the scheduler from the progress callback used to abort the host
+    (Swift's exclusivity check); the sampler now steps a copy."""
+    model = nodus.load(os.path.join(FIXTURES, "dit-tiny"))
+    scheduler = nodus.Scheduler.from_config(os.path.join(FIXTURES, "scheduler-ddim"))
+    seen = []
+
+    def callback(done, total):
+        scheduler.set_timesteps(3)
+        seen.append(len(scheduler.timesteps))
+
+    noise = nodus.randn((1, 4, 8, 8), seed=0)
+    plain = nodus.sample(model, scheduler, steps=5, guidance_scale=4.0, init_noise=noise, class_labels=[3])
+    again = nodus.sample(model, scheduler, steps=5, guidance_scale=4.0, init_noise=noise, class_labels=[3],
+                         callback=callback)
+    assert seen == [3] * 5
+    np.testing.assert_array_equal(plain, again)
