@@ -269,6 +269,23 @@ final class CLIPTokenizerTests: XCTestCase {
         }
     }
 
+    func testCacheKeysAreBytesNotCanonicalEquivalence() throws {
+        // Without NFC, "é" and "e\u{301}" are different bytes and different ids; Swift strings compare
+        // them equal, so a String-keyed BPE cache would hand the first one's ids to the second.
+        let source = try String(contentsOfFile: Fixtures.path("clip-tokenizer-json/tokenizer.json"), encoding: .utf8)
+        let folder = temporaryDirectory("tokenizer-no-nfc")
+        let withoutNFC = source.replacingOccurrences(of: #"{"type":"NFC"},"#, with: "")
+        XCTAssertNotEqual(withoutNFC, source)
+        try withoutNFC.write(toFile: folder + "/tokenizer.json", atomically: true, encoding: .utf8)
+        let tokenizer = try CLIPTokenizer.load(path: folder)
+        XCTAssertFalse(tokenizer.configuration.composesUnicode)
+        let composed = try tokenizer.encode("caf\u{E9}")
+        let decomposed = try tokenizer.encode("cafe\u{301}")
+        XCTAssertNotEqual(composed, decomposed)
+        XCTAssertEqual(try tokenizer.encode("cafe\u{301}"), decomposed)
+        XCTAssertEqual(composed, try Self.sd15.get().encode("caf\u{E9}"))
+    }
+
     func testTokenizerJSONThatIsNotCLIPIsRefused() throws {
         let source = try String(contentsOfFile: Fixtures.path("clip-tokenizer-json/tokenizer.json"), encoding: .utf8)
         let cases = [

@@ -134,13 +134,20 @@ class Tokenizer(Handle):
 
     def _encode(self, text, flags):
         data = _utf8(text)
-        # One call: a text of n bytes has at most n + 2 ids (BOS, EOS), or exactly the padded length.
+        # Usually one call: room for n + 2 ids for n bytes (or exactly the padded length); lower-casing
+        # can lengthen the text ("İ" is 2 bytes, "i̇" 3), and then the count reported by the failed call
+        # sizes the second.
         capacity = self._max_length if flags & PAD_TO_MAX_LENGTH else len(data) + 2
-        ids = np.empty(capacity, np.int64)
         count = ctypes.c_size_t()
-        _lib.check(_lib.lib.nodus_tokenizer_encode(self.handle, data, len(data), flags,
-                                                   ids.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)), capacity,
-                                                   ctypes.byref(count)))
+        for _ in range(2):
+            ids = np.empty(capacity, np.int64)
+            status = _lib.lib.nodus_tokenizer_encode(self.handle, data, len(data), flags,
+                                                     ids.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)), capacity,
+                                                     ctypes.byref(count))
+            if status == 0 or count.value <= capacity:
+                break
+            capacity = count.value
+        _lib.check(status)
         return ids[: count.value]
 
     def encode(self, text, add_special_tokens=True, padding=False, truncation=False, max_length=None):
