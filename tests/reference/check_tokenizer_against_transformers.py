@@ -11,6 +11,9 @@ it needs transformers; about a minute).
    digits, punctuation, apostrophe contractions, white space of every kind, combining marks, CJK,
    Hangul jamo, emoji sequences, control characters and the special-token literals, with each fixture
    folder (SD-1.5, SD-2, tokenizer.json).
+3. Random weighted prompts (brackets, weights, escapes, BREAK, commas, long runs of words) through
+   encode_prompt against the A1111 rule written in make_tokenizer_fixtures.py (ids equal, weights
+   within 1e-6), with comma backtrack 20 and 0.
 Uses the release library (make build) and the fixtures of make_tokenizer_fixtures.py. Exits 1 on any
 other difference, printing the first ten.
 """
@@ -69,6 +72,35 @@ def main():
                 count += 1
                 failures.append(text)
         print(f"{name}: {args.strings} random strings, {count} differ")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from make_tokenizer_fixtures import long_prompt
+
+    import numpy as np
+
+    words = ["chest", "x-ray", "nodule", ",", " ", "  ", "(", ")", "[", "]", ":", ":1.2", ":0.5)", ":-1)", "\\(",
+             "\\)", "\\", "BREAK", " BREAK ", "lung", "1.5", "Ünïcode", "🙂", "\n", "((", "))"]
+    for name in ("clip-tokenizer", "clip-tokenizer-sd2"):
+        folder = os.path.join(FIXTURES, name)
+        reference, ours = CLIPTokenizer.from_pretrained(folder), nodus.Tokenizer.from_pretrained(folder)
+        count = 0
+        for index in range(args.strings // 10):
+            text = "".join(rng.choice(words) for _ in range(rng.randint(0, 120 if index % 4 else 400)))
+            for backtrack in (20, 0):
+                try:
+                    expected_ids, expected_weights = long_prompt(reference, text, True, backtrack)
+                except ValueError:  # A1111 raises on a weight that is not a number; so must Nodus
+                    try:
+                        ours.encode_prompt(text, comma_backtrack=backtrack)
+                    except nodus.InvalidArgumentError:
+                        continue
+                    count += 1
+                    failures.append(text)
+                    continue
+                ids, weights = ours.encode_prompt(text, comma_backtrack=backtrack)
+                if ids.tolist() != expected_ids or not np.allclose(weights, np.array(expected_weights), rtol=1e-6):
+                    count += 1
+                    failures.append(text)
+        print(f"{name}: {args.strings // 10} random weighted prompts (x2 backtrack settings), {count} differ")
     for text in failures[:10]:
         print("DIFFERS:", repr(text))
     return 1 if failures else 0
