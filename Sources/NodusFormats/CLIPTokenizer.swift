@@ -21,10 +21,16 @@ import NodusCore
 /// no cleaning step, added token or pre-token crosses white space, so the ids equal those of the
 /// whole text (see `appendContentIDs`).
 ///
-/// Limitations: NFC uses the Swift standard library's Unicode tables and the letter / number
-/// classes its general categories; where its Unicode version differs from the one compiled into
-/// tokenizers (Oniguruma, Rust's std), characters new in one version may split differently. Added
-/// tokens holding white space turn the run-by-run processing (and the short-cut) off.
+/// Checked against transformers on every Unicode code point and on random strings
+/// (tests/reference/check_tokenizer_against_transformers.py): the same ids except for 3 code points.
+///
+/// Limitations: NFC and the letter / number classes come from the Swift standard library's Unicode
+/// tables (Unicode 17 in Swift 6.3); scalars newer than tokenizers' Unicode 16 classes are treated as
+/// unassigned, as tokenizers does, but the 3 Unicode 16 vowel signs whose compositions tokenizers'
+/// NFC lacks (U+113C2, U+1611E, U+16D67) still compose here. A later Swift or tokenizers with other
+/// tables may differ on characters new to one of them. Added tokens holding white space turn the
+/// run-by-run processing (and the short-cut) off; `lstrip`, `rstrip` and `single_word` are not read.
+/// Only CLIP's pre-tokenizer is implemented (other tokenizer.json files are refused).
 public final class CLIPTokenizer: Sendable {
     public let model: BytePairEncoding
     public let configuration: CLIPTokenizerConfiguration
