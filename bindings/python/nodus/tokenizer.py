@@ -141,8 +141,7 @@ class Tokenizer(Handle):
         count = ctypes.c_size_t()
         for _ in range(2):
             ids = np.empty(capacity, np.int64)
-            status = _lib.lib.nodus_tokenizer_encode(self.handle, data, len(data), flags,
-                                                     ids.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)), capacity,
+            status = _lib.lib.nodus_tokenizer_encode(self.handle, data, len(data), flags, ids.ctypes.data, capacity,
                                                      ctypes.byref(count))
             if status == 0 or count.value <= capacity:
                 break
@@ -181,6 +180,19 @@ class Tokenizer(Handle):
         if return_tensors not in ("np", None):
             raise ValueError(f"nodus: Tokenizer returns numpy arrays; return_tensors={return_tensors!r} is not supported")
         texts = [text] if isinstance(text, (str, bytes, bytearray)) else list(text)
+        length = self._max_length
+        if (padding == "max_length" and truncation and add_special_tokens
+                and (max_length is None or max_length == length)):
+            # The pipelines' call: each row written in place by one C call.
+            result = np.empty((len(texts), length), np.int64)
+            address, stride = result.ctypes.data, length * 8
+            count = ctypes.c_size_t()
+            encode, handle = _lib.lib.nodus_tokenizer_encode, self.handle
+            for index, item in enumerate(texts):
+                data = _utf8(item)
+                _lib.check(encode(handle, data, len(data), PAD_TO_MAX_LENGTH, address + index * stride, length,
+                                  ctypes.byref(count)))
+            return result
         if padding not in ("max_length", "longest", True, False, "do_not_pad"):
             raise ValueError(f"nodus: padding must be 'max_length', 'longest', True or False, not {padding!r}")
         rows = [self._ids(item, add_special_tokens, "max_length" if padding == "max_length" else False,
