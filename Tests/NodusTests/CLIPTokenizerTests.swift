@@ -142,6 +142,24 @@ final class CLIPTokenizerTests: XCTestCase {
         }
     }
 
+    func testWeightedMillionCharacterPromptsStayLinear() throws {
+        let tokenizer = try Self.sd15.get()
+        let start = Clock.seconds()
+        // 100,000 groups of one weight join into one segment (A1111 joins them pair by pair).
+        let groups = try tokenizer.encodeLongPrompt(String(repeating: "(a)", count: 100_000), options: LongPromptOptions(maximumChunks: 2))
+        XCTAssertEqual(groups.chunkCount, 2)
+        XCTAssertEqual(groups.weights[1], 1.1, accuracy: 1e-6)
+        XCTAssertLessThan(Clock.seconds() - start, 10)
+        // Nesting that would need N^2 / 2 products is refused with a message instead of running for hours.
+        let nested = String(repeating: "(", count: 20_000) + String(repeating: "a)", count: 20_000)
+        XCTAssertThrowsError(try tokenizer.encodeLongPrompt(nested)) { error in
+            XCTAssertTrue("\(error)".contains("nests its brackets too deeply"), "\(error)")
+            XCTAssertEqual((error as? NodusError)?.code, .invalidArgument)
+        }
+        let shallow = String(repeating: "(", count: 2_000) + String(repeating: "a)", count: 2_000)
+        XCTAssertNoThrow(try tokenizer.encodeLongPrompt(shallow, options: LongPromptOptions(maximumChunks: 1)))
+    }
+
     // MARK: - Bad input
 
     func testMissingFilesAreNamed() throws {
