@@ -45,6 +45,8 @@ public final class CLIPTokenizer: Sendable {
     let normalizedTokenPatterns: [(scalars: [Unicode.Scalar], id: Int)]
     /// False when an added token holds white space: then the text is processed whole.
     let processesRunByRun: Bool
+    /// UTF-8 length of the longest token string.
+    let longestTokenLength: Int
 
     /// - Parameters:
     ///   - context: names the tokenizer's source in messages (its folder).
@@ -97,6 +99,8 @@ public final class CLIPTokenizer: Sendable {
         self.rawTokenPatterns = patterns.filter { !$0.normalized }.map { (scalars: $0.scalars, id: $0.id) }
         self.normalizedTokenPatterns = patterns.filter { $0.normalized }.map { (scalars: $0.scalars, id: $0.id) }
         self.processesRunByRun = !patterns.contains { $0.scalars.contains(where: Self.isWhitespace) }
+        self.longestTokenLength = max(model.vocabulary.keys.map(\.utf8.count).max() ?? 0,
+                                      tokens.map(\.content.utf8.count).max() ?? 0)
     }
 
     /// Number of ids: the vocabulary plus added tokens outside it (transformers' `len(tokenizer)`;
@@ -107,7 +111,10 @@ public final class CLIPTokenizer: Sendable {
 
     /// The id of `token` (vocabulary or added token), as transformers' `convert_tokens_to_ids`.
     public func id(of token: String) -> Int? {
-        model.vocabulary[token] ?? addedTokens.first { $0.content == token }?.id
+        // Longer than any token: not looked up (hashing a String normalises it, which is slow on a
+        // long run of combining marks from a host).
+        guard token.utf8.count <= longestTokenLength else { return nil }
+        return model.vocabulary[token] ?? addedTokens.first { $0.content == token }?.id
     }
 
     /// The token string of `id`, or nil for an unknown id.

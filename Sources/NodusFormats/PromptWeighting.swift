@@ -20,7 +20,8 @@ public enum PromptWeighting {
     public struct Segment: Equatable, Sendable {
         public var text: String
         public var weight: Double
-        public var isBreak: Bool { text == "BREAK" && weight == -1 }
+        /// Compared byte for byte: String `==` normalises, which is quadratic on a long run of marks.
+        public var isBreak: Bool { weight == -1 && text.utf8.elementsEqual("BREAK".utf8) }
 
         public init(text: String, weight: Double) {
             self.text = text
@@ -188,9 +189,11 @@ public enum PromptWeighting {
             || scalar.properties.generalCategory == .decimalNumber
     }
 
+    /// Built from UTF-8 in one go (appending marks to a String one by one is quadratic).
     private static func string(_ scalars: ArraySlice<Unicode.Scalar>) -> String {
-        var text = ""
-        text.unicodeScalars.append(contentsOf: scalars)
-        return text
+        var utf8: [UInt8] = []
+        utf8.reserveCapacity(scalars.count)
+        for scalar in scalars { UTF8.encode(scalar) { utf8.append($0) } }
+        return String(decoding: utf8, as: UTF8.self)
     }
 }

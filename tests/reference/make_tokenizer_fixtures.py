@@ -167,7 +167,8 @@ CORPUS = [
 ]
 
 # Prompts of about a million characters, stored as (unit, count): unit * count.
-REPEATED = [("a", 1_000_000), ("pulmonary nodule ", 60_000), ("ab", 500_000), ("🙂", 250_000), ("x-ray, ", 150_000)]
+REPEATED = [("a", 1_000_000), ("pulmonary nodule ", 60_000), ("ab", 500_000), ("🙂", 250_000), ("x-ray, ", 150_000),
+            ("e\u0327\u0301", 333_333), ("\u0f73", 1_000_000)]  # runs of combining marks to reorder
 
 WEIGHTED_PROMPTS = [
     "", "a chest x-ray", "a (nodule:1.2) in the right lung", "((calcified)) nodule, [[blurry]]",
