@@ -10,6 +10,8 @@ vocabulary) and encodes with the Stable Diffusion pipelines' call, `tokenizer(pr
 padding="max_length", max_length=77, truncation=True)` (transformers with return_tensors="np", so both
 return an int64 array). Workloads:
   * same prompt: one 77-token prompt again and again (BPE caches warm on both sides);
+  * fresh words: 77-token prompts of random 4-letter words never seen before (a new set every round,
+    the same for every engine), so every word goes through BPE (cold caches on both sides);
   * 64 prompts: a list of 64 different prompts of 60-90 tokens in one call;
   * long prompt: a 300-word report, truncated to 77.
 Each round runs every engine `--calls` times per workload, engines interleaved round by round; the
@@ -21,6 +23,7 @@ import argparse
 import datetime
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -42,14 +45,20 @@ SENTENCES = [
     "the trachea is midline; heart size is normal; the hila are not enlarged; costophrenic angles sharp",
     "Right-sided central venous catheter terminates at the cavoatrial junction. No free air.",
 ]
-PROMPT = (SENTENCES[0] + ", " + SENTENCES[1] + ", " + SENTENCES[4] + ", emphysema")
-REPORT = " ".join(SENTENCES * 6)
+PROMPT = SENTENCES[0] + ", " + SENTENCES[1] + ", " + SENTENCES[4] + ", chest film"  # 77 tokens with BOS/EOS
+REPORT = " ".join(SENTENCES * 3)  # about 300 words
 
 
 def machine():
     lines = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
     cpu = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in lines)}
     return f"{cpu.get('Model name', platform.processor())}, {cpu.get('CPU(s)', '?')} CPUs (lscpu)"
+
+
+def fresh_prompts(rng, count):
+    """`count` prompts of 30 random 4-letter words (about 75 tokens with BOS/EOS)."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    return [" ".join("".join(rng.choice(letters) for _ in range(4)) for _ in range(30)) for _ in range(count)]
 
 
 def prompts64():
@@ -91,7 +100,7 @@ def main():
     engines = {"Nodus": nodus_tok, "transformers CLIPTokenizer": hf(slow), "transformers CLIPTokenizerFast": hf(fast)}
     batch = prompts64()
     workloads = {"same 77-token prompt": (PROMPT, args.calls), "64 prompts in one call": (batch, max(args.calls // 20, 5)),
-                 "300-word report, truncated": (REPORT, args.calls)}
+                 f"{len(REPORT.split())}-word report, truncated": (REPORT, args.calls)}
     prompt_tokens = len(slow(PROMPT)["input_ids"])
     lengths = [len(ids) for ids in slow(batch)["input_ids"]]
     for name, (text, _) in workloads.items():
@@ -99,7 +108,10 @@ def main():
         for engine, function in engines.items():
             got = np.asarray(function(text), np.int64)
             assert got.shape == reference.shape and (got == reference).all(), f"{engine} differs on {name}"
-    times = {(workload, engine): [] for workload in workloads for engine in engines}
+    fresh = "fresh words, 77 tokens"
+    rng = random.Random(0)
+    fresh_lengths = [len(ids) for ids in slow(fresh_prompts(random.Random(1), 50))["input_ids"]]
+    times = {(workload, engine): [] for workload in list(workloads) + [fresh] for engine in engines}
     for _ in range(args.rounds):
         for workload, (text, calls) in workloads.items():
             for engine, function in engines.items():
@@ -107,6 +119,15 @@ def main():
                 for _ in range(calls):
                     function(text)
                 times[(workload, engine)].append((time.perf_counter() - start) / calls)
+        prompts = fresh_prompts(rng, args.calls)
+        for engine, function in engines.items():
+            start = time.perf_counter()
+            for prompt in prompts:
+                function(prompt)
+            times[(fresh, engine)].append((time.perf_counter() - start) / len(prompts))
+    check = fresh_prompts(random.Random(2), 20)
+    assert all(np.array_equal(np.asarray(engines["Nodus"](text)), hf(slow)(text)) for text in check)
+    workloads[fresh] = (None, args.calls)
 
     load = os.getloadavg()
     lines = [
@@ -122,7 +143,8 @@ def main():
         f"* CLIPTokenizerFast is CLIPTokenizer in this transformers: {CLIPTokenizerFast is CLIPTokenizer}.",
         f"* Prompt: {prompt_tokens} tokens before padding ({PROMPT!r}); 64 prompts of {min(lengths)}-{max(lengths)} "
         "tokens (truncated to 77); the report has "
-        f"{len(REPORT.split())} words ({len(slow(REPORT, truncation=False)['input_ids'])} tokens untruncated).",
+        f"{len(REPORT.split())} words ({len(slow(REPORT, truncation=False)['input_ids'])} tokens untruncated); fresh "
+        f"prompts have {min(fresh_lengths)}-{max(fresh_lengths)} tokens.",
         "* Call: `tokenizer(text, padding=\"max_length\", max_length=77, truncation=True)`; all engines gave "
         "identical ids on every workload.",
         f"* {args.rounds} interleaved rounds; each round times every engine on every workload; medians over rounds "

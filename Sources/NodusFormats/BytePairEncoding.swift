@@ -32,7 +32,9 @@ public final class BytePairEncoding: Sendable {
     /// The symbol of each byte inside a word, and at its end; -1 when not in the vocabulary.
     private let byteSymbols: [Int32]
     private let finalByteSymbols: [Int32]
-    private let cache = Mutex<[String: [Int32]]>([:])
+    /// Keyed by the bytes: `String` keys compare by canonical equivalence, which would let a piece
+    /// hit the entry of a differently ordered (or composed) piece with other bytes and other ids.
+    private let cache = Mutex<[[UInt8]: [Int32]]>([:])
     private static let cacheCapacity = 10_000
     private static let cachedPieceLength = 256
 
@@ -88,10 +90,10 @@ public final class BytePairEncoding: Sendable {
         self.finalByteSymbols = final
     }
 
-    /// Appends the ids of one pre-token (its UTF-8 `bytes`; `key` is the same text, for the cache).
+    /// Appends the ids of one pre-token, given as its UTF-8 `bytes`.
     /// - Throws: `NodusError.format` when a byte has no symbol and the vocabulary has no unknown token.
-    public func encode(_ bytes: UnsafeBufferPointer<UInt8>, key: String, into output: inout [Int]) throws {
-        if bytes.count <= Self.cachedPieceLength, let cached = cache.withLock({ $0[key] }) {
+    public func encode(_ bytes: [UInt8], into output: inout [Int]) throws {
+        if bytes.count <= Self.cachedPieceLength, let cached = cache.withLock({ $0[bytes] }) {
             for id in cached { output.append(Int(id)) }
             return
         }
@@ -111,7 +113,7 @@ public final class BytePairEncoding: Sendable {
         let merged = mergeAll(symbols)
         if bytes.count <= Self.cachedPieceLength {
             cache.withLock { entries in
-                if entries.count < Self.cacheCapacity { entries[key] = merged }
+                if entries.count < Self.cacheCapacity { entries[bytes] = merged }
             }
         }
         for id in merged { output.append(Int(id)) }

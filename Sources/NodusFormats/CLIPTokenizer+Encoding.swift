@@ -40,8 +40,7 @@ extension CLIPTokenizer {
                             UTF8.encode(scalar) { bytes.append($0) }
                         }
                     }
-                    let key = String(decoding: bytes, as: UTF8.self)
-                    try bytes.withUnsafeBufferPointer { try model.encode($0, key: key, into: &ids) }
+                    try model.encode(bytes, into: &ids)
                 }
             }
         }

@@ -19,7 +19,8 @@ extension CLIPTokenizer {
         let value = scalar.value
         if value < 0x80 { return (value | 0x20) >= 0x61 && (value | 0x20) <= 0x7A }
         switch scalar.properties.generalCategory {
-        case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: return true
+        case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter:
+            return !isNewerThanReference(scalar)
         default: return false
         }
     }
@@ -29,7 +30,7 @@ extension CLIPTokenizer {
         let value = scalar.value
         if value < 0x80 { return value >= 0x30 && value <= 0x39 }
         switch scalar.properties.generalCategory {
-        case .decimalNumber, .letterNumber, .otherNumber: return true
+        case .decimalNumber, .letterNumber, .otherNumber: return !isNewerThanReference(scalar)
         default: return false
         }
     }

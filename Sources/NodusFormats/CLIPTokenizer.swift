@@ -21,10 +21,16 @@ import NodusCore
 /// no cleaning step, added token or pre-token crosses white space, so the ids equal those of the
 /// whole text (see `appendContentIDs`).
 ///
-/// Limitations: NFC uses the Swift standard library's Unicode tables and the letter / number
-/// classes its general categories; where its Unicode version differs from the one compiled into
-/// tokenizers (Oniguruma, Rust's std), characters new in one version may split differently. Added
-/// tokens holding white space turn the run-by-run processing (and the short-cut) off.
+/// Checked against transformers on every Unicode code point and on random strings
+/// (tests/reference/check_tokenizer_against_transformers.py): the same ids except for 3 code points.
+///
+/// Limitations: NFC and the letter / number classes come from the Swift standard library's Unicode
+/// tables (Unicode 17 in Swift 6.3); scalars newer than tokenizers' Unicode 16 classes are treated as
+/// unassigned, as tokenizers does, but the 3 Unicode 16 vowel signs whose compositions tokenizers'
+/// NFC lacks (U+113C2, U+1611E, U+16D67) still compose here. A later Swift or tokenizers with other
+/// tables may differ on characters new to one of them. Added tokens holding white space turn the
+/// run-by-run processing (and the short-cut) off; `lstrip`, `rstrip` and `single_word` are not read.
+/// Only CLIP's pre-tokenizer is implemented (other tokenizer.json files are refused).
 public final class CLIPTokenizer: Sendable {
     public let model: BytePairEncoding
     public let configuration: CLIPTokenizerConfiguration
@@ -39,6 +45,8 @@ public final class CLIPTokenizer: Sendable {
     let normalizedTokenPatterns: [(scalars: [Unicode.Scalar], id: Int)]
     /// False when an added token holds white space: then the text is processed whole.
     let processesRunByRun: Bool
+    /// UTF-8 length of the longest token string.
+    let longestTokenLength: Int
 
     /// - Parameters:
     ///   - context: names the tokenizer's source in messages (its folder).
@@ -91,6 +99,8 @@ public final class CLIPTokenizer: Sendable {
         self.rawTokenPatterns = patterns.filter { !$0.normalized }.map { (scalars: $0.scalars, id: $0.id) }
         self.normalizedTokenPatterns = patterns.filter { $0.normalized }.map { (scalars: $0.scalars, id: $0.id) }
         self.processesRunByRun = !patterns.contains { $0.scalars.contains(where: Self.isWhitespace) }
+        self.longestTokenLength = max(model.vocabulary.keys.map(\.utf8.count).max() ?? 0,
+                                      tokens.map(\.content.utf8.count).max() ?? 0)
     }
 
     /// Number of ids: the vocabulary plus added tokens outside it (transformers' `len(tokenizer)`;
@@ -101,7 +111,10 @@ public final class CLIPTokenizer: Sendable {
 
     /// The id of `token` (vocabulary or added token), as transformers' `convert_tokens_to_ids`.
     public func id(of token: String) -> Int? {
-        model.vocabulary[token] ?? addedTokens.first { $0.content == token }?.id
+        // Longer than any token: not looked up (hashing a String normalises it, which is slow on a
+        // long run of combining marks from a host).
+        guard token.utf8.count <= longestTokenLength else { return nil }
+        return model.vocabulary[token] ?? addedTokens.first { $0.content == token }?.id
     }
 
     /// The token string of `id`, or nil for an unknown id.

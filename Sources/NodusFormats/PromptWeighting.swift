@@ -20,7 +20,8 @@ public enum PromptWeighting {
     public struct Segment: Equatable, Sendable {
         public var text: String
         public var weight: Double
-        public var isBreak: Bool { text == "BREAK" && weight == -1 }
+        /// Compared byte for byte: String `==` normalises, which is quadratic on a long run of marks.
+        public var isBreak: Bool { weight == -1 && text.utf8.elementsEqual("BREAK".utf8) }
 
         public init(text: String, weight: Double) {
             self.text = text
@@ -30,14 +31,24 @@ public enum PromptWeighting {
 
     /// The segments of `prompt`.
     /// - Throws: `NodusError.invalidArgument` for a weight that is not a number (`(a:1.2.3)`), where
-    ///   A1111 raises too.
+    ///   A1111 raises too, and for brackets nested so deeply that the weights would take over 100
+    ///   million products (A1111's rule is quadratic there).
     public static func parse(_ prompt: String) throws -> [Segment] {
         let scalars = Array(prompt.unicodeScalars)
         let count = scalars.count
         var result: [Segment] = []
         var roundBrackets: [Int] = []
         var squareBrackets: [Int] = []
-        func multiply(from start: Int, by multiplier: Double) {
+        // Each closing bracket multiplies every segment since its opening one, in order (bit for bit
+        // A1111's products). Nesting can make that quadratic ("((((a) a) a) ..."), so the work is
+        // bounded: beyond 100 million multiplications the prompt is refused (A1111 would take hours).
+        var multiplications = 0
+        func multiply(from start: Int, by multiplier: Double) throws {
+            multiplications += result.count - start
+            guard multiplications <= 100_000_000 else {
+                throw NodusError.invalidArgument("prompt weighting: the prompt nests its brackets too deeply for "
+                                                 + "its length (over 100 million weight products); use fewer groups")
+            }
             for index in start..<result.count { result[index].weight *= multiplier }
         }
         func appendText(_ text: ArraySlice<Unicode.Scalar>) {
@@ -70,16 +81,16 @@ public enum PromptWeighting {
                         throw NodusError.invalidArgument("prompt weighting: the weight '\(number)' of a "
                                                          + "'(text:weight)' group is not a number")
                     }
-                    multiply(from: start, by: weight)
+                    try multiply(from: start, by: weight)
                 } else {
                     appendText(scalars[position..<end])
                 }
                 position = end
             } else if scalar == ")" || scalar == "]" {
                 if scalar == ")", let start = roundBrackets.popLast() {
-                    multiply(from: start, by: 1.1)
+                    try multiply(from: start, by: 1.1)
                 } else if scalar == "]", let start = squareBrackets.popLast() {
-                    multiply(from: start, by: 1 / 1.1)
+                    try multiply(from: start, by: 1 / 1.1)
                 } else {
                     appendText(scalars[position...position])
                 }
@@ -94,19 +105,20 @@ public enum PromptWeighting {
                 position = end
             }
         }
-        for start in roundBrackets { multiply(from: start, by: 1.1) }
-        for start in squareBrackets { multiply(from: start, by: 1 / 1.1) }
+        for start in roundBrackets { try multiply(from: start, by: 1.1) }
+        for start in squareBrackets { try multiply(from: start, by: 1 / 1.1) }
         if result.isEmpty { result = [Segment(text: "", weight: 1)] }
-        var index = 0
-        while index + 1 < result.count {
-            if result[index].weight == result[index + 1].weight {
-                result[index].text += result[index + 1].text
-                result.remove(at: index + 1)
+        // A1111 joins neighbours of equal weight pair by pair; one pass gives the same segments.
+        var joined: [Segment] = []
+        joined.reserveCapacity(result.count)
+        for segment in result {
+            if let last = joined.last, last.weight == segment.weight {
+                joined[joined.count - 1].text += segment.text
             } else {
-                index += 1
+                joined.append(segment)
             }
         }
-        return result
+        return joined
     }
 
     /// `:\s*([+-]?[.\d]+)\s*\)` at `start` (a `:`): the number's text (decimal digits as ASCII) and
@@ -177,9 +189,11 @@ public enum PromptWeighting {
             || scalar.properties.generalCategory == .decimalNumber
     }
 
+    /// Built from UTF-8 in one go (appending marks to a String one by one is quadratic).
     private static func string(_ scalars: ArraySlice<Unicode.Scalar>) -> String {
-        var text = ""
-        text.unicodeScalars.append(contentsOf: scalars)
-        return text
+        var utf8: [UInt8] = []
+        utf8.reserveCapacity(scalars.count)
+        for scalar in scalars { UTF8.encode(scalar) { utf8.append($0) } }
+        return String(decoding: utf8, as: UTF8.self)
     }
 }

@@ -142,6 +142,24 @@ final class CLIPTokenizerTests: XCTestCase {
         }
     }
 
+    func testWeightedMillionCharacterPromptsStayLinear() throws {
+        let tokenizer = try Self.sd15.get()
+        let start = Clock.seconds()
+        // 100,000 groups of one weight join into one segment (A1111 joins them pair by pair).
+        let groups = try tokenizer.encodeLongPrompt(String(repeating: "(a)", count: 100_000), options: LongPromptOptions(maximumChunks: 2))
+        XCTAssertEqual(groups.chunkCount, 2)
+        XCTAssertEqual(groups.weights[1], 1.1, accuracy: 1e-6)
+        XCTAssertLessThan(Clock.seconds() - start, 10)
+        // Nesting that would need N^2 / 2 products is refused with a message instead of running for hours.
+        let nested = String(repeating: "(", count: 20_000) + String(repeating: "a)", count: 20_000)
+        XCTAssertThrowsError(try tokenizer.encodeLongPrompt(nested)) { error in
+            XCTAssertTrue("\(error)".contains("nests its brackets too deeply"), "\(error)")
+            XCTAssertEqual((error as? NodusError)?.code, .invalidArgument)
+        }
+        let shallow = String(repeating: "(", count: 2_000) + String(repeating: "a)", count: 2_000)
+        XCTAssertNoThrow(try tokenizer.encodeLongPrompt(shallow, options: LongPromptOptions(maximumChunks: 1)))
+    }
+
     // MARK: - Bad input
 
     func testMissingFilesAreNamed() throws {
@@ -196,7 +214,7 @@ final class CLIPTokenizerTests: XCTestCase {
         XCTAssertLessThan(Clock.seconds() - start, 1, "truncation should stop reading early")
         // A single word of a million letters cannot stop early: its BPE runs in O(n log n).
         let repeated = try XCTUnwrap(Self.references?["repeated"]?.arrayValue)
-        XCTAssertEqual(repeated.count, 5)
+        XCTAssertEqual(repeated.count, 7)
         for entry in repeated {
             let unit = try XCTUnwrap(entry["unit"]?.stringValue)
             let count = try XCTUnwrap(entry["count"]?.intValue)
@@ -267,6 +285,23 @@ final class CLIPTokenizerTests: XCTestCase {
         XCTAssertThrowsError(try CLIPTokenizer.load(path: mixed)) { error in
             XCTAssertTrue("\(error)".contains("tokenizer.json"), "\(error)")
         }
+    }
+
+    func testCacheKeysAreBytesNotCanonicalEquivalence() throws {
+        // Without NFC, "é" and "e\u{301}" are different bytes and different ids; Swift strings compare
+        // them equal, so a String-keyed BPE cache would hand the first one's ids to the second.
+        let source = try String(contentsOfFile: Fixtures.path("clip-tokenizer-json/tokenizer.json"), encoding: .utf8)
+        let folder = temporaryDirectory("tokenizer-no-nfc")
+        let withoutNFC = source.replacingOccurrences(of: #"{"type":"NFC"},"#, with: "")
+        XCTAssertNotEqual(withoutNFC, source)
+        try withoutNFC.write(toFile: folder + "/tokenizer.json", atomically: true, encoding: .utf8)
+        let tokenizer = try CLIPTokenizer.load(path: folder)
+        XCTAssertFalse(tokenizer.configuration.composesUnicode)
+        let composed = try tokenizer.encode("caf\u{E9}")
+        let decomposed = try tokenizer.encode("cafe\u{301}")
+        XCTAssertNotEqual(composed, decomposed)
+        XCTAssertEqual(try tokenizer.encode("cafe\u{301}"), decomposed)
+        XCTAssertEqual(composed, try Self.sd15.get().encode("caf\u{E9}"))
     }
 
     func testTokenizerJSONThatIsNotCLIPIsRefused() throws {

@@ -72,6 +72,11 @@ static void print_layout(void) {
     LAYOUT(nodus_adapter_schedule_entry, count);
     LAYOUT(nodus_adapter_schedule_entry, names);
     LAYOUT(nodus_adapter_schedule_entry, weights);
+    printf("sizeof nodus_prompt_params %zu\n", sizeof(nodus_prompt_params));
+    LAYOUT(nodus_prompt_params, struct_size);
+    LAYOUT(nodus_prompt_params, parse_weights);
+    LAYOUT(nodus_prompt_params, comma_backtrack);
+    LAYOUT(nodus_prompt_params, max_chunks);
 }
 
 static void check_version_and_names(void) {
@@ -118,8 +123,14 @@ static void check_params_init(void) {
     CHECK(sample_params.init_noise == NULL && sample_params.progress == NULL && sample_params.trajectory == NULL);
     CHECK(sample_params.encoder_hidden_states == NULL && sample_params.image_latents == NULL &&
           sample_params.mask == NULL && sample_params.strength == 1.0);
+    nodus_prompt_params prompt_params;
+    memset(&prompt_params, 0xff, sizeof prompt_params);
+    nodus_prompt_params_init(&prompt_params);
+    CHECK(prompt_params.struct_size == sizeof(nodus_prompt_params));
+    CHECK(prompt_params.parse_weights == 1 && prompt_params.comma_backtrack == 20 && prompt_params.max_chunks == 0);
     nodus_model_params_init(NULL); /* no-ops */
     nodus_sample_params_init(NULL);
+    nodus_prompt_params_init(NULL);
 }
 
 static void check_null_handles(void) {

@@ -159,7 +159,7 @@ CORPUS = [
     "ideographic\u3000space", "zero\u200bwidth", "line\u2028separator", "vertical\x0btab form\x0cfeed",
     "unit\x1fseparator", "nul\x00char", "control\x07bell", "soft\u00adhyphen", "<|startoftext|> hello",
     "hello <|endoftext|> world", "<|ENDOFTEXT|>", "<|StartOfText|> x",
-    "!<|ENDOFTEXT|>!", "<|ENDOFTEXT|><|endoftext|><|STARTOFTEXT|>", "a<|ENDOFTEXT|>b", "<|endoftext", "x<|y|>z", "a<|endoftext|>b", "</w>", "ĠĊ", "low lower lowest",
+    "!<|ENDOFTEXT|>!", "e\u0301\u0f73\u0327 \u0f73\u0f73 \u0f75\u0f81", "\u0120\u0327\u0f71\u0f72</", "<|ENDOFTEXT|><|endoftext|><|STARTOFTEXT|>", "a<|ENDOFTEXT|>b", "<|endoftext", "x<|y|>z", "a<|endoftext|>b", "</w>", "ĠĊ", "low lower lowest",
     "supercalifragilisticexpialidocious", "pneumonoultramicroscopicsilicovolcanoconiosis", "a" * 200,
     "ab" * 100, "x" * 1000, "1" * 100, "The quick brown fox jumps over the lazy dog. " * 3,
     "modern disney style, (masterpiece:1.2), best quality", "\ud7ff\ue000\uffff", "\U0001F600\U000E0001",
@@ -167,7 +167,8 @@ CORPUS = [
 ]
 
 # Prompts of about a million characters, stored as (unit, count): unit * count.
-REPEATED = [("a", 1_000_000), ("pulmonary nodule ", 60_000), ("ab", 500_000), ("🙂", 250_000), ("x-ray, ", 150_000)]
+REPEATED = [("a", 1_000_000), ("pulmonary nodule ", 60_000), ("ab", 500_000), ("🙂", 250_000), ("x-ray, ", 150_000),
+            ("e\u0327\u0301", 333_333), ("\u0f73", 1_000_000)]  # runs of combining marks to reorder
 
 WEIGHTED_PROMPTS = [
     "", "a chest x-ray", "a (nodule:1.2) in the right lung", "((calcified)) nodule, [[blurry]]",

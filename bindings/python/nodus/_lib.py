@@ -197,8 +197,8 @@ PROTOTYPES = {
     "nodus_model_profile": (_status, [_p, _tensor_p, _size, ctypes.c_int32, ctypes.POINTER(_str)]),
     "nodus_tokenizer_load": (_status, [_str, ctypes.POINTER(_p)]),
     "nodus_tokenizer_free": (None, [_p]),
-    "nodus_tokenizer_encode": (
-        _status, [_p, _p, _size, ctypes.c_int32, ctypes.POINTER(ctypes.c_int64), _size, ctypes.POINTER(_size)]),
+    # out_ids as a plain address (void *), so a row of a numpy array goes in without a ctypes cast.
+    "nodus_tokenizer_encode": (_status, [_p, _p, _size, ctypes.c_int32, _p, _size, ctypes.POINTER(_size)]),
     "nodus_prompt_params_init": (None, [ctypes.POINTER(PromptParams)]),
     "nodus_tokenizer_encode_prompt": (
         _status, [_p, _p, _size, ctypes.POINTER(PromptParams), ctypes.POINTER(ctypes.c_int64),

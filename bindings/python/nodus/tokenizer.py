@@ -134,13 +134,19 @@ class Tokenizer(Handle):
 
     def _encode(self, text, flags):
         data = _utf8(text)
-        # One call: a text of n bytes has at most n + 2 ids (BOS, EOS), or exactly the padded length.
+        # Usually one call: room for n + 2 ids for n bytes (or exactly the padded length); lower-casing
+        # can lengthen the text ("İ" is 2 bytes, "i̇" 3), and then the count reported by the failed call
+        # sizes the second.
         capacity = self._max_length if flags & PAD_TO_MAX_LENGTH else len(data) + 2
-        ids = np.empty(capacity, np.int64)
         count = ctypes.c_size_t()
-        _lib.check(_lib.lib.nodus_tokenizer_encode(self.handle, data, len(data), flags,
-                                                   ids.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)), capacity,
-                                                   ctypes.byref(count)))
+        for _ in range(2):
+            ids = np.empty(capacity, np.int64)
+            status = _lib.lib.nodus_tokenizer_encode(self.handle, data, len(data), flags, ids.ctypes.data, capacity,
+                                                     ctypes.byref(count))
+            if status == 0 or count.value <= capacity:
+                break
+            capacity = count.value
+        _lib.check(status)
         return ids[: count.value]
 
     def encode(self, text, add_special_tokens=True, padding=False, truncation=False, max_length=None):
@@ -174,6 +180,19 @@ class Tokenizer(Handle):
         if return_tensors not in ("np", None):
             raise ValueError(f"nodus: Tokenizer returns numpy arrays; return_tensors={return_tensors!r} is not supported")
         texts = [text] if isinstance(text, (str, bytes, bytearray)) else list(text)
+        length = self._max_length
+        if (padding == "max_length" and truncation and add_special_tokens
+                and (max_length is None or max_length == length)):
+            # The pipelines' call: each row written in place by one C call.
+            result = np.empty((len(texts), length), np.int64)
+            address, stride = result.ctypes.data, length * 8
+            count = ctypes.c_size_t()
+            encode, handle = _lib.lib.nodus_tokenizer_encode, self.handle
+            for index, item in enumerate(texts):
+                data = _utf8(item)
+                _lib.check(encode(handle, data, len(data), PAD_TO_MAX_LENGTH, address + index * stride, length,
+                                  ctypes.byref(count)))
+            return result
         if padding not in ("max_length", "longest", True, False, "do_not_pad"):
             raise ValueError(f"nodus: padding must be 'max_length', 'longest', True or False, not {padding!r}")
         rows = [self._ids(item, add_special_tokens, "max_length" if padding == "max_length" else False,

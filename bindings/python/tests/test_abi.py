@@ -737,7 +737,7 @@ def test_c_abi_check_and_struct_layout(tmp_path):
     )
     assert run.returncode == 0, run.stdout + run.stderr
     mirrors = {"nodus_tensor": _lib.Tensor, "nodus_model_params": _lib.ModelParams, "nodus_sample_params": _lib.SampleParams,
-               "nodus_adapter_schedule_entry": _lib.AdapterScheduleEntry}
+               "nodus_adapter_schedule_entry": _lib.AdapterScheduleEntry, "nodus_prompt_params": _lib.PromptParams}
     seen = 0
     for line in run.stdout.splitlines():
         words = line.split()
@@ -749,7 +749,7 @@ def test_c_abi_check_and_struct_layout(tmp_path):
             descriptor = getattr(mirrors[struct], field)
             assert (descriptor.offset, descriptor.size) == (int(words[3]), int(words[5])), line
             seen += 1
-    assert seen == 4 + 6 + 3 + 17 + 4  # sizeof lines, then each struct's fields
+    assert seen == 5 + 6 + 3 + 17 + 4 + 4  # sizeof lines, then each struct's fields
 
 
 def test_model_signatures_and_forward_all():
