@@ -138,9 +138,42 @@ def run_child(args, name):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def prompt_encoding(args, rounds=20):
+    """Seconds per engine of tokenizing one 77-token prompt and running CLIP ViT-L/14's text encoder on it
+    (fp32), over interleaved rounds: transformers' CLIPTokenizer + CLIPTextModel, and Nodus'."""
+    import nodus
+    import torch
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    torch.set_num_threads(args.threads)
+    prompt = ("a frontal chest x-ray of an adult patient with a 3.5 cm spiculated nodule in the right lower lobe, "
+              "no pleural effusion or pneumothorax, normal cardiomediastinal silhouette, clear lungs, high resolution")
+    tokenizer = CLIPTokenizer.from_pretrained(folder(args) / "tokenizer")
+    encoder = CLIPTextModel.from_pretrained(folder(args) / "text_encoder").eval()
+    nodus_tokenizer = nodus.Tokenizer.from_pretrained(folder(args) / "tokenizer")
+    nodus_encoder = nodus.load(folder(args) / "text_encoder", threads=args.threads)
+
+    def transformers_call():
+        ids = tokenizer([prompt], padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+        with torch.inference_mode():
+            return encoder(ids).last_hidden_state.numpy()
+
+    def nodus_call():
+        return nodus_encoder.forward(input_ids=nodus_tokenizer([prompt]))
+
+    engines = {"transformers": transformers_call, "Nodus": nodus_call}
+    for call in engines.values():
+        call()
+    times = interleaved(engines, rounds)
+    error = rel_max_error(nodus_call(), transformers_call())
+    return {"times": times, "error": error, "tokens": len(tokenizer(prompt).input_ids)}
+
+
 def benchmark(args):
     for part in ("unet", "vae", "text_encoder"):
         forward.warm_page_cache(folder(args) / part)
+    print("prompt encoding (tokenizer + CLIP text encoder, fp32) ...")
+    text = prompt_encoding(args)
     print("time to first image: one fresh subprocess per engine ...")
     setup = {}
     for name in ENGINES:
@@ -158,7 +191,7 @@ def benchmark(args):
     print(f"{args.runs} interleaved rounds of a {args.steps}-step generation ...")
     times = interleaved({name: keeping(name) for name in ENGINES}, args.runs)
     errors = {name: rel_max_error(image, outputs[REFERENCE]) for name, image in outputs.items()}
-    return {"setup": setup, "times": times, "errors": errors}
+    return {"setup": setup, "times": times, "errors": errors, "text": text}
 
 
 def report(args, r, loads):
@@ -180,6 +213,10 @@ def report(args, r, loads):
                         f"{ratio:.2f}x" + (" (--quick, not the target workload)" if args.quick else ""))
     load_text = (" / ".join(f"{value:.2f}" for value in loads[0]) + " before, "
                  + " / ".join(f"{value:.2f}" for value in loads[1]) + " after")
+    text = r["text"]
+    text_medians = {name: statistics.median(seconds) * 1000 for name, seconds in text["times"].items()}
+    text_ratio = text_medians["Nodus"] / text_medians["transformers"]
+    text_rows = [f"| {name} | {text_medians[name]:.1f} | {min(text['times'][name]) * 1000:.1f} |" for name in text_medians]
     return "\n".join([
         f"# Text to image, SD-1.5 sizes{' (--quick)' if args.quick else ''}: {args.steps} DPM-Solver++ 2M steps, "
         f"CFG {GUIDANCE}, {size(args)}x{size(args)}, {args.threads} threads: Nodus beside diffusers",
@@ -212,6 +249,16 @@ def report(args, r, loads):
         "| peak RSS GB |",
         "|---|---:|---:|---:|---:|",
         *setup_rows,
+        "",
+        f"Prompt encoding alone: tokenize one prompt ({text['tokens']} tokens before padding to 77) and run the CLIP "
+        f"ViT-L/14 text encoder in fp32, {len(text['times']['Nodus'])} interleaved rounds (relative max error of the "
+        f"hidden states {text['error']:.1e}):",
+        "",
+        "| engine | median ms | min ms |",
+        "|---|---:|---:|",
+        *text_rows,
+        "",
+        f"* Nodus <= 0.5x transformers: {'**met**' if text_ratio <= 0.5 else '**not met**'}, {text_ratio:.2f}x",
         "",
     ])
 

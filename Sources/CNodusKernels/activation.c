@@ -49,6 +49,8 @@ int nodus_gelu_tanh(const float *input, float *output, int64_t count) {
 
 int nodus_silu(const float *input, float *output, int64_t count) { return gate(input, output, count, 1, 0); }
 
+int nodus_quick_gelu(const float *input, float *output, int64_t count) { return gate(input, output, count, 1.702f, 0); }
+
 /* Phi(x) = (1 + erf(x / sqrt 2)) / 2, the standard normal CDF, from the fits of
  * tests/reference/fit_gelu_erf.py: an odd polynomial for |z| <= 1 and
  * erfc(|z|) = Q(t) e^(-z^2) beyond, with z^2 split exactly (hi + lo) so that

@@ -35,6 +35,7 @@ extension FusionRewriter {
             (.gelu, "gelu", { x in 0.5 * x * erfc(-x / 2.0.squareRoot()) }),
             (.geluTanh, "gelu_tanh", { x in 0.5 * x * (1 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x))) }),
             (.silu, "silu", { x in x / (1 + exp(-x)) }),
+            (.quickGELU, "quick_gelu", { x in x / (1 + exp(-1.702 * x)) }),
         ]
         for (operation, name, function) in candidates {
             let matches = zip(FusionRewriter.probe, values).allSatisfy { x, y in

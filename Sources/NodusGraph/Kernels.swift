@@ -85,7 +85,7 @@ struct AttentionStep: Kernel {
 }
 
 struct ActivationStep: Kernel {
-    enum Function { case geluTanh, gelu, silu }
+    enum Function { case geluTanh, gelu, silu, quickGELU }
     let function: Function
     let input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, count: Int
     var name: String {
@@ -93,6 +93,7 @@ struct ActivationStep: Kernel {
         case .geluTanh: "gelu_tanh"
         case .gelu: "gelu"
         case .silu: "silu"
+        case .quickGELU: "quick_gelu"
         }
     }
     func run(scratch: UnsafeMutablePointer<Float>) {
@@ -100,6 +101,7 @@ struct ActivationStep: Kernel {
         case .geluTanh: Activation.geluTanh(input, output, count: count)
         case .gelu: Activation.geluErf(input, output, count: count)
         case .silu: Activation.silu(input, output, count: count)
+        case .quickGELU: Activation.quickGELU(input, output, count: count)
         }
     }
 }

@@ -106,6 +106,8 @@ struct Lowering {
             return ActivationStep(function: .gelu, input: try floats(input(0)), output: output, count: outputCount)
         case .silu:
             return ActivationStep(function: .silu, input: try floats(input(0)), output: output, count: outputCount)
+        case .quickGELU:
+            return ActivationStep(function: .quickGELU, input: try floats(input(0)), output: output, count: outputCount)
         case .add:
             return AddStep(a: try floats(input(0)), b: try floats(input(1)), output: output, blockCount: outputCount, batch: 1)
         case .addBroadcast:

@@ -105,6 +105,8 @@ public enum Operation: Sendable {
     case gatherND
     /// RMSNorm over the last dimension: x / sqrt(mean(x²) + eps) * weight. Inputs: x, weight [D]?.
     case rmsNorm(eps: Float)
+    /// x * sigmoid(1.702 x): transformers' `quick_gelu` (OpenAI CLIP's text encoder).
+    case quickGELU
 
     /// The op's name in plans and profiles.
     public var name: String {
@@ -155,6 +157,7 @@ public enum Operation: Sendable {
         case .argExtremum(_, let largest): largest ? "arg_max" : "arg_min"
         case .gatherND: "gather_nd"
         case .rmsNorm: "rms_norm"
+        case .quickGELU: "quick_gelu"
         }
     }
 
@@ -163,7 +166,8 @@ public enum Operation: Sendable {
     var canRunInPlace: Bool {
         switch self {
         case .geluTanh, .gelu, .silu, .add, .addBroadcast, .scale, .gatedResidual, .layerNorm, .modulatedLayerNorm,
-             .groupNorm, .lowRankUpdate, .addPerChannel, .binary, .map, .reshape, .cast, .softmax, .instanceNorm, .rmsNorm:
+             .groupNorm, .lowRankUpdate, .addPerChannel, .binary, .map, .reshape, .cast, .softmax, .instanceNorm, .rmsNorm,
+             .quickGELU:
             true
         default:
             false

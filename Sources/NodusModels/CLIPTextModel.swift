@@ -201,13 +201,7 @@ public final class CLIPTextModel: AdaptableModel {
             hidden = try model.graph.add(hidden, attention(normed, in: &model))
             normed = try model.layerNorm(hidden, block + "layer_norm2", eps: config.layerNormEps)
             var inner = try model.linear(normed, block + "mlp.fc1", outWidth: config.intermediateWidth)
-            if config.quickGELU {
-                // x * sigmoid(1.702 x), as transformers' QuickGELUActivation.
-                let gate = try model.graph.map(.sigmoid, model.graph.unary(.scale(1.702), inner))
-                inner = try model.graph.binary(.multiply, inner, gate)
-            } else {
-                inner = model.graph.unary(.gelu, inner)
-            }
+            inner = model.graph.unary(config.quickGELU ? .quickGELU : .gelu, inner)
             hidden = try model.graph.add(hidden, model.linear(inner, block + "mlp.fc2", outWidth: width))
         }
 

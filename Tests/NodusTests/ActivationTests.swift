@@ -73,4 +73,9 @@ final class ActivationTests: XCTestCase {
         check("silu", { Activation.silu($0, $1, count: $2) }) { x in x }
         check("silu (one thread)", { Activation.siluSerial($0, $1, count: $2) }) { x in x }
     }
+
+    /// transformers' quick_gelu (OpenAI CLIP): x * sigmoid(1.702 x).
+    func testQuickGELU() {
+        check("quick_gelu", { Activation.quickGELU($0, $1, count: $2) }) { x in 1.702 * x }
+    }
 }

@@ -23,6 +23,9 @@ NODUS_ACTIVATION_INTERNAL int nodus_gelu_tanh(const float *input, float *output,
 /* SiLU, x * sigmoid(x). `output` may be `input`. Returns 1, or 0 below AVX2. */
 NODUS_ACTIVATION_INTERNAL int nodus_silu(const float *input, float *output, int64_t count);
 
+/* transformers' quick_gelu, x * sigmoid(1.702 x). `output` may be `input`. Returns 1, or 0 below AVX2. */
+NODUS_ACTIVATION_INTERNAL int nodus_quick_gelu(const float *input, float *output, int64_t count);
+
 /* The exact GELU (nn.GELU()), x * Phi(x) with Phi the standard normal CDF.
  * `output` may be `input`. Returns 1, or 0 below AVX2. */
 NODUS_ACTIVATION_INTERNAL int nodus_gelu_erf(const float *input, float *output, int64_t count);

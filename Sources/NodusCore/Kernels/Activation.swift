@@ -55,6 +55,12 @@ public enum Activation {
         map(input, output, count: count) { x in x * VectorMath.sigmoid(x) }
     }
 
+    /// transformers' `quick_gelu`: x * sigmoid(1.702 x).
+    public static func quickGELU(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, count: Int) {
+        if vectorized(input, output, count: count, nodus_quick_gelu) { return }
+        map(input, output, count: count) { x in x * VectorMath.sigmoid(1.702 * x) }
+    }
+
     /// SiLU on the calling thread only (for kernels that already split their work).
     static func siluSerial(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, count: Int) {
         if hasVectorKernels && nodus_silu(input, output, Int64(count)) != 0 { return }
