@@ -6,16 +6,20 @@ import NodusCore
 /// The attention pattern: head split, scaled q kᵀ, softmax, · v, head merge.
 extension FusionRewriter {
 
-    /// The head merge (a reshape or transpose chain) of softmax(q kᵀ s) v with
+    /// The head merge (a reshape or transpose chain) of softmax(q kᵀ s + causal mask) v with
     /// q, k and v split into heads by layout chains -> attention.
     mutating func attention(_ node: Node) throws -> ValueID? {
         guard isLayout(node) else { return nil }
         let (merged, mergeChain) = layoutChain(ending: node)
         guard let product = interior(merged), case .matMul = product.operation, shape(merged).count >= 3,
-              let probabilities = interior(product.inputs[0]), case .softmax(let axis) = probabilities.operation,
+              let probabilities = softmaxProbabilities(product.inputs[0]),
+              case .softmax(let axis) = probabilities.operation,
               axis == shape(probabilities.output).count - 1 else { return nil }
         var scale: Float = 1
         var scores = probabilities.inputs[0]
+        // A constant causal mask added to the scores (CLIP's text encoder) -> the causal kernel.
+        var causal = false
+        if let masked = interior(scores), let inner = causallyMasked(masked) { scores = inner; causal = true }
         if let scaled = interior(scores), let (inner, factor) = scaledBy(scaled) { scores = inner; scale *= factor }
         guard let qk = interior(scores), case .matMul = qk.operation else { return nil }
         var queryHeads = qk.inputs[0], keyHeads = qk.inputs[1]
@@ -51,7 +55,46 @@ extension FusionRewriter {
         if abs(scale - expected) > 1e-6 * expected {
             scaledQuery = emit(.scale(scale / expected), [query], like: query, name: "attention_scale")
         }
-        return emit(.attention(heads: heads, causal: false), [scaledQuery, normedKey, value], like: node.output, name: "attention")
+        return emit(.attention(heads: heads, causal: causal), [scaledQuery, normedKey, value], like: node.output, name: "attention")
+    }
+
+    /// The softmax node behind `value`: its producer, or through `where(isnan(p), 0, p)`, the guard
+    /// the dynamo exporter writes after a masked softmax (a no-op here: every row of a causal or
+    /// unmasked softmax has a finite score, so no row is NaN).
+    private func softmaxProbabilities(_ value: ValueID?) -> Node? {
+        guard let node = interior(value) else { return nil }
+        guard case .select = node.operation else { return node }
+        guard let probabilities = node.inputs[2], scalar(node.inputs[1]) == 0,
+              let negation = interior(node.inputs[0]), case .map(.not) = negation.operation,
+              let equality = interior(negation.inputs[0]), case .binary(.equal) = equality.operation,
+              equality.inputs[0] == probabilities, equality.inputs[1] == probabilities,
+              probabilities.index < uses.count, uses[probabilities.index] == 3,  // the guard's three reads
+              let softmax = producer(probabilities), case .softmax = softmax.operation else { return nil }
+        return softmax
+    }
+
+    /// The scores inside `scores + mask` when the mask is a constant causal one: 0 where key j <= query i,
+    /// and -inf or a float32 minimum (below -1e30: e^x is 0) above, the same for every leading index.
+    private func causallyMasked(_ node: Node) -> ValueID? {
+        guard case .binary(.add) = node.operation else { return nil }
+        let target = shape(node.output)
+        guard target.count >= 2, target[target.count - 1] == target[target.count - 2] else { return nil }
+        for (scores, mask) in [(node.inputs[0], node.inputs[1]), (node.inputs[1], node.inputs[0])] {
+            guard let scores, shape(scores) == target, let values = tensor(mask), values.dtype == .float32,
+                  values.rank >= 2, Array(values.shape.suffix(2)) == Array(target.suffix(2)) else { continue }
+            let tokens = target[target.count - 1]
+            let floats = values.floats
+            let isCausal = (0..<(values.elementCount / (tokens * tokens))).allSatisfy { slice in
+                (0..<tokens).allSatisfy { i in
+                    (0..<tokens).allSatisfy { j in
+                        let value = floats[(slice * tokens + i) * tokens + j]
+                        return j <= i ? value == 0 : value < -1e30
+                    }
+                }
+            }
+            if isCausal { return scores }
+        }
+        return nil
     }
 
     /// `layoutChain(from:)`, also walking through one rms_norm of the head width: the
