@@ -548,8 +548,8 @@ enum {
  * out_count, unknown flags, invalid UTF-8 (the message gives the byte
  * offset), or capacity below the count (then *out_count holds the count and
  * out_ids is untouched). Without padding, text_length + 2 ids are nearly
- * always enough, but lower-casing can lengthen text ("İ", 2 bytes, gives 2 ids
- * of its 3 lower-case bytes): size with a query when it must never fail. */
+ * always enough, but lower-casing can lengthen text ("Ⱥ", 2 bytes, becomes
+ * "ⱥ", 3 bytes and 3 ids): size with a query when it must never fail. */
 NODUS_API NODUS_NODISCARD nodus_status nodus_tokenizer_encode(const nodus_tokenizer *tokenizer, const char *text,
                                                               size_t text_length, int32_t flags, int64_t *out_ids,
                                                               size_t capacity, size_t *out_count);
