@@ -590,7 +590,9 @@ enum {
  * query, NODUS_OK). NODUS_ERROR_INVALID_ARGUMENT: NULL tokenizer, text or
  * out_count, unknown flags, invalid UTF-8 (the message gives the byte
  * offset), or capacity below the count (then *out_count holds the count and
- * out_ids is untouched). */
+ * out_ids is untouched). Without padding, text_length + 2 ids are nearly
+ * always enough, but lower-casing can lengthen text ("Ⱥ", 2 bytes, becomes
+ * "ⱥ", 3 bytes and 3 ids): size with a query when it must never fail. */
 NODUS_API NODUS_NODISCARD nodus_status nodus_tokenizer_encode(const nodus_tokenizer *tokenizer, const char *text,
                                                               size_t text_length, int32_t flags, int64_t *out_ids,
                                                               size_t capacity, size_t *out_count);
@@ -600,8 +602,8 @@ NODUS_API NODUS_NODISCARD nodus_status nodus_tokenizer_encode(const nodus_tokeni
  * `BREAK` to end a chunk; the tokens fill chunks of max_length - 2 (75),
  * moving the words after a comma at most comma_backtrack tokens back to the
  * next chunk; each chunk is [BOS] tokens [EOS] pad... (max_length ids, the pad
- * after the EOS as transformers pads). The exact rule: README "Long prompts
- * and prompt weighting". */
+ * after the EOS as transformers pads). The exact rule: README, section "CLIP
+ * tokenizer, long prompts and prompt weighting". */
 typedef struct nodus_prompt_params {
     uint32_t struct_size;      /* sizeof(nodus_prompt_params), set by nodus_prompt_params_init    */
     int32_t parse_weights;     /* 1 (default): parse the weighting syntax; 0: plain text, weight 1 */
@@ -616,7 +618,9 @@ NODUS_API void nodus_prompt_params_init(nodus_prompt_params *params);
  * max_length ids written to `out_ids`, and the weight of each id to
  * `out_weights` (1 for BOS, EOS and padding; may be NULL). Size query and
  * errors as nodus_tokenizer_encode; also NODUS_ERROR_INVALID_ARGUMENT for a
- * weight that is not a number, as in "(a:1.2.3)" (the message quotes it). */
+ * weight that is not a number, as in "(a:1.2.3)" (the message quotes it), for
+ * brackets nested so deeply that the weights need over 100 million products,
+ * and for a negative comma_backtrack or max_chunks. */
 NODUS_API NODUS_NODISCARD nodus_status nodus_tokenizer_encode_prompt(const nodus_tokenizer *tokenizer, const char *text,
                                                                      size_t text_length,
                                                                      const nodus_prompt_params *params,

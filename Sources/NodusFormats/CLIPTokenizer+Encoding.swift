@@ -54,9 +54,16 @@ extension CLIPTokenizer {
             if !text.isEmpty { try piece(text) }
             return
         }
+        // The first scalars of the patterns, to skip the rest of the text quickly.
+        var firsts: [Unicode.Scalar] = []
+        for pattern in patterns { if let first = pattern.scalars.first, !firsts.contains(first) { firsts.append(first) } }
         var start = text.startIndex
         var position = text.startIndex
         while position < text.endIndex {
+            guard firsts.contains(text[position]) else {
+                position += 1
+                continue
+            }
             var matched: (length: Int, id: Int)?
             for pattern in patterns where pattern.scalars.first == text[position] {
                 let length = pattern.scalars.count

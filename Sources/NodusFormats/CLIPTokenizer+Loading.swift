@@ -9,7 +9,9 @@ import NodusCore
 ///
 /// Matches transformers 5's `CLIPTokenizer.from_pretrained`: special_tokens_map.json overrides
 /// tokenizer_config.json, which overrides tokenizer.json's added tokens and post-processor; a special
-/// token may be a string or an `AddedToken` object (`{"content": ...}`). Without any
+/// token may be a string or an `AddedToken` object (`{"content": ...}`). A tokenizer_config.json with
+/// `added_tokens_decoder` declares the added tokens itself, and special_tokens_map.json is then not
+/// read (as transformers). Without any
 /// `model_max_length` (transformers then has 1e30) the length is CLIP's 77.
 extension CLIPTokenizer {
     /// The regex of CLIP's `Split` pre-tokenizer, the only one `CLIPTokenizer+PreTokenization` implements.
@@ -55,10 +57,12 @@ extension CLIPTokenizer {
         }
         for name in ["tokenizer_config.json", "special_tokens_map.json"] {
             let file = folder + "/" + name
+            // With an added_tokens_decoder in tokenizer_config.json transformers skips the map.
+            if name == "special_tokens_map.json", configuration.declaredAddedTokens != nil { continue }
             if isRegularFile(file) { try readSpecialTokens(file, into: &configuration) }
         }
-        return try CLIPTokenizer(model: model, addedTokens: addedTokens, configuration: configuration,
-                                 context: "CLIP tokenizer '\(path)'")
+        return try CLIPTokenizer(model: model, addedTokens: configuration.declaredAddedTokens ?? addedTokens,
+                                 configuration: configuration, context: "CLIP tokenizer '\(path)'")
     }
 
     // MARK: - vocab.json, merges.txt
@@ -146,6 +150,22 @@ extension CLIPTokenizer {
         if let value = try token("pad_token") { (configuration.padToken, configuration.padTokenNormalized) = value }
         if let value = try token("unk_token") {
             (configuration.unknownToken, configuration.unknownTokenNormalized) = value
+        }
+        if let declared = reader.members["added_tokens_decoder"], !declared.isNull {
+            guard let entries = declared.objectValue else {
+                throw NodusError.format("\(context): 'added_tokens_decoder' must be an object of id -> token")
+            }
+            var tokens: [AddedToken] = []
+            for (key, value) in entries {
+                let entry = try JSONObjectReader(value, context: "\(context) added_tokens_decoder[\(key)]")
+                guard let id = Int(key), id >= 0 else {
+                    throw NodusError.format("\(context): added_tokens_decoder key '\(key)' is not an id")
+                }
+                tokens.append(AddedToken(content: try entry.string("content"), id: id,
+                                         normalized: try entry.bool("normalized", default: true),
+                                         special: try entry.bool("special", default: false)))
+            }
+            configuration.declaredAddedTokens = tokens.sorted { $0.id < $1.id }
         }
         if let value = reader.members["model_max_length"], !value.isNull {
             guard let number = value.doubleValue, number >= 2, number.rounded() == number else {

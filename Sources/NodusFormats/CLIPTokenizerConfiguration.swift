@@ -23,6 +23,10 @@ public struct CLIPTokenizerConfiguration: Equatable, Sendable {
     /// Lower-casing (tokenizers' `Lowercase`, a per-character full Unicode mapping).
     /// tokenizer_config.json's `do_lower_case` is not read: transformers 5 ignores it too.
     public var lowercases = true
+    /// tokenizer_config.json's `added_tokens_decoder` (written by transformers 4.34 and later), when
+    /// present: transformers then takes the added tokens and their flags from it, not from
+    /// tokenizer.json, and does not read special_tokens_map.json.
+    public var declaredAddedTokens: [AddedToken]?
     /// The end-of-word suffix of the BPE model.
     public var endOfWordSuffix = "</w>"
 

@@ -37,6 +37,12 @@ final class CLIPTokenizerTests: XCTestCase {
         XCTAssertEqual(tokenizer.configuration.modelMaxLength, special["model_max_length"]?.intValue)
     }
 
+    func testVocabularyIsTheHubOne() throws {
+        // The ids openai/clip-vit-large-patch14's own files give (as published in countless examples):
+        // the fixture vocabulary built from bpe_simple_vocab_16e6.txt.gz is the hub's.
+        XCTAssertEqual(try Self.sd15.get().encode("a photo of a cat"), [49406, 320, 1125, 539, 320, 2368, 49407])
+    }
+
     func testPaddedIdsEqualTransformersOnCorpus() throws {
         let tokenizers = [("clip-tokenizer", try Self.sd15.get(), "input_ids"),
                           ("clip-tokenizer-json", try Self.fromJSON.get(), "input_ids"),

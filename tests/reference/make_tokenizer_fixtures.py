@@ -261,6 +261,12 @@ def special_token_variants(base):
         {"tokenizer_config.json": {"bos_token": dict(token("<|startoftext|>"), __type="AddedToken"),
                                    "pad_token": "<|endoftext|>"},
          "special_tokens_map.json": {"pad_token": token("<|endoftext|>")}},
+        # transformers >= 4.34 saves added_tokens_decoder; then special_tokens_map.json is not read.
+        {"tokenizer_config.json": {"added_tokens_decoder": {"49406": dict(token("<|startoftext|>", False), special=True),
+                                                            "49407": dict(token("<|endoftext|>"), special=True)},
+                                   "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
+                                   "pad_token": "<|endoftext|>", "unk_token": "<|endoftext|>"},
+         "special_tokens_map.json": {"pad_token": "!"}},
     ]
     probe = "<|ENDOFTEXT|> <|STARTOFTEXT|> a<|endoftext|>b!"
     result = []

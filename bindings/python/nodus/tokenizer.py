@@ -135,7 +135,7 @@ class Tokenizer(Handle):
     def _encode(self, text, flags):
         data = _utf8(text)
         # Usually one call: room for n + 2 ids for n bytes (or exactly the padded length); lower-casing
-        # can lengthen the text ("İ" is 2 bytes, "i̇" 3), and then the count reported by the failed call
+        # can lengthen the text ("Ⱥ" is 2 bytes, "ⱥ" 3), and then the count reported by the failed call
         # sizes the second.
         capacity = self._max_length if flags & PAD_TO_MAX_LENGTH else len(data) + 2
         count = ctypes.c_size_t()
