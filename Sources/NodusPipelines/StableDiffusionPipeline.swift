@@ -141,8 +141,10 @@ public final class StableDiffusionPipeline {
         var probe = scheduler
         let stepCount = try GuidedSampler.timesteps(for: sampling, scheduler: &probe).count
         if scheduler.drawsStepNoise {
-            // diffusers draws each step's noise inside `step`; nothing else draws between them.
-            sampling.stepNoise = try generator.randn(shape: [stepCount] + latentShape)
+            // diffusers draws each step's noise inside `step`, one draw per step (torch fills a draw whose
+            // size is not a multiple of 16 differently from a part of a larger one), nothing between them.
+            let draws = try (0..<stepCount).map { _ in try generator.randn(shape: latentShape) }
+            sampling.stepNoise = try Tensor.concatenatingBatch(draws).reshaped([stepCount] + latentShape)
         }
         var running = scheduler
         let latents = try GuidedSampler.run(model: unet, scheduler: &running, request: sampling).final
