@@ -173,6 +173,13 @@ typedef struct nodus_model_params {
                            /* products summed in float32 (torch's bf16 autocast; below   */
                            /* 3e-2 of float32), the rest float32; any other dtype is     */
                            /* NODUS_ERROR_UNSUPPORTED at load                            */
+    /* 0 (default): weight files (and LoRA files loaded into the model) are memory-mapped: instant
+     * loads, weights in the page cache. But a mapped file truncated or dropped while the model
+     * runs (another process rewrites it; a network or shared file system) raises SIGBUS in the
+     * host, as SQLite documents for its mmap mode. 1: each file is read into private memory at
+     * load; slower loads and the weights count in the RSS, but nothing done to the files
+     * afterwards reaches the model. Use 1 for weights on network or shared file systems. */
+    int32_t read_files;
 } nodus_model_params;
 
 /* Fills `params` with the defaults. */

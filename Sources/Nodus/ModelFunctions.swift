@@ -43,7 +43,7 @@ public func nodusModelParamsInit(_ params: UnsafeMutablePointer<nodus_model_para
 enum ModelParameters {
     static var defaults: nodus_model_params {
         nodus_model_params(struct_size: UInt32(MemoryLayout<nodus_model_params>.stride), threads: 0,
-                           dtype: DType.float32.rawValue)
+                           dtype: DType.float32.rawValue, read_files: 0)
     }
 
     /// `ModelOptions` from the caller's params (NULL = defaults), checked.
@@ -57,7 +57,10 @@ enum ModelParameters {
         guard let dtype = DType(rawValue: params.dtype) else {
             throw NodusError.invalidArgument("\(function): params.dtype \(params.dtype) is not a nodus_dtype")
         }
-        return ModelOptions(threads: Int(params.threads), dtype: dtype)
+        guard params.read_files == 0 || params.read_files == 1 else {
+            throw NodusError.invalidArgument("\(function): params.read_files is \(params.read_files); use 0 (map) or 1 (read)")
+        }
+        return ModelOptions(threads: Int(params.threads), dtype: dtype, fileAccess: params.read_files == 1 ? .read : .mapped)
     }
 }
 

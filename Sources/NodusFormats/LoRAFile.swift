@@ -66,7 +66,9 @@ public struct LoRAFile: Sendable {
     /// - Throws: `NodusError.io` when the path cannot be read or a folder lacks
     ///   `adapter_model.safetensors` / `adapter_config.json`; `.format`, `.shape` or
     ///   `.unsupported` as listed in the type's documentation, naming the file and the key.
-    public static func load(path: String) throws -> LoRAFile {
+    /// - Parameter access: how the file is held: mapped (factors stored as aligned float32 are
+    ///   then views of the mapping), or read into memory.
+    public static func load(path: String, access: FileAccess = .mapped) throws -> LoRAFile {
         var weightsPath = path
         var configPath: String?
         if isDirectory(path) {
@@ -87,7 +89,7 @@ public struct LoRAFile: Sendable {
             if isRegularFile(sibling) { configPath = sibling }
         }
 
-        let file = try SafetensorsFile(path: weightsPath)
+        let file = try SafetensorsFile(path: weightsPath, access: access)
         let context = "LoRA file '\(weightsPath)'"
         var folderConfig: (value: JSONValue, config: LoRAConfig)?
         if let configPath {

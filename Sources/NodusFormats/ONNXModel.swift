@@ -44,10 +44,11 @@ public struct ONNXModel: Sendable {
     /// - Throws: `NodusError.io` (cannot read the file or its external data), `NodusError.format`
     ///   (not valid ONNX, or the model fails a check above), `NodusError.unsupported` (an element
     ///   type, attribute type or tensor layout Nodus does not handle).
-    public static func load(_ path: String) throws -> ONNXModel {
+    /// - Parameter access: how external data files are held (mapped, or read into memory).
+    public static func load(_ path: String, access: FileAccess = .mapped) throws -> ONNXModel {
         let proto = try ONNXModelProto(path: path)
         let handle = proto.handle
-        let reader = ONNXTensorReader(proto: proto)
+        let reader = ONNXTensorReader(proto: proto, access: access)
         let context = reader.context
 
         let irVersion = nodus_onnx_model_ir_version(handle)

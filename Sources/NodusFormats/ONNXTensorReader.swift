@@ -28,9 +28,11 @@ final class ONNXTensorReader {
     let folder: String
     private var realFolder: String?
     private var mappings: [String: MappedFile] = [:]
+    private let access: FileAccess
 
-    init(proto: ONNXModelProto) {
+    init(proto: ONNXModelProto, access: FileAccess) {
         self.proto = proto
+        self.access = access
         self.context = "ONNX file '\(proto.path)'"
         if let slash = proto.path.lastIndex(of: "/") {
             let prefix = String(proto.path[..<slash])
@@ -191,7 +193,7 @@ final class ONNXTensorReader {
         guard (status.st_mode & S_IFMT) == S_IFREG else {
             throw NodusError.io("\(subject): external data '\(resolved)' is not a regular file")
         }
-        let mapping = try MappedFile(path: resolved)
+        let mapping = try MappedFile(path: resolved, access: access)
         mappings[resolved] = mapping
         return mapping
     }

@@ -52,8 +52,8 @@ public final class SafetensorsFile: Sendable {
     /// Maps and validates the file at `path`.
     /// - Throws: `NodusError.io` when the file cannot be opened or mapped,
     ///   `NodusError.format` naming the file (and tensor) when it is not valid safetensors.
-    public init(path: String) throws {
-        let mapping = try MappedFile(path: path)
+    public init(path: String, access: FileAccess = .mapped) throws {
+        let mapping = try MappedFile(path: path, access: access)
         let context = "safetensors file '\(path)'"
         let fileSize = mapping.byteCount
         guard fileSize >= 8 else {

@@ -33,14 +33,14 @@ public final class WeightStore: Sendable {
     ///   lists both paths looked for) or a shard is missing; `NodusError.format` for
     ///   a malformed index, a shard name leaving the folder, a weight absent from its
     ///   shard, or an invalid safetensors file.
-    public init(directory: String, baseName: String = "diffusion_pytorch_model") throws {
+    public init(directory: String, baseName: String = "diffusion_pytorch_model", access: FileAccess = .mapped) throws {
         let folder = directory.hasSuffix("/") && directory.count > 1 ? String(directory.dropLast()) : directory
         let singlePath = "\(folder)/\(baseName).safetensors"
         let indexPath = "\(singlePath).index.json"
         self.directory = folder
         self.sourceDescription = "folder '\(folder)'"
         if WeightStore.isFile(singlePath) {
-            let file = try SafetensorsFile(path: singlePath)
+            let file = try SafetensorsFile(path: singlePath, access: access)
             self.files = [file]
             self.names = file.names
             self.locations = Dictionary(uniqueKeysWithValues: file.names.map { ($0, 0) })
@@ -63,7 +63,7 @@ public final class WeightStore: Sendable {
                 guard WeightStore.isFile(shardPath) else {
                     throw NodusError.io("index '\(indexPath)' puts weight '\(name)' in shard '\(shard)', but '\(shardPath)' does not exist")
                 }
-                files.append(try SafetensorsFile(path: shardPath))
+                files.append(try SafetensorsFile(path: shardPath, access: access))
                 index = files.count - 1
                 fileIndex[shard] = index
             }

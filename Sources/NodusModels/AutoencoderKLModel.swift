@@ -35,7 +35,7 @@ public final class AutoencoderKLModel: DiffusionModel, LatentDecoder {
         self.options = options
         decoders = ExecutableCache(precision: try options.precision())
         encoders = ExecutableCache(precision: try options.precision())
-        weights = Weights(store: try WeightStore(directory: directory))
+        weights = Weights(store: try WeightStore(directory: directory, access: options.fileAccess))
         // Building the decoder graph once reads and checks every weight it uses.
         _ = try buildDecoder(latentShape: [1, settings.latentChannels, 1, 1])
         // The encoder is checked the same way, but a folder that cannot encode

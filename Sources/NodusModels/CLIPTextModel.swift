@@ -40,7 +40,7 @@ public final class CLIPTextModel: AdaptableModel {
     public init(directory: String, config: JSONValue, options: ModelOptions, withProjection: Bool) throws {
         let context = "config.json of '\(directory)'"
         let settings = try CLIPTextConfig(JSONObjectReader(config, context: context), withProjection: withProjection)
-        let store = try WeightStore(directory: directory, baseName: "model")
+        let store = try WeightStore(directory: directory, baseName: "model", access: options.fileAccess)
         self.config = config
         self.settings = settings
         self.options = options
@@ -52,7 +52,8 @@ public final class CLIPTextModel: AdaptableModel {
         let nominal = try CLIPTextModel.buildGraph(settings: settings, weights: weights, prefix: prefix,
                                                    batch: 1, tokens: settings.maxPositions, clipSkip: 0)
         lora = LoRAController(weights: weights, targets: nominal.linearWeights,
-                              aliases: CLIPTextModel.otherPrefixNames(layers: settings.layers, prefix: prefix))
+                              aliases: CLIPTextModel.otherPrefixNames(layers: settings.layers, prefix: prefix),
+                              fileAccess: options.fileAccess)
     }
 
     /// The Linears' module names with the other key prefix -> this file's names,

@@ -31,7 +31,7 @@ public final class DiTModel: ClassConditionedModel, AdaptableModel {
 
     public init(directory: String, config: JSONValue, options: ModelOptions) throws {
         let settings = try DiTConfig(JSONObjectReader(config, context: "config.json of '\(directory)'"))
-        let store = try WeightStore(directory: directory)
+        let store = try WeightStore(directory: directory, access: options.fileAccess)
         self.config = config
         self.settings = settings
         self.options = options
@@ -43,7 +43,7 @@ public final class DiTModel: ClassConditionedModel, AdaptableModel {
         let nominal = try DiTModel.buildGraph(settings: settings, weights: weights,
                                               sampleShape: [1, settings.inChannels, settings.sampleSize, settings.sampleSize])
         lora = LoRAController(weights: weights, targets: nominal.linearWeights,
-                              aliases: DiTModel.originalNames(layers: settings.layers))
+                              aliases: DiTModel.originalNames(layers: settings.layers), fileAccess: options.fileAccess)
     }
 
     /// Original-DiT (facebookresearch/DiT) module names -> diffusers names, so

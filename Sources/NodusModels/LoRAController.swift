@@ -13,15 +13,19 @@ public final class LoRAController {
     /// adapter weights or enabling/disabling does not bump it.
     public private(set) var generation = 0
 
-    init(weights: Weights, targets: [String: [Int]], aliases: [String: String] = [:]) {
+    /// How LoRA files are held (the model's `ModelOptions.fileAccess`).
+    public let fileAccess: FileAccess
+
+    init(weights: Weights, targets: [String: [Int]], aliases: [String: String] = [:], fileAccess: FileAccess) {
         self.weights = weights
+        self.fileAccess = fileAccess
         self.matcher = LoRAMatcher(targets: targets, aliases: aliases)
     }
 
     /// Loads a LoRA file or PEFT adapter folder as adapter `adapterName`, which
     /// becomes the only active adapter (weight 1). On failure nothing changes.
     public func load(path: String, adapterName: String) throws -> LoRAReport {
-        try load(LoRAFile.load(path: path), adapterName: adapterName)
+        try load(LoRAFile.load(path: path, access: fileAccess), adapterName: adapterName)
     }
 
     /// Adds an already read file as adapter `adapterName` (a pipeline reads one file for

@@ -9,10 +9,14 @@ public struct ModelOptions: Sendable {
     /// `.bfloat16` (weights rounded to bf16 and packed once, bf16 products
     /// summed in float32, as torch's bf16 autocast; everything else float32).
     public var dtype: DType = .float32
+    /// How weight files (and LoRA files loaded into the model) are held: mapped, or read into
+    /// memory (see `FileAccess`: the cure for SIGBUS when files change under a running model).
+    public var fileAccess: FileAccess = .mapped
 
-    public init(threads: Int = 0, dtype: DType = .float32) {
+    public init(threads: Int = 0, dtype: DType = .float32, fileAccess: FileAccess = .mapped) {
         self.threads = threads
         self.dtype = dtype
+        self.fileAccess = fileAccess
     }
 
     /// The precision of `dtype`.

@@ -28,13 +28,14 @@ public final class ONNXGraphModel: AdaptableModel {
     private var nominal: (key: [Int], graph: Graph)?
 
     public init(path: String, options: ModelOptions) throws {
-        file = try ONNXModel.load(path)
+        file = try ONNXModel.load(path, access: options.fileAccess)
         let source = ONNXWeightSource(model: file)
         weights = Weights(source: source)
         weightNames = source.importerNames
         linearWeights = Set(source.linearTargets.keys)
         lora = LoRAController(weights: weights, targets: source.linearTargets,
-                              aliases: ONNXGraphModel.unwrappedNames(source.linearTargets.keys))
+                              aliases: ONNXGraphModel.unwrappedNames(source.linearTargets.keys),
+                              fileAccess: options.fileAccess)
         self.options = options
         executables = ExecutableCache(precision: try options.precision())
         var opsets: [String: JSONValue] = [:]

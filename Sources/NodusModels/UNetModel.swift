@@ -50,14 +50,14 @@ public final class UNetModel: ContextConditionedModel, AdaptableModel {
         self.settings = settings
         self.options = options
         executables = ExecutableCache(precision: try options.precision())
-        let weights = Weights(store: try WeightStore(directory: directory))
+        let weights = Weights(store: try WeightStore(directory: directory, access: options.fileAccess))
         self.weights = weights
         // Building the graph once reads and checks every weight; its Linears are the LoRA targets.
         let side = settings.downscale
         let nominal = try UNetModel.buildGraph(settings: settings, weights: weights,
                                                sampleShape: [1, settings.inChannels, side, side],
                                                contextShape: [1, 1, settings.crossAttentionWidth])
-        lora = LoRAController(weights: weights, targets: nominal.linearWeights, aliases: [:])
+        lora = LoRAController(weights: weights, targets: nominal.linearWeights, aliases: [:], fileAccess: options.fileAccess)
     }
 
     public func outputShape(for inputs: [String: Tensor]) throws -> [Int] {

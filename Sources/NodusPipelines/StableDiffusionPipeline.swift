@@ -66,7 +66,7 @@ public final class StableDiffusionPipeline {
     /// - Throws: `NodusError.invalidArgument` when no layer names a Linear of either; any
     ///   component's error. On failure no component changed.
     public func loadLoRA(path: String, adapterName: String) throws -> [String: LoRAReport] {
-        let file = try LoRAFile.load(path: path)
+        let file = try LoRAFile.load(path: path, access: unet.lora.fileAccess)
         let targets = adaptableModels.filter { $0.model.lora.matchesAny(file) }
         guard !targets.isEmpty else {
             let examples = file.layers.prefix(3).map(\.module).joined(separator: ", ")

@@ -52,6 +52,7 @@ class ModelParams(ctypes.Structure):
         ("struct_size", ctypes.c_uint32),
         ("threads", ctypes.c_int32),
         ("dtype", ctypes.c_int32),
+        ("read_files", ctypes.c_int32),
     ]
 
 

@@ -262,7 +262,7 @@ class Model(Handle):
         return json.loads(text.decode())
 
 
-def model_params(dtype, threads):
+def model_params(dtype, threads, mmap=True):
     """``nodus_model_params`` for ``load`` and ``Pipeline.from_pretrained``, checked."""
     params = _lib.ModelParams()
     _lib.lib.nodus_model_params_init(ctypes.byref(params))
@@ -275,10 +275,11 @@ def model_params(dtype, threads):
         if int(threads) != threads or not 0 <= threads < 2**31:
             raise ValueError(f"nodus: threads must be a non-negative integer, not {threads!r}")
         params.threads = int(threads)
+    params.read_files = 0 if mmap else 1
     return params
 
 
-def load(path, dtype="float32", threads=None):
+def load(path, dtype="float32", threads=None, mmap=True):
     """Loads a diffusers model folder (config.json + safetensors weights), or an ONNX file
     (a path ending in ".onnx", from ``torch.onnx.export``; external data beside it).
 
@@ -288,11 +289,14 @@ def load(path, dtype="float32", threads=None):
             rounded to bf16 once, bf16 products summed in float32, as torch's bf16 autocast:
             about twice as fast, half the weight memory, within 3e-2 of float32).
         threads: worker threads; None or 0 for all cores.
+        mmap: True (default) maps the weight files; False reads them into memory, so a file
+            truncated or dropped (network or shared file systems) while the model runs cannot
+            raise SIGBUS in the process (as torch.load's mmap=False).
     Raises:
         NodusError: the folder or file cannot be loaded (``.status`` says why; an ONNX op Nodus
             does not run is an UnsupportedError naming the op, its node and the opset).
     """
-    params = model_params(dtype, threads)
+    params = model_params(dtype, threads, mmap)
     location = os.fspath(path)
     handle = ctypes.c_void_p()
     _lib.check(_lib.lib.nodus_model_load(location.encode(), ctypes.byref(params), ctypes.byref(handle)))

@@ -28,10 +28,10 @@ class Pipeline(Handle):
         self._components = {}
 
     @classmethod
-    def from_pretrained(cls, path, dtype="float32", threads=None):
+    def from_pretrained(cls, path, dtype="float32", threads=None, mmap=True):
         """Loads a pipeline folder (model_index.json with tokenizer/, text_encoder/, unet/, vae/,
         scheduler/). ``dtype`` and ``threads`` apply to every model, as in :func:`nodus.load`."""
-        params = model_params(dtype, threads)
+        params = model_params(dtype, threads, mmap)
         location = os.fspath(path)
         handle = ctypes.c_void_p()
         _lib.check(_lib.lib.nodus_pipeline_load(os.fsencode(location), ctypes.byref(params), ctypes.byref(handle)))
