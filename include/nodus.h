@@ -751,7 +751,12 @@ typedef struct nodus_generate_params {
      * Encoded with the VAE, latent_dist.sample(generator) * scaling_factor, noised to the first
      * of the last int(steps * strength) timesteps, which then run. */
     const nodus_tensor *image;
-    double strength;                    /* img2img, in [0, 1] (default 0.8)                         */
+    double strength;                    /* img2img, inpainting: in [0, 1] (default 0.8)             */
+    /* Inpainting (diffusers' StableDiffusionInpaintPipeline), with `image`: float32 [1 or N, H, W]
+     * (or [.., 1]), from 0.5 up where the image is repainted, or NULL. A 9-channel inpainting UNet
+     * takes the mask and the masked image's latents at every step; a 4-channel UNet has the
+     * known region blended back after every step. Inpainting callers usually set strength 1. */
+    const nodus_tensor *mask;
 } nodus_generate_params;
 
 /* 50 steps, guidance 7.5, default size, seed 0, one image per prompt, images out. */

@@ -60,6 +60,9 @@ enum GenerateParameters {
             guard settings.strength.isFinite else { throw NodusError.invalidArgument("\(function): params.strength is not finite") }
             request.strength = settings.strength
         }
+        if let mask = settings.mask {
+            request.mask = try TensorBridge.input(mask.pointee, label: "\(function): params.mask", copy: true)
+        }
         return request
     }
 }

@@ -19,7 +19,13 @@ import NodusModels
 /// image it is `StableDiffusionImg2ImgPipeline`: the image (in [0, 1]) mapped
 /// to [-1, 1] and encoded, `latent_dist.sample(generator)` times
 /// `scaling_factor`, noised with a second draw to the first of the last
-/// `Int(steps * strength)` timesteps, which then run.
+/// `Int(steps * strength)` timesteps, which then run. With a mask too it is
+/// `StableDiffusionInpaintPipeline`: the mask binarized at 0.5 and resized
+/// (nearest) to the latents; the masked image (`image * (mask < 0.5)`)
+/// encoded; a 9-channel inpainting UNet takes [latent, mask, masked-image
+/// latent] at every step, a 4-channel one runs with the known region blended
+/// back after every step; the draws in diffusers' order (image latents when
+/// blending or strength < 1, then the noise, then the masked image's latents).
 ///
 /// Limitations: no safety checker (as diffusers with `safety_checker=None`);
 /// no `prompt_embeds`, `guidance_rescale`, `timesteps` / `sigmas` lists or
@@ -125,14 +131,19 @@ public final class StableDiffusionPipeline {
         // 2. The initial latents (img2img: the image's sampled latent first), then every stochastic
         //    step's noise, from one generator stream.
         var generator = TorchGenerator(seed: request.seed)
-        let latentShape = [batch, unet.settings.inChannels, height / downscale, width / downscale]
-        let imageLatents = try request.image.map { try encodedImage($0, batch: batch, generator: &generator) }
-        let noise = try generator.randn(shape: latentShape)
-        // The sampler multiplies the noise by init_noise_sigma, or (img2img) adds it to the image's latents.
-        var sampling = SamplingRequest(initNoise: noise)
-        if let imageLatents {
-            sampling.imageLatents = imageLatents
-            sampling.strength = request.strength
+        let latentShape = [batch, vae.settings.latentChannels, height / downscale, width / downscale]
+        var sampling: SamplingRequest
+        if let image = request.image, let mask = request.mask {
+            sampling = try inpaintingRequest(image: image, mask: mask, strength: request.strength, batch: batch,
+                                             latentShape: latentShape, generator: &generator)
+        } else {
+            let imageLatents = try request.image.map { try encodedImage($0, batch: batch, generator: &generator) }
+            // The sampler multiplies the noise by init_noise_sigma, or (img2img) adds it to the image's latents.
+            sampling = SamplingRequest(initNoise: try generator.randn(shape: latentShape))
+            if let imageLatents {
+                sampling.imageLatents = imageLatents
+                sampling.strength = request.strength
+            }
         }
         sampling.steps = request.steps
         sampling.guidanceScale = request.guidanceScale
@@ -170,14 +181,52 @@ public final class StableDiffusionPipeline {
     /// img2img: the starting images [1 or N, H, W, 3] in [0, 1] as [-1, 1] NCHW, encoded, sampled
     /// with the generator and times `scaling_factor`; one image is repeated over the batch.
     private func encodedImage(_ image: Tensor, batch: Int, generator: inout TorchGenerator) throws -> Tensor {
-        let count = image.shape[0]
+        try encodedPixels(StableDiffusionPipeline.modelImages(image.finiteFloat32("the starting image")), batch: batch,
+                          generator: &generator)
+    }
+
+    /// `_encode_vae_image`: pixels [1 or N, 3, H, W] in [-1, 1] encoded, `latent_dist.sample(generator)`
+    /// times `scaling_factor`, one image repeated over the batch.
+    private func encodedPixels(_ pixels: Tensor, batch: Int, generator: inout TorchGenerator) throws -> Tensor {
+        let count = pixels.shape[0]
         guard count == 1 || count == batch else {
             throw NodusError.invalidArgument("\(count) starting images for a batch of \(batch): give one, or one per image")
         }
-        let pixels = try StableDiffusionPipeline.modelImages(image.finiteFloat32("the starting image"))
         let draw = try generator.randn(shape: vae.encodedShape(forImage: pixels.shape))
         let latents = try vae.encodeLatent(pixels, noise: draw)
-        return count == batch ? latents : try Tensor.concatenatingBatch(Array(repeating: latents, count: batch))
+        return try StableDiffusionPipeline.repeatedBatch(latents, to: batch)
+    }
+
+    /// `StableDiffusionInpaintPipeline`'s latents and conditioning, with its draws in its order.
+    private func inpaintingRequest(image: Tensor, mask: Tensor, strength: Double, batch: Int, latentShape: [Int],
+                                   generator: inout TorchGenerator) throws -> SamplingRequest {
+        let pixels = try StableDiffusionPipeline.modelImages(image.finiteFloat32("the starting image"))
+        let masks = try StableDiffusionPipeline.binaryMasks(mask, size: [pixels.shape[2], pixels.shape[3]])
+        guard masks.shape[0] == 1 || masks.shape[0] == batch else {
+            throw NodusError.invalidArgument("\(masks.shape[0]) masks for a batch of \(batch): give one, or one per image")
+        }
+        let channels = unet.settings.inChannels, latentChannels = vae.settings.latentChannels
+        let blending = channels == latentChannels
+        guard blending || channels == 2 * latentChannels + 1 else {
+            throw NodusError.unsupported("inpainting needs a UNet of \(latentChannels) channels (blending) or \(2 * latentChannels + 1) (an inpainting UNet: latent, mask, masked-image latent), not \(channels)")
+        }
+        // 1. The image's latents (blending, or a start part-way), the noise, the masked image's latents.
+        let imageLatents = blending || strength < 1 ? try encodedPixels(pixels, batch: batch, generator: &generator) : nil
+        var request = SamplingRequest(initNoise: try generator.randn(shape: latentShape))
+        let keptPixels = try StableDiffusionPipeline.masked(pixels, by: masks)
+        let maskedLatents = try encodedPixels(keptPixels, batch: batch, generator: &generator)
+        let latentMask = try StableDiffusionPipeline.repeatedBatch(
+            StableDiffusionPipeline.nearestResized(masks, to: [latentShape[2], latentShape[3]]), to: batch)
+        // 2. A 4-channel UNet blends the known region back; an inpainting UNet sees mask and masked image.
+        if blending {
+            request.imageLatents = imageLatents
+            request.mask = latentMask
+        } else {
+            request.conditioning = try Tensor.concatenatingChannels([latentMask, maskedLatents])
+            request.imageLatents = imageLatents
+        }
+        request.strength = strength
+        return request
     }
 
     /// The shape `generate` returns for `request`, after checking its sizes and counts.
@@ -199,12 +248,15 @@ public final class StableDiffusionPipeline {
         guard request.image == nil || (0...1).contains(request.strength) else {
             throw NodusError.invalidArgument("strength must be in [0, 1], got \(request.strength)")
         }
+        guard request.mask == nil || request.image != nil else {
+            throw NodusError.invalidArgument("a mask needs the image to inpaint")
+        }
         guard request.clipSkip >= 0, request.clipSkip < textEncoder.settings.layers else {
             throw NodusError.invalidArgument("clip_skip must be in 0..<\(textEncoder.settings.layers), got \(request.clipSkip)")
         }
         let count = request.prompts.count * request.imagesPerPrompt
         switch request.output {
-        case .latent: return [count, unet.settings.inChannels, height / downscale, width / downscale]
+        case .latent: return [count, vae.settings.latentChannels, height / downscale, width / downscale]
         case .image: return [count, height, width, 3]
         }
     }
@@ -249,6 +301,62 @@ public final class StableDiffusionPipeline {
     static func divided(_ tensor: Tensor, by divisor: Float) throws -> Tensor {
         let result = try Tensor(shape: tensor.shape, floats: tensor.floatArray())
         for index in 0..<result.elementCount { result.floats[index] /= divisor }
+        return result
+    }
+
+    /// One item [1, ...] repeated to `batch` items (others pass through).
+    static func repeatedBatch(_ tensor: Tensor, to batch: Int) throws -> Tensor {
+        tensor.shape[0] == batch ? tensor : try Tensor.concatenatingBatch(Array(repeating: tensor, count: batch))
+    }
+
+    /// Masks [N, H, W] or [N, H, W, 1] as diffusers' mask processor makes them: [N, 1, H, W] of 1 where
+    /// the mask is at least 0.5, else 0.
+    static func binaryMasks(_ mask: Tensor, size: [Int]) throws -> Tensor {
+        let values = try mask.finiteFloat32("the mask")
+        let shape = values.shape
+        guard (shape.count == 3 || (shape.count == 4 && shape[3] == 1)), shape[0] > 0,
+              Array(shape[1...2]) == size else {
+            throw NodusError.shape("the mask must be [1 or N, \(size[0]), \(size[1])] (or with a last axis of 1), the image's size, got \(shape)")
+        }
+        let result = try Tensor(zeros: [shape[0], 1, size[0], size[1]])
+        for index in 0..<result.elementCount { result.floats[index] = values.floats[index] >= 0.5 ? 1 : 0 }
+        return result
+    }
+
+    /// `image * (mask < 0.5)`: the pixels to keep, 0 (mid gray) where the mask repaints.
+    static func masked(_ pixels: Tensor, by masks: Tensor) throws -> Tensor {
+        let (count, channels, height, width) = (pixels.shape[0], pixels.shape[1], pixels.shape[2], pixels.shape[3])
+        let items = max(count, masks.shape[0])
+        let result = try Tensor(zeros: [items, channels, height, width])
+        let plane = height * width
+        for item in 0..<items {
+            let source = pixels.floats + (count == 1 ? 0 : item) * channels * plane
+            let mask = masks.floats + (masks.shape[0] == 1 ? 0 : item) * plane
+            for channel in 0..<channels {
+                for pixel in 0..<plane {
+                    result.floats[(item * channels + channel) * plane + pixel] = mask[pixel] < 0.5
+                        ? source[channel * plane + pixel] : 0
+                }
+            }
+        }
+        return result
+    }
+
+    /// torch's `interpolate(mask, size=...)` (mode "nearest"): [N, 1, H, W] -> [N, 1, h, w].
+    static func nearestResized(_ masks: Tensor, to size: [Int]) throws -> Tensor {
+        let (count, height, width) = (masks.shape[0], masks.shape[2], masks.shape[3])
+        let result = try Tensor(zeros: [count, 1, size[0], size[1]])
+        let rowScale = Float(height) / Float(size[0]), columnScale = Float(width) / Float(size[1])
+        for item in 0..<count {
+            for row in 0..<size[0] {
+                let sourceRow = min(Int((Float(row) * rowScale).rounded(.down)), height - 1)
+                for column in 0..<size[1] {
+                    let sourceColumn = min(Int((Float(column) * columnScale).rounded(.down)), width - 1)
+                    result.floats[(item * size[0] + row) * size[1] + column] =
+                        masks.floats[(item * height + sourceRow) * width + sourceColumn]
+                }
+            }
+        }
         return result
     }
 

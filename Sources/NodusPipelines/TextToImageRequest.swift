@@ -31,8 +31,12 @@ public struct TextToImageRequest {
     /// img2img (diffusers' `StableDiffusionImg2ImgPipeline`): the starting images, float32
     /// [1 or N, H, W, 3] in [0, 1] (as `output_type="np"` returns them), which set the size.
     public var image: Tensor?
-    /// img2img: how much of the schedule runs (the last `Int(steps * strength)` timesteps).
+    /// img2img and inpainting: how much of the schedule runs (the last `Int(steps * strength)`
+    /// timesteps). diffusers' default is 0.8 for img2img; inpainting callers usually pass 1.
     public var strength: Double = 0.8
+    /// Inpainting (diffusers' `StableDiffusionInpaintPipeline`, with `image`): float32
+    /// [1 or N, H, W] or [1 or N, H, W, 1], 1 (white, from 0.5 up) where the image is repainted.
+    public var mask: Tensor?
 
     public init(prompts: [String]) { self.prompts = prompts }
 }

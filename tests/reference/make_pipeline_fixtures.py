@@ -5,7 +5,8 @@
 
 Needs Tests/Fixtures/clip-tokenizer/ (the real CLIP vocabulary, make_tokenizer_fixtures.py)
 and Tests/Fixtures/unet-tiny/ (make_unet_fixtures.py). Deterministic: the same torch /
-diffusers / transformers versions (recorded in GENERATED-pipeline-fixtures.md) give the same files.
+diffusers / transformers versions (recorded in GENERATED-pipeline-fixtures.md) give the same tensors
+(diffusers writes the LoRA file's metadata in an order of its own, so its bytes may move).
 
 What it writes:
 
@@ -24,6 +25,14 @@ What it writes:
   img2img.image                  [1, 16, 16, 3] in [0, 1]: a starting image; img2img.latents and
                                  img2img.images: StableDiffusionImg2ImgPipeline from it with the
                                  euler_ancestral case's prompt, strength 0.6, 10 steps, 2 images
+  sd-tiny-inpaint/               the same pipeline with Tests/Fixtures/unet-tiny-inpaint (9 channels):
+                                 model_index.json and relative symbolic links to sd-tiny's
+                                 components and to unet-tiny-inpaint (no bytes twice)
+  inpaint.mask                   [1, 16, 16] in [0, 1]: a disk (and soft values, binarized at 0.5)
+  inpaint9.latents / .images     StableDiffusionInpaintPipeline on sd-tiny-inpaint: img2img.image, the
+                                 mask, strength 1, Euler ancestral, 8 steps, guidance 5, 2 images
+  inpaint4.latents / .images     the same on sd-tiny (4-channel UNet: the known region blended back)
+  inpaint4_strength.latents      sd-tiny, strength 0.7, DDIM, 10 steps
   sd-tiny-lora.safetensors       one file with UNet keys (unet.*: rank 2 on to_q/to_k/to_v/to_out.0)
                                  and text-encoder keys (text_encoder.*: rank 2 on q/k/v/out_proj),
                                  written by StableDiffusionPipeline.save_lora_weights; the reference
@@ -217,6 +226,45 @@ def img2img(pipeline: StableDiffusionPipeline) -> dict[str, torch.Tensor]:
     return result
 
 
+def make_inpaint_folder(out: Path) -> None:
+    """sd-tiny-inpaint/: sd-tiny with the 9-channel unet-tiny-inpaint, by relative links."""
+    folder = out / "sd-tiny-inpaint"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    for name in ("text_encoder", "tokenizer", "vae", "scheduler"):
+        (folder / name).symlink_to(Path("..") / "sd-tiny" / name)
+    (folder / "unet").symlink_to(Path("..") / "unet-tiny-inpaint")
+    index = json.loads((out / "sd-tiny" / "model_index.json").read_text())
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+
+
+def inpainting(pipeline: StableDiffusionPipeline, out: Path, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    from diffusers import StableDiffusionInpaintPipeline
+
+    y, x = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    mask = (1.2 - ((x - 9.5) ** 2 + (y - 6.5) ** 2) / 20).clamp(0, 1)[None]  # [1, 16, 16], soft edge
+    make_inpaint_folder(out)
+    result = {"inpaint.mask": mask.contiguous()}
+    cases = {
+        "inpaint9": (out / "sd-tiny-inpaint", EulerAncestralDiscreteScheduler, 1.0, 8),
+        "inpaint4": (out / "sd-tiny", EulerAncestralDiscreteScheduler, 1.0, 8),
+        "inpaint4_strength": (out / "sd-tiny", DDIMScheduler, 0.7, 10),
+    }
+    for name, (folder, scheduler, strength, steps) in cases.items():
+        pipe = StableDiffusionInpaintPipeline.from_pretrained(folder, torch_dtype=torch.float32)
+        pipe.scheduler = scheduler.from_config(pipe.scheduler.config)
+        pipe.set_progress_bar_config(disable=True)
+        for output_type in ("latent", "np"):
+            if name == "inpaint4_strength" and output_type == "np":
+                continue
+            images = pipe(["a chest x-ray"], image=image.permute(0, 3, 1, 2) * 2 - 1, mask_image=mask[:, None],
+                          strength=strength, num_inference_steps=steps, guidance_scale=5.0, num_images_per_prompt=2,
+                          generator=torch.Generator("cpu").manual_seed(13), output_type=output_type).images
+            key = f"{name}.{'latents' if output_type == 'latent' else 'images'}"
+            result[key] = (images if isinstance(images, torch.Tensor) else torch.from_numpy(images)).float().contiguous()
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "Tests" / "Fixtures")
@@ -232,6 +280,7 @@ def main() -> None:
         tensors[f"{name}.images"] = run(pipeline, case, "np").float().contiguous()
         assert tensors[f"{name}.images"].std() > 0.02, f"{name}: the images are flat"
     tensors.update(img2img(pipeline))
+    tensors.update(inpainting(pipeline, out, tensors["img2img.image"]))
     tensors["lora.latents"] = write_lora(pipeline, out).contiguous()
     assert (tensors["lora.latents"] - run(pipeline, dict(CASES["ddim_clip_skip"], clip_skip=None), "latent")).abs().max() > 1e-2
     versions = {"torch": torch.__version__, "diffusers": diffusers.__version__,

@@ -115,6 +115,7 @@ class GenerateParams(ctypes.Structure):
         ("progress_user_data", ctypes.c_void_p),
         ("image", ctypes.POINTER(Tensor)),
         ("strength", ctypes.c_double),
+        ("mask", ctypes.POINTER(Tensor)),
     ]
 
 

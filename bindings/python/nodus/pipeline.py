@@ -140,7 +140,7 @@ class Pipeline(Handle):
 
     def __call__(self, prompt, negative_prompt=None, num_inference_steps=50, guidance_scale=7.5, height=None,
                  width=None, seed=0, num_images_per_prompt=1, output_type="np", clip_skip=None, callback=None,
-                 image=None, strength=0.8):
+                 image=None, strength=0.8, mask_image=None):
         """diffusers' ``StableDiffusionPipeline.__call__``: returns float32 images [N, H, W, 3] in
         [0, 1] (``output_type="np"``) or the latents [N, 4, H/8, W/8] (``"latent"``).
 
@@ -148,7 +148,9 @@ class Pipeline(Handle):
         ``generator=torch.Generator("cpu").manual_seed(seed)``. ``callback(done, total)`` runs
         after each step; returning False cancels (CancelledError). With ``image`` (float
         [H, W, 3] or [1 or N, H, W, 3] in [0, 1]) and ``strength`` it is diffusers'
-        ``StableDiffusionImg2ImgPipeline``.
+        ``StableDiffusionImg2ImgPipeline``; with ``mask_image`` too ([H, W] or [1 or N, H, W] in
+        [0, 1], white repainted) its ``StableDiffusionInpaintPipeline`` (pass ``strength=1.0``, its
+        default there).
         """
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if not prompts or not all(isinstance(text, str) for text in prompts):
@@ -183,6 +185,13 @@ class Pipeline(Handle):
             start = _tensor.Input(pixels, "image")
             params.image = ctypes.pointer(start.struct)
             params.strength = float(strength)
+        mask = None
+        if mask_image is not None:
+            values = _tensor.float32_array(mask_image, "mask_image")
+            if values.ndim == 2:
+                values = values[None]
+            mask = _tensor.Input(values, "mask_image")
+            params.mask = ctypes.pointer(mask.struct)
         failure = []
         if callback is not None:
 

@@ -148,3 +148,31 @@ def test_img2img_bad_input(pipe, references):
         run(pipe, case, image=image, height=32, width=32)
     with pytest.raises(nodus.NodusError, match="starting image"):
         run(pipe, case, image=image[..., :2])
+
+
+@pytest.mark.parametrize("folder, name, scheduler, strength, steps", [
+    ("sd-tiny-inpaint", "inpaint9", "EulerAncestralDiscreteScheduler", 1.0, 8),   # 9-channel inpainting UNet
+    ("sd-tiny", "inpaint4", "EulerAncestralDiscreteScheduler", 1.0, 8),           # 4 channels: blending
+    ("sd-tiny", "inpaint4_strength", "DDIMScheduler", 0.7, 10),
+])
+def test_inpainting_as_diffusers(references, folder, name, scheduler, strength, steps):
+    """StableDiffusionInpaintPipeline: the mask binarized and resized, the masked image encoded, the draws
+    in its order (image latents, noise, masked-image latents, then each ancestral step), two images."""
+    with nodus.Pipeline.from_pretrained(os.path.join(FIXTURES, folder)) as pipe:
+        case = dict(CASES["euler_ancestral"], scheduler=scheduler, prompt=["a chest x-ray"], negative_prompt=None,
+                    steps=steps, seed=13)
+        outputs = [("latent", "latents")] + ([("np", "images")] if name != "inpaint4_strength" else [])
+        for output_type, key in outputs:
+            result = run(pipe, case, output_type=output_type, image=references["img2img.image"][0],
+                         mask_image=references["inpaint.mask"][0], strength=strength)
+            error = relative_error(result, references[f"{name}.{key}"])
+            assert error < BOUND, f"{name} {output_type}: relative error {error:.2e}"
+
+
+def test_inpainting_bad_input(pipe, references):
+    case = CASES["ddim_unguided"]
+    image, mask = references["img2img.image"], references["inpaint.mask"]
+    with pytest.raises(nodus.NodusError, match="mask must be"):
+        run(pipe, case, image=image, mask_image=mask[:, :8])
+    with pytest.raises(nodus.NodusError, match="a mask needs the image"):
+        run(pipe, case, mask_image=mask)
