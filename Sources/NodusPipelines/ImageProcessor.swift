@@ -70,15 +70,8 @@ enum ImageProcessor {
     static func modelImages(_ images: Tensor) throws -> Tensor {
         let (batch, height, width, channels) = (images.shape[0], images.shape[1], images.shape[2], images.shape[3])
         let result = try Tensor(zeros: [batch, channels, height, width])
-        let source = images.floats, target = result.floats
-        for item in 0..<batch {
-            for pixel in 0..<(height * width) {
-                for channel in 0..<channels {
-                    target[(item * channels + channel) * height * width + pixel] =
-                        2 * source[(item * height * width + pixel) * channels + channel] - 1
-                }
-            }
-        }
+        Layout.transpose(images.floats, result.floats, batch: batch, rows: height * width, columns: channels)
+        for index in 0..<result.elementCount { result.floats[index] = 2 * result.floats[index] - 1 }
         return result
     }
 
@@ -86,15 +79,8 @@ enum ImageProcessor {
     static func displayImages(_ decoded: Tensor) throws -> Tensor {
         let (batch, channels, height, width) = (decoded.shape[0], decoded.shape[1], decoded.shape[2], decoded.shape[3])
         let images = try Tensor(zeros: [batch, height, width, channels])
-        let source = decoded.floats, target = images.floats
-        for item in 0..<batch {
-            for channel in 0..<channels {
-                for pixel in 0..<(height * width) {
-                    let value = source[(item * channels + channel) * height * width + pixel] / 2 + 0.5
-                    target[(item * height * width + pixel) * channels + channel] = min(max(value, 0), 1)
-                }
-            }
-        }
+        Layout.transpose(decoded.floats, images.floats, batch: batch, rows: channels, columns: height * width)
+        for index in 0..<images.elementCount { images.floats[index] = min(max(images.floats[index] / 2 + 0.5, 0), 1) }
         return images
     }
 }
