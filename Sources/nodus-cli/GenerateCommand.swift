@@ -19,6 +19,9 @@ struct GenerateCommand: Command {
         scheduler config, as Scheduler.from_config(pipe.scheduler.config) does) or a scheduler folder.
         --lora FILE:WEIGHT loads a LoRA into the UNet and the text encoder (each takes its layers);
         several are combined with their weights, as set_adapters does.
+        --image FILE (.npy or .safetensors, float [H, W, 3] or [1, H, W, 3] in [0, 1]) makes it img2img
+        (StableDiffusionImg2ImgPipeline, --strength, default 0.8); with --mask FILE too ([H, W] in [0, 1],
+        1 = repaint) inpainting (StableDiffusionInpaintPipeline; pass --strength 1 as its default).
         With several images, PNG files get the item's index: out-0.png, out-1.png, ...
         Example: nodus generate sd15/ --prompt "chest x-ray, nodule" --steps 25 --scheduler DPMSolverMultistepScheduler --output cxr.png
         """
@@ -33,6 +36,9 @@ struct GenerateCommand: Command {
         .value("clip-skip", "K", "skip the last K text-encoder layers, as diffusers' clip_skip (default 0)"),
         .value("scheduler", "NAME|PATH", "a diffusers scheduler class name, or a scheduler folder"),
         .value("lora", "FILE:WEIGHT", "a LoRA file or PEFT folder and its weight (default 1)", repeatable: true),
+        .value("image", "FILE", "img2img / inpainting: the starting image (see below)"),
+        .value("mask", "FILE", "inpainting: the mask, 1 where the image is repainted (needs --image)"),
+        .value("strength", "S", "img2img / inpainting strength in [0, 1] (default 0.8)"),
         .value("output", "FILE.png", "the image"),
         .value("npy", "FILE.npy", "the final latents [N, 4, H/8, W/8] instead of images"),
         .value("threads", "N", "worker threads (default: all cores)"),
@@ -67,14 +73,25 @@ struct GenerateCommand: Command {
         params.clip_skip = Int32(try arguments.integer("clip-skip", default: 0, in: 0...64))
         (params.width, params.height) = (Int32(width), Int32(height))
         let negative = arguments.value("negative-prompt")
+        let start = try arguments.value("image").map {
+            try TensorFiles.readTensor($0, name: nil, preferred: "image", option: "image").asFloat32()
+        }
+        let mask = try arguments.value("mask").map {
+            try TensorFiles.readTensor($0, name: nil, preferred: "mask", option: "mask").asFloat32()
+        }
+        if mask != nil && start == nil { throw CLIError.usage("--mask needs --image") }
+        params.strength = try arguments.number("strength", default: 0.8)
+        let image = try start.map { $0.rank == 3 ? try $0.reshaped([1] + $0.shape) : $0 }
+        let inputs = GenerateCommand.Inputs(image: image,
+                                            mask: try mask.map { $0.rank == 2 ? try $0.reshaped([1] + $0.shape) : $0 })
 
         if let latentPath {
-            let latents = try pipeline.generate(params, prompt: prompt, negative: negative, output: .latent)
+            let latents = try pipeline.generate(params, prompt: prompt, negative: negative, inputs: inputs, output: .latent)
             try NumpyArray.write(latents, to: latentPath)
             StandardStream.output("latents \(latents.shape) -> \(latentPath)\n")
         }
         if let imagePath {
-            let images = try pipeline.generate(params, prompt: prompt, negative: negative, output: .image)
+            let images = try pipeline.generate(params, prompt: prompt, negative: negative, inputs: inputs, output: .image)
             let count = images.shape[0]
             for index in 0..<count {
                 let target = count == 1 ? imagePath : SampleCommand.indexed(imagePath, index)
@@ -82,6 +99,12 @@ struct GenerateCommand: Command {
                 StandardStream.output("image \(index) [\(images.shape[1]), \(images.shape[2])] -> \(target)\n")
             }
         }
+    }
+
+    /// img2img / inpainting tensors, float32.
+    struct Inputs {
+        var image: Tensor?
+        var mask: Tensor?
     }
 
     /// `--size`: "WxH" or "N" (a square); 0 x 0 (the pipeline's default) when absent.

@@ -64,7 +64,7 @@ final class LoadedPipeline {
 
     /// Runs the pipeline for one prompt: images [N, H, W, 3] or latents [N, C, h, w], with a progress bar.
     func generate(_ settings: nodus_generate_params, prompt: String, negative: String?,
-                  output: TextOutput) throws -> Tensor {
+                  inputs: GenerateCommand.Inputs, output: TextOutput) throws -> Tensor {
         var params = settings
         params.output = output == .latent ? nodus_pipeline_output(NODUS_PIPELINE_OUTPUT_LATENT)
             : nodus_pipeline_output(NODUS_PIPELINE_OUTPUT_IMAGE)
@@ -75,6 +75,20 @@ final class LoadedPipeline {
             return 0
         }
         params.progress_user_data = Unmanaged.passUnretained(progress).toOpaque()
+        // The descriptions live at fixed addresses for the duration of the calls.
+        let image = try inputs.image.map { try TensorArgument.make($0) }
+        let mask = try inputs.mask.map { try TensorArgument.make($0) }
+        let descriptions = UnsafeMutablePointer<nodus_tensor>.allocate(capacity: 2)
+        defer { descriptions.deallocate() }
+        if let image {
+            descriptions[0] = image
+            params.image = UnsafePointer(descriptions)
+        }
+        if let mask {
+            descriptions[1] = mask
+            params.mask = UnsafePointer(descriptions + 1)
+        }
+        defer { withExtendedLifetime(inputs) {} }
         return try withCStrings([prompt] + (negative.map { [$0] } ?? [])) { texts in
             params.prompts = UnsafePointer(texts)
             params.prompt_count = 1

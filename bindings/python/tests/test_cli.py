@@ -338,3 +338,19 @@ def test_generate_bad_input(tmp_path):
     ]:
         result = run("generate", folder, *arguments)
         assert result.returncode != 0 and message in result.stderr, (arguments, result.stderr)
+
+
+def test_generate_inpainting_from_npy_files(tmp_path):
+    """`nodus generate --image --mask --strength`: the 9-channel inpainting case of make_pipeline_fixtures.py."""
+    references = load_file(os.path.join(FIXTURES, "sd-tiny-references.safetensors"))
+    np.save(tmp_path / "image.npy", references["img2img.image"][0])
+    np.save(tmp_path / "mask.npy", references["inpaint.mask"][0])
+    latents = tmp_path / "latents.npy"
+    result = run("generate", os.path.join(FIXTURES, "sd-tiny-inpaint"), "--prompt", "a chest x-ray", "--steps", "8",
+                 "--guidance", "5.0", "--seed", "13", "--images", "2", "--scheduler", "EulerAncestralDiscreteScheduler",
+                 "--image", tmp_path / "image.npy", "--mask", tmp_path / "mask.npy", "--strength", "1", "--npy", latents)
+    assert result.returncode == 0, result.stderr
+    assert relative_error(np.load(latents), references["inpaint9.latents"]) < 1e-3
+    result = run("generate", os.path.join(FIXTURES, "sd-tiny"), "--prompt", "x", "--mask", tmp_path / "mask.npy",
+                 "--npy", latents)
+    assert result.returncode != 0 and "--mask needs --image" in result.stderr
