@@ -99,12 +99,7 @@ public struct HeunDiscreteScheduler: Scheduler {
     }
 
     private func index(for timestep: Double) throws -> Int {
-        let index = try cursor.index(for: timestep, in: timesteps, className: className)
-        guard index + 1 < sigmas.count else {
-            throw NodusError.invalidArgument(
-                "\(className).step: the schedule of \(timesteps.count) entries is exhausted; call setTimesteps again")
-        }
-        return index
+        try cursor.sigmaIndex(for: timestep, in: timesteps, sigmaCount: sigmas.count, className: className)
     }
 
     /// `sample / sqrt(sigma^2 + 1)` with the sigma of the current entry.

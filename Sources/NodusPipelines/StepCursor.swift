@@ -37,4 +37,16 @@ struct StepCursor: Sendable {
         }
         return matches.count > 1 ? matches[1] : first
     }
+
+    /// `index(for:in:className:)` for the schedulers that step from `sigmas[i]` to `sigmas[i + 1]`
+    /// (Euler, Euler ancestral, Heun, LMS).
+    /// - Throws: also when the schedule is exhausted (no next sigma).
+    func sigmaIndex(for timestep: Double, in timesteps: [Double], sigmaCount: Int, className: String) throws -> Int {
+        let index = try index(for: timestep, in: timesteps, className: className)
+        guard index + 1 < sigmaCount else {
+            throw NodusError.invalidArgument(
+                "\(className).step: the schedule of \(timesteps.count) entries is exhausted; call setTimesteps again")
+        }
+        return index
+    }
 }
