@@ -157,10 +157,11 @@ enum {
     NODUS_MODEL_UNET = 1,      /* diffusers UNet2DConditionModel  */
     NODUS_MODEL_VAE = 2,       /* diffusers AutoencoderKL         */
     NODUS_MODEL_CLIP_TEXT = 3, /* transformers CLIPTextModel      */
-    NODUS_MODEL_ONNX = 4       /* an ONNX graph                   */
+    NODUS_MODEL_ONNX = 4,      /* an ONNX graph                   */
+    NODUS_MODEL_DIT3D = 5      /* a DiT over 3-D latent patches (MedSyn2Transformer3DModel) */
 };
 
-/* "dit", "unet", "vae", "clip_text", "onnx"; static, or NULL for an unknown value. */
+/* "dit", "unet", "vae", "clip_text", "onnx", "dit3d"; static, or NULL for an unknown value. */
 NODUS_API const char *nodus_model_kind_name(nodus_model_kind kind);
 NODUS_API NODUS_NODISCARD nodus_status nodus_model_kind_from_name(const char *name, nodus_model_kind *out_kind);
 

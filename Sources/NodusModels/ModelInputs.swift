@@ -33,6 +33,19 @@ struct ModelInputs {
         return try tensor.finiteFloat32("'\(name)'")
     }
 
+    /// A float32 NCDHW volume with `channels` channels and sides divisible by `multiple`.
+    func volume(_ name: String, channels: Int, multiple: Int) throws -> Tensor {
+        let tensor = try required(name)
+        guard tensor.dtype.isFloatingPoint else {
+            throw NodusError.shape("'\(name)' must be floating point, got \(tensor.dtype.name)")
+        }
+        guard tensor.rank == 5, tensor.shape[0] > 0, tensor.shape[1] == channels,
+              tensor.shape[2...].allSatisfy({ $0 > 0 && $0 % multiple == 0 }) else {
+            throw NodusError.shape("'\(name)' must be [batch, \(channels), depth, height, width] with sides multiples of \(multiple), got \(tensor.shape)")
+        }
+        return try tensor.finiteFloat32("'\(name)'")
+    }
+
     /// A float32 token sequence [batch, tokens, width] (encoder hidden states).
     func sequence(_ name: String, batch: Int, width: Int) throws -> Tensor {
         let tensor = try required(name)

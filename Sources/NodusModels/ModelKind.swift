@@ -5,6 +5,8 @@ public enum ModelKind: Int32, CaseIterable, Sendable {
     case vae = 2
     case clipText = 3
     case onnx = 4
+    /// A DiT over 3-D latent patches (MedSyn2).
+    case volumeTransformer = 5
 
     /// The name used by the C ABI and Python (`"dit"`, `"clip_text"`, ...).
     public var name: String {
@@ -14,6 +16,7 @@ public enum ModelKind: Int32, CaseIterable, Sendable {
         case .vae: "vae"
         case .clipText: "clip_text"
         case .onnx: "onnx"
+        case .volumeTransformer: "dit3d"
         }
     }
 

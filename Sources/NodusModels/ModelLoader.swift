@@ -29,6 +29,8 @@ public enum ModelLoader {
             return try UNetModel(directory: directory, config: config, options: options)
         case "AutoencoderKL":
             return try AutoencoderKLModel(directory: directory, config: config, options: options)
+        case "MedSyn2Transformer3DModel":
+            return try MedSyn2Model(directory: directory, config: config, options: options)
         case "CLIPTextModel", "CLIPTextModelWithProjection":
             return try CLIPTextModel(directory: directory, config: config, options: options,
                                      withProjection: className == "CLIPTextModelWithProjection")
@@ -38,7 +40,7 @@ public enum ModelLoader {
     }
 
     public static let supportedClasses = ["DiTTransformer2DModel", "UNet2DConditionModel", "AutoencoderKL",
-                                          "CLIPTextModel", "CLIPTextModelWithProjection"]
+                                          "CLIPTextModel", "CLIPTextModelWithProjection", "MedSyn2Transformer3DModel"]
 
     /// diffusers configs name their class in `_class_name`; transformers configs
     /// (a pipeline's `text_encoder/`) in `architectures`, else by `model_type`.

@@ -3,8 +3,9 @@ import Glibc
 #endif
 import NodusCore
 
-/// The 2-D sin-cos position embedding of diffusers' `PatchEmbed`
-/// (`get_2d_sincos_pos_embed`), which DiT computes rather than stores.
+/// Sin-cos position embeddings that models compute rather than store: the 2-D
+/// one of diffusers' `PatchEmbed` (`get_2d_sincos_pos_embed`, DiT) and a 3-D one
+/// for volumes (MedSyn2).
 enum PositionEmbedding {
     /// [rows * columns, width] for a grid of patches; `baseSize` is
     /// sample_size / patch_size, interpolation scale 1. Token n = r * columns + c
@@ -32,6 +33,34 @@ enum PositionEmbedding {
                     line[quarter + k] = Float(cos(columnAngle))
                     line[half + k] = Float(sin(rowAngle))
                     line[half + quarter + k] = Float(cos(rowAngle))
+                }
+            }
+        }
+        return result
+    }
+
+    /// [depth * rows * columns, width] for a 3-D grid of patches, tokens in (depth, row, column)
+    /// order: each third of the width is diffusers' `get_1d_sincos_pos_embed_from_grid` (sines,
+    /// then cosines) of the token's depth, row and column index, computed in float64 and
+    /// rounded to float32. `width` must be a multiple of 6.
+    static func sinCos3D(width: Int, grid: [Int]) throws -> Tensor {
+        let third = width / 3, half = third / 2
+        let omega = (0..<half).map { 1 / pow(10_000.0, Double($0) / Double(half)) }
+        let result = try Tensor(zeros: [grid.reduce(1, *), width])
+        let values = result.floats
+        var token = 0
+        for depth in 0..<grid[0] {
+            for row in 0..<grid[1] {
+                for column in 0..<grid[2] {
+                    let line = values + token * width
+                    for (axis, position) in [depth, row, column].enumerated() {
+                        for k in 0..<half {
+                            let angle = Double(position) * omega[k]
+                            line[axis * third + k] = Float(sin(angle))
+                            line[axis * third + half + k] = Float(cos(angle))
+                        }
+                    }
+                    token += 1
                 }
             }
         }

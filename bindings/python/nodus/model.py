@@ -27,7 +27,7 @@ class Model(Handle):
 
     @property
     def kind(self):
-        """"dit", "unet", "vae", "clip_text" or "onnx"."""
+        """"dit", "unet", "vae", "clip_text", "onnx" or "dit3d"."""
         value = _lib.lib.nodus_model_get_kind(self.handle)
         name = _lib.lib.nodus_model_kind_name(value)
         return name.decode() if name else f"unknown({value})"
