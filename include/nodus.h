@@ -382,6 +382,41 @@ NODUS_API const char *nodus_model_lora_compare_json(nodus_model *model, const ch
  * fused adapters baked into the weights: load, set_adapters, fuse_lora, save. */
 NODUS_API NODUS_NODISCARD nodus_status nodus_model_save(nodus_model *model, const char *directory);
 
+/* ---- Sliding-window runs (volumes) -------------------------------------- */
+
+enum {
+    NODUS_BLEND_GAUSSIAN = 0,  /* MONAI mode="gaussian": less weight near window edges */
+    NODUS_BLEND_CONSTANT = 1   /* MONAI mode="constant": every window weighs the same   */
+};
+
+typedef struct nodus_window_params {
+    uint32_t struct_size;      /* sizeof(nodus_window_params), set by nodus_window_params_init   */
+    int32_t ndim;              /* spatial axes in window_size: 1 to 3 (required)                  */
+    int64_t window_size[3];    /* the window per spatial axis, in input voxels (MONAI roi_size);
+                                  clamped to the input where it is larger                          */
+    float overlap;             /* fraction of a window shared with the next, [0, 1); default 0.25  */
+    int32_t blend;             /* NODUS_BLEND_GAUSSIAN (default) or NODUS_BLEND_CONSTANT           */
+    float sigma_scale;         /* Gaussian sigma = window x sigma_scale; default 0.125             */
+    const char *output_name;   /* which output of a several-output model (an encoder's "z_mu");
+                                  NULL: the first                                                  */
+    nodus_progress_callback progress; /* after each window; may be NULL                           */
+    void *progress_user_data;
+} nodus_window_params;
+
+NODUS_API void nodus_window_params_init(nodus_window_params *params);
+
+/* Runs a one-input model (an ONNX 3D VAE decoder or encoder; or a VAE's decode)
+ * window by window over `input` [B, C, spatial...] and blends the overlapping
+ * outputs, as MONAI's SlidingWindowInferer(sw_batch_size=1) does (MAISI decodes
+ * whole CT volumes so). The model may change the size (a decoder's 4x): the
+ * output is [B, C', spatial x zoom...]. Memory beyond input and output is one
+ * window. As nodus_model_forward: with output->data NULL only the shape is
+ * reported. NODUS_ERROR_INVALID_ARGUMENT for a model with other inputs, bad
+ * params or a non-finite input; NODUS_ERROR_CANCELLED from the callback. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_model_forward_windowed(nodus_model *model, const nodus_tensor *input,
+                                                                    const nodus_window_params *params,
+                                                                    nodus_tensor *output);
+
 /* ---- Schedulers --------------------------------------------------------- */
 
 typedef struct nodus_scheduler nodus_scheduler;
@@ -399,7 +434,8 @@ enum {
     NODUS_SCHEDULER_UNIPC_MULTISTEP = 7,   /* UniPCMultistepScheduler         */
     NODUS_SCHEDULER_HEUN = 8,              /* HeunDiscreteScheduler           */
     NODUS_SCHEDULER_LMS = 9,               /* LMSDiscreteScheduler            */
-    NODUS_SCHEDULER_LCM = 10               /* LCMScheduler                    */
+    NODUS_SCHEDULER_LCM = 10,              /* LCMScheduler                    */
+    NODUS_SCHEDULER_FLOW_MATCH_HEUN = 11   /* FlowMatchHeunDiscreteScheduler  */
 };
 
 /* The diffusers class name ("DDIMScheduler", ...); static, or NULL if unknown. */
@@ -419,6 +455,12 @@ NODUS_API nodus_scheduler_kind nodus_scheduler_get_kind(const nodus_scheduler *s
 
 /* Prepares `steps` inference steps (diffusers `set_timesteps`). */
 NODUS_API NODUS_NODISCARD nodus_status nodus_scheduler_set_timesteps(nodus_scheduler *scheduler, int32_t steps);
+/* The same for a latent of `spatial_size` elements per channel (depth x height x
+ * width; MONAI's `input_img_size_numel`): flow-matching configs with MONAI's
+ * `use_timestep_transform` shift their schedule by it, and nodus_scheduler_set_timesteps
+ * fails for them; other schedulers ignore it. nodus_sample passes it itself. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_scheduler_set_timesteps_sized(nodus_scheduler *scheduler, int32_t steps,
+                                                                           int64_t spatial_size);
 
 /* Copies up to `capacity` timesteps into `out` (may be NULL when capacity is 0)
  * and stores their total number in *out_count. *out_is_integer is set to 1 when
@@ -483,7 +525,8 @@ typedef struct nodus_sample_params {
     uint32_t struct_size;      /* sizeof(nodus_sample_params), set by nodus_sample_params_init     */
     int32_t steps;             /* inference steps (default 50)                                     */
     float guidance_scale;      /* classifier-free guidance; <= 1 disables it (default 4.0)         */
-    /* The starting noise [B, C, H, W] float32 (required), UNSCALED: nodus_sample
+    /* The starting noise [B, C, H, W], or [B, C, D, H, W] for a volume model
+     * (MedSyn2), float32 (required), UNSCALED: nodus_sample
      * multiplies it by the scheduler's init_noise_sigma after set_timesteps, as
      * diffusers pipelines do (1 for DDIM, DDPM, flow matching, DPM, UniPC, PNDM,
      * LCM). */
@@ -511,8 +554,11 @@ typedef struct nodus_sample_params {
     const struct nodus_adapter_schedule_entry *adapter_schedule;
     size_t adapter_schedule_count;
     /* Channels concatenated after the noisy latent at every step, [B, C', H, W]
-     * float32 (the mask and masked-image latent of an inpainting-style model;
-     * the model's in_channels must be C + C'), or NULL. */
+     * (or [B, C', D, H, W]) float32 (the mask and masked-image latent of an
+     * inpainting-style model, MedSyn2's mask latent; the model's in_channels must
+     * be C + C'), or NULL. With guidance it may have 2B rows, one per model-batch
+     * row in the guidance order (SD: [uncond..., cond...]), so the unconditional
+     * half can see other channels (an empty mask latent). */
     const nodus_tensor *conditioning;
     /* UNet: the context, float32 [N, tokens, cross_attention_dim] in Stable
      * Diffusion order: with guidance N = 2B ([uncond..., cond...], e = e_uncond +
@@ -541,8 +587,8 @@ NODUS_API void nodus_sample_params_init(nodus_sample_params *params);
 
 /* Runs the denoising loop of diffusers' pipelines with classifier-free guidance
  * (DiT batch order [cond, null], e = e_null + g (e_cond - e_null); UNet order
- * [uncond, cond] as above); calls nodus_scheduler_set_timesteps(scheduler,
- * params->steps) first, multiplies init_noise by init_noise_sigma, and runs the
+ * [uncond, cond] as above); calls nodus_scheduler_set_timesteps_sized(scheduler,
+ * params->steps, init_noise's elements per channel) first, multiplies init_noise by init_noise_sigma, and runs the
  * model once per timestep on the scheduler's scale_model_input of the latent. Writes the final latent [B, C, H, W] to `output` (as in
  * nodus_model_forward: with output->data NULL it only reports the shape and
  * samples nothing). The trajectory and step_noise have one entry per timestep

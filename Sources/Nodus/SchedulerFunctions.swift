@@ -9,6 +9,7 @@ enum SchedulerKinds {
         "DDIMScheduler", "DDPMScheduler", "FlowMatchEulerDiscreteScheduler", "EulerDiscreteScheduler",
         "EulerAncestralDiscreteScheduler", "DPMSolverMultistepScheduler", "PNDMScheduler",
         "UniPCMultistepScheduler", "HeunDiscreteScheduler", "LMSDiscreteScheduler", "LCMScheduler",
+        "FlowMatchHeunDiscreteScheduler",
     ]
     // Immutable after initialisation; safe to share between threads.
     nonisolated(unsafe) static let table = StaticCString.table(classNames)
@@ -98,6 +99,22 @@ public func nodusSchedulerSetTimesteps(_ scheduler: OpaquePointer?, _ steps: Int
             throw NodusError.invalidArgument("\(function): steps is \(steps); it must be in 1...\(SchedulerFactory.maximumSteps)")
         }
         try handle.scheduler.setTimesteps(Int(steps), mu: nil)
+    }
+}
+
+/// `nodus_status nodus_scheduler_set_timesteps_sized(nodus_scheduler *, int32_t steps, int64_t spatial_size)`.
+@_cdecl("nodus_scheduler_set_timesteps_sized")
+public func nodusSchedulerSetTimestepsSized(_ scheduler: OpaquePointer?, _ steps: Int32, _ spatialSize: Int64) -> nodus_status {
+    let function = "nodus_scheduler_set_timesteps_sized"
+    return Status.run(function) {
+        let handle = try Argument.handle(scheduler, SchedulerHandle.self, "scheduler", in: function)
+        guard steps >= 1, Int(steps) <= SchedulerFactory.maximumSteps else {
+            throw NodusError.invalidArgument("\(function): steps is \(steps); it must be in 1...\(SchedulerFactory.maximumSteps)")
+        }
+        guard spatialSize >= 1, spatialSize <= 1 << 40 else {
+            throw NodusError.invalidArgument("\(function): spatial_size is \(spatialSize); it must be the latent's elements per channel (1...2^40)")
+        }
+        try handle.scheduler.setTimesteps(Int(steps), mu: nil, spatialSize: Int(spatialSize))
     }
 }
 

@@ -18,6 +18,12 @@ import NodusFormats
 /// compute `mu` from: see `mu(imageSequenceLength:)`. The step index starts at
 /// the first step's timestep and then advances by one per step, as in diffusers.
 ///
+/// Two Nodus config fields extend it for x-prediction rectified flow (MedSyn2):
+/// `prediction_type` "sample" with `sample_clamp_min` (`FlowPrediction`: x0
+/// turned into the velocity as diffusers' PRX pipeline does), and MONAI's
+/// voxel-count shift (`VoxelCountShift`: `use_timestep_transform`, ...), which
+/// needs the latent's size in `setTimesteps(_:mu:spatialSize:)`.
+///
 /// Limitations: `use_beta_sigmas` is rejected (diffusers needs scipy's beta
 /// distribution for it); custom sigma / timestep lists, `per_token_timesteps`,
 /// `set_begin_index` and the `s_churn` arguments are not offered; stochastic
@@ -42,6 +48,8 @@ public struct FlowMatchEulerDiscreteScheduler: Scheduler {
     /// `sigma_min` / `sigma_max` from the config, when present (used by the Karras and exponential sigmas).
     public let configSigmaMin: Double?
     public let configSigmaMax: Double?
+    let prediction: FlowPrediction
+    let voxelShift: VoxelCountShift?
 
     public private(set) var timesteps: [Double]
     /// The float32 sigmas of the schedule, with the final 0 (or 1 with `invert_sigmas`) appended.
@@ -83,6 +91,11 @@ public struct FlowMatchEulerDiscreteScheduler: Scheduler {
         stochasticSampling = try reader.bool("stochastic_sampling", default: false)
         configSigmaMin = try reader.optionalDouble("sigma_min")
         configSigmaMax = try reader.optionalDouble("sigma_max")
+        prediction = try FlowPrediction(reader: reader)
+        voxelShift = try VoxelCountShift(reader: reader)
+        if voxelShift != nil && useDynamicShifting {
+            throw NodusError.unsupported("\(context): 'use_timestep_transform' (MONAI's voxel-count shift) and 'use_dynamic_shifting' cannot both be true")
+        }
         if [useKarrasSigmas, useExponentialSigmas, useBetaSigmas].filter({ $0 }).count > 1 {
             throw NodusError.unsupported(
                 "\(context): only one of 'use_karras_sigmas', 'use_exponential_sigmas', 'use_beta_sigmas' can be true")
@@ -92,18 +105,21 @@ public struct FlowMatchEulerDiscreteScheduler: Scheduler {
                 "\(context): 'use_beta_sigmas' = true is not supported (diffusers needs scipy's beta distribution)")
         }
 
-        // __init__: timesteps N...1 in float32, sigmas = t / N, shifted unless shifting is dynamic.
-        let trainCount = trainTimesteps
-        let count = Float(trainCount)
-        let shiftValue = Float(shift), shiftMinusOne = Float(shift - 1)
-        var initial = (0..<trainCount).map { Float(trainCount - $0) / count }
-        if !useDynamicShifting {
-            initial = initial.map { shiftValue * $0 / (1 + shiftMinusOne * $0) }
-        }
+        let initial = Self.trainingSigmas(trainTimesteps: trainTimesteps, shift: useDynamicShifting ? nil : shift)
         sigmas = initial
+        let count = Float(trainTimesteps)
         timesteps = initial.map { Double($0 * count) }
         sigmaMax = Double(initial[0])
         sigmaMin = Double(initial[initial.count - 1])
+    }
+
+    /// diffusers' `__init__` sigmas: timesteps N...1 in float32, sigmas = t / N, shifted (unless nil).
+    static func trainingSigmas(trainTimesteps: Int, shift: Double?) -> [Float] {
+        let count = Float(trainTimesteps)
+        let initial = (0..<trainTimesteps).map { Float(trainTimesteps - $0) / count }
+        guard let shift else { return initial }
+        let shiftValue = Float(shift), shiftMinusOne = Float(shift - 1)
+        return initial.map { shiftValue * $0 / (1 + shiftMinusOne * $0) }
     }
 
     /// diffusers pipelines' `calculate_shift`: `mu` for an image of `imageSequenceLength`
@@ -124,8 +140,24 @@ public struct FlowMatchEulerDiscreteScheduler: Scheduler {
     }
 
     /// - Parameter mu: required with `use_dynamic_shifting`, ignored otherwise.
-    /// - Throws: `NodusError.invalidArgument` for a count below 1 or a missing `mu`.
+    /// - Throws: `NodusError.invalidArgument` for a count below 1 or a missing `mu`, or when the
+    ///   config's voxel-count shift needs `setTimesteps(_:mu:spatialSize:)`.
     public mutating func setTimesteps(_ count: Int, mu: Double?) throws {
+        try setTimesteps(count, mu: mu, spatialSize: nil)
+    }
+
+    /// - Parameter spatialSize: the latent's elements per channel; required with `use_timestep_transform`.
+    public mutating func setTimesteps(_ count: Int, mu: Double?, spatialSize: Int?) throws {
+        var shift = self.shift, sigmaMax = self.sigmaMax, sigmaMin = self.sigmaMin
+        if let voxelShift {
+            guard let spatialSize, spatialSize > 0 else {
+                throw NodusError.invalidArgument("\(className).setTimesteps: 'use_timestep_transform' needs the latent's size (input_img_size_numel)")
+            }
+            // The scheduler diffusers would build with the combined shift: its __init__ bounds too.
+            shift *= voxelShift.shift(spatialSize: spatialSize)
+            let initial = Self.trainingSigmas(trainTimesteps: trainTimesteps, shift: shift)
+            (sigmaMax, sigmaMin) = (Double(initial[0]), Double(initial[initial.count - 1]))
+        }
         guard count >= 1 else {
             throw NodusError.invalidArgument("\(className).setTimesteps: the step count must be at least 1, got \(count)")
         }
@@ -219,7 +251,9 @@ public struct FlowMatchEulerDiscreteScheduler: Scheduler {
         let sigma = sigmas[index], sigmaNext = sigmas[index + 1]
         let elementCount = sample.elementCount
         let result = try Tensor(zeros: sample.shape)
-        let x = inputs.sample.floats, velocity = inputs.modelOutput.floats, previousSample = result.floats
+        let velocityTensor = try prediction.velocity(inputs.modelOutput, sample: inputs.sample, timestep: timestep,
+                                                     trainTimesteps: trainTimesteps)
+        let x = inputs.sample.floats, velocity = velocityTensor.floats, previousSample = result.floats
         if stochasticSampling {
             // x0 = x - sigma v; x_next = (1 - sigma_next) x0 + sigma_next noise.
             let keep = 1 - sigmaNext

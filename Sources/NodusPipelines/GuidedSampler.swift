@@ -25,7 +25,11 @@ import NodusModels
 ///
 /// Conditioning channels (mask, masked-image latent, baseline latent) are
 /// concatenated after the scaled noisy latent at every step, the same for both
-/// guidance halves, as diffusers' inpainting pipelines do. With image latents
+/// guidance halves, as diffusers' inpainting pipelines do; or, given for the
+/// whole model batch (2B rows in its guidance order), per half: MedSyn2's
+/// unconditional half sees an empty mask latent. Latents are 4-D images or 5-D
+/// volumes; flow-matching schedulers with MONAI's voxel-count shift get the
+/// latent's spatial size. With image latents
 /// the run is img2img or inpainting (`KnownImage`): it starts part-way by
 /// `strength` and, with a mask, blends the known region back after each step.
 ///
@@ -39,7 +43,8 @@ public enum GuidedSampler {
         guard request.steps > 0, request.steps <= SchedulerFactory.maximumSteps else {
             throw NodusError.invalidArgument("steps must be in 1...\(SchedulerFactory.maximumSteps), got \(request.steps)")
         }
-        try scheduler.setTimesteps(request.steps)
+        try scheduler.setTimesteps(request.steps, mu: nil,
+                                   spatialSize: request.initNoise.shape.dropFirst(2).reduce(1, *))
         guard request.imageLatents != nil else {
             guard request.strength == 1 else {
                 throw NodusError.invalidArgument("strength \(request.strength) needs image_latents (img2img or inpainting)")
@@ -59,8 +64,8 @@ public enum GuidedSampler {
                            request: SamplingRequest) throws -> SamplingResult {
         let noise = try request.initNoise.finiteFloat32("init_noise")
         let shape = noise.shape
-        guard shape.count == 4, shape[0] > 0 else {
-            throw NodusError.shape("init_noise must be [batch, channels, height, width], got \(shape)")
+        guard shape.count == 4 || shape.count == 5, shape[0] > 0 else {
+            throw NodusError.shape("init_noise must be [batch, channels, height, width] or [batch, channels, depth, height, width], got \(shape)")
         }
         let batch = shape[0]
         guard request.guidanceScale.isFinite else { throw NodusError.invalidArgument("guidance_scale must be finite") }
@@ -72,7 +77,7 @@ public enum GuidedSampler {
         }
         let stepNoise = try request.stepNoise?.asFloat32()
         let changes = try adapterChanges(request.adapterSchedule, model: model, steps: timesteps.count)
-        let channels = try request.conditioning.map { try checkedConditioning($0, latentShape: shape) }
+        let channels = try request.conditioning.map { try checkedConditioning($0, latentShape: shape, guided: guided) }
         guard request.mask == nil || request.imageLatents != nil else {
             throw NodusError.invalidArgument("a mask needs image_latents (the known image to keep)")
         }
@@ -84,8 +89,9 @@ public enum GuidedSampler {
         for (index, timestep) in timesteps.enumerated() {
             if let change = changes[index] { try change() }
             var input = try scheduler.scaleModelInput(current, timestep: timestep)
-            if let channels { input = try Tensor.concatenatingChannels([input, channels]) }
+            if let channels, channels.shape[0] == batch { input = try Tensor.concatenatingChannels([input, channels]) }
             if guided { input = try Tensor.concatenatingBatch([input, input]) }
+            if let channels, channels.shape[0] != batch { input = try Tensor.concatenatingChannels([input, channels]) }
             let timestepTensor = scheduler.timestepsAreIntegers
                 ? try Tensor(shape: [modelBatch], int64s: Array(repeating: Int64(timestep), count: modelBatch))
                 : try Tensor(shape: [modelBatch], floats: Array(repeating: Float(timestep), count: modelBatch))
@@ -144,11 +150,15 @@ public enum GuidedSampler {
         return changes
     }
 
-    /// The conditioning as float32, checked against the latent's batch and size.
-    static func checkedConditioning(_ tensor: Tensor, latentShape: [Int]) throws -> Tensor {
-        guard tensor.rank == 4, tensor.shape[0] == latentShape[0], tensor.shape[1] > 0,
-              Array(tensor.shape[2...]) == Array(latentShape[2...]) else {
-            throw NodusError.shape("conditioning must be [\(latentShape[0]), channels, \(latentShape[2]), \(latentShape[3])] like init_noise, got \(tensor.shape)")
+    /// The conditioning as float32, checked against the latent's batch and size: B rows shared by
+    /// both guidance halves, or 2B rows (the model batch) under guidance.
+    static func checkedConditioning(_ tensor: Tensor, latentShape: [Int], guided: Bool) throws -> Tensor {
+        let batch = latentShape[0]
+        guard tensor.rank == latentShape.count, tensor.shape[0] == batch || (guided && tensor.shape[0] == 2 * batch),
+              tensor.shape[1] > 0, Array(tensor.shape[2...]) == Array(latentShape[2...]) else {
+            let rows = guided ? "\(batch) or \(2 * batch) (one per model-batch row)" : "\(batch)"
+            let sides = latentShape[2...].map(String.init).joined(separator: ", ")
+            throw NodusError.shape("conditioning must be [\(rows), channels, \(sides)] like init_noise, got \(tensor.shape)")
         }
         return try tensor.finiteFloat32("conditioning")
     }

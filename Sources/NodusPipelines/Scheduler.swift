@@ -29,6 +29,10 @@ public protocol Scheduler {
     /// by which img2img pipelines multiply their start index.
     var order: Int { get }
     mutating func setTimesteps(_ count: Int, mu: Double?) throws
+    /// `setTimesteps(count, mu:)` for a latent of `spatialSize` elements per channel (depth x height
+    /// x width): what MONAI's `RFlowScheduler.set_timesteps` calls `input_img_size_numel`, for the
+    /// flow-matching schedulers' voxel-count shift; the others ignore it.
+    mutating func setTimesteps(_ count: Int, mu: Double?, spatialSize: Int?) throws
     func scaleModelInput(_ sample: Tensor, timestep: Double) throws -> Tensor
     /// One denoising step; `modelOutput` is [B, C or 2C, ...], `sample` [B, C, ...]; returns prev_sample.
     mutating func step(modelOutput: Tensor, timestep: Double, sample: Tensor, noise: Tensor?) throws -> Tensor
@@ -51,6 +55,11 @@ extension Scheduler {
 
     /// Schedulers that find their place by the timestep value need no begin index.
     public mutating func setBeginIndex(_ index: Int) {}
+
+    /// Schedules that do not depend on the latent's size.
+    public mutating func setTimesteps(_ count: Int, mu: Double?, spatialSize: Int?) throws {
+        try setTimesteps(count, mu: mu)
+    }
 
     /// `setTimesteps(count, mu: nil)`.
     public mutating func setTimesteps(_ count: Int) throws {

@@ -20,6 +20,7 @@ public enum SchedulerFactory {
         "DDIMScheduler", "DDPMScheduler", "FlowMatchEulerDiscreteScheduler", "EulerDiscreteScheduler",
         "EulerAncestralDiscreteScheduler", "DPMSolverMultistepScheduler", "PNDMScheduler",
         "UniPCMultistepScheduler", "HeunDiscreteScheduler", "LMSDiscreteScheduler", "LCMScheduler",
+        "FlowMatchHeunDiscreteScheduler",
     ]
 
     /// - Parameters:
@@ -35,6 +36,7 @@ public enum SchedulerFactory {
         case "DDIMScheduler": return try DDIMScheduler(config: config, context: context)
         case "DDPMScheduler": return try DDPMScheduler(config: config, context: context)
         case "FlowMatchEulerDiscreteScheduler": return try FlowMatchEulerDiscreteScheduler(config: config, context: context)
+        case "FlowMatchHeunDiscreteScheduler": return try FlowMatchHeunDiscreteScheduler(config: config, context: context)
         case "EulerDiscreteScheduler": return try EulerDiscreteScheduler(config: config, context: context)
         case "EulerAncestralDiscreteScheduler": return try EulerAncestralDiscreteScheduler(config: config, context: context)
         case "DPMSolverMultistepScheduler": return try DPMSolverMultistepScheduler(config: config, context: context)

@@ -75,6 +75,7 @@ final class SchedulerTests: XCTestCase {
         case let lms as LMSDiscreteScheduler: return lms.sigmas
         case let dpm as DPMSolverMultistepScheduler: return dpm.sigmas
         case let unipc as UniPCMultistepScheduler: return unipc.sigmas
+        case let flowHeun as FlowMatchHeunDiscreteScheduler: return flowHeun.sigmas
         default: return []
         }
     }

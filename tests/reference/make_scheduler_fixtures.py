@@ -33,7 +33,8 @@ import torch
 
 import diffusers
 from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
-                       EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler, HeunDiscreteScheduler, LCMScheduler,
+                       EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler,
+                       FlowMatchHeunDiscreteScheduler, HeunDiscreteScheduler, LCMScheduler,
                        LMSDiscreteScheduler, PNDMScheduler, UniPCMultistepScheduler)
 from diffusers.schedulers import (scheduling_ddpm, scheduling_dpmsolver_multistep, scheduling_euler_ancestral_discrete,
                                   scheduling_euler_discrete, scheduling_flow_match_euler_discrete, scheduling_lcm)
@@ -80,6 +81,7 @@ CLASSES = {
     "HeunDiscreteScheduler": HeunDiscreteScheduler,
     "LMSDiscreteScheduler": LMSDiscreteScheduler,
     "LCMScheduler": LCMScheduler,
+    "FlowMatchHeunDiscreteScheduler": FlowMatchHeunDiscreteScheduler,
 }
 ORIGINAL_CLASSES = ("DDIMScheduler", "DDPMScheduler", "FlowMatchEulerDiscreteScheduler")
 SMALL_SHAPE = [1, 2, 2, 2]
@@ -115,7 +117,8 @@ def run_sigma_class(case, seed):
         "shape": shape,
         "modelOutputShape": shape,
         "timesteps": [float(t) for t in scheduler.timesteps.tolist()],
-        "initNoiseSigma": float(scheduler.init_noise_sigma),
+        # FlowMatchHeunDiscreteScheduler has no init_noise_sigma or scale_model_input (1 and the identity).
+        "initNoiseSigma": float(getattr(scheduler, "init_noise_sigma", 1.0)),
         "sample": floats(sample),
         "records": [],
     }
@@ -129,7 +132,7 @@ def run_sigma_class(case, seed):
         model_output = model_output_for(case, generator, shape, sample)
         noise = torch.randn(shape, generator=generator, dtype=torch.float32)
         FEED.next, FEED.used = noise, False
-        scaled = scheduler.scale_model_input(sample, t)
+        scaled = scheduler.scale_model_input(sample, t) if hasattr(scheduler, "scale_model_input") else sample
         out = scheduler.step(model_output, t, sample, **step_arguments).prev_sample
         entry = {"timestep": float(t), "modelOutput": floats(model_output), "prevSample": floats(out)}
         if not torch.equal(scaled, sample):
@@ -144,7 +147,10 @@ def run_sigma_class(case, seed):
     middle = len(fresh.timesteps) // 2
     original = torch.randn(shape, generator=generator, dtype=torch.float32)
     noise = torch.randn(shape, generator=generator, dtype=torch.float32)
-    noisy = fresh.add_noise(original, noise, fresh.timesteps[middle:middle + 1])
+    if hasattr(fresh, "add_noise"):
+        noisy = fresh.add_noise(original, noise, fresh.timesteps[middle:middle + 1])
+    else:  # flow matching: scale_noise
+        noisy = fresh.scale_noise(original, fresh.timesteps[middle:middle + 1], noise)
     record["addNoise"] = {"index": middle, "original": floats(original), "noise": floats(noise),
                           "result": floats(noisy)}
     return record
@@ -281,6 +287,7 @@ unipc = make("UniPCMultistepScheduler")
 heun = make("HeunDiscreteScheduler")
 lms = make("LMSDiscreteScheduler")
 lcm = make("LCMScheduler")
+flow_heun = make("FlowMatchHeunDiscreteScheduler")
 SD_LEADING = dict(**SD, steps_offset=1, timestep_spacing="leading")
 
 CASES += [
@@ -375,6 +382,10 @@ CASES += [
     lcm("lcm_linear_original_25_clip", 6, beta_schedule="linear", beta_start=0.0001, beta_end=0.02,
         original_inference_steps=25, clip_sample=True, timestep_scaling=5.0),
     lcm("lcm_zero_snr_sample", 4, rescale_betas_zero_snr=True, prediction_type="sample"),
+    # Flow-matching Heun (appended: the seeds of the cases above stay as they were)
+    flow_heun("flow_heun_default_8", 8),
+    flow_heun("flow_heun_shift3", 6, shift=3.0),
+    flow_heun("flow_heun_one_step", 1, shift=2.0),
 ]
 for case in CASES:
     name = case["name"]

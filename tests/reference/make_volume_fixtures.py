@@ -26,6 +26,11 @@ What it writes (Tests/Fixtures/volume/):
                            v = (x - x0) / max(t / 1000, 0.05); batch [uncond..., cond...] where the unconditional
                            half has the null text embedding and an empty (zero) mask latent
   medsyn2-scheduler-<solver>/scheduler_config.json   the scheduler configs of those runs
+  medsyn2-tiny-lora.safetensors
+                           a PEFT LoRA (r 4, alpha 8; to_q, to_k, to_v, to_out.0, to_gate, ff.net.0.proj,
+                           B drawn at random) in diffusers' file layout (keys `transformer.<module>.lora_A.weight`,
+                           metadata `lora_adapter_metadata`), and `forward` holding PEFT's output for the
+                           forward inputs (`lora_output`)
   monai-vae3d-tiny-encoder-dynamo18.onnx (+ -io)     MONAI AutoencoderKL(spatial_dims=3).encode -> z_mu, z_sigma
   monai-vae3d-tiny-decoder-dynamo18.onnx (+ -io)     its decode, the same weights
   monai-vae3d-sliding-window.safetensors
@@ -37,6 +42,7 @@ What it writes (Tests/Fixtures/volume/):
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import shutil
@@ -51,6 +57,7 @@ import make_onnx_fixtures as mof  # noqa: E402
 from medsyn2 import MedSyn2Transformer3DModel  # noqa: E402
 from diffusers import FlowMatchEulerDiscreteScheduler, FlowMatchHeunDiscreteScheduler  # noqa: E402
 import monai  # noqa: E402
+from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model  # noqa: E402
 from monai.inferers import SlidingWindowInferer  # noqa: E402
 from monai.networks.nets import AutoencoderKL as MonaiAutoencoderKL  # noqa: E402
 
@@ -123,6 +130,27 @@ def forward_fixtures(model) -> dict:
     save(OUT / "medsyn2-tiny-forward.safetensors", tensors,
          "MedSyn2Transformer3DModel (medsyn2-tiny) forward: inputs and sample_out; *.2 a second shape")
     return inputs
+
+
+def lora_fixture(model, inputs) -> None:
+    adapted = copy.deepcopy(model)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["to_q", "to_k", "to_v", "to_out.0", "to_gate",
+                                                            "ff.net.0.proj"])
+    inject_adapter_in_model(config, adapted)
+    g = mmf.gen(9060)
+    with torch.no_grad():
+        for name, parameter in sorted(adapted.named_parameters()):
+            if "lora_B" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=g) * 0.05)
+        output = adapted(**inputs).sample
+        assert mmf.rel_err(output, model(**inputs).sample) > 1e-3
+    state = {f"transformer.{key}": value for key, value in get_peft_model_state_dict(adapted).items()}
+    settings = {key: sorted(value) if isinstance(value, set) else value for key, value in config.to_dict().items()}
+    metadata = {"format": "pt", "lora_adapter_metadata": json.dumps(
+        {f"transformer.{key}": value for key, value in settings.items()}, sort_keys=True, default=str)}
+    mmf.save_tensors(OUT / "medsyn2-tiny-lora.safetensors", state, metadata)
+    save(OUT / "medsyn2-tiny-lora-forward.safetensors", dict(inputs, lora_output=output),
+         "medsyn2-tiny with medsyn2-tiny-lora.safetensors (PEFT, scale alpha / r = 2): the forward inputs and output")
 
 
 def voxel_shift(latent_shape) -> float:
@@ -220,6 +248,7 @@ def main() -> None:
     OUT.mkdir(parents=True)
     model = medsyn2_model()
     inputs = forward_fixtures(model)
+    lora_fixture(model, inputs)
     for exporter, opset in (("dynamo", 18), ("torchscript", 17)):
         mof.write_export("medsyn2-tiny", Forward(model).eval(), inputs, ["sample_out"], exporter, opset, OUT,
                          source="torch (tests/reference/medsyn2.py)")

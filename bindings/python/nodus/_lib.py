@@ -94,6 +94,22 @@ class SampleParams(ctypes.Structure):
     ]
 
 
+class WindowParams(ctypes.Structure):
+    """struct nodus_window_params."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("ndim", ctypes.c_int32),
+        ("window_size", ctypes.c_int64 * 3),
+        ("overlap", ctypes.c_float),
+        ("blend", ctypes.c_int32),
+        ("sigma_scale", ctypes.c_float),
+        ("output_name", ctypes.c_char_p),
+        ("progress", ProgressCallback),
+        ("progress_user_data", ctypes.c_void_p),
+    ]
+
+
 class GenerateParams(ctypes.Structure):
     """struct nodus_generate_params."""
 
@@ -180,6 +196,7 @@ PROTOTYPES = {
     "nodus_scheduler_free": (None, [_p]),
     "nodus_scheduler_get_kind": (ctypes.c_int32, [_p]),
     "nodus_scheduler_set_timesteps": (_status, [_p, ctypes.c_int32]),
+    "nodus_scheduler_set_timesteps_sized": (_status, [_p, ctypes.c_int32, ctypes.c_int64]),
     "nodus_scheduler_timesteps": (
         _status,
         [_p, ctypes.POINTER(ctypes.c_double), _size, ctypes.POINTER(_size), ctypes.POINTER(ctypes.c_int32)],
@@ -190,6 +207,8 @@ PROTOTYPES = {
     "nodus_scheduler_step": (_status, [_p, _tensor_p, ctypes.c_double, _tensor_p, _tensor_p, _tensor_p]),
     "nodus_scheduler_scale_model_input": (_status, [_p, _tensor_p, ctypes.c_double, _tensor_p]),
     "nodus_sample_params_init": (None, [ctypes.POINTER(SampleParams)]),
+    "nodus_window_params_init": (None, [ctypes.POINTER(WindowParams)]),
+    "nodus_model_forward_windowed": (_status, [_p, _tensor_p, ctypes.POINTER(WindowParams), _tensor_p]),
     "nodus_sample": (_status, [_p, _p, ctypes.POINTER(SampleParams), _tensor_p]),
     "nodus_batch_statistics": (_status, [_tensor_p, ctypes.c_int32, _tensor_p, _tensor_p]),
     "nodus_randn": (_status, [ctypes.c_uint64, _tensor_p]),

@@ -141,6 +141,54 @@ class Model(Handle):
         handle = self.handle
         return _tensor.call_with_output(lambda output: _lib.lib.nodus_model_decode(handle, source.pointer, output))
 
+    def forward_windowed(self, x, window_size, overlap=0.25, mode="gaussian", sigma_scale=0.125, output=None,
+                         callback=None):
+        """Sliding-window inference over a volume (or image) ``x`` [B, C, spatial...], as MONAI's
+        ``SlidingWindowInferer(roi_size=window_size, sw_batch_size=1, overlap=overlap, mode=mode,
+        sigma_scale=sigma_scale)`` runs it: for a one-input model (an ONNX 3D VAE decoder or
+        encoder), or a VAE's decode. ``output`` picks one output of a several-output model (an
+        encoder's ``"z_mu"``; default the first). A window larger than ``x`` along an axis is
+        clamped to it (MONAI pads instead). ``callback(done, total)`` runs after each window;
+        returning False cancels."""
+        source = _tensor.Input(_tensor.float32_array(x, "x"), "x")
+        sizes = [int(size) for size in ((window_size,) * (source.array.ndim - 2)
+                                        if isinstance(window_size, int) else window_size)]
+        if not 1 <= len(sizes) <= 3:
+            raise ValueError(f"nodus: window_size needs 1 to 3 sizes, got {window_size!r}")
+        if mode not in ("gaussian", "constant"):
+            raise ValueError(f"nodus: mode must be 'gaussian' or 'constant', got {mode!r}")
+        params = _lib.WindowParams()
+        _lib.lib.nodus_window_params_init(ctypes.byref(params))
+        params.ndim = len(sizes)
+        for index, size in enumerate(sizes):
+            params.window_size[index] = size
+        params.overlap = float(overlap)
+        params.blend = 0 if mode == "gaussian" else 1
+        params.sigma_scale = float(sigma_scale)
+        name = output.encode() if output is not None else None
+        params.output_name = name
+        failure = []
+        if callback is not None:
+
+            def progress(done, total, user_data):
+                try:
+                    return 1 if callback(done, total) is False else 0
+                except BaseException as error:  # re-raised after the C call returns
+                    failure.append(error)
+                    return 1
+
+            params.progress = _lib.ProgressCallback(progress)
+        handle = self.handle
+
+        def call(target):
+            return _lib.lib.nodus_model_forward_windowed(handle, source.pointer, ctypes.byref(params), target)
+
+        try:
+            return _tensor.call_with_output(call)
+        finally:
+            if failure:
+                raise failure[0]
+
     # -- VAE encoding and tiling ------------------------------------------
 
     def encode(self, image):

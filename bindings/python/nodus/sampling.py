@@ -27,11 +27,11 @@ def sample(
     """Runs a diffusers pipeline's denoising loop with classifier-free guidance.
 
     Args:
-        model: a DiT or UNet ``nodus.Model``.
+        model: a denoising ``nodus.Model``: DiT, UNet, a 3D DiT (MedSyn2), or an ONNX export of one.
         scheduler: a ``nodus.Scheduler`` (its timesteps are set to ``steps``).
         steps: inference steps.
         guidance_scale: CFG scale; <= 1 disables guidance.
-        init_noise: the starting noise [B, C, H, W], unscaled (float64 is converted
+        init_noise: the starting noise [B, C, H, W] (or [B, C, D, H, W] for volumes), unscaled (float64 is converted
             to float32): ``sample`` multiplies it by ``scheduler.init_noise_sigma``
             after ``set_timesteps``, as diffusers pipelines do; with ``image_latents``,
             the noise added to the image (see there). A batch of K latents is a
@@ -54,9 +54,11 @@ def sample(
             step ``step`` (0-based) runs, exactly these adapters become active
             with these weights (a slider, or switching adapters). The model
             keeps the last set afterwards.
-        conditioning: [B, C', H, W] channels concatenated after the noisy latent at
-            every step (a baseline latent; the mask and masked-image latent of an
-            inpainting model).
+        conditioning: [B, C', H, W] (or [B, C', D, H, W]) channels concatenated after the
+            noisy latent at every step (a baseline latent; the mask and masked-image latent of
+            an inpainting model; MedSyn2's mask latent). With guidance it may have 2B rows, one
+            per model-batch row in the guidance order (SD: [uncond..., cond...]), so that the
+            unconditional half sees other channels (an empty mask latent).
         image_latents: img2img / inpainting: the known image's latent [B, C, H, W]
             (times the VAE's scaling factor). The last ``int(steps * strength)``
             timesteps run, from ``scheduler.add_noise(image_latents, init_noise, t0)``
@@ -81,17 +83,17 @@ def sample(
     params.guidance_scale = float(guidance_scale)
     params.strength = float(strength)
 
+    noise = _tensor.Input(_tensor.float32_array(init_noise, "init_noise"), "init_noise")
+    if noise.array.ndim not in (4, 5):
+        raise ValueError(f"nodus: init_noise must be [B, C, H, W] or [B, C, D, H, W], got shape {noise.array.shape}")
+    params.init_noise = noise.pointer
+
     # One latent per timestep that runs: usually `steps`, one more for a few
     # trailing-spacing schedules, fewer from diffusers' get_timesteps with strength.
-    scheduler.set_timesteps(steps_value)
+    scheduler.set_timesteps(steps_value, input_img_size_numel=int(np.prod(noise.array.shape[2:])))
     timestep_count = len(scheduler.timesteps)
     if image_latents is not None:
         timestep_count -= max(steps_value - min(int(steps_value * float(strength)), steps_value), 0) * scheduler.order
-
-    noise = _tensor.Input(_tensor.float32_array(init_noise, "init_noise"), "init_noise")
-    if noise.array.ndim != 4:
-        raise ValueError(f"nodus: init_noise must be [B, C, H, W], got shape {noise.array.shape}")
-    params.init_noise = noise.pointer
 
     labels = None
     if class_labels is not None:
@@ -118,8 +120,8 @@ def sample(
     condition = None
     if conditioning is not None:
         condition = _tensor.Input(_tensor.float32_array(conditioning, "conditioning"), "conditioning")
-        if condition.array.ndim != 4:
-            raise ValueError(f"nodus: conditioning must be [B, C, H, W], got shape {condition.array.shape}")
+        if condition.array.ndim != noise.array.ndim:
+            raise ValueError(f"nodus: conditioning must have init_noise's rank {noise.array.ndim}, got shape {condition.array.shape}")
         params.conditioning = condition.pointer
 
     inputs = {

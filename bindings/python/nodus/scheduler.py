@@ -48,12 +48,22 @@ class Scheduler(Handle):
         name = _lib.lib.nodus_scheduler_kind_name(kind)
         return name.decode() if name else f"unknown({kind})"
 
-    def set_timesteps(self, num_inference_steps):
-        """Prepares ``num_inference_steps`` steps (diffusers ``set_timesteps``)."""
+    def set_timesteps(self, num_inference_steps, input_img_size_numel=None):
+        """Prepares ``num_inference_steps`` steps (diffusers ``set_timesteps``).
+
+        ``input_img_size_numel``: the latent's elements per channel (depth x height x width), as
+        MONAI's ``RFlowScheduler.set_timesteps`` takes it; flow-matching configs with
+        ``use_timestep_transform`` need it, the others ignore it."""
         steps = int(num_inference_steps)
         if steps != num_inference_steps or not 1 <= steps < 2**31:
             raise ValueError(f"nodus: set_timesteps needs a positive integer, not {num_inference_steps!r}")
-        _lib.check(_lib.lib.nodus_scheduler_set_timesteps(self.handle, steps))
+        if input_img_size_numel is None:
+            _lib.check(_lib.lib.nodus_scheduler_set_timesteps(self.handle, steps))
+            return
+        size = int(input_img_size_numel)
+        if size != input_img_size_numel or size < 1:
+            raise ValueError(f"nodus: input_img_size_numel must be a positive integer, not {input_img_size_numel!r}")
+        _lib.check(_lib.lib.nodus_scheduler_set_timesteps_sized(self.handle, steps, size))
 
     @property
     def timesteps(self):

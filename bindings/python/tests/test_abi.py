@@ -186,6 +186,10 @@ def test_every_header_function_is_called():
     sample_params = _lib.SampleParams()
     lib.nodus_sample_params_init(ctypes.byref(sample_params))
     assert lib.nodus_sample(None, None, ctypes.byref(sample_params), None) == INVALID_ARGUMENT
+    window_params = _lib.WindowParams()
+    lib.nodus_window_params_init(ctypes.byref(window_params))
+    assert lib.nodus_model_forward_windowed(None, None, ctypes.byref(window_params), None) == INVALID_ARGUMENT
+    assert lib.nodus_scheduler_set_timesteps_sized(None, 10, 64) == INVALID_ARGUMENT
     assert lib.nodus_randn(0, None) == INVALID_ARGUMENT
     assert lib.nodus_model_encode(None, None, ctypes.byref(out), ctypes.byref(tensor())) == INVALID_ARGUMENT
     assert lib.nodus_model_encode_latent(None, None, None, ctypes.byref(out)) == INVALID_ARGUMENT
@@ -235,10 +239,10 @@ def test_enum_names_round_trip():
     assert [lib.nodus_dtype_size(code) for code in range(8)] == [4, 2, 2, 8, 4, 1, 1, 8]
     assert lib.nodus_dtype_name(8) is None and lib.nodus_dtype_name(-1) is None
     assert lib.nodus_dtype_size(99) == 0
-    for code, name in enumerate(["dit", "unet", "vae", "clip_text", "onnx"]):
+    for code, name in enumerate(["dit", "unet", "vae", "clip_text", "onnx", "dit3d"]):
         assert lib.nodus_model_kind_name(code).decode() == name
         assert lib.nodus_model_kind_from_name(name.encode(), ctypes.byref(value)) == OK and value.value == code
-    assert lib.nodus_model_kind_name(5) is None
+    assert lib.nodus_model_kind_name(6) is None
     for code, name in enumerate(["baseline", "avx2", "avx512", "avx512_bf16"]):
         assert lib.nodus_isa_level_name(code).decode() == name
         assert lib.nodus_isa_level_from_name(name.encode(), ctypes.byref(value)) == OK and value.value == code
@@ -285,6 +289,7 @@ def test_last_error_is_per_thread_and_kept_after_success():
 def test_params_init_with_null_is_a_no_op():
     lib.nodus_model_params_init(None)
     lib.nodus_sample_params_init(None)
+    lib.nodus_window_params_init(None)
 
 
 def test_params_defaults():
@@ -297,6 +302,10 @@ def test_params_defaults():
     assert sample.steps == 50 and sample.guidance_scale == 4.0
     assert not sample.init_noise and not sample.class_labels and sample.class_label_count == 0
     assert not sample.step_noise and not sample.trajectory and not sample.progress
+    window = _lib.WindowParams()
+    lib.nodus_window_params_init(ctypes.byref(window))
+    assert window.struct_size == ctypes.sizeof(_lib.WindowParams) and window.ndim == 0
+    assert (window.overlap, window.blend, window.sigma_scale) == (0.25, 0, 0.125) and not window.output_name
 
 
 def test_uninitialised_params_are_rejected():
@@ -575,6 +584,7 @@ def test_scheduler_timesteps_capacity(ddim):
 
 def test_scheduler_bad_input(ddim):
     expect(lib.nodus_scheduler_set_timesteps(ddim.handle, 0), INVALID_ARGUMENT, "steps")
+    expect(lib.nodus_scheduler_set_timesteps_sized(ddim.handle, 10, 0), INVALID_ARGUMENT, "spatial_size")
     with pytest.raises(ValueError):
         ddim.set_timesteps(0)
     ddim.set_timesteps(10)

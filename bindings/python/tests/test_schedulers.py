@@ -83,7 +83,9 @@ def test_kind_names_round_trip():
         assert _lib.lib.nodus_scheduler_kind_name(kind) == class_name.encode()
         assert _lib.lib.nodus_scheduler_kind_from_name(class_name.encode(), ctypes.byref(value)) == 0
         assert value.value == kind
-    assert _lib.lib.nodus_scheduler_kind_name(11) is None
+    # Appended after them: the flow-matching Heun (its parity test is in test_volume.py).
+    assert _lib.lib.nodus_scheduler_kind_name(11) == b"FlowMatchHeunDiscreteScheduler"
+    assert _lib.lib.nodus_scheduler_kind_name(12) is None
 
 
 # ----------------------------------------------------------------- against diffusers' golden runs
