@@ -18,7 +18,7 @@ struct ConvertCommand: Command {
                PNG samples are stored values unless --window says which window they show
       .nii.gz  NIfTI-1 through niftilib (a 2-D image as one slice), geometry from --spacing /
                --origin / --affine or the input's, values through --hounsfield
-      .npy     float32 values (modality values: HU for CT)
+      .npy     float32 values (modality values: HU for CT); of a volume, its --plane / --slice if given
     Every output is written atomically: on any error nothing is left under its name.
 
     examples:
@@ -73,9 +73,11 @@ struct ConvertCommand: Command {
         case .dicom: try writeDICOM(content, inputKind: inputKind, input: input, window: window, arguments: arguments, to: output)
         case .nifti: try writeNIfTI(content, arguments: arguments, to: output)
         case .npy:
-            switch content {
-            case .image(let image): try NumpyArray.write(Tensor(shape: [image.height, image.width], floats: image.values), to: output)
-            case .volume(let volume): try NumpyArray.write(volume.tensor(), to: output)
+            if case .volume(let volume) = content, arguments.value("plane") == nil, arguments.value("slice") == nil {
+                try NumpyArray.write(volume.tensor(), to: output)
+            } else {
+                let image = try image(of: content, arguments: arguments)
+                try NumpyArray.write(Tensor(shape: [image.height, image.width], floats: image.values), to: output)
             }
         }
         if let prefix = arguments.value("previews") {
