@@ -35,6 +35,17 @@ def write_atomically(path, write, suffix=""):
             os.unlink(temporary)
         except FileNotFoundError:
             pass
-        if isinstance(error, OSError) and not str(error).startswith("cannot write"):
-            raise OSError(error.errno, f"cannot write '{path}': {error.strerror or error}") from error
+        cause = _system_error(error)
+        if cause is not None:
+            raise OSError(cause.errno, f"cannot write '{path}': {cause.strerror}") from error
         raise
+
+
+def _system_error(error):
+    """The OSError with an errno behind `error` (pydicom re-raises write errors
+    wrapped, without the errno), or None."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno is not None and error.strerror:
+            return error
+        error = error.__cause__ or error.__context__
+    return None

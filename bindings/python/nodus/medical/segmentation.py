@@ -46,5 +46,9 @@ def write_segmentation(mask, image, path, *, label="nodule", series_description=
         device_serial_number="none",
         series_description=series_description,
     )
+    if "ImageOrientationPatient" not in segmentation and "PatientOrientation" not in segmentation:
+        # A projection radiograph has no plane orientation; the General Image module then needs
+        # Patient Orientation (type 2C), which highdicom leaves out: the source's, or empty (unknown).
+        segmentation.PatientOrientation = source.get("PatientOrientation", "")
     write_atomically(path, lambda temporary: segmentation.save_as(temporary), suffix=".dcm")
     return segmentation
