@@ -33,20 +33,25 @@ extension Volume {
             return MedicalImage(width: width, height: height, values: Array(values[start..<start + height * width]),
                                 pixelSpacing: (spacing.y, spacing.x), sliceThickness: spacing.z)
         case .coronal:
-            var pixels = [Float]()
-            pixels.reserveCapacity(depth * width)
-            for k in stride(from: depth - 1, through: 0, by: -1) {
-                for i in 0..<width { pixels.append(value(channel: channel, k: k, j: position, i: i)) }
+            return uprightSlice(columns: width, spacing: (spacing.z, spacing.x)) { k, i in
+                value(channel: channel, k: k, j: position, i: i)
             }
-            return MedicalImage(width: width, height: depth, values: pixels, pixelSpacing: (spacing.z, spacing.x))
         case .sagittal:
-            var pixels = [Float]()
-            pixels.reserveCapacity(depth * height)
-            for k in stride(from: depth - 1, through: 0, by: -1) {
-                for j in 0..<height { pixels.append(value(channel: channel, k: k, j: j, i: position)) }
+            return uprightSlice(columns: height, spacing: (spacing.z, spacing.y)) { k, j in
+                value(channel: channel, k: k, j: j, i: position)
             }
-            return MedicalImage(width: height, height: depth, values: pixels, pixelSpacing: (spacing.z, spacing.y))
         }
+    }
+
+    /// A plane through the depth axis, with the last k slice as the top row.
+    private func uprightSlice(columns: Int, spacing: (row: Double, column: Double),
+                              value: (_ k: Int, _ column: Int) -> Float) -> MedicalImage {
+        var pixels = [Float]()
+        pixels.reserveCapacity(depth * columns)
+        for k in stride(from: depth - 1, through: 0, by: -1) {
+            for column in 0..<columns { pixels.append(value(k, column)) }
+        }
+        return MedicalImage(width: columns, height: depth, values: pixels, pixelSpacing: spacing)
     }
 
     /// A 2-D image as a volume of one slice: its values, spacing from its pixel

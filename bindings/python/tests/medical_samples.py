@@ -6,6 +6,7 @@ import shutil
 import subprocess
 
 import numpy as np
+import pytest
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import (
     CTImageStorage,
@@ -15,6 +16,34 @@ from pydicom.uid import (
     RLELossless,
     generate_uid,
 )
+
+
+def sample_cases(seed):
+    """The inputs the medical tests run on: MONOCHROME1 and 2, rescale slope and
+    intercept, signed 16-bit, 12-bit stored, 8-bit; keyword arguments of make_dicom."""
+    rng = np.random.default_rng(seed)
+    return {
+        "ct-signed16": dict(pixels=rng.integers(-1024, 3000, (48, 40)).astype(np.int16), signed=True,
+                            window=(-600, 1500)),
+        "ct-12bit-intercept": dict(pixels=rng.integers(0, 4096, (40, 56)).astype(np.uint16), bits_stored=12,
+                                   intercept=-1024, window=(40, 400)),
+        "ct-slope-half": dict(pixels=rng.integers(0, 4096, (32, 32)).astype(np.uint16), bits_stored=12, slope=0.5,
+                              intercept=-100),
+        "cr-monochrome1": dict(pixels=rng.integers(0, 4096, (36, 44)).astype(np.uint16), bits_stored=12,
+                               photometric="MONOCHROME1", modality="CR"),
+        "cr-8bit": dict(pixels=rng.integers(0, 256, (30, 50)).astype(np.uint8), modality="CR", window=(128, 200)),
+    }
+
+
+CASES = sample_cases(7)
+
+
+@pytest.fixture(params=sorted(CASES))
+def source(request, tmp_path):
+    """Each of CASES as a DICOM file (a test module imports this fixture to run once per case)."""
+    path = tmp_path / f"{request.param}.dcm"
+    make_dicom(path, **CASES[request.param])
+    return path
 
 
 def make_dicom(path, pixels, *, photometric="MONOCHROME2", bits_stored=None, signed=False, slope=None,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import REPOSITORY
-from medical_samples import dciodvfy_errors, make_dicom, run_on_tiny_filesystem
+from medical_samples import CASES, dciodvfy_errors, make_dicom, run_on_tiny_filesystem, source  # noqa: F401
 
 pydicom = pytest.importorskip("pydicom", reason="the medical tests need nodus[medical]")
 nibabel = pytest.importorskip("nibabel", reason="the medical tests need nodus[medical]")
@@ -48,25 +48,6 @@ def modality(dataset):
 
 rng = np.random.default_rng(7)
 
-# The inputs the brief names: MONOCHROME1 and 2, rescale, signed 16-bit, 12-bit stored, 8-bit.
-CASES = {
-    "ct-signed16": dict(pixels=rng.integers(-1024, 3000, (48, 40)).astype(np.int16), signed=True,
-                        window=(-600, 1500)),
-    "ct-12bit-intercept": dict(pixels=rng.integers(0, 4096, (40, 56)).astype(np.uint16), bits_stored=12,
-                               intercept=-1024, window=(40, 400)),
-    "ct-slope-half": dict(pixels=rng.integers(0, 4096, (32, 32)).astype(np.uint16), bits_stored=12, slope=0.5,
-                          intercept=-100),
-    "cr-monochrome1": dict(pixels=rng.integers(0, 4096, (36, 44)).astype(np.uint16), bits_stored=12,
-                           photometric="MONOCHROME1", modality="CR"),
-    "cr-8bit": dict(pixels=rng.integers(0, 256, (30, 50)).astype(np.uint8), modality="CR", window=(128, 200)),
-}
-
-
-@pytest.fixture(params=sorted(CASES))
-def source(request, tmp_path):
-    path = tmp_path / f"{request.param}.dcm"
-    make_dicom(path, **CASES[request.param])
-    return path
 
 
 def test_convert_has_help():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import REPOSITORY
-from medical_samples import dciodvfy_errors, make_dicom, run_on_tiny_filesystem
+from medical_samples import CASES, dciodvfy_errors, make_dicom, run_on_tiny_filesystem, source  # noqa: F401
 
 pydicom = pytest.importorskip("pydicom", reason="the medical tests need nodus[medical]")
 nibabel = pytest.importorskip("nibabel", reason="the medical tests need nodus[medical]")
@@ -22,24 +22,6 @@ from nodus import medical  # noqa: E402
 CLI = os.path.join(REPOSITORY, ".build", "release", "nodus")
 rng = np.random.default_rng(11)
 
-CASES = {
-    "ct-signed16": dict(pixels=rng.integers(-1024, 3000, (48, 40)).astype(np.int16), signed=True,
-                        window=(-600, 1500)),
-    "ct-12bit": dict(pixels=rng.integers(0, 4096, (40, 56)).astype(np.uint16), bits_stored=12, intercept=-1024,
-                     slope=1),
-    "ct-slope": dict(pixels=rng.integers(0, 4096, (32, 32)).astype(np.uint16), bits_stored=12, slope=0.5,
-                     intercept=-100),
-    "cr-monochrome1": dict(pixels=rng.integers(0, 4096, (36, 44)).astype(np.uint16), bits_stored=12,
-                           photometric="MONOCHROME1", modality="CR"),
-    "cr-8bit": dict(pixels=rng.integers(0, 256, (30, 50)).astype(np.uint8), modality="CR", window=(128, 200)),
-}
-
-
-@pytest.fixture(params=sorted(CASES))
-def source(request, tmp_path):
-    path = tmp_path / f"{request.param}.dcm"
-    make_dicom(path, **CASES[request.param])
-    return path
 
 
 def test_read_dicom_gives_modality_values(source):
