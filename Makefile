@@ -15,7 +15,7 @@
 SHELL := /bin/bash
 RELEASE := .build/release
 SWIFT_RELEASE_FLAGS := -c release -Xswiftc -static-stdlib
-APT_PACKAGES := libopenblas-dev libpng-dev pkg-config libonnx-dev libprotobuf-dev
+APT_PACKAGES := libopenblas-dev libpng-dev pkg-config libonnx-dev libprotobuf-dev libdcmtk-dev libnifti2-dev dicom3tools
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VENV := .venv
 PYTHON := $(VENV)/bin/python
@@ -35,7 +35,9 @@ all: build
 
 # Debian packages the build links against: OpenBLAS (GEMM), libpng (the CLI's PNG output),
 # libonnx-dev + libprotobuf-dev (reading .onnx files: ONNX 1.12's protobuf classes and checker;
-# their runtime packages libonnx1 and libprotobuf32 are what a host of libnodus.so then needs).
+# their runtime packages libonnx1 and libprotobuf32 are what a host of libnodus.so then needs);
+# for the CLI only: libdcmtk-dev (DICOM) and libnifti2-dev (NIfTI-1), and dicom3tools (dciodvfy,
+# which the medical tests validate DICOM outputs with).
 deps:
 	@missing=""; for package in $(APT_PACKAGES); do \
 		dpkg -s $$package >/dev/null 2>&1 || missing="$$missing $$package"; done; \
@@ -50,11 +52,12 @@ build: deps
 	sed -e "s|@PREFIX@|$(CURDIR)|" -e "s|@VERSION@|$$(sed -n 's/^#define NODUS_VERSION_STRING "\(.*\)"/\1/p' include/nodus.h)|" \
 		nodus.pc.in > $(RELEASE)/nodus.pc
 
-# The binding's test environment: numpy, pytest, safetensors (no torch needed).
+# The binding's test environment: numpy, pytest, safetensors; pydicom, highdicom and nibabel for
+# the medical I/O tests (the nodus[medical] extra). No torch needed.
 $(PYTHON): bindings/python/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip
-	$(PYTHON) -m pip install -q numpy pytest safetensors
+	$(PYTHON) -m pip install -q numpy pytest safetensors pydicom==3.0.2 highdicom==0.28.2 nibabel==5.4.2
 	touch $(PYTHON)
 
 test: build test-swift test-c test-python test-no-toolchain

@@ -33,7 +33,16 @@ let package = Package(
         // The public header as a Clang module, so the CLI is a client of the C ABI like any host.
         .target(name: "CNodus", path: "Sources/CNodus"),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
-        .executableTarget(name: "nodus-cli", dependencies: ["Nodus", "CNodus", "CPNG", "NodusCore", "NodusFormats"]),
+        // The CLI's medical file formats: DICOM through DCMTK (libdcmtk-dev), NIfTI-1 through niftilib
+        // (libnifti2-dev), gray PNG through libpng, behind a plain C interface. Only the CLI links it:
+        // libnodus.so stays free of file-format dependencies.
+        .target(name: "CNodusMedical", path: "Sources/CNodusMedical",
+                cSettings: [.headerSearchPath("niftiIncludes")],
+                linkerSettings: [.linkedLibrary("dcmjpls"), .linkedLibrary("dcmjpeg"), .linkedLibrary("dcmdata"),
+                                 .linkedLibrary("oflog"), .linkedLibrary("ofstd"), .linkedLibrary("niftiio"),
+                                 .linkedLibrary("znz"), .linkedLibrary("png16"), .linkedLibrary("stdc++")]),
+        .executableTarget(name: "nodus-cli",
+                          dependencies: ["Nodus", "CNodus", "CPNG", "CNodusMedical", "NodusCore", "NodusFormats"]),
         .testTarget(name: "NodusTests",
                     dependencies: ["NodusCore", "NodusFormats", "NodusGraph", "NodusModels", "NodusPipelines"],
                     path: "Tests/NodusTests", resources: []),

@@ -15,6 +15,7 @@ let commands: [any Command] = [
     DemoCommand(),
     EncodeCommand(),
     BenchCommand(),
+    ConvertCommand(),
 ]
 
 func topLevelHelp() -> String {

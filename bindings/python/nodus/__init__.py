@@ -24,6 +24,7 @@ from .pipeline import Pipeline
 from .sampling import batch_statistics, randn, sample
 from .scheduler import Scheduler
 from .tokenizer import Tokenizer
+from . import medical  # DICOM / PNG / NIfTI I/O; its packages (nodus[medical]) load when first used
 
 __all__ = [
     "__version__",
@@ -43,6 +44,7 @@ __all__ = [
     "batch_statistics",
     "cpu_level",
     "load",
+    "medical",
     "randn",
     "sample",
     "version_number",
