@@ -3,7 +3,8 @@ import Glibc
 #endif
 
 /// Progress on standard error: a redrawn bar on a terminal, otherwise a plain line
-/// about every 10% (so logs stay readable).
+/// about every 10% (so logs stay readable); elapsed time and the remaining time
+/// estimated from the mean so far.
 final class ProgressBar {
     private let label: String
     private let isTerminal = StandardStream.errorIsTerminal
@@ -16,7 +17,10 @@ final class ProgressBar {
         guard total > 0 else { return }
         let fraction = Double(min(max(done, 0), total)) / Double(total)
         let elapsed = ProgressBar.now() - start
-        let timing = String(format1: elapsed) + " s"
+        var timing = String(format1: elapsed) + " s"
+        if done > 0 && done < total {
+            timing += ", ETA " + String(format1: elapsed / Double(done) * Double(total - done)) + " s"
+        }
         if isTerminal {
             let width = 30
             let filled = Int(fraction * Double(width))

@@ -16,6 +16,7 @@ let commands: [any Command] = [
     EncodeCommand(),
     BenchCommand(),
     ConvertCommand(),
+    GenerateVolumeCommand(),
 ]
 
 func topLevelHelp() -> String {
