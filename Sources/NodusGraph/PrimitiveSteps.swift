@@ -148,9 +148,7 @@ struct MapStep: Kernel {
         case .sqrt: PrimitiveMath.map(x, y, count: count) { $0.squareRoot() }
         case .reciprocal: PrimitiveMath.map(x, y, count: count) { 1 / $0 }
         case .tanh: PrimitiveMath.map(x, y, count: count) { Glibc.tanhf($0) }
-        case .sigmoid: PrimitiveMath.map(x, y, count: count) { value in
-            value >= 0 ? 1 / (1 + Glibc.expf(-value)) : Glibc.expf(value) / (1 + Glibc.expf(value))
-        }
+        case .sigmoid: Activation.sigmoid(x, y, count: count)
         case .erf: PrimitiveMath.map(x, y, count: count) { Glibc.erff($0) }
         case .sin: PrimitiveMath.map(x, y, count: count) { Glibc.sinf($0) }
         case .cos: PrimitiveMath.map(x, y, count: count) { Glibc.cosf($0) }
@@ -304,8 +302,29 @@ struct ConvolutionNDStep: Kernel {
     let output: UnsafeMutablePointer<Float>
     let inputShape: [Int], weightShape: [Int], outputShape: [Int]
     let geometry: ConvolutionGeometry
+    /// The fast kernels for 1 to 3 spatial axes; nil: the reference loop.
+    let convolution: ConvolutionND?
+
+    init(input: UnsafeMutablePointer<Float>, weight: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>?,
+         output: UnsafeMutablePointer<Float>, inputShape: [Int], weightShape: [Int], outputShape: [Int],
+         geometry: ConvolutionGeometry) {
+        (self.input, self.weight, self.bias, self.output) = (input, weight, bias, output)
+        (self.inputShape, self.weightShape, self.outputShape, self.geometry) = (inputShape, weightShape, outputShape, geometry)
+        convolution = ConvolutionND.supports(spatialRank: inputShape.count - 2)
+            ? ConvolutionND(inputShape: inputShape, weightShape: weightShape, outputShape: outputShape,
+                            strides: geometry.strides, dilations: geometry.dilations, padsBefore: geometry.padsBefore,
+                            groups: geometry.groups)
+            : nil
+    }
+
     var flops: Int { 2 * outputShape.reduce(1, *) * weightShape.dropFirst().reduce(1, *) }
+    var scratchCount: Int { convolution?.scratchCount ?? 0 }
+
     func run(scratch: UnsafeMutablePointer<Float>) {
+        if let convolution {
+            convolution.run(input: input, weight: weight, bias: bias, output: output, scratch: scratch)
+            return
+        }
         PrimitiveMath.convolution(input, inputShape: inputShape, weight: weight, weightShape: weightShape, bias: bias,
                                   output: output, outputShape: outputShape, strides: geometry.strides,
                                   dilations: geometry.dilations, padsBefore: geometry.padsBefore, groups: geometry.groups)

@@ -2,6 +2,7 @@
 #include "nodus_activation.h"
 #include "nodus_cpu.h"
 #include "nodus_attention.h"
+#include "nodus_convolution.h"
 #include "nodus_gemm.h"
 #include "nodus_gemm_bf16.h"
 #include "nodus_kernels.h"

@@ -22,6 +22,8 @@ NODUS_ACTIVATION_INTERNAL int nodus_gelu_tanh(const float *input, float *output,
 
 /* SiLU, x * sigmoid(x). `output` may be `input`. Returns 1, or 0 below AVX2. */
 NODUS_ACTIVATION_INTERNAL int nodus_silu(const float *input, float *output, int64_t count);
+/* sigmoid(x) = 1 / (1 + e^-x) (a gate, as gated attention's). */
+NODUS_ACTIVATION_INTERNAL int nodus_sigmoid(const float *input, float *output, int64_t count);
 
 /* transformers' quick_gelu, x * sigmoid(1.702 x). `output` may be `input`. Returns 1, or 0 below AVX2. */
 NODUS_ACTIVATION_INTERNAL int nodus_quick_gelu(const float *input, float *output, int64_t count);

@@ -55,6 +55,12 @@ public enum Activation {
         map(input, output, count: count) { x in x * VectorMath.sigmoid(x) }
     }
 
+    /// The logistic sigmoid 1 / (1 + e^-x).
+    public static func sigmoid(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, count: Int) {
+        if vectorized(input, output, count: count, nodus_sigmoid) { return }
+        map(input, output, count: count) { x in VectorMath.sigmoid(x) }
+    }
+
     /// transformers' `quick_gelu`: x * sigmoid(1.702 x).
     public static func quickGELU(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, count: Int) {
         if vectorized(input, output, count: count, nodus_quick_gelu) { return }

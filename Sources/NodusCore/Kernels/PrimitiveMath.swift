@@ -168,7 +168,8 @@ public enum PrimitiveMath {
         }
     }
 
-    /// A direct N-D convolution (any groups, strides, dilations, padding), float64 sums.
+    /// A direct N-D convolution of any rank (any groups, strides, dilations, padding), float64 sums:
+    /// the reference `ConvolutionND` is checked against, and the path beyond 3 spatial axes.
     public static func convolution(_ input: UnsafePointer<Float>, inputShape: [Int], weight: UnsafePointer<Float>,
                                    weightShape: [Int], bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
                                    outputShape: [Int], strides: [Int], dilations: [Int], padsBefore: [Int],
