@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Forward speed of DiT-XL/2, the SD-1.5 UNet and the SD VAE decoder: Nodus beside torch and onnxruntime.
 
-    python benchmarks/forward.py [--workload dit|unet|vae|all] [--runs 5] [--threads 2] [--quick]
+    python benchmarks/forward.py [--workload dit|unet|vae|medsyn2|all] [--runs 5] [--threads 2] [--quick]
                                  [--work /tmp/nodus-bench]
 
 For each workload (SPEC section 6), makes once (cached in --work, in a subprocess) a
@@ -56,6 +56,8 @@ class Workload:
     inputs: Callable[[bool], dict]  # name -> numpy array, in the torch call's (and the ONNX graph's) order
     call: Callable[[object, dict], object]  # torch: (model, name -> tensor) -> output tensor
     nodus_call: Callable[[object, dict], np.ndarray]  # Nodus: (model, name -> numpy array) -> output
+    # Loads the saved folder when the class is not in diffusers (default: diffusers.<diffusers_class>).
+    loader: Callable[[Path], object] | None = None
 
 
 def dit_make(quick):
@@ -123,6 +125,32 @@ def vae_inputs(quick):
     return {"latent": np.random.default_rng(0).standard_normal((1, 4, size, size), dtype=np.float32)}
 
 
+# Issue 16's MedSyn2-shaped model: latent 4x16x32x32 plus a 4-channel mask latent, 2,048 tokens of 2x2x2
+# patches, hidden 384 (6 heads of 64), 8 layers, 128 text tokens of width 768 (tests/reference/medsyn2.py).
+MEDSYN2 = dict(in_channels=8, out_channels=4, patch_size=2, num_layers=8, num_attention_heads=6, attention_head_dim=64,
+               cross_attention_dim=768, sample_size=(16, 32, 32))
+
+
+def medsyn2_class():
+    sys.path.insert(0, str(REPO / "tests" / "reference"))
+    from medsyn2 import MedSyn2Transformer3DModel
+
+    return MedSyn2Transformer3DModel
+
+
+def medsyn2_make(quick):
+    return medsyn2_class()(**{**MEDSYN2, "num_layers": 2 if quick else 8})
+
+
+def medsyn2_inputs(quick):
+    rng = np.random.default_rng(0)
+    return {
+        "sample": rng.standard_normal((1, 8, 16, 32, 32), dtype=np.float32),
+        "timestep": np.array([700.0], dtype=np.float32),
+        "encoder_hidden_states": rng.standard_normal((1, 128, 768), dtype=np.float32),
+    }
+
+
 WORKLOADS = {
     "dit": Workload(
         name="dit",
@@ -164,6 +192,20 @@ WORKLOADS = {
         inputs=vae_inputs,
         call=lambda model, x: model.decode(x["latent"], return_dict=False)[0],
         nodus_call=lambda model, x: model.decode(x["latent"]),
+    ),
+    "medsyn2": Workload(
+        name="medsyn2",
+        label="MedSyn2-shaped 3D DiT forward",
+        title=lambda quick: (f"MedSyn2-shaped 3D DiT ({2 if quick else 8} layers, hidden 384) forward, batch 1: "
+                             "latent 4x16x32x32 + mask 4x16x32x32 (2,048 tokens), text 128x768"),
+        folder=lambda quick: f"medsyn2-{2 if quick else 8}layers",
+        onnx_folder=lambda quick: f"medsyn2-{2 if quick else 8}layers-onnx",
+        diffusers_class="MedSyn2Transformer3DModel",
+        make=medsyn2_make,
+        inputs=medsyn2_inputs,
+        call=lambda model, x: model(x["sample"], x["timestep"], x["encoder_hidden_states"], return_dict=False)[0],
+        nodus_call=lambda model, x: model.forward(**x),
+        loader=lambda folder: medsyn2_class().from_pretrained(folder),
     ),
 }
 
@@ -276,18 +318,19 @@ def count_flops(workload, model, tensors):
 
     def attention(module, args, kwargs, _):
         hidden = args[0] if args else kwargs["hidden_states"]
-        context = args[1] if len(args) > 1 else kwargs.get("encoder_hidden_states")
+        context = args[1] if len(args) > 1 else kwargs.get("encoder_hidden_states", kwargs.get("context"))
         batch, queries = hidden.shape[0], hidden.shape[2:].numel() if hidden.ndim == 4 else hidden.shape[1]
         keys = queries if context is None else context.shape[1]
-        flops["attention"] += 2 * 2 * batch * queries * keys * module.inner_dim
+        inner = getattr(module, "inner_dim", None) or module.to_q.out_features
+        flops["attention"] += 2 * 2 * batch * queries * keys * inner
 
     handles = []
     for module in model.modules():
-        if isinstance(module, torch.nn.Conv2d):
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Conv3d)):
             handles.append(module.register_forward_hook(conv))
         elif isinstance(module, torch.nn.Linear):
             handles.append(module.register_forward_hook(linear))
-        elif isinstance(module, Attention):
+        elif isinstance(module, Attention) or type(module).__name__ == "GatedAttention":
             handles.append(module.register_forward_hook(attention, with_kwargs=True))
     with torch.inference_mode():
         workload.call(model, tensors)
@@ -299,6 +342,8 @@ def count_flops(workload, model, tensors):
 def torch_model(workload, folder):
     import diffusers
 
+    if workload.loader:
+        return workload.loader(folder).eval()
     return getattr(diffusers, workload.diffusers_class).from_pretrained(folder).eval()
 
 
