@@ -26,13 +26,32 @@ extension FusionRewriter {
         if let scaled = interior(queryHeads), let (inner, factor) = scaledBy(scaled) { queryHeads = inner; scale *= factor }
         if let scaled = interior(keyHeads), let (inner, factor) = scaledBy(scaled) { keyHeads = inner; scale *= factor }
         guard let queryHeads, let keyHeads, let valueHeads = product.inputs[1] else { return nil }
-        let (query, queryChain, queryNorm) = normedLayoutChain(from: queryHeads)
-        let (key, keyChain, keyNorm) = normedLayoutChain(from: keyHeads)
-        let (value, valueChain) = layoutChain(from: valueHeads)
-        let q = shape(query), k = shape(key), out = shape(node.output)
+        let match = Match(output: node.output, merged: merged, mergeChain: mergeChain, queryHeads: queryHeads,
+                          keyHeads: keyHeads, valueHeads: valueHeads, scale: scale, causal: causal)
+        if let fused = try chainedAttention(match) { return fused }
+        return headLayoutAttention(match)
+    }
+
+    /// softmax(q kᵀ s) v found from its head merge: the heads of q, kᵀ and v, and the merge.
+    private struct Match {
+        let output: ValueID
+        let merged: ValueID
+        let mergeChain: [Node]
+        let queryHeads: ValueID, keyHeads: ValueID, valueHeads: ValueID
+        let scale: Float
+        let causal: Bool
+    }
+
+    /// q, k and v split into heads by layout chains from [B, N, H D] values (a q / k norm over each
+    /// head may sit in the chain): the fused kernel reads those values themselves.
+    private mutating func chainedAttention(_ match: Match) throws -> ValueID? {
+        let (query, queryChain, queryNorm) = normedLayoutChain(from: match.queryHeads)
+        let (key, keyChain, keyNorm) = normedLayoutChain(from: match.keyHeads)
+        let (value, valueChain) = layoutChain(from: match.valueHeads)
+        let q = shape(query), k = shape(key), out = shape(match.output)
         guard q.count == 3, k.count == 3, shape(value) == k, q[0] == k[0], q[2] == k[2], out == q else { return nil }
         // Heads from the split of q: [B, H, N, D] or [B H, N, D].
-        let split = shape(queryHeads)
+        let split = shape(match.queryHeads)
         let width = q[2], headWidth = split[split.count - 1]
         guard headWidth > 0, width % headWidth == 0 else { return nil }
         let heads = width / headWidth
@@ -40,7 +59,7 @@ extension FusionRewriter {
         guard layout(queryChain, from: q, order: headsFirst, heads: heads),
               layout(keyChain, from: k, order: [Axis.batch, Axis.head, Axis.depth, Axis.token], heads: heads),
               layout(valueChain, from: k, order: headsFirst, heads: heads),
-              merges(mergeChain, from: shape(merged), to: out, heads: heads) else { return nil }
+              merges(match.mergeChain, from: shape(match.merged), to: out, heads: heads) else { return nil }
         // A q / k norm over each head (3D DiTs) is taken before the split: the same rows, in [B, N, H, D].
         for (norm, chain, source) in [(queryNorm, queryChain, q), (keyNorm, keyChain, k)] {
             if let norm, !layout(Array(chain.prefix(norm.chainBefore)), from: source, order: headsFirst, heads: heads) {
@@ -49,13 +68,46 @@ extension FusionRewriter {
         }
         let normedQuery = try queryNorm.map { try normed(query, $0.node, heads: heads) } ?? query
         let normedKey = try keyNorm.map { try normed(key, $0.node, heads: heads) } ?? key
-        // The fused kernel scales by 1/sqrt(D); a different scale goes onto q.
-        var scaledQuery = normedQuery
+        return emitAttention(match, query: normedQuery, key: normedKey, value: value, heads: heads, headWidth: headWidth)
+    }
+
+    /// q [B, H, N, D], kᵀ [B, H, D, M] and v [B, H, M, D] that no layout chain leads back to a
+    /// [B, N, H D] value (q and k rotated by RoPE in their head layout, say): each is moved to
+    /// [B, N, H D] by a transpose and a reshape, which costs a pass over q, k and v, not N x M.
+    private mutating func headLayoutAttention(_ match: Match) -> ValueID? {
+        let q = shape(match.queryHeads), k = shape(match.keyHeads), v = shape(match.valueHeads)
+        let out = shape(match.output)
+        guard q.count == 4, k.count == 4, v.count == 4, k[0] == q[0], k[1] == q[1], k[2] == q[3],
+              v == [q[0], q[1], k[3], q[3]], out == [q[0], q[2], q[1] * q[3]],
+              merges(match.mergeChain, from: shape(match.merged), to: out, heads: q[1]) else { return nil }
+        let query = tokenMajor(match.queryHeads, permutation: [0, 2, 1, 3])
+        let key = tokenMajor(match.keyHeads, permutation: [0, 3, 1, 2])
+        let value = tokenMajor(match.valueHeads, permutation: [0, 2, 1, 3])
+        return emitAttention(match, query: query, key: key, value: value, heads: q[1], headWidth: q[3])
+    }
+
+    /// Heads [B, H, N, D] (or [B, H, D, N] with `permutation` [0, 3, 1, 2]) as [B, N, H D].
+    private mutating func tokenMajor(_ heads: ValueID, permutation: [Int]) -> ValueID {
+        let s = shape(heads)
+        let moved = permutation.map { s[$0] }
+        let transposed = result.appendValue(ValueInfo(shape: moved, dtype: .float32, origin: .node(result.nodes.count)))
+        append(Node(operation: .transpose(permutation: permutation), inputs: [heads], output: transposed))
+        let merged = result.appendValue(ValueInfo(shape: [moved[0], moved[1], moved[2] * moved[3]], dtype: .float32,
+                                                  origin: .node(result.nodes.count)))
+        append(Node(operation: .reshape, inputs: [transposed], output: merged))
+        return merged
+    }
+
+    /// The fused attention node; a scale other than the kernel's 1/sqrt(D) goes onto q.
+    private mutating func emitAttention(_ match: Match, query: ValueID, key: ValueID, value: ValueID, heads: Int,
+                                        headWidth: Int) -> ValueID {
+        var scaledQuery = query
         let expected = 1 / Float(headWidth).squareRoot()
-        if abs(scale - expected) > 1e-6 * expected {
-            scaledQuery = emit(.scale(scale / expected), [query], like: query, name: "attention_scale")
+        if abs(match.scale - expected) > 1e-6 * expected {
+            scaledQuery = emit(.scale(match.scale / expected), [query], like: query, name: "attention_scale")
         }
-        return emit(.attention(heads: heads, causal: causal), [scaledQuery, normedKey, value], like: node.output, name: "attention")
+        return emit(.attention(heads: heads, causal: match.causal), [scaledQuery, key, value], like: match.output,
+                    name: "attention")
     }
 
     /// The softmax node behind `value`: its producer, or through `where(isnan(p), 0, p)`, the guard

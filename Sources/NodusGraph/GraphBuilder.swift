@@ -69,6 +69,15 @@ public struct GraphBuilder {
         return append(.rmsNorm(eps: eps), [x, weight], shape: shape(of: x))
     }
 
+    /// Rotary embedding of x [B, N, heads x D] by `angles` [N, D] (cos then sin halves).
+    public mutating func rotaryEmbedding(_ x: ValueID, angles: ValueID, heads: Int) throws -> ValueID {
+        let s = shape(of: x), table = shape(of: angles)
+        guard s.count == 3, heads > 0, s[2] % heads == 0, (s[2] / heads) % 2 == 0, table == [s[1], s[2] / heads] else {
+            throw mismatch("rotary_embedding", "x \(s) with \(heads) heads does not fit angles \(table) ([tokens, head width], head width even)")
+        }
+        return append(.rotaryEmbedding(heads: heads), [x, angles], shape: s)
+    }
+
     public mutating func modulatedLayerNorm(_ x: ValueID, modulation: ValueID, scaleColumn: Int, shiftColumn: Int,
                                             eps: Float) throws -> ValueID {
         try checkModulation(x, modulation, columns: [scaleColumn, shiftColumn], op: "modulated_layer_norm")

@@ -47,6 +47,16 @@ struct RMSNormStep: Kernel {
     }
 }
 
+struct RotaryEmbeddingStep: Kernel {
+    let name = "rotary_embedding"
+    let input: UnsafePointer<Float>, angles: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>
+    let batch: Int, tokens: Int, heads: Int, headWidth: Int
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        RotaryEmbedding.apply(input, output, angles: angles, batch: batch, tokens: tokens, heads: heads,
+                              headWidth: headWidth)
+    }
+}
+
 struct ModulatedLayerNormStep: Kernel {
     let name = "modulated_layer_norm"
     let input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>

@@ -108,6 +108,10 @@ struct Lowering {
             return ActivationStep(function: .silu, input: try floats(input(0)), output: output, count: outputCount)
         case .quickGELU:
             return ActivationStep(function: .quickGELU, input: try floats(input(0)), output: output, count: outputCount)
+        case .rotaryEmbedding(let heads):
+            return RotaryEmbeddingStep(input: try floats(input(0)), angles: try floats(input(1)), output: output,
+                                       batch: outputShape[0], tokens: outputShape[1], heads: heads,
+                                       headWidth: outputShape[2] / heads)
         case .add:
             return AddStep(a: try floats(input(0)), b: try floats(input(1)), output: output, blockCount: outputCount, batch: 1)
         case .addBroadcast:

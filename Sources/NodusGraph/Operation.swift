@@ -107,6 +107,9 @@ public enum Operation: Sendable {
     case rmsNorm(eps: Float)
     /// x * sigmoid(1.702 x): transformers' `quick_gelu` (OpenAI CLIP's text encoder).
     case quickGELU
+    /// Rotary position embedding: in each head of x [B, N, heads x D], channel pairs (2i, 2i + 1) of
+    /// token n rotated by angle a[n, i]. Inputs: x, angles [N, D] holding cos a [N, D/2] then sin a [N, D/2].
+    case rotaryEmbedding(heads: Int)
 
     /// The op's name in plans and profiles.
     public var name: String {
@@ -158,6 +161,7 @@ public enum Operation: Sendable {
         case .gatherND: "gather_nd"
         case .rmsNorm: "rms_norm"
         case .quickGELU: "quick_gelu"
+        case .rotaryEmbedding: "rotary_embedding"
         }
     }
 
@@ -167,7 +171,7 @@ public enum Operation: Sendable {
         switch self {
         case .geluTanh, .gelu, .silu, .add, .addBroadcast, .scale, .gatedResidual, .layerNorm, .modulatedLayerNorm,
              .groupNorm, .lowRankUpdate, .addPerChannel, .binary, .map, .reshape, .cast, .softmax, .instanceNorm, .rmsNorm,
-             .quickGELU:
+             .quickGELU, .rotaryEmbedding:
             true
         default:
             false

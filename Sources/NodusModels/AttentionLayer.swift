@@ -9,7 +9,8 @@ import NodusGraph
 /// Gated attention (Qiu et al. 2025; diffusers' `Krea2Attention`, MedSyn2)
 /// adds two optional parts: q and k RMS-normed over each head (`norm_q`,
 /// `norm_k`), and the attention output times `sigmoid(to_gate(x))` before
-/// `to_out`.
+/// `to_out`. Rotary angles (a table [tokens, head width], `rotaryEmbedding`)
+/// rotate q and k after their norms.
 ///
 /// Limitations: no attention mask beyond the causal one, no `norm_cross`;
 /// the inner width is the input's.
@@ -34,7 +35,8 @@ struct AttentionLayer {
     /// Whether the output is gated by `sigmoid(to_gate(x))`.
     var outputGate = false
 
-    func callAsFunction(_ x: ValueID, context: ValueID? = nil, in model: inout WeightedGraphBuilder) throws -> ValueID {
+    func callAsFunction(_ x: ValueID, context: ValueID? = nil, rotaryAngles: ValueID? = nil,
+                        in model: inout WeightedGraphBuilder) throws -> ValueID {
         let width = model.graph.shape(of: x)[2]
         let source = context ?? x
         var query = try model.linear(x, "\(prefix).\(names.query)", outWidth: width, bias: projectionBias)
@@ -43,6 +45,10 @@ struct AttentionLayer {
         if let eps = queryKeyNormEps {
             query = try headNorm(query, "\(prefix).norm_q", eps: eps, in: &model)
             key = try headNorm(key, "\(prefix).norm_k", eps: eps, in: &model)
+        }
+        if let rotaryAngles {
+            query = try model.graph.rotaryEmbedding(query, angles: rotaryAngles, heads: heads)
+            key = try model.graph.rotaryEmbedding(key, angles: rotaryAngles, heads: heads)
         }
         var attended = try model.graph.attention(query: query, key: key, value: value, heads: heads, causal: causal)
         if outputGate {

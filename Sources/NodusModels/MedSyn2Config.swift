@@ -16,6 +16,9 @@ public struct MedSyn2Config: Sendable {
     public var queryKeyNormEps: Float
     /// The nominal latent size (depth, height, width): any multiple of the patch size runs.
     public var sampleSize: [Int]
+    /// "sincos" (an added 3-D sin-cos embedding) or "rope" (3-D rotary angles on the self-attention's q and k).
+    public var rotaryPositions: Bool
+    public var ropeTheta: Double
 
     public var hiddenWidth: Int { heads * headWidth }
 
@@ -31,6 +34,11 @@ public struct MedSyn2Config: Sendable {
         attentionBias = try reader.bool("attention_bias", default: true)
         queryKeyNormEps = Float(try reader.double("qk_norm_eps", default: 1e-6))
         sampleSize = reader.has("sample_size") ? try reader.intArray("sample_size") : [16, 32, 32]
+        rotaryPositions = try reader.choice("pos_embed_type", default: "sincos", allowed: ["sincos", "rope"]) == "rope"
+        ropeTheta = try reader.double("rope_theta", default: 10_000)
+        guard ropeTheta.isFinite, ropeTheta > 1 else {
+            throw NodusError.format("\(reader.context): 'rope_theta' = \(ropeTheta) must be a number above 1")
+        }
         guard queryKeyNormEps.isFinite, queryKeyNormEps > 0 else {
             throw NodusError.format("\(reader.context): 'qk_norm_eps' = \(queryKeyNormEps) must be a positive number")
         }
@@ -43,8 +51,10 @@ public struct MedSyn2Config: Sendable {
         guard sampleSize.count == 3, sampleSize.allSatisfy({ $0 > 0 && $0 % patchSize == 0 && $0 <= 1 << 12 }) else {
             throw NodusError.format("\(reader.context): 'sample_size' must be [depth, height, width], multiples of patch_size \(patchSize), got \(sampleSize)")
         }
-        guard hiddenWidth % 6 == 0, hiddenWidth <= 1 << 16 else {
-            throw NodusError.format("\(reader.context): hidden width \(hiddenWidth) must be a multiple of 6 (the 3D sin-cos position embedding gives each axis a third, in sin and cos halves)")
+        guard hiddenWidth <= 1 << 16, rotaryPositions ? headWidth % 2 == 0 : hiddenWidth % 6 == 0 else {
+            throw NodusError.format(rotaryPositions
+                ? "\(reader.context): attention_head_dim \(headWidth) must be even (RoPE rotates pairs of channels)"
+                : "\(reader.context): hidden width \(hiddenWidth) must be a multiple of 6 (the 3D sin-cos position embedding gives each axis a third, in sin and cos halves)")
         }
     }
 }

@@ -7,7 +7,8 @@ import NodusGraph
 ///
 /// Matches the reference's `forward(sample, timestep, encoder_hidden_states).sample`:
 /// a Conv3d patchify (kernel = stride = `patch_size`) as one GEMM over patches
-/// plus the computed 3-D sin-cos position embedding; diffusers' timestep
+/// plus the computed 3-D sin-cos position embedding (or, with `pos_embed_type`
+/// "rope", 3-D rotary angles on the self-attention's q and k); diffusers' timestep
 /// sinusoids (256, flip_sin_to_cos, shift 0) and `TimestepEmbedding`; text
 /// projected by `context_embedder`; per block PixArt-style AdaLN (one shared
 /// `adaln_single` Linear to 9 x width plus the block's `scale_shift_table`)
@@ -112,8 +113,14 @@ public final class MedSyn2Model: ContextConditionedModel, AdaptableModel {
         var hidden = try model.graph.linear(model.graph.patchifyVolume(sample, patch: patch),
                                             weight: model.graph.constant("pos_embed.proj.weight", projection),
                                             bias: model.weight("pos_embed.proj.bias", [width]))
-        let positions = try PositionEmbedding.sinCos3D(width: width, grid: grid)
-        hidden = try model.graph.addBroadcast(hidden, model.graph.constant("pos_embed.sincos_3d", positions))
+        var rotaryAngles: ValueID?
+        if config.rotaryPositions {
+            rotaryAngles = try model.graph.constant("pos_embed.rope_3d", PositionEmbedding.rotary3D(
+                headWidth: config.headWidth, grid: grid, theta: config.ropeTheta))
+        } else {
+            let positions = try PositionEmbedding.sinCos3D(width: width, grid: grid)
+            hidden = try model.graph.addBroadcast(hidden, model.graph.constant("pos_embed.sincos_3d", positions))
+        }
 
         // 2. Timestep embedding, the shared AdaLN modulation, and the text projection.
         var time = try model.graph.timestepEmbedding(timestep, dim: timeProjectionWidth, flipSinToCos: true,
@@ -125,7 +132,7 @@ public final class MedSyn2Model: ContextConditionedModel, AdaptableModel {
 
         for layer in 0..<config.layers {
             hidden = try block(hidden, "transformer_blocks.\(layer).", sharedModulation: sharedModulation,
-                               context: context, grid: grid, config: config, in: &model)
+                               context: context, rotaryAngles: rotaryAngles, grid: grid, config: config, in: &model)
         }
 
         // 3. PixArt's final layer: shift and scale are scale_shift_table [2, D] + the timestep embedding.
@@ -141,8 +148,9 @@ public final class MedSyn2Model: ContextConditionedModel, AdaptableModel {
 
     /// One block: modulated gated self-attention, gated cross-attention and feed-forward, each
     /// gated into the residual, then the depthwise-separable Conv3d over the token grid.
-    private static func block(_ x: ValueID, _ prefix: String, sharedModulation: ValueID, context: ValueID, grid: [Int],
-                              config: MedSyn2Config, in model: inout WeightedGraphBuilder) throws -> ValueID {
+    private static func block(_ x: ValueID, _ prefix: String, sharedModulation: ValueID, context: ValueID,
+                              rotaryAngles: ValueID?, grid: [Int], config: MedSyn2Config,
+                              in model: inout WeightedGraphBuilder) throws -> ValueID {
         let width = config.hiddenWidth
         // Columns: shift, scale, gate of the self-attention, the cross-attention and the feed-forward.
         let modulation = try model.graph.addBroadcast(
@@ -156,8 +164,8 @@ public final class MedSyn2Model: ContextConditionedModel, AdaptableModel {
                            queryKeyNormEps: config.queryKeyNormEps, outputGate: true)
         }
         var hidden = x
-        hidden = try model.graph.gatedResidual(hidden, update: attention("attn1")(modulated(hidden, part: 0), in: &model),
-                                               modulation: modulation, gateColumn: 2 * width)
+        let selfAttention = try attention("attn1")(modulated(hidden, part: 0), rotaryAngles: rotaryAngles, in: &model)
+        hidden = try model.graph.gatedResidual(hidden, update: selfAttention, modulation: modulation, gateColumn: 2 * width)
         hidden = try model.graph.gatedResidual(
             hidden, update: attention("attn2")(modulated(hidden, part: 1), context: context, in: &model),
             modulation: modulation, gateColumn: 5 * width)

@@ -39,6 +39,38 @@ enum PositionEmbedding {
         return result
     }
 
+    /// The angles of 3-D rotary embeddings [depth * rows * columns, headWidth]: cos in the first half
+    /// of each row, sin in the second (`rotaryEmbedding`'s table). The head's pairs are split as Wan's
+    /// `WanRotaryPosEmbed` splits them: depth headWidth - 4 (headWidth / 6) channels, rows and columns
+    /// 2 (headWidth / 6) each; per axis the frequencies theta^(-2j / axis channels) times the token's
+    /// integer index, in float64, then cos and sin rounded to float32.
+    static func rotary3D(headWidth: Int, grid: [Int], theta: Double) throws -> Tensor {
+        let side = 2 * (headWidth / 6)
+        let parts = [headWidth - 2 * side, side, side]
+        let frequencies = parts.map { part in stride(from: 0, to: part, by: 2).map { 1 / pow(theta, Double($0) / Double(part)) } }
+        let half = headWidth / 2
+        let result = try Tensor(zeros: [grid.reduce(1, *), headWidth])
+        var token = 0
+        for depth in 0..<grid[0] {
+            for row in 0..<grid[1] {
+                for column in 0..<grid[2] {
+                    let line = result.floats + token * headWidth
+                    var pair = 0
+                    for (axis, position) in [depth, row, column].enumerated() {
+                        for frequency in frequencies[axis] {
+                            let angle = Double(position) * frequency
+                            line[pair] = Float(cos(angle))
+                            line[half + pair] = Float(sin(angle))
+                            pair += 1
+                        }
+                    }
+                    token += 1
+                }
+            }
+        }
+        return result
+    }
+
     /// [depth * rows * columns, width] for a 3-D grid of patches, tokens in (depth, row, column)
     /// order: each third of the width is diffusers' `get_1d_sincos_pos_embed_from_grid` (sines,
     /// then cosines) of the token's depth, row and column index, computed in float64 and

@@ -26,6 +26,10 @@ What it writes (Tests/Fixtures/volume/):
                            v = (x - x0) / max(t / 1000, 0.05); batch [uncond..., cond...] where the unconditional
                            half has the null text embedding and an empty (zero) mask latent
   medsyn2-scheduler-<solver>/scheduler_config.json   the scheduler configs of those runs
+  medsyn2-tiny-rope/       the same architecture with pos_embed_type "rope" (3D RoPE on the self-attention's
+                           q and k instead of the added sin-cos embedding)
+  medsyn2-tiny-rope-forward.safetensors, medsyn2-tiny-rope-dynamo18.onnx (+ -io)
+                           its forward (inputs as medsyn2-tiny-forward's) and its export
   medsyn2-tiny-lora.safetensors
                            a PEFT LoRA (r 4, alpha 8; to_q, to_k, to_v, to_out.0, to_gate, ff.net.0.proj,
                            B drawn at random) in diffusers' file layout (keys `transformer.<module>.lora_A.weight`,
@@ -130,6 +134,20 @@ def forward_fixtures(model) -> dict:
     save(OUT / "medsyn2-tiny-forward.safetensors", tensors,
          "MedSyn2Transformer3DModel (medsyn2-tiny) forward: inputs and sample_out; *.2 a second shape")
     return inputs
+
+
+def rope_fixtures(inputs) -> None:
+    torch.manual_seed(9070)
+    model = MedSyn2Transformer3DModel(**MEDSYN2_TINY, pos_embed_type="rope").eval()
+    mmf.make_nonconstant(model, 9071)
+    mmf.save_model(model, OUT / "medsyn2-tiny-rope")
+    model = MedSyn2Transformer3DModel.from_pretrained(str(OUT / "medsyn2-tiny-rope")).eval()
+    with torch.no_grad():
+        output = model(**inputs).sample
+    save(OUT / "medsyn2-tiny-rope-forward.safetensors", dict(inputs, sample_out=output),
+         "MedSyn2Transformer3DModel with 3D RoPE (medsyn2-tiny-rope) forward: inputs and sample_out")
+    mof.write_export("medsyn2-tiny-rope", Forward(model).eval(), inputs, ["sample_out"], "dynamo", 18, OUT,
+                     source="torch (tests/reference/medsyn2.py)")
 
 
 def lora_fixture(model, inputs) -> None:
@@ -249,6 +267,7 @@ def main() -> None:
     model = medsyn2_model()
     inputs = forward_fixtures(model)
     lora_fixture(model, inputs)
+    rope_fixtures(inputs)
     for exporter, opset in (("dynamo", 18), ("torchscript", 17)):
         mof.write_export("medsyn2-tiny", Forward(model).eval(), inputs, ["sample_out"], exporter, opset, OUT,
                          source="torch (tests/reference/medsyn2.py)")

@@ -6,8 +6,11 @@ can train or export their own and Nodus has a torch reference to match:
 * the noisy latent and a segmentation-mask latent, channel-concatenated by the pipeline
   (`in_channels` = latent channels + mask channels), patchified by a Conv3d with kernel =
   stride = `patch_size` into tokens in (depth, height, width) order;
-* a 3D sin-cos position embedding, computed (not stored): a third of the width per axis,
-  each diffusers' `get_1d_sincos_pos_embed_from_grid` of the integer positions;
+* positions, computed (not stored), as `pos_embed_type` says: "sincos" (default) adds a 3D sin-cos
+  embedding (a third of the width per axis, each diffusers' `get_1d_sincos_pos_embed_from_grid` of
+  the integer positions); "rope" rotates q and k of the self-attention instead (3D RoPE: each head's
+  width split as Wan's `WanRotaryPosEmbed` splits it, depth d - 4 (d // 6), height and width 2 (d // 6)
+  each; per axis the frequencies theta^(-2j / axis width), applied to interleaved pairs in float32);
 * the timestep (float, sigma * 1000 as diffusers' flow-matching schedulers give it) through
   diffusers' `Timesteps(256, flip_sin_to_cos=True, downscale_freq_shift=0)` and
   `TimestepEmbedding`;
@@ -36,6 +39,30 @@ from diffusers.models.attention import FeedForward
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps, get_1d_sincos_pos_embed_from_grid
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.modeling_utils import ModelMixin
+
+
+def rope_3d(head_width: int, grid: tuple[int, int, int], theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos, sin) [d h w, head_width / 2] float32: per token the angles of its depth, row and column index
+    over the three parts of the head width (pairs of channels)."""
+    side = 2 * (head_width // 6)
+    parts = [head_width - 2 * side, side, side]
+    axes = [torch.arange(size, dtype=torch.float64) for size in grid]
+    depth, row, column = (positions.reshape(-1) for positions in torch.meshgrid(*axes, indexing="ij"))
+    angles = []
+    for positions, part in zip((depth, row, column), parts):
+        frequencies = 1.0 / theta ** (torch.arange(0, part, 2, dtype=torch.float64) / part)
+        angles.append(torch.outer(positions, frequencies))
+    angle = torch.cat(angles, dim=1)
+    return torch.cos(angle).float(), torch.sin(angle).float()
+
+
+def apply_rope(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """x [B, heads, N, head width] with each pair (2i, 2i + 1) rotated by its angle."""
+    cos, sin = rope
+    pairs = x.unflatten(-1, (-1, 2))
+    real, imaginary = pairs[..., 0], pairs[..., 1]
+    rotated = torch.stack([real * cos - imaginary * sin, real * sin + imaginary * cos], dim=-1)
+    return rotated.flatten(-2)
 
 
 def sincos_3d(width: int, grid: tuple[int, int, int]) -> torch.Tensor:
@@ -75,7 +102,7 @@ class GatedAttention(torch.nn.Module):
         self.to_gate = torch.nn.Linear(width, width, bias=bias)
         self.to_out = torch.nn.ModuleList([torch.nn.Linear(width, width), torch.nn.Dropout(0.0)])
 
-    def forward(self, x, context=None):
+    def forward(self, x, context=None, rope=None):
         source = x if context is None else context
         batch, _, width = x.shape
 
@@ -83,7 +110,10 @@ class GatedAttention(torch.nn.Module):
             return t.view(batch, -1, self.heads, width // self.heads).transpose(1, 2)
 
         q, k, v = heads(self.to_q(x)), heads(self.to_k(source)), heads(self.to_v(source))
-        out = F.scaled_dot_product_attention(self.norm_q(q), self.norm_k(k), v)
+        q, k = self.norm_q(q), self.norm_k(k)
+        if rope is not None:
+            q, k = apply_rope(q, rope), apply_rope(k, rope)
+        out = F.scaled_dot_product_attention(q, k, v)
         out = out.transpose(1, 2).reshape(batch, -1, width) * torch.sigmoid(self.to_gate(x))
         return self.to_out[1](self.to_out[0](out))
 
@@ -110,11 +140,11 @@ class MedSyn2Block(torch.nn.Module):
         self.scale_shift_table = torch.nn.Parameter(torch.randn(9, width) / width**0.5)
         self.conv = DepthwiseSeparableConv3d(width)
 
-    def forward(self, x, modulation, context, grid):
+    def forward(self, x, modulation, context, grid, rope=None):
         batch, _, width = x.shape
         (shift_msa, scale_msa, gate_msa, shift_mca, scale_mca, gate_mca, shift_mlp, scale_mlp, gate_mlp) = (
             self.scale_shift_table[None] + modulation.reshape(batch, 9, width)).chunk(9, dim=1)
-        x = x + gate_msa * self.attn1(self.norm1(x) * (1 + scale_msa) + shift_msa)
+        x = x + gate_msa * self.attn1(self.norm1(x) * (1 + scale_msa) + shift_msa, rope=rope)
         x = x + gate_mca * self.attn2(self.norm2(x) * (1 + scale_mca) + shift_mca, context)
         x = x + gate_mlp * self.ff(self.norm3(x) * (1 + scale_mlp) + shift_mlp)
         volume = x.transpose(1, 2).reshape(batch, width, *grid)
@@ -138,9 +168,13 @@ class MedSyn2Transformer3DModel(ModelMixin, ConfigMixin):
         attention_bias: bool = True,
         qk_norm_eps: float = 1e-6,
         sample_size: tuple[int, int, int] = (16, 32, 32),
+        pos_embed_type: str = "sincos",
+        rope_theta: float = 10000.0,
     ):
         super().__init__()
         width = num_attention_heads * attention_head_dim
+        if pos_embed_type not in ("sincos", "rope"):
+            raise ValueError(f"pos_embed_type must be 'sincos' or 'rope', got {pos_embed_type!r}")
         self.pos_embed = torch.nn.Module()
         self.pos_embed.proj = torch.nn.Conv3d(in_channels, width, patch_size, stride=patch_size)
         self.time_proj = Timesteps(256, flip_sin_to_cos=True, downscale_freq_shift=0)
@@ -159,12 +193,16 @@ class MedSyn2Transformer3DModel(ModelMixin, ConfigMixin):
         patch = self.config.patch_size
         grid = (depth // patch, height // patch, width_voxels // patch)
         x = self.pos_embed.proj(sample).flatten(2).transpose(1, 2)
-        x = x + sincos_3d(x.shape[-1], grid).to(x.dtype)[None]
+        rope = None
+        if self.config.pos_embed_type == "rope":
+            rope = rope_3d(self.config.attention_head_dim, grid, self.config.rope_theta)
+        else:
+            x = x + sincos_3d(x.shape[-1], grid).to(x.dtype)[None]
         temb = self.time_embed(self.time_proj(timestep.reshape(-1).expand(batch)).to(x.dtype))
         modulation = self.adaln_single.linear(F.silu(temb))
         context = self.context_embedder(encoder_hidden_states)
         for block in self.transformer_blocks:
-            x = block(x, modulation, context, grid)
+            x = block(x, modulation, context, grid, rope)
         shift, scale = (self.scale_shift_table[None] + temb[:, None]).chunk(2, dim=1)
         x = self.proj_out(self.norm_out(x) * (1 + scale) + shift)
         channels = self.config.out_channels

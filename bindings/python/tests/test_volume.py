@@ -59,6 +59,26 @@ def test_onnx_export_matches_onnxruntime_and_torch(export):
     assert_close(single, io["torch.sample_out"][:1], FORWARD_TOL, f"{export} at batch 1 (dynamic axis)")
 
 
+@pytest.mark.parametrize("source", ["medsyn2-tiny-rope", "medsyn2-tiny-rope-dynamo18.onnx"])
+def test_3d_rope_matches_torch(source):
+    reference = load_ref(f"{FOLDER}/medsyn2-tiny-rope-forward.safetensors")
+    model = nodus.load(path(source))
+    output = model.forward(**{name: reference[name] for name in FORWARD_INPUTS})
+    assert_close(output, reference["sample_out"], FORWARD_TOL, f"{source} (3D RoPE) forward")
+
+
+def test_rope_export_runs_every_attention_on_the_streaming_kernel():
+    """q and k rotated in their head layout are moved back to tokens: no N x N score matrix."""
+    import subprocess
+
+    from conftest import REPOSITORY
+    cli = f"{REPOSITORY}/.build/release/nodus"
+    info = json.loads(subprocess.run([cli, "info", path("medsyn2-tiny-rope-dynamo18.onnx")], capture_output=True,
+                                     text=True, check=True).stdout)
+    assert info["fused"]["attention"] == 4, info["fused"]
+    assert "mat_mul" not in info["planned_ops"], info["planned_ops"]
+
+
 @pytest.mark.parametrize("source", ["medsyn2-tiny", "medsyn2-tiny-dynamo18.onnx", "medsyn2-tiny-torchscript17.onnx"])
 def test_peft_lora_unfused_and_fused(source):
     reference = load_ref(f"{FOLDER}/medsyn2-tiny-lora-forward.safetensors")
