@@ -73,7 +73,7 @@ def test_rope_export_runs_every_attention_on_the_streaming_kernel():
 
     from conftest import REPOSITORY
     cli = f"{REPOSITORY}/.build/release/nodus"
-    info = json.loads(subprocess.run([cli, "info", path("medsyn2-tiny-rope-dynamo18.onnx")], capture_output=True,
+    info = json.loads(subprocess.run([cli, "info", "--json", path("medsyn2-tiny-rope-dynamo18.onnx")], capture_output=True,
                                      text=True, check=True).stdout)
     assert info["fused"]["attention"] == 4, info["fused"]
     assert "mat_mul" not in info["planned_ops"], info["planned_ops"]
