@@ -360,6 +360,9 @@ struct ResizeNDStep: Kernel {
     let inputShape: [Int], outputShape: [Int]
     let mode: ResizeMode
 
+    /// Row by row: each output row (all axes but the last fixed) blends the input rows at the
+    /// low and high source index of every leading axis (one row for nearest), and along the last
+    /// axis takes each output element from its precomputed low and high source columns.
     func run(scratch: UnsafeMutablePointer<Float>) {
         let rank = inputShape.count
         let inStrides = BroadcastWalk.contiguousStrides(inputShape)
@@ -367,27 +370,38 @@ struct ResizeNDStep: Kernel {
         let taps: [[(Int, Int, Float)]] = (0..<rank).map { axis in
             (0..<outputShape[axis]).map { coordinate in source(axis: axis, coordinate: coordinate) }
         }
-        let count = outputShape.reduce(1, *)
-        var index = [Int](repeating: 0, count: rank)
-        for position in 0..<count {
-            var rest = position
-            for axis in (0..<rank).reversed() {
-                index[axis] = rest % outputShape[axis]
-                rest /= outputShape[axis]
-            }
-            var sum: Float = 0
-            for corner in 0..<(1 << rank) {
-                var offset = 0, weight: Float = 1
-                for axis in 0..<rank {
-                    let (low, high, fraction) = taps[axis][index[axis]]
-                    let takeHigh = corner & (1 << axis) != 0
-                    if takeHigh && fraction == 0 { weight = 0; break }
-                    weight *= takeHigh ? fraction : 1 - fraction
-                    offset += (takeHigh ? high : low) * inStrides[axis]
+        let rowLength = outputShape[rank - 1]
+        let columns = taps[rank - 1]
+        let rows = outputShape.dropLast().reduce(1, *)
+        let leading = rank - 1
+        Parallel.forEach(rows, costPerItem: rowLength * (1 << leading) * 2) { range in
+            var index = [Int](repeating: 0, count: leading)
+            for row in range {
+                var rest = row
+                for axis in (0..<leading).reversed() {
+                    index[axis] = rest % outputShape[axis]
+                    rest /= outputShape[axis]
                 }
-                if weight != 0 { sum += weight * input[offset] }
+                let target = output + row * rowLength
+                target.update(repeating: 0, count: rowLength)
+                for corner in 0..<(1 << leading) {
+                    var offset = 0, weight: Float = 1
+                    for axis in 0..<leading {
+                        let (low, high, fraction) = taps[axis][index[axis]]
+                        let takeHigh = corner & (1 << axis) != 0
+                        if takeHigh && fraction == 0 { weight = 0; break }
+                        weight *= takeHigh ? fraction : 1 - fraction
+                        offset += (takeHigh ? high : low) * inStrides[axis]
+                    }
+                    guard weight != 0 else { continue }
+                    let line = input + offset
+                    for x in 0..<rowLength {
+                        let (low, high, fraction) = columns[x]
+                        let value = fraction == 0 ? line[low] : (1 - fraction) * line[low] + fraction * line[high]
+                        target[x] += weight * value
+                    }
+                }
             }
-            output[position] = sum
         }
     }
 
