@@ -9,6 +9,7 @@ import NodusModels
 /// the last JSON string handed out (LoRA state or comparison, profile).
 final class ModelHandle: OpaqueHandle {
     static let typeName = "nodus_model"
+    let callLock = HandleLock()
 
     let model: any DiffusionModel
     let configJSON: UnsafeMutablePointer<CChar>

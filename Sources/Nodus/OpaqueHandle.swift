@@ -7,6 +7,8 @@ import NodusCore
 protocol OpaqueHandle: AnyObject {
     /// The C type's name, for messages ("nodus_model").
     static var typeName: String { get }
+    /// Held by each entry point that uses the handle, for the whole call.
+    var callLock: HandleLock { get }
 }
 
 extension OpaqueHandle {
@@ -47,6 +49,7 @@ extension Argument {
             let found = (object as? any OpaqueHandle).map { " (it is a \(type(of: $0).typeName))" } ?? ""
             throw NodusError.invalidArgument("\(function): `\(parameter)` is not a \(Handle.typeName)\(found)")
         }
+        HeldHandleLocks.current?.hold(handle.callLock)
         return handle
     }
 }

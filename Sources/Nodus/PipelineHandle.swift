@@ -3,6 +3,7 @@ import NodusPipelines
 /// What a `nodus_pipeline *` points to.
 final class PipelineHandle: OpaqueHandle {
     static let typeName = "nodus_pipeline"
+    let callLock = HandleLock()
 
     let pipeline: StableDiffusionPipeline
 

@@ -18,10 +18,11 @@ enum Status {
 
     /// Runs `body` and turns its outcome into a status: `NODUS_OK`, the code of a
     /// thrown `NodusError`, or `NODUS_ERROR_INTERNAL` for any other error. Every
-    /// failure leaves its message for `nodus_last_error()`.
+    /// failure leaves its message for `nodus_last_error()`. The handles the body looks up
+    /// stay locked until it returns (`HeldHandleLocks`).
     static func run(_ function: String, _ body: () throws -> Void) -> nodus_status {
         do {
-            try body()
+            try HeldHandleLocks.scope(body)
             return ok
         } catch let error as NodusError {
             LastError.set(error.message)

@@ -2,25 +2,53 @@ import CBLAS
 import Dispatch
 import Synchronization
 
-/// Splits loops over the worker threads. Each model sets the thread count it
-/// was loaded with before it runs; OpenBLAS follows the same count.
+/// Splits loops over the worker threads. Each model runs inside
+/// `withThreads(count)` with the thread count it was loaded with: the count
+/// holds for that call on that thread only, so models with different counts
+/// run side by side from several threads without changing each other's.
 public enum Parallel {
-    /// Shared by every model; atomic because hosts may run models on several threads.
+    /// The count outside any `withThreads`; atomic because hosts may set it from several threads.
     private static let workerCount = Atomic<Int>(max(1, System.coreCount))
 
+    /// The count of the innermost `withThreads` on this thread (task-local storage, which falls
+    /// back to a thread-local value outside Swift tasks).
+    @TaskLocal private static var callThreads: Int?
+
     /// The number of threads loops are split over.
-    public static var threads: Int { workerCount.load(ordering: .relaxed) }
+    public static var threads: Int { callThreads ?? workerCount.load(ordering: .relaxed) }
+
+    /// Runs `body` with loops split over `count` threads (0 = every core, at most
+    /// `maximumThreads`). Loops started from inside a worker use the process default.
+    /// OpenBLAS (the GEMM below the AVX2 level) has one process-wide count: it is set
+    /// to this one, at most one thread per core.
+    public static func withThreads<Result>(_ count: Int, _ body: () throws -> Result) rethrows -> Result {
+        let resolved = resolvedCount(count)
+        setOpenBLASThreads(resolved)
+        return try $callThreads.withValue(resolved) { try body() }
+    }
+
+    private static func resolvedCount(_ count: Int) -> Int {
+        count > 0 ? min(count, maximumThreads) : max(1, System.coreCount)
+    }
+
+    private static let openBLASCount = Atomic<Int>(0)
+
+    /// OpenBLAS spins without end under a memory limit with more threads than cores.
+    private static func setOpenBLASThreads(_ count: Int) {
+        let capped = min(count, max(1, System.coreCount))
+        guard openBLASCount.exchange(capped, ordering: .relaxed) != capped else { return }
+        openblas_set_num_threads(Int32(capped))
+    }
 
     /// The most worker threads a model may ask for.
     public static let maximumThreads = 1024
 
-    /// Sets the worker count for this process (0 = every core, at most `maximumThreads`), for
-    /// loops and GEMM. OpenBLAS gets at most one thread per core: with more it spins without end
-    /// under a memory limit.
+    /// Sets the process default (0 = every core, at most `maximumThreads`): the count outside
+    /// any `withThreads`, for loops and GEMM.
     public static func setThreads(_ count: Int) {
-        let resolved = count > 0 ? min(count, maximumThreads) : max(1, System.coreCount)
-        guard workerCount.exchange(resolved, ordering: .relaxed) != resolved else { return }
-        openblas_set_num_threads(Int32(min(resolved, max(1, System.coreCount))))
+        let resolved = resolvedCount(count)
+        workerCount.store(resolved, ordering: .relaxed)
+        setOpenBLASThreads(resolved)
     }
 
     /// Runs `body` over `0..<count` split into contiguous ranges, one per worker,

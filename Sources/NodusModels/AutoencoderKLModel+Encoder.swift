@@ -23,19 +23,20 @@ extension AutoencoderKLModel: LatentEncoder {
         let expected = try encodedShape(forImage: image.shape)
         let x = try ModelInputs(["image": image], known: ["image"])
             .image("image", channels: settings.inChannels, multiple: settings.downscale)
-        Parallel.setThreads(options.threads)
-        let moments: Tensor
-        if let tiling, tiling.tilesImage(x.shape) {
-            moments = try tiledEncode(x, tiling: tiling)
-        } else {
-            let executable = try encoders.executable(for: x.shape) { try buildEncoder(imageShape: x.shape) }
-            moments = try executable.run(["image": x])
+        return try Parallel.withThreads(options.threads) {
+            let moments: Tensor
+            if let tiling, tiling.tilesImage(x.shape) {
+                moments = try tiledEncode(x, tiling: tiling)
+            } else {
+                let executable = try encoders.executable(for: x.shape) { try buildEncoder(imageShape: x.shape) }
+                moments = try executable.run(["image": x])
+            }
+            let posterior = try DiagonalGaussian(moments: moments)
+            guard posterior.mean.shape == expected else {
+                throw NodusError(.internal, "encoding \(x.shape) gave a latent \(posterior.mean.shape), expected \(expected)")
+            }
+            return posterior
         }
-        let posterior = try DiagonalGaussian(moments: moments)
-        guard posterior.mean.shape == expected else {
-            throw NodusError(.internal, "encoding \(x.shape) gave a latent \(posterior.mean.shape), expected \(expected)")
-        }
-        return posterior
     }
 
     public func encodeLatent(_ image: Tensor, noise: Tensor?) throws -> Tensor {

@@ -10,15 +10,16 @@ extension AutoencoderKLModel {
         guard inputs.count == 1 else {
             throw NodusError.invalidArgument("a VAE profiles its decoder ('latent') or its encoder ('image'): give one of them")
         }
-        Parallel.setThreads(options.threads)
-        if inputs["latent"] != nil {
-            let z = try checked.image("latent", channels: settings.latentChannels, multiple: 1)
-            let executable = try decoders.executable(for: z.shape) { try buildDecoder(latentShape: z.shape) }
-            return try executable.profile(["latent": z], rounds: rounds)
+        return try Parallel.withThreads(options.threads) {
+            if inputs["latent"] != nil {
+                let z = try checked.image("latent", channels: settings.latentChannels, multiple: 1)
+                let executable = try decoders.executable(for: z.shape) { try buildDecoder(latentShape: z.shape) }
+                return try executable.profile(["latent": z], rounds: rounds)
+            }
+            _ = try encodedShape(forImage: try checked.required("image").shape)  // a folder that cannot encode says why
+            let x = try checked.image("image", channels: settings.inChannels, multiple: settings.downscale)
+            let executable = try encoders.executable(for: x.shape) { try buildEncoder(imageShape: x.shape) }
+            return try executable.profile(["image": x], rounds: rounds)
         }
-        _ = try encodedShape(forImage: try checked.required("image").shape)  // a folder that cannot encode says why
-        let x = try checked.image("image", channels: settings.inChannels, multiple: settings.downscale)
-        let executable = try encoders.executable(for: x.shape) { try buildEncoder(imageShape: x.shape) }
-        return try executable.profile(["image": x], rounds: rounds)
     }
 }

@@ -65,10 +65,11 @@ public final class AutoencoderKLModel: DiffusionModel, LatentDecoder {
         _ = try decodedShape(forLatent: latent.shape)
         let z = try ModelInputs(["latent": latent], known: ["latent"])
             .image("latent", channels: settings.latentChannels, multiple: 1)
-        Parallel.setThreads(options.threads)
-        if let tiling, tiling.tilesLatent(z.shape) { return try tiledDecode(z, tiling: tiling) }
-        let executable = try decoders.executable(for: z.shape) { try buildDecoder(latentShape: z.shape) }
-        return try executable.run(["latent": z])
+        return try Parallel.withThreads(options.threads) {
+            if let tiling, tiling.tilesLatent(z.shape) { return try tiledDecode(z, tiling: tiling) }
+            let executable = try decoders.executable(for: z.shape) { try buildDecoder(latentShape: z.shape) }
+            return try executable.run(["latent": z])
+        }
     }
 
     /// The decode graph for one latent shape.

@@ -98,27 +98,33 @@ public final class CLIPTextModel: AdaptableModel {
     }
 
     public func forward(_ inputs: [String: Tensor]) throws -> Tensor {
-        let (executable, feeds) = try plan(for: inputs)
-        return try executable.run(feeds)
+        try Parallel.withThreads(options.threads) {
+            let (executable, feeds) = try plan(for: inputs)
+            return try executable.run(feeds)
+        }
     }
 
     public func forwardAll(_ inputs: [String: Tensor]) throws -> [Tensor] {
-        let (executable, feeds) = try plan(for: inputs)
-        let hidden = try executable.run(feeds)
-        let pooled = try pooledRows(hidden, ids: feeds)
-        guard let projectionWidth = settings.projectionWidth else { return [hidden, pooled] }
-        // `text_projection` sits beside the text model in both key forms.
-        let projection = try weights.tensor("text_projection.weight", shape: [projectionWidth, settings.hiddenWidth])
-        let embeds = try Tensor(zeros: [pooled.shape[0], projectionWidth])
-        Gemm.multiply(transposeA: false, transposeB: true, m: pooled.shape[0], n: projectionWidth,
-                      k: settings.hiddenWidth, a: pooled.floats, lda: settings.hiddenWidth, b: projection.floats,
-                      ldb: settings.hiddenWidth, c: embeds.floats, ldc: projectionWidth)
-        return [hidden, pooled, embeds]
+        try Parallel.withThreads(options.threads) {
+            let (executable, feeds) = try plan(for: inputs)
+            let hidden = try executable.run(feeds)
+            let pooled = try pooledRows(hidden, ids: feeds)
+            guard let projectionWidth = settings.projectionWidth else { return [hidden, pooled] }
+            // `text_projection` sits beside the text model in both key forms.
+            let projection = try weights.tensor("text_projection.weight", shape: [projectionWidth, settings.hiddenWidth])
+            let embeds = try Tensor(zeros: [pooled.shape[0], projectionWidth])
+            Gemm.multiply(transposeA: false, transposeB: true, m: pooled.shape[0], n: projectionWidth,
+                          k: settings.hiddenWidth, a: pooled.floats, lda: settings.hiddenWidth, b: projection.floats,
+                          ldb: settings.hiddenWidth, c: embeds.floats, ldc: projectionWidth)
+            return [hidden, pooled, embeds]
+        }
     }
 
     public func profile(_ inputs: [String: Tensor], rounds: Int) throws -> ExecutionProfile {
-        let (executable, feeds) = try plan(for: inputs)
-        return try executable.profile(feeds, rounds: rounds)
+        try Parallel.withThreads(options.threads) {
+            let (executable, feeds) = try plan(for: inputs)
+            return try executable.profile(feeds, rounds: rounds)
+        }
     }
 
     /// `input_ids` as int64 [B, N] and `clip_skip`, checked.
@@ -146,7 +152,6 @@ public final class CLIPTextModel: AdaptableModel {
     private func plan(for inputs: [String: Tensor]) throws -> (Executable, feeds: [String: Tensor]) {
         let (ids, clipSkip) = try checkedInputs(inputs)
         let (batch, tokens) = (ids.shape[0], ids.shape[1])
-        Parallel.setThreads(options.threads)
         let executable = try executables.executable(for: [batch, tokens, clipSkip], generation: lora.generation) {
             try lora.apply(to: CLIPTextModel.buildGraph(settings: settings, weights: weights, prefix: prefix,
                                                         batch: batch, tokens: tokens, clipSkip: clipSkip))

@@ -76,13 +76,17 @@ public final class DiTModel: ClassConditionedModel, AdaptableModel {
     }
 
     public func forward(_ inputs: [String: Tensor]) throws -> Tensor {
-        let (executable, feeds) = try plan(for: inputs)
-        return try executable.run(feeds)
+        try Parallel.withThreads(options.threads) {
+            let (executable, feeds) = try plan(for: inputs)
+            return try executable.run(feeds)
+        }
     }
 
     public func profile(_ inputs: [String: Tensor], rounds: Int) throws -> ExecutionProfile {
-        let (executable, feeds) = try plan(for: inputs)
-        return try executable.profile(feeds, rounds: rounds)
+        try Parallel.withThreads(options.threads) {
+            let (executable, feeds) = try plan(for: inputs)
+            return try executable.profile(feeds, rounds: rounds)
+        }
     }
 
     /// The plan for these inputs' shapes (built on their first use) and the graph's checked feeds.
@@ -95,7 +99,6 @@ public final class DiTModel: ClassConditionedModel, AdaptableModel {
             "timestep": try checked.timesteps("timestep", batch: batch),
             "class_labels": try checked.labels("class_labels", batch: batch),
         ]
-        Parallel.setThreads(options.threads)
         let executable = try executables.executable(for: sample.shape, generation: lora.generation) {
             try lora.apply(to: DiTModel.buildGraph(settings: settings, weights: weights, sampleShape: sample.shape))
         }

@@ -64,19 +64,22 @@ public final class MedSyn2Model: ContextConditionedModel, AdaptableModel {
     }
 
     public func forward(_ inputs: [String: Tensor]) throws -> Tensor {
-        let (executable, feeds) = try plan(for: inputs)
-        return try executable.run(feeds)
+        try Parallel.withThreads(options.threads) {
+            let (executable, feeds) = try plan(for: inputs)
+            return try executable.run(feeds)
+        }
     }
 
     public func profile(_ inputs: [String: Tensor], rounds: Int) throws -> ExecutionProfile {
-        let (executable, feeds) = try plan(for: inputs)
-        return try executable.profile(feeds, rounds: rounds)
+        try Parallel.withThreads(options.threads) {
+            let (executable, feeds) = try plan(for: inputs)
+            return try executable.profile(feeds, rounds: rounds)
+        }
     }
 
     /// The plan for these inputs' shapes (built on their first use) and the graph's checked feeds.
     private func plan(for inputs: [String: Tensor]) throws -> (Executable, feeds: [String: Tensor]) {
         let (sample, context, feeds) = try checkedInputs(inputs)
-        Parallel.setThreads(options.threads)
         let executable = try executables.executable(for: sample.shape + context.shape, generation: lora.generation) {
             try lora.apply(to: MedSyn2Model.buildGraph(settings: settings, weights: weights, sampleShape: sample.shape,
                                                        contextShape: context.shape))

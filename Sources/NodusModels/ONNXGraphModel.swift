@@ -124,20 +124,26 @@ public final class ONNXGraphModel: AdaptableModel {
     public func outputShape(for inputs: [String: Tensor]) throws -> [Int] { try outputShapes(for: inputs)[0] }
 
     public func outputShapes(for inputs: [String: Tensor]) throws -> [[Int]] {
-        let (executable, _) = try plan(for: inputs)
-        return executable.graph.outputs.map { executable.graph[$0.value].shape }
+        try Parallel.withThreads(options.threads) {
+            let (executable, _) = try plan(for: inputs)
+            return executable.graph.outputs.map { executable.graph[$0.value].shape }
+        }
     }
 
     public func forward(_ inputs: [String: Tensor]) throws -> Tensor { try forwardAll(inputs)[0] }
 
     public func forwardAll(_ inputs: [String: Tensor]) throws -> [Tensor] {
-        let (executable, feeds) = try plan(for: inputs)
-        return try executable.runAll(feeds)
+        try Parallel.withThreads(options.threads) {
+            let (executable, feeds) = try plan(for: inputs)
+            return try executable.runAll(feeds)
+        }
     }
 
     public func profile(_ inputs: [String: Tensor], rounds: Int) throws -> ExecutionProfile {
-        let (executable, feeds) = try plan(for: inputs)
-        return try executable.profile(feeds, rounds: rounds)
+        try Parallel.withThreads(options.threads) {
+            let (executable, feeds) = try plan(for: inputs)
+            return try executable.profile(feeds, rounds: rounds)
+        }
     }
 
     /// The plan for these inputs' shapes and the inputs converted to the graph's dtypes.
@@ -153,7 +159,6 @@ public final class ONNXGraphModel: AdaptableModel {
             feeds[input.name] = try ONNXGraphModel.convert(tensor, to: input.dtype ?? .float32, name: input.name)
             key += [tensor.rank] + tensor.shape
         }
-        Parallel.setThreads(options.threads)
         let shapes = feeds.mapValues(\.shape)
         let executable = try executables.executable(for: key, generation: lora.generation) {
             if let nominal, nominal.key == key, lora.generation == 0 { return nominal.graph }

@@ -133,3 +133,63 @@ def test_weights_read_into_memory_survive_the_file_being_truncated(tmp_path):
     np.testing.assert_array_equal(model.forward(**inputs), expected)
     model.enable_lora()
     assert np.abs(model.forward(**inputs) - expected).max() > 0
+
+
+def test_one_handle_used_from_several_threads_gives_every_caller_its_own_result():
+    """Calls on one handle take turns (each holds the handle for its whole call): four threads
+    forwarding different inputs, and one changing the adapters between, all get exact results."""
+    import threading
+
+    model = nodus.load(os.path.join(FIXTURES, "dit-tiny"), threads=2)
+    model.load_lora_weights(os.path.join(FIXTURES, "dit-tiny-lora-A.safetensors"), adapter_name="A")
+    rng = np.random.default_rng(0)
+    inputs = [dict(sample=rng.standard_normal((2, 4, 8, 8), dtype=np.float32), timestep=np.array([999, 10 * k]),
+                   class_labels=np.array([k % 10, 10])) for k in range(8)]
+    expected = {}
+    for weight in (0.0, 1.0):
+        model.set_adapters(["A"], [weight])
+        expected[weight] = [model.forward(**x) for x in inputs]
+    model.set_adapters(["A"], [1.0])
+    failures = []
+
+    def forward_all():
+        for _ in range(3):
+            for k, x in enumerate(inputs):
+                y = model.forward(**x)
+                # The adapter switcher below may have run before this call: either state, never a mix.
+                if not any(np.array_equal(y, expected[weight][k]) for weight in expected):
+                    failures.append(k)
+
+    def switch_adapters():
+        for round in range(20):
+            model.set_adapters(["A"], [float(round % 2)])
+        model.set_adapters(["A"], [1.0])
+
+    threads = [threading.Thread(target=forward_all) for _ in range(4)] + [threading.Thread(target=switch_adapters)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, f"{len(failures)} of {4 * 3 * len(inputs)} outputs were torn or wrong"
+
+
+def test_models_with_different_thread_counts_run_side_by_side():
+    """Each model's `threads` holds for its own calls only (no process-wide setting between them)."""
+    import threading
+
+    one = nodus.load(os.path.join(FIXTURES, "unet-tiny"), threads=1)
+    two = nodus.load(os.path.join(FIXTURES, "unet-tiny"), threads=2)
+    rng = np.random.default_rng(1)
+    x = dict(sample=rng.standard_normal((2, 4, 8, 8), dtype=np.float32), timestep=np.array([500, 500]),
+             encoder_hidden_states=rng.standard_normal((2, 7, 32), dtype=np.float32))
+    reference = one.forward(**x)
+    results = []
+    threads = [threading.Thread(target=lambda model=model: results.append(model.forward(**x)))
+               for model in (one, two) * 4]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 8
+    for result in results:
+        np.testing.assert_allclose(result, reference, rtol=0, atol=1e-5)
