@@ -16,8 +16,12 @@
  *     caller. Nothing needs to be freed with free().
  *   - Params structs start with `struct_size`, must be filled by their
  *     `*_params_init()` function first, and only ever grow at the end.
- *   - Functions are safe to call from any thread, but one handle must not be
- *     used by two threads at the same time.
+ *   - Functions are safe to call from any thread. Calls on one handle take
+ *     turns: each holds the handles it is given for the whole call, so two
+ *     threads sharing a model (or scheduler, pipeline) get correct results, one
+ *     after the other (load one model per thread to run in parallel). A progress
+ *     callback may call into the handle running it. A model's `threads` holds
+ *     for its own calls only.
  */
 #ifndef NODUS_H
 #define NODUS_H
@@ -721,8 +725,9 @@ NODUS_API NODUS_NODISCARD nodus_status nodus_tokenizer_decode(const nodus_tokeni
 /* A diffusers Stable Diffusion pipeline folder loaded as one object: model_index.json
  * with tokenizer/ (CLIPTokenizer), text_encoder/ (CLIPTextModel), unet/, vae/ and
  * scheduler/ (any class nodus_scheduler_load reads). safety_checker and
- * feature_extractor are not run. One pipeline must not be used by two threads at
- * once, nor while one of its component handles (below) is in use. */
+ * feature_extractor are not run. Its calls take turns as any handle's; a
+ * component handle (below) is a handle of its own: do not use it while the
+ * pipeline runs. */
 typedef struct nodus_pipeline nodus_pipeline;
 
 /* Loads the folder at `path` with `params` (threads and dtype for every model; NULL
