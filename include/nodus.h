@@ -386,6 +386,43 @@ NODUS_API const char *nodus_model_lora_compare_json(nodus_model *model, const ch
  * fused adapters baked into the weights: load, set_adapters, fuse_lora, save. */
 NODUS_API NODUS_NODISCARD nodus_status nodus_model_save(nodus_model *model, const char *directory);
 
+/* ---- Run contexts ------------------------------------------------------- */
+
+/* A run context of a model, as llama.cpp separates a context from its model:
+ * its own activation arenas and plans, thread count and unfused-adapter
+ * strengths, over the model's weights (stored once, shared by every context).
+ * Several contexts of one model run at the same time from different threads;
+ * the calls of one context take turns. A model's own calls
+ * (nodus_model_forward, nodus_sample without a context, ...) run in its default
+ * context. A new context starts with the adapters active in the model's default
+ * context; nodus_context_set_adapters changes its strengths only. Loading,
+ * deleting, fusing and unfusing adapters (on the model) wait for every running
+ * call of every context, and each context runs the new weights from its next
+ * call on: no call sees a weight half fused. The context holds its model: the
+ * model handle may be freed first. DiT, UNet, 3D DiT, CLIP text and ONNX models
+ * have contexts; a VAE does not (NODUS_ERROR_UNSUPPORTED). */
+typedef struct nodus_context nodus_context;
+
+typedef struct nodus_context_params {
+    uint32_t struct_size;  /* sizeof(nodus_context_params), set by nodus_context_params_init */
+    int32_t threads;       /* worker threads of this context's calls; 0 = all cores (default) */
+} nodus_context_params;
+
+NODUS_API void nodus_context_params_init(nodus_context_params *params);
+/* `params` may be NULL (defaults). *out_context is NULL on failure. */
+NODUS_API NODUS_NODISCARD nodus_status nodus_context_new(nodus_model *model, const nodus_context_params *params,
+                                                         nodus_context **out_context);
+NODUS_API void nodus_context_free(nodus_context *context);
+/* nodus_model_forward_all in this context (outputs: nodus_model_output_count() of its model). */
+NODUS_API NODUS_NODISCARD nodus_status nodus_context_forward_all(nodus_context *context, const nodus_tensor *inputs,
+                                                                 size_t input_count, nodus_tensor *outputs,
+                                                                 size_t output_count);
+/* nodus_model_set_adapters for this context only (weights NULL: 1.0 each). */
+NODUS_API NODUS_NODISCARD nodus_status nodus_context_set_adapters(nodus_context *context, const char *const *names,
+                                                                  const float *weights, size_t count);
+/* The context's thread count (0 = all cores); -1 (and a message) for NULL. */
+NODUS_API int32_t nodus_context_threads(const nodus_context *context);
+
 /* ---- Sliding-window runs (volumes) -------------------------------------- */
 
 enum {
@@ -585,6 +622,10 @@ typedef struct nodus_sample_params {
      * Needs image_latents. Inpainting models with mask channels take the mask
      * and masked-image latent through `conditioning` instead. NULL for none. */
     const nodus_tensor *mask;
+    /* The run context of `model` to sample in (its arenas, threads and adapter
+     * strengths; the adapter schedule sets its strengths), or NULL: the model's
+     * default context. */
+    nodus_context *context;
 } nodus_sample_params;
 
 NODUS_API void nodus_sample_params_init(nodus_sample_params *params);

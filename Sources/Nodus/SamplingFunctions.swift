@@ -66,6 +66,13 @@ public func nodusSample(_ model: OpaquePointer?, _ scheduler: OpaquePointer?,
         request.imageLatents = try optionalTensor(settings.image_latents, "image_latents")
         request.mask = try optionalTensor(settings.mask, "mask")
         request.strength = settings.strength
+        if let context = settings.context {
+            let contextHandle = try Argument.handle(context, ContextHandle.self, "params.context", in: function)
+            guard contextHandle.model === modelHandle.model else {
+                throw NodusError.invalidArgument("\(function): params.context is a context of another model")
+            }
+            request.context = contextHandle.context
+        }
         let shape = initNoise.shape
         // The trajectory has one latent per timestep that runs: learn their number from a copy.
         var probe = schedulerHandle.scheduler

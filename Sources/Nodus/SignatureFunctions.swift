@@ -15,23 +15,41 @@ public func nodusModelForwardAll(_ model: OpaquePointer?, _ inputs: UnsafePointe
     let function = "nodus_model_forward_all"
     return Status.run(function) {
         let handle = try Argument.handle(model, ModelHandle.self, "model", in: function)
-        let signatures = handle.model.outputSignatures
+        try ForwardCall(function: function, signatures: handle.model.outputSignatures, inputs: inputs,
+                        inputCount: inputCount, outputs: outputs, outputCount: outputCount)
+            .run(shapes: handle.model.outputShapes, forward: handle.model.forwardAll)
+    }
+}
+
+/// The shared body of the entry points that run a model on named inputs into caller outputs.
+struct ForwardCall {
+    let function: String
+    let signatures: [TensorSignature]
+    let inputs: UnsafePointer<nodus_tensor>?
+    let inputCount: Int
+    let outputs: UnsafeMutablePointer<nodus_tensor>?
+    let outputCount: Int
+
+    /// Checks the outputs, reports their shapes (computing nothing while any data is NULL), else
+    /// runs `forward` and writes every output.
+    func run(shapes: ([String: Tensor]) throws -> [[Int]],
+             forward: ([String: Tensor]) throws -> [Tensor]) throws {
         guard outputCount == signatures.count else {
             throw NodusError.invalidArgument("\(function): output_count is \(outputCount), but the model has \(signatures.count) outputs")
         }
         let targets = try Argument.required(outputs, "outputs", in: function)
         let named = try TensorBridge.namedInputs(inputs, count: inputCount, in: function)
-        let shapes = try handle.model.outputShapes(for: named)
+        let outputShapes = try shapes(named)
         var ready = true
         for (index, signature) in signatures.enumerated() {
             let label = "\(function): output '\(signature.name)'"
-            ready = try TensorBridge.prepareOutput(targets + index, shape: shapes[index], dtype: signature.dtype,
+            ready = try TensorBridge.prepareOutput(targets + index, shape: outputShapes[index], dtype: signature.dtype,
                                                    label: label) && ready
         }
         guard ready else { return }
-        let results = try handle.model.forwardAll(named)
+        let results = try forward(named)
         for (index, signature) in signatures.enumerated() {
-            try TensorBridge.write(results[index], to: targets + index, shape: shapes[index], dtype: signature.dtype,
+            try TensorBridge.write(results[index], to: targets + index, shape: outputShapes[index], dtype: signature.dtype,
                                    label: "\(function): output '\(signature.name)'")
         }
     }

@@ -64,14 +64,7 @@ final class AdapterSet {
 
     /// Activates exactly `names` with `weights`.
     func setActive(_ names: [String], weights: [Float]) throws {
-        guard names.count == weights.count else {
-            throw NodusError.invalidArgument("set_adapters got \(names.count) names and \(weights.count) weights")
-        }
-        try requireLoaded(names)
-        guard Set(names).count == names.count else { throw NodusError.invalidArgument("set_adapters names an adapter twice") }
-        if let bad = weights.first(where: { !$0.isFinite }) {
-            throw NodusError.invalidArgument("set_adapters weight \(bad) is not finite")
-        }
+        try checkActivation(names, weights: weights)
         for (name, weight) in zip(names, weights) { self.weights[name] = weight }
         active = names
         publishWeights()
@@ -153,6 +146,28 @@ final class AdapterSet {
     }
 
     /// Pushes the active weights to the kernels' slots.
+    /// The kernels' slot weights with exactly `names` active at `weights`, the set left as it is
+    /// (a run context's own strengths).
+    func slotWeights(_ names: [String], weights: [Float]) throws -> [Float] {
+        try checkActivation(names, weights: weights)
+        var slots = [Float](repeating: 0, count: nextSlot)
+        for (name, weight) in zip(names, weights) {
+            if let adapter = adapter(named: name) { slots[adapter.slot] = weight }
+        }
+        return slots
+    }
+
+    private func checkActivation(_ names: [String], weights: [Float]) throws {
+        guard names.count == weights.count else {
+            throw NodusError.invalidArgument("set_adapters got \(names.count) names and \(weights.count) weights")
+        }
+        try requireLoaded(names)
+        guard Set(names).count == names.count else { throw NodusError.invalidArgument("set_adapters names an adapter twice") }
+        if let bad = weights.first(where: { !$0.isFinite }) {
+            throw NodusError.invalidArgument("set_adapters weight \(bad) is not finite")
+        }
+    }
+
     private func publishWeights() {
         var slots = [Float](repeating: 0, count: nextSlot)
         if isEnabled {

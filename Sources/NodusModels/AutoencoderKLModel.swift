@@ -33,8 +33,10 @@ public final class AutoencoderKLModel: DiffusionModel, LatentDecoder {
         self.config = config
         self.directory = directory
         self.options = options
-        decoders = ExecutableCache(precision: try options.precision())
-        encoders = ExecutableCache(precision: try options.precision())
+        // The decoder's and the encoder's plans share one packing of the weights.
+        let packedWeights = PackedWeights(precision: try options.precision())
+        decoders = ExecutableCache(packedWeights: packedWeights)
+        encoders = ExecutableCache(packedWeights: packedWeights)
         weights = Weights(store: try WeightStore(directory: directory, access: options.fileAccess))
         // Building the decoder graph once reads and checks every weight it uses.
         _ = try buildDecoder(latentShape: [1, settings.latentChannels, 1, 1])

@@ -24,7 +24,7 @@ import NodusGraph
 ///
 /// Limitations: no `attention_mask` (SD pipelines pass none: their encoders
 /// attend to the padding too, causally); no `position_ids` input.
-public final class CLIPTextModel: AdaptableModel {
+public final class CLIPTextModel: ContextualModel, AdaptableModel {
     public let kind = ModelKind.clipText
     public let config: JSONValue
     public let settings: CLIPTextConfig
@@ -32,8 +32,9 @@ public final class CLIPTextModel: AdaptableModel {
     private let options: ModelOptions
     /// "text_model." or "": the key prefix of the weights file.
     private let prefix: String
-    private var executables: ExecutableCache
+    private let packedWeights: PackedWeights
     public let lora: LoRAController
+    public let defaultContext: RunContext
 
     static let inputNames: Set<String> = ["input_ids", "clip_skip"]
 
@@ -47,13 +48,17 @@ public final class CLIPTextModel: AdaptableModel {
         let weights = Weights(store: store)
         self.weights = weights
         prefix = store.contains("text_model.embeddings.token_embedding.weight") ? "text_model." : ""
-        executables = ExecutableCache(precision: try options.precision())
+        let packedWeights = PackedWeights(precision: try options.precision())
+        self.packedWeights = packedWeights
         // Building the graph once reads and checks every weight, so a wrong file fails here.
         let nominal = try CLIPTextModel.buildGraph(settings: settings, weights: weights, prefix: prefix,
                                                    batch: 1, tokens: settings.maxPositions, clipSkip: 0)
-        lora = LoRAController(weights: weights, targets: nominal.linearWeights,
+        let controller = LoRAController(weights: weights, targets: nominal.linearWeights,
                               aliases: CLIPTextModel.otherPrefixNames(layers: settings.layers, prefix: prefix),
                               fileAccess: options.fileAccess)
+        lora = controller
+        defaultContext = RunContext(threads: options.threads, packedWeights: packedWeights,
+                                    strengths: controller.defaultStrengths)
     }
 
     /// The Linears' module names with the other key prefix -> this file's names,
@@ -98,15 +103,23 @@ public final class CLIPTextModel: AdaptableModel {
     }
 
     public func forward(_ inputs: [String: Tensor]) throws -> Tensor {
-        try Parallel.withThreads(options.threads) {
-            let (executable, feeds) = try plan(for: inputs)
+        try defaultContext.run(structure: lora.structure) { plans in
+            let (executable, feeds) = try plan(for: inputs, plans: &plans, strengths: defaultContext.strengths)
             return try executable.run(feeds)
         }
     }
 
     public func forwardAll(_ inputs: [String: Tensor]) throws -> [Tensor] {
-        try Parallel.withThreads(options.threads) {
-            let (executable, feeds) = try plan(for: inputs)
+        try forwardAll(inputs, in: defaultContext)
+    }
+
+    public func makeContext(threads: Int) throws -> RunContext {
+        try lora.makeContext(threads: threads, packedWeights: packedWeights)
+    }
+
+    public func forwardAll(_ inputs: [String: Tensor], in context: RunContext) throws -> [Tensor] {
+        try context.run(structure: lora.structure) { plans in
+            let (executable, feeds) = try plan(for: inputs, plans: &plans, strengths: context.strengths)
             let hidden = try executable.run(feeds)
             let pooled = try pooledRows(hidden, ids: feeds)
             guard let projectionWidth = settings.projectionWidth else { return [hidden, pooled] }
@@ -121,8 +134,8 @@ public final class CLIPTextModel: AdaptableModel {
     }
 
     public func profile(_ inputs: [String: Tensor], rounds: Int) throws -> ExecutionProfile {
-        try Parallel.withThreads(options.threads) {
-            let (executable, feeds) = try plan(for: inputs)
+        try defaultContext.run(structure: lora.structure) { plans in
+            let (executable, feeds) = try plan(for: inputs, plans: &plans, strengths: defaultContext.strengths)
             return try executable.profile(feeds, rounds: rounds)
         }
     }
@@ -149,12 +162,14 @@ public final class CLIPTextModel: AdaptableModel {
     }
 
     /// The plan for these inputs (built on their first use) and the graph's feeds.
-    private func plan(for inputs: [String: Tensor]) throws -> (Executable, feeds: [String: Tensor]) {
+    private func plan(for inputs: [String: Tensor], plans: inout ExecutableCache,
+                      strengths: AdapterWeights) throws -> (Executable, feeds: [String: Tensor]) {
         let (ids, clipSkip) = try checkedInputs(inputs)
         let (batch, tokens) = (ids.shape[0], ids.shape[1])
-        let executable = try executables.executable(for: [batch, tokens, clipSkip], generation: lora.generation) {
+        let executable = try plans.executable(for: [batch, tokens, clipSkip], generation: lora.generation) {
             try lora.apply(to: CLIPTextModel.buildGraph(settings: settings, weights: weights, prefix: prefix,
-                                                        batch: batch, tokens: tokens, clipSkip: clipSkip))
+                                                        batch: batch, tokens: tokens, clipSkip: clipSkip),
+                               strengths: strengths)
         }
         return (executable, ["input_ids": try ids.reshaped([batch * tokens])])
     }

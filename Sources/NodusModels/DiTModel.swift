@@ -17,14 +17,15 @@ import NodusGraph
 /// `norm_elementwise_affine` false (every published DiT). Non-square inputs
 /// are supported (diffusers itself assumes square when unpatchifying), with
 /// the position embedding computed for the actual grid as `PatchEmbed` does.
-public final class DiTModel: ClassConditionedModel, AdaptableModel {
+public final class DiTModel: ContextualModel, ClassConditionedModel, AdaptableModel {
     public let kind = ModelKind.dit
     public let config: JSONValue
     public let settings: DiTConfig
     private let weights: Weights
     private let options: ModelOptions
-    private var executables: ExecutableCache
+    private let packedWeights: PackedWeights
     public let lora: LoRAController
+    public let defaultContext: RunContext
 
     static let inputNames: Set<String> = ["sample", "timestep", "class_labels"]
     static let timeProjectionWidth = 256
@@ -35,15 +36,19 @@ public final class DiTModel: ClassConditionedModel, AdaptableModel {
         self.config = config
         self.settings = settings
         self.options = options
-        executables = ExecutableCache(precision: try options.precision())
+        let packedWeights = PackedWeights(precision: try options.precision())
+        self.packedWeights = packedWeights
         let weights = Weights(store: store)
         self.weights = weights
         // Building the graph once reads and checks every weight, so a wrong file fails here;
         // its Linears are what LoRA adapters can target.
         let nominal = try DiTModel.buildGraph(settings: settings, weights: weights,
                                               sampleShape: [1, settings.inChannels, settings.sampleSize, settings.sampleSize])
-        lora = LoRAController(weights: weights, targets: nominal.linearWeights,
+        let controller = LoRAController(weights: weights, targets: nominal.linearWeights,
                               aliases: DiTModel.originalNames(layers: settings.layers), fileAccess: options.fileAccess)
+        lora = controller
+        defaultContext = RunContext(threads: options.threads, packedWeights: packedWeights,
+                                    strengths: controller.defaultStrengths)
     }
 
     /// Original-DiT (facebookresearch/DiT) module names -> diffusers names, so
@@ -76,21 +81,30 @@ public final class DiTModel: ClassConditionedModel, AdaptableModel {
     }
 
     public func forward(_ inputs: [String: Tensor]) throws -> Tensor {
-        try Parallel.withThreads(options.threads) {
-            let (executable, feeds) = try plan(for: inputs)
-            return try executable.run(feeds)
+        try forwardAll(inputs, in: defaultContext)[0]
+    }
+
+    public func forwardAll(_ inputs: [String: Tensor], in context: RunContext) throws -> [Tensor] {
+        try context.run(structure: lora.structure) { plans in
+            let (executable, feeds) = try plan(for: inputs, plans: &plans, strengths: context.strengths)
+            return [try executable.run(feeds)]
         }
     }
 
+    public func makeContext(threads: Int) throws -> RunContext {
+        try lora.makeContext(threads: threads, packedWeights: packedWeights)
+    }
+
     public func profile(_ inputs: [String: Tensor], rounds: Int) throws -> ExecutionProfile {
-        try Parallel.withThreads(options.threads) {
-            let (executable, feeds) = try plan(for: inputs)
+        try defaultContext.run(structure: lora.structure) { plans in
+            let (executable, feeds) = try plan(for: inputs, plans: &plans, strengths: defaultContext.strengths)
             return try executable.profile(feeds, rounds: rounds)
         }
     }
 
     /// The plan for these inputs' shapes (built on their first use) and the graph's checked feeds.
-    private func plan(for inputs: [String: Tensor]) throws -> (Executable, feeds: [String: Tensor]) {
+    private func plan(for inputs: [String: Tensor], plans: inout ExecutableCache,
+                      strengths: AdapterWeights) throws -> (Executable, feeds: [String: Tensor]) {
         let checked = try ModelInputs(inputs, known: DiTModel.inputNames)
         let sample = try checked.image("sample", channels: settings.inChannels, multiple: settings.patchSize)
         let batch = sample.shape[0]
@@ -99,8 +113,8 @@ public final class DiTModel: ClassConditionedModel, AdaptableModel {
             "timestep": try checked.timesteps("timestep", batch: batch),
             "class_labels": try checked.labels("class_labels", batch: batch),
         ]
-        let executable = try executables.executable(for: sample.shape, generation: lora.generation) {
-            try lora.apply(to: DiTModel.buildGraph(settings: settings, weights: weights, sampleShape: sample.shape))
+        let executable = try plans.executable(for: sample.shape, generation: lora.generation) {
+            try lora.apply(to: DiTModel.buildGraph(settings: settings, weights: weights, sampleShape: sample.shape), strengths: strengths)
         }
         return (executable, feeds)
     }

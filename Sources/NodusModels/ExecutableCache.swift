@@ -11,8 +11,9 @@ struct ExecutableCache {
     /// Weights packed once, for every plan of the model.
     let packedWeights: PackedWeights
 
-    init(precision: PackedWeights.Precision) {
-        packedWeights = PackedWeights(precision: precision)
+    /// - Parameter packedWeights: shared by every run context of one model.
+    init(packedWeights: PackedWeights) {
+        self.packedWeights = packedWeights
     }
 
     /// The plan for `shape`, built anew when none exists or the model's LoRA

@@ -4,6 +4,10 @@ import NodusGraph
 
 /// The LoRA interface of a model (diffusers' `load_lora_weights`,
 /// `set_adapters`, `fuse_lora`, ...). See `AdapterSet` for the semantics.
+/// `setAdapters` sets the strengths of the model's default run context;
+/// `setAdapters(_:weights:in:)` those of another context. Loading, deleting,
+/// fusing and unfusing change the model for every context: they hold
+/// `structure` alone, so they wait for running calls and calls wait for them.
 public final class LoRAController {
     private let adapters = AdapterSet()
     private let weights: Weights
@@ -15,6 +19,12 @@ public final class LoRAController {
 
     /// How LoRA files are held (the model's `ModelOptions.fileAccess`).
     public let fileAccess: FileAccess
+
+    /// Held shared by every running call of every context, alone by changes of the adapters.
+    let structure = ReadWriteLock()
+
+    /// The strengths the default context's plans read.
+    var defaultStrengths: AdapterWeights { adapters.runtimeWeights }
 
     init(weights: Weights, targets: [String: [Int]], aliases: [String: String] = [:], fileAccess: FileAccess) {
         self.weights = weights
@@ -31,9 +41,11 @@ public final class LoRAController {
     /// Adds an already read file as adapter `adapterName` (a pipeline reads one file for
     /// several models). On failure nothing changes.
     public func load(_ file: LoRAFile, adapterName: String) throws -> LoRAReport {
-        let report = try adapters.load(file, name: adapterName, matcher: matcher)
-        generation += 1
-        return report
+        try structure.writing {
+            let report = try adapters.load(file, name: adapterName, matcher: matcher)
+            generation += 1
+            return report
+        }
     }
 
     /// Whether any layer of `file` targets a Linear of this model.
@@ -46,6 +58,21 @@ public final class LoRAController {
         try adapters.setActive(names, weights: weights)
     }
 
+    /// Activates exactly `names` with `weights` in `context` only.
+    public func setAdapters(_ names: [String], weights: [Float], in context: RunContext) throws {
+        context.strengths.set(try adapters.slotWeights(names, weights: weights))
+    }
+
+    /// A new run context starting with the default context's strengths.
+    func makeContext(threads: Int, packedWeights: PackedWeights) throws -> RunContext {
+        guard (0...Parallel.maximumThreads).contains(threads) else {
+            throw NodusError.invalidArgument("threads must be in 0...\(Parallel.maximumThreads) (0 = every core), got \(threads)")
+        }
+        let strengths = AdapterWeights()
+        strengths.set(adapters.runtimeWeights.all)
+        return RunContext(threads: threads, packedWeights: packedWeights, strengths: strengths)
+    }
+
     public var activeAdapters: [String] { adapters.active }
     public var adapterNames: [String] { adapters.names }
 
@@ -56,27 +83,33 @@ public final class LoRAController {
     }
 
     public func delete(_ names: [String]) throws {
-        try adapters.delete(names)
-        generation += 1
+        try structure.writing {
+            try adapters.delete(names)
+            generation += 1
+        }
     }
 
     /// Merges `lora_scale * w_i * s_i * B_i A_i` of `adapterNames` (nil: the
     /// active ones) into copies of the weights (see `Weights.installMerged` for
     /// their memory).
     public func fuse(adapterNames: [String]?, loraScale: Float) throws {
-        let (names, terms) = try adapters.fusionTerms(for: adapterNames, loraScale: loraScale)
-        let fused = try weights.installMerged(terms)
-        adapters.markFused(names, weights: fused)
-        generation += 1
+        try structure.writing {
+            let (names, terms) = try adapters.fusionTerms(for: adapterNames, loraScale: loraScale)
+            let fused = try weights.installMerged(terms)
+            adapters.markFused(names, weights: fused)
+            generation += 1
+        }
     }
 
     /// Drops the merged copies: the weights are the mapped originals again, bit
     /// for bit. The copies' memory is kept for the next fuse, lazily free
     /// (`Weights.removeReplacements`).
     public func unfuse() {
-        weights.removeReplacements()
-        adapters.markUnfused()
-        generation += 1
+        structure.writing {
+            weights.removeReplacements()
+            adapters.markUnfused()
+            generation += 1
+        }
     }
 
     public var fusedAdapters: [String] { adapters.fusedAdapters }
@@ -109,9 +142,10 @@ public final class LoRAController {
     /// State for hosts: {"enabled", "active": {name: weight}, "adapters": [...], "fused": [...]}.
     public var stateJSON: JSONValue { adapters.json }
 
-    /// Adds the unfused side paths to a graph built from the (possibly fused) weights.
-    func apply(to graph: Graph) throws -> Graph {
-        try LoRAPass(paths: adapters.lowRankPaths(), weights: adapters.runtimeWeights).apply(to: graph)
+    /// Adds the unfused side paths to a graph built from the (possibly fused) weights, reading
+    /// `strengths` (a run context's) when they run.
+    func apply(to graph: Graph, strengths: AdapterWeights) throws -> Graph {
+        try LoRAPass(paths: adapters.lowRankPaths(), weights: strengths).apply(to: graph)
     }
 }
 

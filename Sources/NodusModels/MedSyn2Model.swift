@@ -22,14 +22,15 @@ import NodusGraph
 /// Limitations: no attention mask over the text tokens (pass them unpadded, or
 /// padded as the model was trained); positions are integer grid indices (no
 /// interpolation to `sample_size`).
-public final class MedSyn2Model: ContextConditionedModel, AdaptableModel {
+public final class MedSyn2Model: ContextualModel, ContextConditionedModel, AdaptableModel {
     public let kind = ModelKind.volumeTransformer
     public let config: JSONValue
     public let settings: MedSyn2Config
     private let weights: Weights
     private let options: ModelOptions
-    private var executables: ExecutableCache
+    private let packedWeights: PackedWeights
     public let lora: LoRAController
+    public let defaultContext: RunContext
 
     static let inputNames: Set<String> = ["sample", "timestep", "encoder_hidden_states"]
     static let timeProjectionWidth = 256
@@ -47,7 +48,8 @@ public final class MedSyn2Model: ContextConditionedModel, AdaptableModel {
         self.config = config
         self.settings = settings
         self.options = options
-        executables = ExecutableCache(precision: try options.precision())
+        let packedWeights = PackedWeights(precision: try options.precision())
+        self.packedWeights = packedWeights
         let weights = Weights(store: try WeightStore(directory: directory, access: options.fileAccess))
         self.weights = weights
         // Building the graph once reads and checks every weight; its Linears are the LoRA targets.
@@ -55,7 +57,10 @@ public final class MedSyn2Model: ContextConditionedModel, AdaptableModel {
         let nominal = try MedSyn2Model.buildGraph(settings: settings, weights: weights,
                                                   sampleShape: [1, settings.inChannels, patch, patch, patch],
                                                   contextShape: [1, 1, settings.crossAttentionWidth])
-        lora = LoRAController(weights: weights, targets: nominal.linearWeights, aliases: [:], fileAccess: options.fileAccess)
+        let controller = LoRAController(weights: weights, targets: nominal.linearWeights, aliases: [:], fileAccess: options.fileAccess)
+        lora = controller
+        defaultContext = RunContext(threads: options.threads, packedWeights: packedWeights,
+                                    strengths: controller.defaultStrengths)
     }
 
     public func outputShape(for inputs: [String: Tensor]) throws -> [Int] {
@@ -64,25 +69,34 @@ public final class MedSyn2Model: ContextConditionedModel, AdaptableModel {
     }
 
     public func forward(_ inputs: [String: Tensor]) throws -> Tensor {
-        try Parallel.withThreads(options.threads) {
-            let (executable, feeds) = try plan(for: inputs)
-            return try executable.run(feeds)
+        try forwardAll(inputs, in: defaultContext)[0]
+    }
+
+    public func forwardAll(_ inputs: [String: Tensor], in context: RunContext) throws -> [Tensor] {
+        try context.run(structure: lora.structure) { plans in
+            let (executable, feeds) = try plan(for: inputs, plans: &plans, strengths: context.strengths)
+            return [try executable.run(feeds)]
         }
     }
 
+    public func makeContext(threads: Int) throws -> RunContext {
+        try lora.makeContext(threads: threads, packedWeights: packedWeights)
+    }
+
     public func profile(_ inputs: [String: Tensor], rounds: Int) throws -> ExecutionProfile {
-        try Parallel.withThreads(options.threads) {
-            let (executable, feeds) = try plan(for: inputs)
+        try defaultContext.run(structure: lora.structure) { plans in
+            let (executable, feeds) = try plan(for: inputs, plans: &plans, strengths: defaultContext.strengths)
             return try executable.profile(feeds, rounds: rounds)
         }
     }
 
     /// The plan for these inputs' shapes (built on their first use) and the graph's checked feeds.
-    private func plan(for inputs: [String: Tensor]) throws -> (Executable, feeds: [String: Tensor]) {
+    private func plan(for inputs: [String: Tensor], plans: inout ExecutableCache,
+                      strengths: AdapterWeights) throws -> (Executable, feeds: [String: Tensor]) {
         let (sample, context, feeds) = try checkedInputs(inputs)
-        let executable = try executables.executable(for: sample.shape + context.shape, generation: lora.generation) {
+        let executable = try plans.executable(for: sample.shape + context.shape, generation: lora.generation) {
             try lora.apply(to: MedSyn2Model.buildGraph(settings: settings, weights: weights, sampleShape: sample.shape,
-                                                       contextShape: context.shape))
+                                                       contextShape: context.shape), strengths: strengths)
         }
         return (executable, feeds)
     }

@@ -13,7 +13,7 @@ import NodusGraph
 ///
 /// Limitations: one default-domain graph without control flow; ops run as
 /// primitives unless the importer writes a fused op for them.
-public final class ONNXGraphModel: AdaptableModel {
+public final class ONNXGraphModel: ContextualModel, AdaptableModel {
     public let kind = ModelKind.onnx
     public let config: JSONValue
     public let file: ONNXModel
@@ -23,9 +23,11 @@ public final class ONNXGraphModel: AdaptableModel {
     private let weightNames: [String: String]
     private let linearWeights: Set<String>
     private let options: ModelOptions
-    private var executables: ExecutableCache
+    private let packedWeights: PackedWeights
+    public let defaultContext: RunContext
     /// The graph imported at load (every symbolic axis 1), kept for a first forward of those shapes.
     private var nominal: (key: [Int], graph: Graph)?
+    private let nominalLock = ReadWriteLock()
 
     public init(path: String, options: ModelOptions) throws {
         file = try ONNXModel.load(path, access: options.fileAccess)
@@ -33,11 +35,15 @@ public final class ONNXGraphModel: AdaptableModel {
         weights = Weights(source: source)
         weightNames = source.importerNames
         linearWeights = Set(source.linearTargets.keys)
-        lora = LoRAController(weights: weights, targets: source.linearTargets,
-                              aliases: ONNXGraphModel.unwrappedNames(source.linearTargets.keys),
-                              fileAccess: options.fileAccess)
+        let controller = LoRAController(weights: weights, targets: source.linearTargets,
+                                        aliases: ONNXGraphModel.unwrappedNames(source.linearTargets.keys),
+                                        fileAccess: options.fileAccess)
+        lora = controller
         self.options = options
-        executables = ExecutableCache(precision: try options.precision())
+        let packedWeights = PackedWeights(precision: try options.precision())
+        self.packedWeights = packedWeights
+        defaultContext = RunContext(threads: options.threads, packedWeights: packedWeights,
+                                    strengths: controller.defaultStrengths)
         var opsets: [String: JSONValue] = [:]
         for (domain, version) in file.opsetImports { opsets[domain.isEmpty ? "ai.onnx" : domain] = .number(Double(version)) }
         var counts: [String: Int] = [:]
@@ -124,8 +130,12 @@ public final class ONNXGraphModel: AdaptableModel {
     public func outputShape(for inputs: [String: Tensor]) throws -> [Int] { try outputShapes(for: inputs)[0] }
 
     public func outputShapes(for inputs: [String: Tensor]) throws -> [[Int]] {
-        try Parallel.withThreads(options.threads) {
-            let (executable, _) = try plan(for: inputs)
+        try outputShapes(for: inputs, in: defaultContext)
+    }
+
+    public func outputShapes(for inputs: [String: Tensor], in context: RunContext) throws -> [[Int]] {
+        try context.run(structure: lora.structure) { plans in
+            let (executable, _) = try plan(for: inputs, plans: &plans, strengths: context.strengths)
             return executable.graph.outputs.map { executable.graph[$0.value].shape }
         }
     }
@@ -133,21 +143,30 @@ public final class ONNXGraphModel: AdaptableModel {
     public func forward(_ inputs: [String: Tensor]) throws -> Tensor { try forwardAll(inputs)[0] }
 
     public func forwardAll(_ inputs: [String: Tensor]) throws -> [Tensor] {
-        try Parallel.withThreads(options.threads) {
-            let (executable, feeds) = try plan(for: inputs)
+        try forwardAll(inputs, in: defaultContext)
+    }
+
+    public func forwardAll(_ inputs: [String: Tensor], in context: RunContext) throws -> [Tensor] {
+        try context.run(structure: lora.structure) { plans in
+            let (executable, feeds) = try plan(for: inputs, plans: &plans, strengths: context.strengths)
             return try executable.runAll(feeds)
         }
     }
 
+    public func makeContext(threads: Int) throws -> RunContext {
+        try lora.makeContext(threads: threads, packedWeights: packedWeights)
+    }
+
     public func profile(_ inputs: [String: Tensor], rounds: Int) throws -> ExecutionProfile {
-        try Parallel.withThreads(options.threads) {
-            let (executable, feeds) = try plan(for: inputs)
+        try defaultContext.run(structure: lora.structure) { plans in
+            let (executable, feeds) = try plan(for: inputs, plans: &plans, strengths: defaultContext.strengths)
             return try executable.profile(feeds, rounds: rounds)
         }
     }
 
     /// The plan for these inputs' shapes and the inputs converted to the graph's dtypes.
-    private func plan(for inputs: [String: Tensor]) throws -> (Executable, feeds: [String: Tensor]) {
+    private func plan(for inputs: [String: Tensor], plans: inout ExecutableCache,
+                      strengths: AdapterWeights) throws -> (Executable, feeds: [String: Tensor]) {
         let declared = Set(file.graph.inputs.map(\.name))
         for name in inputs.keys where !declared.contains(name) {
             throw NodusError.invalidArgument("unknown input '\(name)' (the graph takes \(file.graph.inputs.map(\.name).joined(separator: ", ")))")
@@ -160,13 +179,21 @@ public final class ONNXGraphModel: AdaptableModel {
             key += [tensor.rank] + tensor.shape
         }
         let shapes = feeds.mapValues(\.shape)
-        let executable = try executables.executable(for: key, generation: lora.generation) {
-            if let nominal, nominal.key == key, lora.generation == 0 { return nominal.graph }
-            return try lora.apply(to: ONNXImporter.graph(of: file, weights: weights, weightNames: weightNames, linearWeights: linearWeights,
-                                                         inputShapes: shapes).graph)
+        let executable = try plans.executable(for: key, generation: lora.generation) {
+            if lora.generation == 0, let graph = takeNominal(key) { return graph }
+            return try lora.apply(to: ONNXImporter.graph(of: file, weights: weights, weightNames: weightNames,
+                                                         linearWeights: linearWeights, inputShapes: shapes).graph,
+                                  strengths: strengths)
         }
-        nominal = nil
         return (executable, feeds)
+    }
+
+    /// The graph imported at load when `key` is its shapes; the first plan of any shape drops it.
+    private func takeNominal(_ key: [Int]) -> Graph? {
+        nominalLock.writing {
+            defer { nominal = nil }
+            return nominal?.key == key ? nominal?.graph : nil
+        }
     }
 
     /// `tensor` as `dtype` when nothing is lost.

@@ -6,9 +6,14 @@ import NodusFormats
 /// network reads it with. Float32 weights are views into the mapped file;
 /// float16/bfloat16 ones are converted once and kept. A fused LoRA installs
 /// replacements; removing them restores the original views exactly.
+///
+/// Run contexts build plans from one `Weights` at the same time: the cache of
+/// converted weights has a lock; replacements change only while no context
+/// runs (`LoRAController`'s structure lock).
 final class Weights {
     let source: any WeightSource
     private var loaded: [String: Tensor] = [:]
+    private let loadedLock = ReadWriteLock()
     private var replacements: [String: Tensor] = [:]
 
     init(store: WeightStore) {
@@ -32,10 +37,12 @@ final class Weights {
 
     /// The weight as the file holds it, ignoring replacements.
     func original(_ name: String) throws -> Tensor {
-        if let tensor = loaded[name] { return tensor }
-        let tensor = try source.float32(name)
-        loaded[name] = tensor
-        return tensor
+        try loadedLock.writing {
+            if let tensor = loaded[name] { return tensor }
+            let tensor = try source.float32(name)
+            loaded[name] = tensor
+            return tensor
+        }
     }
 
     /// Every weight as it stands now: replacements, else the file's tensor in its own dtype.

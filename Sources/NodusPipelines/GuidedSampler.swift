@@ -76,7 +76,9 @@ public enum GuidedSampler {
             throw NodusError.shape("step_noise must be \([timesteps.count] + shape), got \(stepNoise.shape)")
         }
         let stepNoise = try request.stepNoise?.asFloat32()
-        let changes = try adapterChanges(request.adapterSchedule, model: model, steps: timesteps.count)
+        let changes = try adapterChanges(request.adapterSchedule, model: model, steps: timesteps.count,
+                                         context: request.context)
+        let forward = try forwarding(model, in: request.context)
         let channels = try request.conditioning.map { try checkedConditioning($0, latentShape: shape, guided: guided) }
         guard request.mask == nil || request.imageLatents != nil else {
             throw NodusError.invalidArgument("a mask needs image_latents (the known image to keep)")
@@ -95,7 +97,7 @@ public enum GuidedSampler {
             let timestepTensor = scheduler.timestepsAreIntegers
                 ? try Tensor(shape: [modelBatch], int64s: Array(repeating: Int64(timestep), count: modelBatch))
                 : try Tensor(shape: [modelBatch], floats: Array(repeating: Float(timestep), count: modelBatch))
-            var prediction = try model.forward(conditioning.inputs(sample: input, timestep: timestepTensor))
+            var prediction = try forward(conditioning.inputs(sample: input, timestep: timestepTensor))
             if guided {
                 prediction = try applyGuidance(prediction, latentChannels: shape[1], scale: request.guidanceScale,
                                                conditionalFirst: conditioning.conditionalFirst)
@@ -125,9 +127,19 @@ public enum GuidedSampler {
         return result
     }
 
+    /// The model's forward in `context` (nil: its default context).
+    static func forwarding(_ model: any DiffusionModel,
+                           in context: RunContext?) throws -> ([String: Tensor]) throws -> Tensor {
+        guard let context else { return model.forward }
+        guard let contextual = model as? any ContextualModel else {
+            throw NodusError.unsupported("a \(model.kind.name) model has no run contexts")
+        }
+        return { try contextual.forwardAll($0, in: context)[0] }
+    }
+
     /// The adapter changes by step, checked before sampling starts.
-    static func adapterChanges(_ schedule: [AdapterChange], model: any DiffusionModel,
-                               steps: Int) throws -> [Int: () throws -> Void] {
+    static func adapterChanges(_ schedule: [AdapterChange], model: any DiffusionModel, steps: Int,
+                               context: RunContext?) throws -> [Int: () throws -> Void] {
         guard !schedule.isEmpty else { return [:] }
         guard let lora = (model as? any AdaptableModel)?.lora else {
             throw NodusError.unsupported("an adapter schedule needs a model that takes LoRA adapters, not \(model.kind.name)")
@@ -145,7 +157,13 @@ public enum GuidedSampler {
                 throw NodusError.invalidArgument("adapter schedule step \(change.step): no adapter named '\(unknown)' is loaded")
             }
             previous = change.step
-            changes[change.step] = { try lora.setAdapters(change.names, weights: change.weights) }
+            changes[change.step] = {
+                if let context {
+                    try lora.setAdapters(change.names, weights: change.weights, in: context)
+                } else {
+                    try lora.setAdapters(change.names, weights: change.weights)
+                }
+            }
         }
         return changes
     }

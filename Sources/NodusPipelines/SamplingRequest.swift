@@ -1,4 +1,5 @@
 import NodusCore
+import NodusModels
 
 /// What to sample (the C ABI's `nodus_sample_params`).
 public struct SamplingRequest {
@@ -36,6 +37,9 @@ public struct SamplingRequest {
     /// Channels concatenated after the noisy latent at every step, [B, C', H, W]
     /// (a mask and a masked-image latent for inpainting-style models).
     public var conditioning: Tensor?
+    /// The run context the model runs in (its arenas, threads and adapter strengths; the adapter
+    /// schedule changes its strengths); nil: the model's default context.
+    public var context: RunContext?
 
     public init(initNoise: Tensor) { self.initNoise = initNoise }
 }

@@ -19,6 +19,7 @@ from .errors import (
     ShapeError,
     UnsupportedError,
 )
+from .context import Context
 from .model import Model, load
 from .pipeline import Pipeline
 from .sampling import batch_statistics, randn, sample
@@ -29,6 +30,7 @@ from . import medical  # DICOM / PNG / NIfTI I/O; its packages (nodus[medical]) 
 __all__ = [
     "__version__",
     "CancelledError",
+    "Context",
     "FormatError",
     "InternalError",
     "InvalidArgumentError",

@@ -91,6 +91,16 @@ class SampleParams(ctypes.Structure):
         ("image_latents", ctypes.POINTER(Tensor)),
         ("strength", ctypes.c_double),
         ("mask", ctypes.POINTER(Tensor)),
+        ("context", ctypes.c_void_p),
+    ]
+
+
+class ContextParams(ctypes.Structure):
+    """struct nodus_context_params."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("threads", ctypes.c_int32),
     ]
 
 
@@ -176,6 +186,12 @@ PROTOTYPES = {
     "nodus_model_forward": (_status, [_p, _tensor_p, _size, _tensor_p]),
     "nodus_model_decode": (_status, [_p, _tensor_p, _tensor_p]),
     "nodus_model_forward_all": (_status, [_p, _tensor_p, _size, _tensor_p, _size]),
+    "nodus_context_params_init": (None, [ctypes.POINTER(ContextParams)]),
+    "nodus_context_new": (_status, [_p, ctypes.POINTER(ContextParams), ctypes.POINTER(ctypes.c_void_p)]),
+    "nodus_context_free": (None, [_p]),
+    "nodus_context_forward_all": (_status, [_p, _tensor_p, _size, _tensor_p, _size]),
+    "nodus_context_set_adapters": (_status, [_p, ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(ctypes.c_float), _size]),
+    "nodus_context_threads": (ctypes.c_int32, [_p]),
     "nodus_model_input_count": (_size, [_p]),
     "nodus_model_input_info": (_status, [_p, _size, ctypes.POINTER(TensorInfo)]),
     "nodus_model_output_count": (_size, [_p]),

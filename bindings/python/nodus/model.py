@@ -95,20 +95,31 @@ class Model(Handle):
         order): a text encoder's ``last_hidden_state`` and ``pooler_output`` (and
         ``text_embeds`` with a projection), an ONNX graph's outputs, or a diffusers
         model's ``sample``."""
-        prepared = self._prepared(inputs, "forward_all")
-        array = (_lib.Tensor * len(prepared))(*[item.struct for item in prepared])
-        handle = self.handle
         names = [name for name, _, _ in self.outputs]
+        return self._forward_all(_lib.lib.nodus_model_forward_all, self.handle, inputs, names)
+
+    @classmethod
+    def _forward_all(cls, function, handle, inputs, names):
+        """``function(handle, inputs, count, outputs, count)`` (a model's or a context's forward_all)."""
+        prepared = cls._prepared(inputs, "forward_all")
+        array = (_lib.Tensor * len(prepared))(*[item.struct for item in prepared])
 
         def call_all(*outputs):
             # The outputs must be contiguous: copy the caller's structs into one array and back.
             block = (_lib.Tensor * len(outputs))(*[output.contents for output in outputs])
-            status = _lib.lib.nodus_model_forward_all(handle, array, len(prepared), block, len(outputs))
+            status = function(handle, array, len(prepared), block, len(outputs))
             for index, output in enumerate(outputs):
                 output[0] = block[index]
             return status
 
         return dict(zip(names, _tensor.call_with_outputs(call_all, len(names))))
+
+    def context(self, threads=None):
+        """A run context of this model (``nodus.Context``): its own arenas, threads and adapter
+        strengths over the model's weights, so that several threads run the model at once."""
+        from .context import Context
+
+        return Context(self, threads)
 
     @staticmethod
     def _prepared(inputs, method):

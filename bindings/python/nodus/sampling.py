@@ -5,6 +5,7 @@ import ctypes
 import numpy as np
 
 from . import _lib, _tensor
+from .context import Context
 
 
 def sample(
@@ -27,7 +28,9 @@ def sample(
     """Runs a diffusers pipeline's denoising loop with classifier-free guidance.
 
     Args:
-        model: a denoising ``nodus.Model``: DiT, UNet, a 3D DiT (MedSyn2), or an ONNX export of one.
+        model: a denoising ``nodus.Model``: DiT, UNet, a 3D DiT (MedSyn2), or an ONNX export of one;
+            or a ``nodus.Context`` of one, to sample in that context (its threads and adapter
+            strengths; an adapter schedule changes the context's strengths).
         scheduler: a ``nodus.Scheduler`` (its timesteps are set to ``steps``).
         steps: inference steps.
         guidance_scale: CFG scale; <= 1 disables guidance.
@@ -154,6 +157,9 @@ def sample(
         params.progress = _lib.ProgressCallback(progress)
 
     final = _tensor.Output(noise.array.shape)
+    if isinstance(model, Context):
+        params.context = model.handle
+        model = model.model
     status = _lib.lib.nodus_sample(model.handle, scheduler.handle, ctypes.byref(params), final.pointer)
     if failure:
         raise failure[0]

@@ -186,6 +186,14 @@ def test_every_header_function_is_called():
     sample_params = _lib.SampleParams()
     lib.nodus_sample_params_init(ctypes.byref(sample_params))
     assert lib.nodus_sample(None, None, ctypes.byref(sample_params), None) == INVALID_ARGUMENT
+    context_params = _lib.ContextParams()
+    lib.nodus_context_params_init(ctypes.byref(context_params))
+    lib.nodus_context_params_init(None)
+    assert lib.nodus_context_new(None, ctypes.byref(context_params), None) == INVALID_ARGUMENT
+    lib.nodus_context_free(None)
+    assert lib.nodus_context_forward_all(None, None, 0, None, 0) == INVALID_ARGUMENT
+    assert lib.nodus_context_set_adapters(None, None, None, 0) == INVALID_ARGUMENT
+    assert lib.nodus_context_threads(None) == -1
     window_params = _lib.WindowParams()
     lib.nodus_window_params_init(ctypes.byref(window_params))
     assert lib.nodus_model_forward_windowed(None, None, ctypes.byref(window_params), None) == INVALID_ARGUMENT

@@ -1,0 +1,61 @@
+import NodusCore
+import NodusGraph
+
+/// A model's run state, as a llama.cpp context is to its model: the plans and
+/// activation arenas built for the input shapes it has run, its thread count,
+/// and the strengths of the model's unfused LoRA adapters.
+///
+/// Contexts of one model share its weights and their packed copies (stored
+/// once), so several contexts run one model from several threads at the same
+/// time; one context runs one call at a time (its arenas are its own). Every
+/// model has a default context, which its plain calls (`forward`,
+/// `lora.setAdapters`) use. A new context starts with the adapters active in
+/// the model's default context at that moment; `setAdapters` then changes its
+/// own strengths only. Loading, deleting, fusing and unfusing adapters change
+/// the model: they wait for every running call of every context to finish, and
+/// each context rebuilds its plans at its next call, so no call sees a weight
+/// half fused.
+public final class RunContext: @unchecked Sendable {
+    /// Worker threads of this context's calls (0 = every core).
+    public let threads: Int
+    /// The unfused adapters' strengths this context runs with, by adapter slot.
+    let strengths: AdapterWeights
+    private var executables: ExecutableCache
+    /// One call at a time in this context.
+    private let calls = ReadWriteLock()
+
+    init(threads: Int, packedWeights: PackedWeights, strengths: AdapterWeights) {
+        self.threads = threads
+        self.strengths = strengths
+        executables = ExecutableCache(packedWeights: packedWeights)
+    }
+
+    /// Runs `body` as one call of this context: alone in the context, with its threads, while the
+    /// model's adapters cannot change (`structure` held shared).
+    func run<Result>(structure: ReadWriteLock, _ body: (inout ExecutableCache) throws -> Result) throws -> Result {
+        try calls.writing {
+            try structure.reading {
+                try Parallel.withThreads(threads) { try body(&executables) }
+            }
+        }
+    }
+}
+
+/// A model that runs in several contexts (its weights shared by all of them).
+public protocol ContextualModel: DiffusionModel {
+    /// The context the model's plain calls run in.
+    var defaultContext: RunContext { get }
+    /// A new context with its own arenas, `threads` workers, and the default context's adapters.
+    func makeContext(threads: Int) throws -> RunContext
+    /// `forwardAll` in `context`.
+    func forwardAll(_ inputs: [String: Tensor], in context: RunContext) throws -> [Tensor]
+    /// `outputShapes` for a run in `context` (an ONNX graph plans for the shapes to know them).
+    func outputShapes(for inputs: [String: Tensor], in context: RunContext) throws -> [[Int]]
+}
+
+extension ContextualModel {
+    /// Models whose output shapes follow from their inputs without a plan.
+    public func outputShapes(for inputs: [String: Tensor], in context: RunContext) throws -> [[Int]] {
+        try outputShapes(for: inputs)
+    }
+}
