@@ -122,6 +122,32 @@ extension GraphBuilder {
         return try primitive(.argExtremum(axis: axis, largest: largest), [x], shape: result, dtype: .int64)
     }
 
+    /// ONNX CumSum along `axis` (negative from the end).
+    public mutating func cumulativeSum(_ x: ValueID, axis rawAxis: Int, exclusive: Bool, reverse: Bool) throws -> ValueID {
+        let s = shape(of: x)
+        let axis = try normalized(rawAxis, rank: s.count, op: "cumulative_sum")
+        guard dtype(of: x) == .float32 || dtype(of: x) == .int64 else {
+            throw mismatch("cumulative_sum", "x must be float32 or int64, got \(dtype(of: x).name)")
+        }
+        return try primitive(.cumulativeSum(axis: axis, exclusive: exclusive, reverse: reverse), [x], shape: s,
+                             dtype: dtype(of: x))
+    }
+
+    /// ONNX ScatterND: indices [..., k] pick slices of data; updates has shape indices[:-1] + data[k:].
+    public mutating func scatterND(_ data: ValueID, indices: ValueID, updates: ValueID,
+                                   reduction: ScatterReduction) throws -> ValueID {
+        let s = shape(of: data), index = shape(of: indices)
+        guard dtype(of: indices) == .int64, let depth = index.last, depth >= 1, depth <= s.count,
+              shape(of: updates) == Array(index.dropLast()) + Array(s.dropFirst(depth)),
+              dtype(of: updates) == dtype(of: data) else {
+            throw mismatch("scatter_nd", "indices \(index) and updates \(shape(of: updates)) do not fit data \(s)")
+        }
+        guard reduction == .none || dtype(of: data) != .bool else {
+            throw mismatch("scatter_nd", "reduction '\(reduction.rawValue)' on bool data")
+        }
+        return try primitive(.scatterND(reduction), [data, indices, updates], shape: s, dtype: dtype(of: data))
+    }
+
     /// ONNX GatherND with batch_dims 0.
     public mutating func gatherND(_ data: ValueID, indices: ValueID) throws -> ValueID {
         let s = shape(of: data), index = shape(of: indices)

@@ -116,6 +116,19 @@ extension Lowering {
             return ArgExtremumStep(name: node.operation.name, input: try buffer(inputs[0]), output: output.int64s,
                                    outer: input[..<axis].reduce(1, *), length: input[axis],
                                    inner: input[(axis + 1)...].reduce(1, *), largest: largest)
+        case .cumulativeSum(let axis, let exclusive, let reverse):
+            let input = shape(0)
+            return CumulativeSumStep(input: try buffer(inputs[0]), output: output,
+                                     outer: input[..<axis].reduce(1, *), length: input[axis],
+                                     inner: input[(axis + 1)...].reduce(1, *), exclusive: exclusive, reverse: reverse)
+        case .scatterND(let reduction):
+            let data = shape(0), indexShape = shape(1)
+            let depth = indexShape.last ?? 0
+            return ScatterNDStep(data: try buffer(inputs[0]), indices: UnsafePointer(try buffer(inputs[1]).int64s),
+                                 updates: try buffer(inputs[2]), output: output, dataShape: Array(data.prefix(depth)),
+                                 sliceCount: data.dropFirst(depth).reduce(1, *),
+                                 tupleCount: indexShape.dropLast().reduce(1, *), totalCount: data.reduce(1, *),
+                                 reduction: reduction)
         case .gatherND:
             let data = shape(0), indexShape = shape(1)
             let depth = indexShape.last ?? 0

@@ -192,7 +192,7 @@ struct Lowering {
             return ResizeStep(input: try floats(input(0)), output: output, planes: s[0] * s[1], height: s[2], width: s[3],
                               outHeight: height, outWidth: width)
                 case .binary, .map, .select, .matMul, .reshape, .transpose, .slice, .concat, .gather, .expand, .cast, .softmax,
-             .reduce, .convolution, .resize, .pad, .instanceNorm, .argExtremum, .gatherND:
+             .reduce, .convolution, .resize, .pad, .instanceNorm, .argExtremum, .gatherND, .cumulativeSum, .scatterND:
             return try primitiveKernel(for: node)
         }
     }

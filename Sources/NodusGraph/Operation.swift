@@ -110,6 +110,12 @@ public enum Operation: Sendable {
     /// Rotary position embedding: in each head of x [B, N, heads x D], channel pairs (2i, 2i + 1) of
     /// token n rotated by angle a[n, i]. Inputs: x, angles [N, D] holding cos a [N, D/2] then sin a [N, D/2].
     case rotaryEmbedding(heads: Int)
+    /// ONNX CumSum along `axis`: running sums (`exclusive`: of the elements before; `reverse`:
+    /// from the end). Input: x (float32 or int64).
+    case cumulativeSum(axis: Int, exclusive: Bool, reverse: Bool)
+    /// ONNX ScatterND: a copy of data with the slices that indices [..., k] (int64) pick replaced by,
+    /// or combined with, updates, tuple by tuple in order. Inputs: data, indices, updates.
+    case scatterND(ScatterReduction)
 
     /// The op's name in plans and profiles.
     public var name: String {
@@ -162,6 +168,8 @@ public enum Operation: Sendable {
         case .rmsNorm: "rms_norm"
         case .quickGELU: "quick_gelu"
         case .rotaryEmbedding: "rotary_embedding"
+        case .cumulativeSum: "cumulative_sum"
+        case .scatterND: "scatter_nd"
         }
     }
 

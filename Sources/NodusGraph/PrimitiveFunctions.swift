@@ -25,6 +25,11 @@ public enum UnaryFunction: String, Sendable, CaseIterable {
     case not, identity
 }
 
+/// How ScatterND combines an update with the element it lands on (ONNX `reduction`).
+public enum ScatterReduction: String, Sendable, CaseIterable {
+    case none, add, mul, max, min
+}
+
 /// ONNX `Reduce*` over some axes (the output shape says whether they are kept).
 public enum ReductionFunction: String, Sendable, CaseIterable {
     case sum, mean, max, min, product

@@ -489,3 +489,85 @@ struct GatherNDStep: Kernel {
         }
     }
 }
+
+/// Running sums along the middle axis of [outer, length, inner] (ONNX CumSum), in float32 or int64.
+struct CumulativeSumStep: Kernel {
+    let name = "cumulative_sum"
+    let input: ElementBuffer, output: ElementBuffer
+    let outer: Int, length: Int, inner: Int
+    let exclusive: Bool, reverse: Bool
+
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        if input.dtype == .int64 {
+            sum(UnsafePointer(input.int64s), output.int64s)
+        } else {
+            sum(UnsafePointer(input.floats), output.floats)
+        }
+    }
+
+    private func sum<Element: AdditiveArithmetic>(_ x: UnsafePointer<Element>, _ y: UnsafeMutablePointer<Element>) {
+        for block in 0..<outer {
+            for lane in 0..<inner {
+                var total = Element.zero
+                for step in 0..<length {
+                    let position = reverse ? length - 1 - step : step
+                    let index = (block * length + position) * inner + lane
+                    let value = x[index]
+                    if exclusive {
+                        y[index] = total
+                        total += value
+                    } else {
+                        total += value
+                        y[index] = total
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A copy of data with the slices the index tuples pick replaced or combined with updates, in tuple order
+/// (ONNX ScatterND). Tuples outside the data are skipped (ONNX leaves them undefined).
+struct ScatterNDStep: Kernel {
+    let name = "scatter_nd"
+    let data: ElementBuffer, indices: UnsafePointer<Int64>, updates: ElementBuffer, output: ElementBuffer
+    let dataShape: [Int]
+    let sliceCount: Int, tupleCount: Int, totalCount: Int
+    let reduction: ScatterReduction
+
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        let elementSize = output.dtype.byteSize
+        if output.bytes != data.bytes { output.bytes.copyMemory(from: data.bytes, byteCount: totalCount * elementSize) }
+        for tuple in 0..<tupleCount {
+            var offset = 0, inside = true
+            for axis in 0..<dataShape.count {
+                let raw = Int(indices[tuple * dataShape.count + axis])
+                let position = raw < 0 ? raw + dataShape[axis] : raw
+                if position < 0 || position >= dataShape[axis] { inside = false; break }
+                offset = offset * dataShape[axis] + position
+            }
+            guard inside else { continue }
+            let (target, source) = (offset * sliceCount, tuple * sliceCount)
+            switch output.dtype {
+            case .float32: combine(output.floats + target, UnsafePointer(updates.floats + source))
+            case .int64: combine(output.int64s + target, UnsafePointer(updates.int64s + source))
+            default:
+                (output.bytes + target * elementSize).copyMemory(from: updates.bytes + source * elementSize,
+                                                                 byteCount: sliceCount * elementSize)
+            }
+        }
+    }
+
+    private func combine<Element: Numeric & Comparable>(_ target: UnsafeMutablePointer<Element>,
+                                                        _ source: UnsafePointer<Element>) {
+        for index in 0..<sliceCount {
+            switch reduction {
+            case .none: target[index] = source[index]
+            case .add: target[index] += source[index]
+            case .mul: target[index] *= source[index]
+            case .max: target[index] = Swift.max(target[index], source[index])
+            case .min: target[index] = Swift.min(target[index], source[index])
+            }
+        }
+    }
+}

@@ -24,6 +24,7 @@ extension ONNXImporter {
         "Gather", "Expand", "Cast", "CastLike", "Softmax", "Conv", "Resize", "Pad", "LayerNormalization",
         "InstanceNormalization", "GroupNormalization", "Shape", "Size", "Constant", "ConstantOfShape", "Range", "Clip",
         "Tile", "Trilu", "Gelu", "Einsum", "IsNaN", "IsInf", "ArgMax", "ArgMin", "GatherND",
+        "CumSum", "ScatterND",
     ]
 
     /// Every op the importer writes.
@@ -111,6 +112,15 @@ extension ONNXImporter {
             guard try int("select_last_index", default: 0) == 0 else { throw error("select_last_index is not supported") }
             try define(0, builder.argExtremum(input(0), axis: int("axis", default: 0),
                                               keepDims: int("keepdims", default: 1) != 0, largest: op == "ArgMax"))
+        case "CumSum":
+            guard let axis = try integers(1)?.first else { throw error("CumSum needs its axis input") }
+            try define(0, builder.cumulativeSum(input(0), axis: axis, exclusive: int("exclusive", default: 0) != 0,
+                                                reverse: int("reverse", default: 0) != 0))
+        case "ScatterND":
+            let name = try string("reduction", default: "none")
+            guard let reduction = ScatterReduction(rawValue: name) else { throw error("reduction '\(name)' is not supported") }
+            try define(0, builder.scatterND(input(0), indices: builder.cast(input(1), to: .int64), updates: input(2),
+                                            reduction: reduction))
         case "GatherND":
             guard try int("batch_dims", default: 0) == 0 else { throw error("batch_dims other than 0 is not supported") }
             try define(0, builder.gatherND(input(0), indices: builder.cast(input(1), to: .int64)))
