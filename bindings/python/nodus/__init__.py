@@ -25,6 +25,7 @@ from .sampling import batch_statistics, randn, sample
 from .scheduler import Scheduler
 from .tokenizer import Tokenizer
 from . import medical  # DICOM / PNG / NIfTI I/O; its packages (nodus[medical]) load when first used
+from . import workflows  # insert_nodule, follow_up: the seed workflows over medical files
 
 __all__ = [
     "__version__",
@@ -48,6 +49,7 @@ __all__ = [
     "randn",
     "sample",
     "version_number",
+    "workflows",
 ]
 
 
