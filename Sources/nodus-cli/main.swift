@@ -17,6 +17,7 @@ let commands: [any Command] = [
     BenchCommand(),
     ConvertCommand(),
     GenerateVolumeCommand(),
+    InsertNoduleCommand(),
 ]
 
 func topLevelHelp() -> String {

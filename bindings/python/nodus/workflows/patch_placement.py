@@ -61,7 +61,12 @@ class PatchPlacement:
         indices = np.arange(self.patch_size)
         rows = resize_weights(self.height, self.standard_size, indices + row)
         columns = resize_weights(self.width, self.standard_size, indices + column)
-        return rows @ np.asarray(image, dtype=np.float64) @ columns.T
+        # Only the band of source pixels the weights reach (a few rows of a large radiograph).
+        used_rows, used_columns = np.flatnonzero(rows.any(axis=0)), np.flatnonzero(columns.any(axis=0))
+        first_row, last_row = used_rows[0], used_rows[-1] + 1
+        first_column, last_column = used_columns[0], used_columns[-1] + 1
+        block = np.asarray(image, dtype=np.float64)[first_row:last_row, first_column:last_column]
+        return rows[:, first_row:last_row] @ block @ columns[:, first_column:last_column].T
 
     def _footprint(self, size, start):
         """The original pixels (along one axis) whose centres fall inside the patch,
