@@ -18,6 +18,7 @@ let commands: [any Command] = [
     ConvertCommand(),
     GenerateVolumeCommand(),
     InsertNoduleCommand(),
+    FollowUpCommand(),
 ]
 
 func topLevelHelp() -> String {

@@ -137,6 +137,7 @@ final class NoduleModelFolder {
         let encoded = try TensorArgument.outputs("VAE encode", count: 2) { outputs, _ in
             nodus_model_encode(vae.pointer, &image, outputs, outputs + 1)
         }
+        withExtendedLifetime(masked) {}
         let mean = encoded[0]
         let factor = size / latentSize
         let cells = latentSize * latentSize

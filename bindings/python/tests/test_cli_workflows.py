@@ -87,3 +87,31 @@ def test_insert_nodule_bad_inputs(tmp_path):
         result = run("insert-nodule", DEMO, "--steps", 2, "--output-dir", out, *arguments)
         assert result.returncode != 0 and message in result.stderr, (message, result.stderr)
         assert not out.exists() or not os.listdir(out), os.listdir(out)
+
+
+@pytest.mark.parametrize("baseline", ["slice.dcm", "ct.nii.gz"])
+def test_follow_up_matches_python(tmp_path, baseline):
+    from conftest import fixture_path
+
+    make_dicom(tmp_path / "slice.dcm", synthetic_radiograph(40, 36, seed=3), bits_stored=12, intercept=-1024,
+               window=(-600, 1500))
+    volume = np.stack([synthetic_radiograph(20, 24, seed=seed).astype(np.float32) - 1024 for seed in range(3)])
+    medical.write_nifti(tmp_path / "ct.nii.gz", volume, dtype="float32")
+    np.save(tmp_path / "context.npy", np.random.default_rng(0).standard_normal((3, 64)).astype(np.float32))
+    unet, vae = fixture_path("unet-tiny-cond"), fixture_path("vae-tiny")
+    python = workflows.follow_up(unet, vae, tmp_path / baseline, tmp_path / "context.npy", samples=3, seed=4, steps=6,
+                                 guidance_scale=2.0, output_dir=tmp_path / "python")
+    result = run("follow-up", unet, "--vae", vae, "--baseline", tmp_path / baseline, "--context",
+                 tmp_path / "context.npy", "--samples", 3, "--seed", 4, "--steps", 6, "--guidance", 2,
+                 "--output-dir", tmp_path / "cli")
+    assert result.returncode == 0, result.stderr
+    for key in ("mean", "variance"):
+        ours = np.load(tmp_path / "cli" / os.path.basename(python[key]))
+        theirs = np.load(python[key])
+        assert np.abs(ours - theirs).max() <= 1e-5 * max(np.abs(theirs).max(), 1e-3), key
+    for path in python["samples"]:
+        ours = medical.read_png(tmp_path / "cli" / os.path.basename(path)).values
+        assert np.abs(ours - medical.read_png(path).values).max() <= 1
+    bad = run("follow-up", unet, "--vae", vae, "--baseline", tmp_path / baseline, "--context", tmp_path / "context.npy",
+              "--samples", 1, "--output-dir", tmp_path / "bad")
+    assert bad.returncode == 2 and "--samples" in bad.stderr and not (tmp_path / "bad").exists()

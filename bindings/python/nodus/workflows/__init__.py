@@ -9,7 +9,8 @@
 They need the ``nodus[medical]`` extra for DICOM and PNG files.
 """
 
+from .follow_up import follow_up
 from .nodule_insertion import insert_nodule
 from .nodule_model import NoduleModel
 
-__all__ = ["NoduleModel", "insert_nodule"]
+__all__ = ["NoduleModel", "follow_up", "insert_nodule"]
