@@ -54,11 +54,12 @@ build: deps
 		nodus.pc.in > $(RELEASE)/nodus.pc
 
 # The binding's test environment: numpy, pytest, safetensors; pydicom, highdicom and nibabel for
-# the medical I/O tests (the nodus[medical] extra). No torch needed.
+# the medical I/O tests (the nodus[medical] extra); ray for the batch engine's Ray tests (a 240 MB
+# wheel, about 15 s to install here). No torch needed.
 $(PYTHON): bindings/python/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip
-	$(PYTHON) -m pip install -q numpy pytest safetensors pydicom==3.0.2 highdicom==0.28.2 nibabel==5.4.2
+	$(PYTHON) -m pip install -q numpy pytest safetensors pydicom==3.0.2 highdicom==0.28.2 nibabel==5.4.2 ray==2.60.0
 	touch $(PYTHON)
 
 test: build test-swift test-c test-python test-no-toolchain

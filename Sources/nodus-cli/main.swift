@@ -19,6 +19,7 @@ let commands: [any Command] = [
     GenerateVolumeCommand(),
     InsertNoduleCommand(),
     FollowUpCommand(),
+    BatchCommand(),
 ]
 
 func topLevelHelp() -> String {

@@ -26,6 +26,7 @@ from .scheduler import Scheduler
 from .tokenizer import Tokenizer
 from . import medical  # DICOM / PNG / NIfTI I/O; its packages (nodus[medical]) load when first used
 from . import workflows  # insert_nodule, follow_up: the seed workflows over medical files
+from . import batch  # manifests of workflow jobs on local worker processes or Ray
 
 __all__ = [
     "__version__",
@@ -42,6 +43,7 @@ __all__ = [
     "ShapeError",
     "Tokenizer",
     "UnsupportedError",
+    "batch",
     "batch_statistics",
     "cpu_level",
     "load",
