@@ -19,7 +19,7 @@ from .ray_engine import run_ray
 from .results_log import ResultsLog
 
 
-def run(manifest, out_dir, engine="local", workers=None, ray_address=None, progress=True):
+def run(manifest, out_dir, engine="local", workers=None, ray_address=None, progress=True, threads=None):
     """Runs every manifest row not yet done; returns {"done", "failed", "skipped"}.
 
     Args:
@@ -28,6 +28,8 @@ def run(manifest, out_dir, engine="local", workers=None, ray_address=None, progr
             for a local Ray cluster, 2).
         ray_address: None (start a local Ray cluster), "auto" or the head's HOST:PORT.
         progress: a progress line with an ETA on stderr.
+        threads: nodus threads per local worker (default: the cores divided among the
+            workers); Ray tasks take one CPU and one thread each.
     A row is done when its latest result line says "ok" and its outputs exist; those
     are skipped. A failing row records its error and the others go on. Raises
     ValueError for a bad manifest, OSError when results.jsonl cannot be written (a
@@ -52,7 +54,7 @@ def run(manifest, out_dir, engine="local", workers=None, ray_address=None, progr
 
     if pending:
         if engine == "local":
-            run_local(pending, out_dir, workers or 1, record)
+            run_local(pending, out_dir, workers or 1, record, threads)
         else:
             run_ray(pending, out_dir, workers or (2 if ray_address is None else None), ray_address, record)
     return summary

@@ -15,11 +15,13 @@ def main(arguments=None):
     parser.add_argument("--ray", metavar="auto|ADDRESS|local",
                         help="run on Ray: auto (this machine's cluster), HOST:PORT of a head, or local (start one)")
     parser.add_argument("--workers", type=int, help="worker processes or Ray actors")
+    parser.add_argument("--threads", type=int, help="nodus threads per local worker (default: cores / workers)")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     options = parser.parse_args(arguments)
     try:
         summary = run(options.manifest, options.out, engine="ray" if options.ray else "local", workers=options.workers,
-                      ray_address=None if options.ray in (None, "local") else options.ray, progress=not options.quiet)
+                      ray_address=None if options.ray in (None, "local") else options.ray, progress=not options.quiet,
+                      threads=options.threads)
     except (ValueError, OSError, ConnectionError, ImportError) as error:
         print(f"nodus batch: error: {error}", file=sys.stderr)
         return 1

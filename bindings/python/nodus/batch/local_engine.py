@@ -17,11 +17,11 @@ def _run_row(row):
     return _runner.run(row)
 
 
-def run_local(rows, out_dir, workers, on_result):
+def run_local(rows, out_dir, workers, on_result, threads=None):
     """Runs `rows` on `workers` processes (spawned, so no process inherits the parent's
-    threads); each uses cores / workers nodus threads. Calls ``on_result(result)`` in
+    threads); each uses `threads` nodus threads (default cores / workers). Calls ``on_result(result)`` in
     this process as rows finish, in any order."""
-    threads = max((os.cpu_count() or 1) // workers, 1)
+    threads = threads or max((os.cpu_count() or 1) // workers, 1)
     if workers == 1:
         runner = RowRunner(out_dir, threads=threads)
         for row in rows:
