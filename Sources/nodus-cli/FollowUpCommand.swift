@@ -83,19 +83,9 @@ struct FollowUpCommand: Command {
         let pixels = image.values.map { mapping.pixel(ofValue: Double($0)) }
         let rows = (0..<size).map { ResizeWeights(target: $0, sourceSize: image.height, targetSize: size, sources: 0..<image.height) }
         let columns = (0..<size).map { ResizeWeights(target: $0, sourceSize: image.width, targetSize: size, sources: 0..<image.width) }
-        var picture = [Float](repeating: 0, count: imageChannels * size * size)
-        for (row, rowWeights) in rows.enumerated() {
-            for (column, columnWeights) in columns.enumerated() {
-                var sum = 0.0
-                for (rowOffset, rowWeight) in rowWeights.weights.enumerated() {
-                    let base = (rowWeights.first + rowOffset) * image.width + columnWeights.first
-                    for (columnOffset, columnWeight) in columnWeights.weights.enumerated() {
-                        sum += rowWeight * columnWeight * pixels[base + columnOffset]
-                    }
-                }
-                for channel in 0..<imageChannels { picture[(channel * size + row) * size + column] = Float(min(max(sum, -1), 1)) }
-            }
-        }
+        let resized = ResizeWeights.resample(pixels, width: image.width, rows: rows, columns: columns)
+        // The gray image in every input channel of the VAE.
+        let picture = (0..<imageChannels).flatMap { _ in resized.map { Float(min(max($0, -1), 1)) } }
         let pictureTensor = try Tensor(shape: [1, imageChannels, size, size], floats: picture)
         var imageDescription = try TensorArgument.make(pictureTensor)
         let mean = try TensorArgument.outputs("VAE encode", count: 2) { outputs, _ in

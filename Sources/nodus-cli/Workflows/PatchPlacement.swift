@@ -50,22 +50,7 @@ struct PatchPlacement {
         let columns = (0..<patchSize).map {
             ResizeWeights(target: origin.column + $0, sourceSize: width, targetSize: standardSize, sources: 0..<width)
         }
-        var patch = [Double](repeating: 0, count: patchSize * patchSize)
-        for (patchRow, rowWeights) in rows.enumerated() {
-            for (patchColumn, columnWeights) in columns.enumerated() {
-                var sum = 0.0
-                for (rowOffset, rowWeight) in rowWeights.weights.enumerated() {
-                    let base = (rowWeights.first + rowOffset) * width + columnWeights.first
-                    var line = 0.0
-                    for (columnOffset, columnWeight) in columnWeights.weights.enumerated() {
-                        line += columnWeight * values[base + columnOffset]
-                    }
-                    sum += rowWeight * line
-                }
-                patch[patchRow * patchSize + patchColumn] = sum
-            }
-        }
-        return patch
+        return ResizeWeights.resample(values, width: width, rows: rows, columns: columns)
     }
 
     /// The original pixels along one axis whose centres fall inside the patch, and
@@ -93,27 +78,24 @@ struct PatchPlacement {
         let columns = footprint(size: width, start: origin.column)
         let patchRange = origin.row..<(origin.row + patchSize)
         let columnRange = origin.column..<(origin.column + patchSize)
-        let rowWeights = rows.map {
-            ResizeWeights(target: $0.index, sourceSize: standardSize, targetSize: height, sources: patchRange)
+        // Weights over the patch's own pixels (the standardised image's, shifted by the origin).
+        let rowWeights = rows.map { row -> ResizeWeights in
+            var weights = ResizeWeights(target: row.index, sourceSize: standardSize, targetSize: height, sources: patchRange)
+            weights.first -= origin.row
+            return weights
         }
-        let columnWeights = columns.map {
-            ResizeWeights(target: $0.index, sourceSize: standardSize, targetSize: width, sources: columnRange)
+        let columnWeights = columns.map { column -> ResizeWeights in
+            var weights = ResizeWeights(target: column.index, sourceSize: standardSize, targetSize: width, sources: columnRange)
+            weights.first -= origin.column
+            return weights
         }
-        for (row, rowWeight) in zip(rows, rowWeights) {
+        let resized = ResizeWeights.resample(patch, width: patchSize, rows: rowWeights, columns: columnWeights)
+        for (rowNumber, row) in rows.enumerated() {
             let rowFeather = smoothstep(row.distance / featherWidth)
-            for (column, columnWeight) in zip(columns, columnWeights) {
-                var resized = 0.0
-                for (rowOffset, weightAlongRows) in rowWeight.weights.enumerated() {
-                    let base = (rowWeight.first - origin.row + rowOffset) * patchSize + columnWeight.first - origin.column
-                    var line = 0.0
-                    for (columnOffset, weightAlongColumns) in columnWeight.weights.enumerated() {
-                        line += weightAlongColumns * patch[base + columnOffset]
-                    }
-                    resized += weightAlongRows * line
-                }
+            for (columnNumber, column) in columns.enumerated() {
                 let weight = rowFeather * smoothstep(column.distance / featherWidth)
                 let index = row.index * width + column.index
-                result[index] = values[index] + weight * (resized - values[index])
+                result[index] = values[index] + weight * (resized[rowNumber * columns.count + columnNumber] - values[index])
             }
         }
         return result

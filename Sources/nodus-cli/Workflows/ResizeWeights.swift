@@ -28,4 +28,25 @@ struct ResizeWeights {
         first = start
         weights = total > 0 ? values.map { $0 / total } : []
     }
+
+    /// The separable resize of `values` (row-major, `width` wide) through `rows` and
+    /// `columns` weights: row-major, `rows.count` x `columns.count`.
+    static func resample(_ values: [Double], width: Int, rows: [ResizeWeights], columns: [ResizeWeights]) -> [Double] {
+        var result = [Double](repeating: 0, count: rows.count * columns.count)
+        for (row, rowWeights) in rows.enumerated() {
+            for (column, columnWeights) in columns.enumerated() {
+                var sum = 0.0
+                for (rowOffset, rowWeight) in rowWeights.weights.enumerated() {
+                    let base = (rowWeights.first + rowOffset) * width + columnWeights.first
+                    var line = 0.0
+                    for (columnOffset, columnWeight) in columnWeights.weights.enumerated() {
+                        line += columnWeight * values[base + columnOffset]
+                    }
+                    sum += rowWeight * line
+                }
+                result[row * columns.count + column] = sum
+            }
+        }
+        return result
+    }
 }
