@@ -3,7 +3,8 @@
 #
 #   make build   release libnodus.so (Swift runtime linked statically) and the nodus CLI
 #   make test    every suite: Swift unit tests, C examples, Python binding, no-toolchain load
-#   make demo    synthesize nodules with the bundled model and its LoRAs: out/demo.png
+#   make demo    synthesize nodules with the bundled model and its LoRAs: out/demo.png; insert one
+#                into a synthetic radiograph: out/demo-radiograph-nodule.png (+ mask, sidecar)
 #   make bench   DiT-XL/2, SD-1.5 UNet forward and SD VAE decode beside torch and onnxruntime
 #                (also Nodus on the same ONNX exports; ARGS="--cpu avx2" runs Nodus at a lower CPU level)
 #                (installs them in .venv-bench; report in benchmarks/results/forward-<date>.md)
@@ -53,11 +54,12 @@ build: deps
 		nodus.pc.in > $(RELEASE)/nodus.pc
 
 # The binding's test environment: numpy, pytest, safetensors; pydicom, highdicom and nibabel for
-# the medical I/O tests (the nodus[medical] extra). No torch needed.
+# the medical I/O tests (the nodus[medical] extra); ray for the batch engine's Ray tests (a 240 MB
+# wheel, about 15 s to install here). No torch needed.
 $(PYTHON): bindings/python/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip
-	$(PYTHON) -m pip install -q numpy pytest safetensors pydicom==3.0.2 highdicom==0.28.2 nibabel==5.4.2
+	$(PYTHON) -m pip install -q numpy pytest safetensors pydicom==3.0.2 highdicom==0.28.2 nibabel==5.4.2 ray==2.60.0
 	touch $(PYTHON)
 
 test: build test-swift test-c test-python test-no-toolchain
@@ -90,9 +92,12 @@ test-no-toolchain: build $(PYTHON)
 		env -i .build/examples/nodus_info Tests/Fixtures/dit-tiny >/dev/null && \
 		env -i PYTHONPATH=bindings/python $(PYTHON) -c 'import nodus; m = nodus.load(\"Tests/Fixtures/dit-tiny\"); print(\"loaded without the toolchain:\", m.kind)'"
 
-# Nodule synthesis on the bundled model (models/nodule-demo, trained by demo/train.py).
+# Nodule synthesis on the bundled model (models/nodule-demo, trained by demo/train.py), then the
+# nodule-insertion workflow on a synthetic radiograph the demo writes.
 demo: build
-	$(RELEASE)/nodus demo --model models/nodule-demo --output $(OUT)/demo.png
+	$(RELEASE)/nodus demo --model models/nodule-demo --output $(OUT)/demo.png --radiograph $(OUT)/demo-radiograph.png
+	$(RELEASE)/nodus insert-nodule models/nodule-demo --image $(OUT)/demo-radiograph.png --center 150,240 \
+		--diameter 40 --lora calcified:1 --seed 0 --steps 50 --output-dir $(OUT)
 
 $(BENCH_VENV)/bin/python:
 	python3 -m venv $(BENCH_VENV)

@@ -30,6 +30,8 @@ struct DemoCommand: Command {
         OptionSpec(name: "seed", valueName: "S", help: "noise seed (default 0)"),
         OptionSpec(name: "steps", valueName: "N", help: "inference steps (default: demo.json, else 50)"),
         OptionSpec(name: "threads", valueName: "N", help: "worker threads (default: all cores)"),
+        OptionSpec(name: "radiograph", valueName: "FILE.png",
+                   help: "also write a synthetic 480x480 16-bit radiograph for `nodus insert-nodule`"),
     ]
 
     /// One grid column: a label and the adapters active while sampling it (nil: an input column).
@@ -89,6 +91,12 @@ struct DemoCommand: Command {
         try makeParentFolder(of: output)
         try ImageGrid(columns: zip(labels, images.map(\.1)).map { ($0, $1) }).write(to: output)
         StandardStream.output("wrote \(output)\n")
+        if let radiograph = arguments.value("radiograph") {
+            try makeParentFolder(of: radiograph)
+            try GrayscalePNG.write(samples: try SyntheticRadiograph.samples(width: 480, height: 480, seed: seed),
+                                   width: 480, height: 480, bitDepth: 16, to: radiograph)
+            StandardStream.output("wrote \(radiograph)\n")
+        }
         if let tensorPath = arguments.value("tensors") {
             let weights = try Tensor(shape: [settings.subtletyWeights.count], floats: settings.subtletyWeights)
             try SafetensorsWriter.write((images + [("subtlety_weights", weights)]).map { (name: $0.0, tensor: $0.1) },

@@ -17,6 +17,9 @@ let commands: [any Command] = [
     BenchCommand(),
     ConvertCommand(),
     GenerateVolumeCommand(),
+    InsertNoduleCommand(),
+    FollowUpCommand(),
+    BatchCommand(),
 ]
 
 func topLevelHelp() -> String {

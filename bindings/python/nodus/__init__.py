@@ -26,6 +26,8 @@ from .sampling import batch_statistics, randn, sample
 from .scheduler import Scheduler
 from .tokenizer import Tokenizer
 from . import medical  # DICOM / PNG / NIfTI I/O; its packages (nodus[medical]) load when first used
+from . import workflows  # insert_nodule, follow_up: the seed workflows over medical files
+from . import batch  # manifests of workflow jobs on local worker processes or Ray
 
 __all__ = [
     "__version__",
@@ -43,6 +45,7 @@ __all__ = [
     "ShapeError",
     "Tokenizer",
     "UnsupportedError",
+    "batch",
     "batch_statistics",
     "cpu_level",
     "load",
@@ -50,6 +53,7 @@ __all__ = [
     "randn",
     "sample",
     "version_number",
+    "workflows",
 ]
 
 
