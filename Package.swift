@@ -1,8 +1,10 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Kernels are plain pointer loops; skip exclusivity checks in them.
-let fastMath: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked"])]
+// Kernels are plain pointer loops; skip exclusivity checks in them. Sanitizer runs (`make
+// test-sanitize` sets NODUS_CHECKED) keep Swift's own checks there: overflow, bounds, exclusivity.
+let fastMath: [SwiftSetting] = Context.environment["NODUS_CHECKED"] != nil ? []
+    : [.unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked"])]
 
 let package = Package(
     name: "Nodus",
@@ -52,6 +54,7 @@ if Context.environment["NODUS_FUZZ"] != nil {
         ("scheduler-config", ["NodusCore", "NodusFormats", "NodusPipelines"]), ("lora", ["NodusFormats"]),
         ("onnx-model", ["NodusFormats"]), ("onnx-import", ["NodusCore", "NodusFormats", "NodusModels"]),
         ("tokenizer", ["NodusFormats"]), ("npy", ["NodusFormats"]),
+        ("model-folder", ["NodusCore", "NodusFormats", "NodusModels"]),
     ]
     for target in fuzzTargets {
         package.targets.append(.executableTarget(name: "fuzz-\(target.name)", dependencies: ["FuzzSupport"] + target.dependencies,

@@ -40,16 +40,18 @@ public enum ScratchFolder {
         unlink(path + "/" + name)
     }
 
-    /// A symbolic link `name` to `target` (a fixture that stays the same for every input).
+    /// A symbolic link `name` to `target` (a fixture that stays the same for every input), made
+    /// by the first input that needs it.
     @discardableResult
     public static func link(_ name: String, to target: String) -> String {
         let file = path + "/" + name
+        var status = stat()
+        if lstat(file, &status) == 0 { return file }
         var folder = path
         for component in name.split(separator: "/").dropLast() {
             folder += "/" + component
             mkdir(folder, 0o755)
         }
-        unlink(file)
         symlink(target, file)
         return file
     }
