@@ -13,6 +13,7 @@
 #   make large-check  real-size parity (DiT-XL/2, SD-1.5 UNet, SD VAE; generates GBs of weights in /tmp)
 #   make fuzz    every parser's libFuzzer target (Fuzz/) for FUZZ_SECONDS each (default 60), two at a time
 #   make fuzz-smoke  each target for FUZZ_SMOKE_RUNS executions (default 10^5): executions and time per target
+#   make fuzz-graphs  FUZZ_GRAPHS random small ONNX graphs (default 2000): Nodus against onnxruntime
 #   make test-sanitize  the Swift tests under AddressSanitizer + UndefinedBehaviorSanitizer, then
 #                under ThreadSanitizer
 
@@ -34,7 +35,7 @@ LOWER_CPU_LEVELS := $(strip $(if $(filter avx512_bf16,$(CPU_FLAGS)),avx512) \
 	$(if $(filter avx512f,$(CPU_FLAGS)),avx2) $(if $(filter avx2,$(CPU_FLAGS)),baseline))
 
 .PHONY: all deps build test test-swift test-c test-python test-no-toolchain demo bench bench-sample bench-lora bench-pipeline large-check \
-	fuzz fuzz-smoke fuzz-build test-sanitize clean
+	fuzz fuzz-smoke fuzz-build fuzz-graphs test-sanitize clean
 
 all: build
 
@@ -143,6 +144,11 @@ fuzz: fuzz-build
 
 fuzz-smoke: fuzz-build
 	$(FUZZ_RUN) --runs $(FUZZ_SMOKE_RUNS) $(FUZZ_TARGETS)
+
+# Random small ONNX graphs through the importer, graph passes and kernels, against onnxruntime.
+FUZZ_GRAPHS ?= 2000
+fuzz-graphs: build $(BENCH_VENV)/bin/python
+	$(BENCH_VENV)/bin/python Fuzz/onnx_graphs.py --graphs $(FUZZ_GRAPHS)
 
 # The Swift tests under AddressSanitizer + UndefinedBehaviorSanitizer, then under ThreadSanitizer
 # (every model test splits its work over the cores): debug builds in scratch folders of their own,

@@ -18,11 +18,7 @@ public enum ScratchFolder {
     @discardableResult
     public static func write(_ bytes: UnsafeRawBufferPointer, to name: String) -> String {
         let file = path + "/" + name
-        var folder = path
-        for component in name.split(separator: "/").dropLast() {
-            folder += "/" + component
-            mkdir(folder, 0o755)
-        }
+        makeFolders(of: name)
         let descriptor = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else { fatalError("cannot write the fuzz input to '\(file)'") }
         var done = 0
@@ -47,13 +43,18 @@ public enum ScratchFolder {
         let file = path + "/" + name
         var status = stat()
         if lstat(file, &status) == 0 { return file }
+        makeFolders(of: name)
+        symlink(target, file)
+        return file
+    }
+
+    /// Makes the folders `name` lies in, below the scratch folder.
+    private static func makeFolders(of name: String) {
         var folder = path
         for component in name.split(separator: "/").dropLast() {
             folder += "/" + component
             mkdir(folder, 0o755)
         }
-        symlink(target, file)
-        return file
     }
 
     private static func removeTree(_ folder: String) {
