@@ -1,6 +1,6 @@
 """Runs the libFuzzer targets of Fuzz/ and reports executions and time per target.
 
-    python3 Fuzz/run_fuzzers.py --binaries DIR --corpus DIR (--seconds N | --runs N) TARGET ...
+    python3 Fuzz/run_fuzzers.py --binaries DIR --corpus DIR (--seconds N | --runs N) [--seed S] TARGET ...
 
 Each target runs on its corpus folder (which grows), one target per core at a time. A crash,
 hang (one input over 10 s), leak or out-of-memory (over 2 GB) stops that target with its
@@ -27,7 +27,8 @@ def run(target, arguments):
     os.makedirs(artifacts, exist_ok=True)
     log_path = os.path.join(artifacts, f"{target}.log")
     limit = f"-runs={arguments.runs}" if arguments.runs else f"-max_total_time={arguments.seconds}"
-    command = [os.path.join(arguments.binaries, f"fuzz-{target}"), limit, "-timeout=10", "-rss_limit_mb=2048",
+    seed = [f"-seed={arguments.seed}"] if arguments.seed else []
+    command = [os.path.join(arguments.binaries, f"fuzz-{target}"), limit, *seed, "-timeout=10", "-rss_limit_mb=2048",
                "-print_final_stats=1", f"-artifact_prefix={artifacts}/{target}-",
                os.path.join(arguments.corpus, target)]
     # Swift's backtracer would stop to symbolicate a crash; libFuzzer's own handler saves the input.
@@ -42,8 +43,10 @@ def run(target, arguments):
     executions = int(found.group(1)) if found else 0
     problem = None
     if status != 0:
-        kind = re.search(r"ERROR: (?:libFuzzer|AddressSanitizer|LeakSanitizer): ([\w-]+)", text)
-        problem = f"{kind.group(1) if kind else 'failed'} (exit {status}), see {log_path}"
+        kind = re.search(r"ERROR: \w+: ([^\n]{1,60})", text)
+        saved = re.search(r"Test unit written to (\S+)", text)
+        problem = (f"{kind.group(1).strip() if kind else 'failed'} (exit {status}): "
+                   f"{saved.group(1) if saved else 'no input saved'}, log {log_path}")
     elif arguments.runs and executions < arguments.runs:
         problem = f"only {executions} executions, see {log_path}"
     return target, executions, seconds, problem
@@ -56,6 +59,7 @@ def main():
     limit = parser.add_mutually_exclusive_group(required=True)
     limit.add_argument("--seconds", type=int)
     limit.add_argument("--runs", type=int)
+    parser.add_argument("--seed", type=int, help="libFuzzer's random seed, so a run can be repeated (default: new each run)")
     parser.add_argument("targets", nargs="+")
     arguments = parser.parse_args()
     # Bigger corpora run slower: start those first, so the cores finish at about the same time.
