@@ -97,7 +97,7 @@ def seeds():
     onnx = [read(path) for path in files("Tests/Fixtures/onnx/*.onnx", "Tests/Fixtures/onnx/broken/*.onnx",
                                          "Tests/Fixtures/onnx/unsupported/*.onnx")]
     corpus["onnx-model"] = onnx
-    corpus["onnx-import"] = onnx
+    corpus["onnx-import"] = list(onnx)
 
     tokenizer_json = read(os.path.join(FIXTURES, "sd-tiny", "tokenizer", "tokenizer.json"))
     tokenizer_config = read(os.path.join(FIXTURES, "sd-tiny", "tokenizer", "tokenizer_config.json"))
