@@ -12,6 +12,11 @@
 #                (report in benchmarks/results/sample-<date>.md)
 #   make bench-lora  LoRA load / fuse / unfuse / forward on DiT-XL/2 beside diffusers + PEFT
 #   make large-check  real-size parity (DiT-XL/2, SD-1.5 UNet, SD VAE; generates GBs of weights in /tmp)
+#   make fuzz    every parser's libFuzzer target (Fuzz/) for FUZZ_SECONDS each (default 60), two at a time
+#   make fuzz-smoke  each target for FUZZ_SMOKE_RUNS executions (default 10^5): executions and time per target
+#   make fuzz-graphs  FUZZ_GRAPHS random small ONNX graphs (default 2000): Nodus against onnxruntime
+#   make test-sanitize  the Swift tests under AddressSanitizer + UndefinedBehaviorSanitizer, then
+#                under ThreadSanitizer
 
 SHELL := /bin/bash
 RELEASE := .build/release
@@ -30,7 +35,8 @@ CPU_FLAGS := $(shell grep -m1 '^flags' /proc/cpuinfo 2>/dev/null)
 LOWER_CPU_LEVELS := $(strip $(if $(filter avx512_bf16,$(CPU_FLAGS)),avx512) \
 	$(if $(filter avx512f,$(CPU_FLAGS)),avx2) $(if $(filter avx2,$(CPU_FLAGS)),baseline))
 
-.PHONY: all deps build test test-swift test-c test-python test-no-toolchain demo bench bench-sample bench-lora bench-pipeline large-check clean
+.PHONY: all deps build test test-swift test-c test-python test-no-toolchain demo bench bench-sample bench-lora bench-pipeline large-check \
+	fuzz fuzz-smoke fuzz-build fuzz-graphs test-sanitize clean
 
 all: build
 
@@ -121,5 +127,56 @@ large-check: build $(PYTHON) $(BENCH_VENV)/bin/python
 	$(BENCH_VENV)/bin/python tests/reference/make_large_references.py /tmp/nodus-large
 	NODUS_LARGE_REFERENCES=/tmp/nodus-large $(PYTHON) -m pytest -q bindings/python/tests/test_large.py
 
+# libFuzzer targets, one per parser (Fuzz/<target>/), with AddressSanitizer. Package.swift declares
+# them only when NODUS_FUZZ is set, and NODUS_CHECKED keeps Swift's overflow and bounds checks in
+# the modules built -Ounchecked. Each is linked alone (libFuzzer brings its own main). A release
+# build: it runs about twice as many inputs a second as a debug one.
+FUZZ_SCRATCH := .build-fuzz
+FUZZ_TARGETS := $(filter-out FuzzSupport,$(notdir $(patsubst %/,%,$(wildcard Fuzz/*/))))
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_RUNS ?= 100000
+FUZZ_BUILD_FLAGS := -c release --scratch-path $(FUZZ_SCRATCH) --sanitize fuzzer --sanitize address \
+	-Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp
+FUZZ_RUN := python3 Fuzz/run_fuzzers.py --binaries $(FUZZ_SCRATCH)/release --corpus $(FUZZ_SCRATCH)/corpus
+# The linker's notes on AddressSanitizer's local symbols say nothing.
+QUIET_ASAN_LINK := grep -v "Cannot export local symbol '__asan"
+
+fuzz-build: deps
+	@for target in $(FUZZ_TARGETS); do \
+		NODUS_FUZZ=1 NODUS_CHECKED=1 swift build $(FUZZ_BUILD_FLAGS) --product fuzz-$$target 2>&1 | $(QUIET_ASAN_LINK); \
+		[ $${PIPESTATUS[0]} = 0 ] || exit 1; done
+	python3 Fuzz/seed_corpus.py $(FUZZ_SCRATCH)/corpus
+
+fuzz: fuzz-build
+	$(FUZZ_RUN) --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# A fixed seed: on the seed corpora (a fresh clone, as CI) a failure repeats with the same command.
+fuzz-smoke: fuzz-build
+	$(FUZZ_RUN) --runs $(FUZZ_SMOKE_RUNS) --seed 1 $(FUZZ_TARGETS)
+
+# Random small ONNX graphs through the importer, graph passes and kernels, against onnxruntime.
+FUZZ_GRAPHS ?= 2000
+fuzz-graphs: build $(BENCH_VENV)/bin/python
+	$(BENCH_VENV)/bin/python Fuzz/onnx_graphs.py --graphs $(FUZZ_GRAPHS)
+
+# The Swift tests under AddressSanitizer + UndefinedBehaviorSanitizer, then under ThreadSanitizer
+# (every model test splits its work over the cores): debug builds in scratch folders of their own,
+# with Swift's checks kept in every module (NODUS_CHECKED). Swift has no UBSan on Linux and traps on
+# overflow itself, so UBSan instruments the C and C++ targets. A sanitizer report fails the run; a
+# failed allocation returns NULL, as the runtime expects of malloc (allocator_may_return_null). No
+# leak check here: XCTest on Linux keeps every test case alive in a reference cycle, which
+# LeakSanitizer reports at exit with all they hold (each fuzz target checks its inputs for leaks).
+# The two tests that bound the tokenizer's time are skipped: sanitizers slow it past their bounds.
+SANITIZE_SKIP := --skip 'testMillionCharacterPromptIsTruncatedQuickly|testWeightedMillionCharacterPromptsStayLinear'
+ASAN_FLAGS := --scratch-path .build-sanitize --sanitize address -Xcc -fsanitize=undefined -Xcc -fno-sanitize=vptr
+TSAN_FLAGS := --scratch-path .build-tsan --sanitize thread
+test-sanitize: deps
+	@NODUS_CHECKED=1 swift build --build-tests $(ASAN_FLAGS) 2>&1 | $(QUIET_ASAN_LINK); [ $${PIPESTATUS[0]} = 0 ]
+	NODUS_CHECKED=1 ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		swift test --skip-build $(ASAN_FLAGS) --disable-swift-testing $(SANITIZE_SKIP)
+	NODUS_CHECKED=1 swift build --build-tests $(TSAN_FLAGS)
+	NODUS_CHECKED=1 TSAN_OPTIONS=allocator_may_return_null=1:halt_on_error=1 \
+		swift test --skip-build $(TSAN_FLAGS) --disable-swift-testing $(SANITIZE_SKIP)
+
 clean:
-	rm -rf .build $(OUT)
+	rm -rf .build .build-fuzz .build-sanitize .build-tsan $(OUT)

@@ -1,8 +1,10 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Kernels are plain pointer loops; skip exclusivity checks in them.
-let fastMath: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked"])]
+// Kernels are plain pointer loops; skip exclusivity checks in them. Sanitizer runs (`make
+// test-sanitize` sets NODUS_CHECKED) keep Swift's own checks there: overflow, bounds, exclusivity.
+let fastMath: [SwiftSetting] = Context.environment["NODUS_CHECKED"] != nil ? []
+    : [.unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked"])]
 
 let package = Package(
     name: "Nodus",
@@ -50,3 +52,21 @@ let package = Package(
     swiftLanguageModes: [.v5],
     cxxLanguageStandard: .cxx17
 )
+
+// libFuzzer targets (Fuzz/, `make fuzz`): declared only when NODUS_FUZZ is set, so a plain
+// `swift build` never sees them; the Makefile builds them with `--sanitize fuzzer` in .build-fuzz.
+if Context.environment["NODUS_FUZZ"] != nil {
+    package.targets.append(.target(name: "FuzzSupport", dependencies: ["NodusCore"], path: "Fuzz/FuzzSupport"))
+    let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
+        ("json", ["NodusFormats"]), ("safetensors", ["NodusCore", "NodusFormats"]),
+        ("model-config", ["NodusFormats", "NodusModels"]), ("pipeline-index", ["NodusPipelines"]),
+        ("scheduler-config", ["NodusCore", "NodusFormats", "NodusPipelines"]), ("lora", ["NodusFormats"]),
+        ("onnx-model", ["NodusFormats"]), ("onnx-import", ["NodusCore", "NodusFormats", "NodusModels"]),
+        ("tokenizer", ["NodusFormats"]), ("npy", ["NodusFormats"]),
+        ("model-folder", ["NodusCore", "NodusFormats", "NodusModels"]),
+    ]
+    for target in fuzzTargets {
+        package.targets.append(.executableTarget(name: "fuzz-\(target.name)", dependencies: ["FuzzSupport"] + target.dependencies,
+                                                 path: "Fuzz/\(target.name)"))
+    }
+}

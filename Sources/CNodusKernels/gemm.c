@@ -483,9 +483,11 @@ int nodus_gemm_block(const nodus_gemm_problem *problem, int64_t row_begin, int64
     const int64_t step_columns = problem->packed_b ? column_end - column_begin : NC;
     const int64_t block_rows = min64(step_rows, (row_end - row_begin + mr - 1) / mr * mr);
     const int64_t block_columns = min64(step_columns, (column_end - column_begin + nr - 1) / nr * nr);
-    float *packed_a = problem->packed_a ? NULL : aligned_alloc(64, (size_t)(block_rows * block_depth) * sizeof(float));
+    /* A whole number of 64-byte lines (16 floats), as C11's aligned_alloc asks: a C library that
+     * holds to it returns NULL otherwise, and every block would take the slow unpacked path. */
+    float *packed_a = problem->packed_a ? NULL : aligned_alloc(64, (size_t)(block_rows * block_depth + 15) / 16 * 64);
     float *packed_b =
-        problem->packed_b ? NULL : aligned_alloc(64, (size_t)(block_depth * block_columns) * sizeof(float));
+        problem->packed_b ? NULL : aligned_alloc(64, (size_t)(block_depth * block_columns + 15) / 16 * 64);
     if ((!problem->packed_a && !packed_a) || (!problem->packed_b && !packed_b)) {
         free(packed_a);
         free(packed_b);

@@ -101,8 +101,8 @@ extension FusionRewriter {
         guard case .binary(.multiply) = node.operation else { return nil }
         for (normed, weightValue) in [(node.inputs[0], node.inputs[1]), (node.inputs[1], node.inputs[0])] {
             guard let norm = interior(normed), case .rmsNorm = norm.operation, norm.inputs[1] == nil,
-                  let weight = tensor(weightValue), let width = shape(norm.output).last, weight.elementCount == width,
-                  weight.shape.dropLast().allSatisfy({ $0 == 1 }), shape(node.output) == shape(norm.output) else { continue }
+                  let weight = tensor(weightValue), let width = shape(norm.output).last,
+                  isLastAxisVector(weight, width: width), shape(node.output) == shape(norm.output) else { continue }
             let vector = constant(constantName(weightValue!, fallback: "rms_norm.weight"), try weight.reshaped([width]))
             fused["rms_norm", default: 0] -= 1  // the same norm, now with its weight
             return emit(norm.operation, [norm.inputs[0], vector], like: node.output, name: "rms_norm")

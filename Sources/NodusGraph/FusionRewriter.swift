@@ -114,13 +114,20 @@ struct FusionRewriter {
         for (product, bias) in [(node.inputs[0], node.inputs[1]), (node.inputs[1], node.inputs[0])] {
             guard let linear = interior(product), case .linear = linear.operation, linear.inputs.count == 3,
                   linear.inputs[2] == nil, let values = tensor(bias), values.dtype == .float32,
-                  let width = shape(linear.output).last, values.elementCount == width,
+                  let width = shape(linear.output).last, isLastAxisVector(values, width: width),
                   shape(node.output) == shape(linear.output) else { continue }
             let vector = try constant(constantName(bias!, fallback: "bias"), values.reshaped([width]))
             fused["linear", default: 0] -= 1  // the same linear, now with its bias
             return emit(linear.operation, [linear.inputs[0], linear.inputs[1], vector], like: node.output, name: "linear")
         }
         return nil
+    }
+
+    /// Whether `tensor` is [width], or [1, ..., 1, width]: one value per column of the last axis.
+    /// Its element count alone does not say so: a [B, 1, 1] constant with B == width broadcasts
+    /// one value per batch item instead.
+    func isLastAxisVector(_ tensor: Tensor, width: Int) -> Bool {
+        (tensor.shape.last ?? 1) == width && tensor.shape.dropLast().allSatisfy { $0 == 1 }
     }
 
     func constantName(_ value: ValueID, fallback: String) -> String {

@@ -102,4 +102,27 @@ final class OperatorFusionTests: XCTestCase {
         let inputs = try ["a": random([2, 3, 8], seed: 8), "w": random([8, 6], seed: 9)]
         XCTAssertEqual(try check(variable.finish(), inputs: inputs), ["mat_mul"], "a weight that is an input stays a MatMul")
     }
+
+    /// Found by `make fuzz-graphs`: a [B, 1, 1] constant added to a MatMul's [B, 1, N] output has
+    /// as many elements as a bias when B == N, but holds one value per batch item: it is no bias.
+    /// Nor is such a constant an RMSNorm weight.
+    func testAConstantOfTheBiasesSizeButAnotherShapeIsNoBias() throws {
+        var builder = GraphBuilder()
+        let x = builder.input("x", shape: [5, 1, 2])
+        let product = try builder.matMul(x, builder.typedConstant("w", random([2, 5], seed: 12)))
+        builder.setOutput(try builder.binary(.add, product, builder.typedConstant("b", random([5, 1, 1], seed: 13))))
+        let ops = try check(builder.finish(), inputs: ["x": random([5, 1, 2], seed: 14)])
+        XCTAssertEqual(ops, ["linear", "add"], "a [5, 1, 1] addend stays an add after the linear")
+
+        var scaled = GraphBuilder()
+        let y = scaled.input("y", shape: [4, 1, 4])
+        let two = try scaled.typedConstant("two", Tensor(shape: [], floats: [2]))
+        let epsilon = try scaled.typedConstant("eps", Tensor(shape: [], floats: [1e-6]))
+        let mean = try scaled.reduce(.mean, scaled.binary(.power, y, two), axes: [-1], keepDims: true)
+        let inverse = try scaled.map(.reciprocal, scaled.map(.sqrt, scaled.binary(.add, mean, epsilon)))
+        let normed = try scaled.binary(.multiply, y, inverse)
+        scaled.setOutput(try scaled.binary(.multiply, normed, scaled.typedConstant("w", random([4, 1, 1], seed: 15))))
+        let normOps = try check(scaled.finish(), inputs: ["y": random([4, 1, 4], seed: 16)])
+        XCTAssertEqual(normOps.last, "multiply", "a [4, 1, 1] factor is no RMSNorm weight: \(normOps)")
+    }
 }
