@@ -83,3 +83,43 @@ void nodus_convolution_direct(const float *input, const float *weight, const flo
         }
     }
 }
+
+#define CHANNEL_UPDATE(name, attributes)                                                                  \
+    attributes static void name(float *out, const float *in, const float *w, int64_t count) {           \
+        for (int64_t c = 0; c < count; c++) out[c] += w[c] * in[c];                                      \
+    }
+
+CHANNEL_UPDATE(channel_update_avx512, __attribute__((target("avx512f,fma"))))
+CHANNEL_UPDATE(channel_update_avx2, __attribute__((target("avx2,fma"))))
+CHANNEL_UPDATE(channel_update_baseline, )
+
+typedef void (*channel_update_function)(float *, const float *, const float *, int64_t);
+
+void nodus_token_depthwise(const float *input, const float *tap_weights, const float *bias, float *output,
+                           const int64_t grid[3], const int64_t kernel[3], int64_t channels, int64_t token_begin,
+                           int64_t token_end) {
+    const nodus_kernel_level level = nodus_kernels_level_in_use();
+    const channel_update_function update = level >= NODUS_KERNEL_LEVEL_AVX512 ? channel_update_avx512
+                                           : level >= NODUS_KERNEL_LEVEL_AVX2 ? channel_update_avx2
+                                                                              : channel_update_baseline;
+    const int64_t plane = grid[1] * grid[2], tokens = grid[0] * plane;
+    for (int64_t token = token_begin; token < token_end; token++) {
+        const int64_t item = token / tokens, place = token % tokens;
+        const int64_t z = place / plane, y = (place / grid[2]) % grid[1], x = place % grid[2];
+        float *out = output + token * channels;
+        for (int64_t c = 0; c < channels; c++) out[c] = bias ? bias[c] : 0.0f;
+        const float *w = tap_weights;
+        for (int64_t kz = 0; kz < kernel[0]; kz++) {
+            const int64_t iz = z + kz - kernel[0] / 2;
+            for (int64_t ky = 0; ky < kernel[1]; ky++) {
+                const int64_t iy = y + ky - kernel[1] / 2;
+                for (int64_t kx = 0; kx < kernel[2]; kx++, w += channels) {
+                    const int64_t ix = x + kx - kernel[2] / 2;
+                    if (iz < 0 || iz >= grid[0] || iy < 0 || iy >= grid[1] || ix < 0 || ix >= grid[2]) continue;
+                    const float *source = input + (item * tokens + (iz * grid[1] + iy) * grid[2] + ix) * channels;
+                    update(out, source, w, channels);
+                }
+            }
+        }
+    }
+}

@@ -69,6 +69,17 @@ public struct GraphBuilder {
         return append(.rmsNorm(eps: eps), [x, weight], shape: shape(of: x))
     }
 
+    /// Depthwise "same" convolution of tokens x [B, D H W, C] on their grid (D, H, W), channels-last.
+    public mutating func tokenDepthwiseConvolution(_ x: ValueID, weight: ValueID, bias: ValueID?,
+                                                   grid: [Int]) throws -> ValueID {
+        let s = shape(of: x), w = shape(of: weight)
+        guard s.count == 3, grid.count == 3, s[1] == grid.reduce(1, *), w.count == 5, w[0] == s[2], w[1] == 1,
+              w[2...].allSatisfy({ $0 % 2 == 1 }), bias.map({ shape(of: $0) == [s[2]] }) ?? true else {
+            throw mismatch("token_depthwise_convolution", "x \(s) on grid \(grid) does not fit weight \(w)")
+        }
+        return append(.tokenDepthwiseConvolution(grid: grid), [x, weight, bias], shape: s)
+    }
+
     /// Rotary embedding of x [B, N, heads x D] by `angles` [N, D] (cos then sin halves).
     public mutating func rotaryEmbedding(_ x: ValueID, angles: ValueID, heads: Int) throws -> ValueID {
         let s = shape(of: x), table = shape(of: angles)

@@ -47,6 +47,23 @@ struct RMSNormStep: Kernel {
     }
 }
 
+struct TokenDepthwiseStep: Kernel {
+    let name = "token_depthwise_convolution"
+    let input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>?
+    let convolution: TokenConvolution
+
+    init(input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+         output: UnsafeMutablePointer<Float>, batch: Int, grid: [Int], kernel: [Int], channels: Int) {
+        (self.input, self.output, self.bias) = (input, output, bias)
+        convolution = TokenConvolution(weight: weight, batch: batch, grid: grid, kernel: kernel, channels: channels)
+    }
+
+    var flops: Int { convolution.flops }
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        convolution.run(input: input, bias: bias, output: output)
+    }
+}
+
 struct RotaryEmbeddingStep: Kernel {
     let name = "rotary_embedding"
     let input: UnsafePointer<Float>, angles: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>

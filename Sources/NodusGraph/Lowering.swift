@@ -108,6 +108,12 @@ struct Lowering {
             return ActivationStep(function: .silu, input: try floats(input(0)), output: output, count: outputCount)
         case .quickGELU:
             return ActivationStep(function: .quickGELU, input: try floats(input(0)), output: output, count: outputCount)
+        case .tokenDepthwiseConvolution(let grid):
+            let weightShape = try shape(1)
+            return TokenDepthwiseStep(input: try floats(input(0)), weight: try floats(input(1)),
+                                      bias: try optionalFloats(inputs[safe: 2] ?? nil), output: output,
+                                      batch: outputShape[0], grid: grid, kernel: Array(weightShape[2...]),
+                                      channels: outputShape[2])
         case .rotaryEmbedding(let heads):
             return RotaryEmbeddingStep(input: try floats(input(0)), angles: try floats(input(1)), output: output,
                                        batch: outputShape[0], tokens: outputShape[1], heads: heads,

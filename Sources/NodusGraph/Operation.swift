@@ -116,6 +116,9 @@ public enum Operation: Sendable {
     /// ONNX ScatterND: a copy of data with the slices that indices [..., k] (int64) pick replaced by,
     /// or combined with, updates, tuple by tuple in order. Inputs: data, indices, updates.
     case scatterND(ScatterReduction)
+    /// A depthwise convolution ("same" zero padding, stride 1, odd kernel sides) over a grid of tokens
+    /// kept channels-last: x [B, D H W, C] for `grid` (D, H, W). Inputs: x, weight [C, 1, kd, kh, kw], bias [C]?.
+    case tokenDepthwiseConvolution(grid: [Int])
 
     /// The op's name in plans and profiles.
     public var name: String {
@@ -170,6 +173,7 @@ public enum Operation: Sendable {
         case .rotaryEmbedding: "rotary_embedding"
         case .cumulativeSum: "cumulative_sum"
         case .scatterND: "scatter_nd"
+        case .tokenDepthwiseConvolution: "token_depthwise_convolution"
         }
     }
 

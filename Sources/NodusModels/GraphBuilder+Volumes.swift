@@ -1,8 +1,8 @@
 import NodusGraph
 
 /// Volumes as token sequences, written with the IR's primitive reshape and
-/// transpose: the 3-D patchify of a Conv3d with kernel = stride = patch, its
-/// inverse, and the token grid as a channels-first volume for convolutions.
+/// transpose: the 3-D patchify of a Conv3d with kernel = stride = patch, and
+/// its inverse.
 extension GraphBuilder {
     /// [B, C, D, H, W] -> [B, (D/p)(H/p)(W/p), C p p p], tokens in (depth, row, column)
     /// order and each patch's values in a Conv3d weight's (channel, z, y, x) order.
@@ -21,17 +21,5 @@ extension GraphBuilder {
         let split = try reshape(tokens, to: [batch, grid[0], grid[1], grid[2], patch, patch, patch, channels])
         let volume = try transpose(split, permutation: [0, 7, 1, 4, 2, 5, 3, 6])
         return try reshape(volume, to: [batch, channels, grid[0] * patch, grid[1] * patch, grid[2] * patch])
-    }
-
-    /// [B, N, C] -> [B, C, D, H, W] for a token grid of N = D H W.
-    mutating func tokensToVolume(_ tokens: ValueID, grid: [Int]) throws -> ValueID {
-        let s = shape(of: tokens)
-        return try reshape(transpose(tokens, permutation: [0, 2, 1]), to: [s[0], s[2]] + grid)
-    }
-
-    /// [B, C, D, H, W] -> [B, D H W, C].
-    mutating func volumeToTokens(_ volume: ValueID) throws -> ValueID {
-        let s = shape(of: volume)
-        return try transpose(reshape(volume, to: [s[0], s[1], s[2...].reduce(1, *)]), permutation: [0, 2, 1])
     }
 }

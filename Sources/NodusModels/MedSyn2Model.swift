@@ -191,16 +191,13 @@ public final class MedSyn2Model: ContextualModel, ContextConditionedModel, Adapt
         hidden = try model.graph.gatedResidual(hidden, update: feedForward(modulated(hidden, part: 2), in: &model),
                                                modulation: modulation, gateColumn: 8 * width)
 
-        // Depthwise 3x3x3 over the channels-first volume, then the pointwise 1x1x1 as a Linear on tokens.
-        let volume = try model.graph.tokensToVolume(hidden, grid: grid)
-        let depthwise = try model.graph.convolution(
-            volume, weight: model.weight(prefix + "conv.depthwise.weight", [width, 1, 3, 3, 3]),
-            bias: model.weight(prefix + "conv.depthwise.bias", [width]),
-            geometry: ConvolutionGeometry(strides: [1, 1, 1], dilations: [1, 1, 1], padsBefore: [1, 1, 1],
-                                          padsAfter: [1, 1, 1], groups: width))
+        // Depthwise 3x3x3 over the token grid (channels-last), then the pointwise 1x1x1 as a Linear.
+        let depthwise = try model.graph.tokenDepthwiseConvolution(
+            hidden, weight: model.weight(prefix + "conv.depthwise.weight", [width, 1, 3, 3, 3]),
+            bias: model.weight(prefix + "conv.depthwise.bias", [width]), grid: grid)
         let pointwiseWeight = try model.weights.tensor(prefix + "conv.pointwise.weight", shape: [width, width, 1, 1, 1])
             .reshaped([width, width])
-        let pointwise = try model.graph.linear(model.graph.volumeToTokens(depthwise),
+        let pointwise = try model.graph.linear(depthwise,
                                                weight: model.graph.constant(prefix + "conv.pointwise.weight", pointwiseWeight),
                                                bias: model.weight(prefix + "conv.pointwise.bias", [width]))
         return try model.graph.add(hidden, pointwise)

@@ -67,3 +67,40 @@ final class ConvolutionNDTests: XCTestCase {
                        groups: 1), expectGemm: true)
     }
 }
+
+/// `TokenConvolution` (channels-last depthwise over a token grid) against the channels-first
+/// depthwise convolution's definition.
+final class TokenConvolutionTests: XCTestCase {
+    func testDepthwiseOverTokensEqualsTheVolumeConvolution() throws {
+        let (batch, grid, channels, kernel) = (2, [3, 4, 5], 24, [3, 3, 1])
+        let tokens = grid.reduce(1, *)
+        var generator = TorchGenerator(seed: 5)
+        let input = generator.normal(count: batch * tokens * channels)
+        let weight = generator.normal(count: channels * kernel.reduce(1, *))
+        let bias = generator.normal(count: channels)
+        // The same values channels-first, [B, C, D, H, W], for the reference.
+        var volume = [Float](repeating: 0, count: input.count)
+        for item in 0..<batch { for token in 0..<tokens { for channel in 0..<channels {
+            volume[(item * channels + channel) * tokens + token] = input[(item * tokens + token) * channels + channel]
+        } } }
+        let reference = try Tensor(zeros: [batch, channels] + grid)
+        let ours = try Tensor(zeros: [batch, tokens, channels])
+        volume.withUnsafeBufferPointer { x in weight.withUnsafeBufferPointer { w in bias.withUnsafeBufferPointer { b in
+            PrimitiveMath.convolution(x.baseAddress!, inputShape: [batch, channels] + grid, weight: w.baseAddress!,
+                                      weightShape: [channels, 1] + kernel, bias: b.baseAddress!, output: reference.floats,
+                                      outputShape: [batch, channels] + grid, strides: [1, 1, 1], dilations: [1, 1, 1],
+                                      padsBefore: kernel.map { $0 / 2 }, groups: channels)
+        } } }
+        weight.withUnsafeBufferPointer { w in input.withUnsafeBufferPointer { x in bias.withUnsafeBufferPointer { b in
+            TokenConvolution(weight: w.baseAddress!, batch: batch, grid: grid, kernel: kernel, channels: channels)
+                .run(input: x.baseAddress!, bias: b.baseAddress!, output: ours.floats)
+        } } }
+        var worst: Float = 0, scale: Float = 0
+        for item in 0..<batch { for token in 0..<tokens { for channel in 0..<channels {
+            let expected = reference.floats[(item * channels + channel) * tokens + token]
+            worst = max(worst, abs(ours.floats[(item * tokens + token) * channels + channel] - expected))
+            scale = max(scale, abs(expected))
+        } } }
+        XCTAssertLessThan(worst / scale, 2e-6)
+    }
+}

@@ -27,6 +27,15 @@ NODUS_CONVOLUTION_INTERNAL void nodus_convolution_direct(const float *input, con
                                                          float *output, const nodus_convolution_geometry *geometry,
                                                          int64_t plane_begin, int64_t plane_end);
 
+/* A depthwise convolution over a grid of tokens stored channels-last, [B, D H W, C] (a DiT's
+ * tokens), zero-padded to keep the grid ("same"): for tokens [token_begin, token_end) of
+ * batch x D H W, out[t] = bias + sum over taps of w[tap] * in[t + tap offset], vectors over the
+ * C channels. `tap_weights` is [kd kh kw][C] (the Conv3d weight [C, 1, kd, kh, kw] transposed),
+ * every kernel side odd. */
+NODUS_CONVOLUTION_INTERNAL void nodus_token_depthwise(const float *input, const float *tap_weights, const float *bias,
+                                                      float *output, const int64_t grid[3], const int64_t kernel[3],
+                                                      int64_t channels, int64_t token_begin, int64_t token_end);
+
 #ifdef __cplusplus
 }
 #endif
