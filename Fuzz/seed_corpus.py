@@ -63,7 +63,8 @@ def seeds():
     corpus["json"] = [read(path) for path in files("Tests/Fixtures/**/*.json", "models/**/*.json")]
     corpus["model-config"] = [read(path) for path in files("Tests/Fixtures/**/config.json", "models/**/config.json")]
     corpus["model-folder"] = [read(os.path.join(FIXTURES, name, "config.json"))
-                              for name in ["dit-tiny", "unet-tiny", "vae-tiny", "clip-tiny", "clip-tiny-projection"]]
+                              for name in ["dit-tiny", "unet-tiny", "vae-tiny", "clip-tiny", "clip-tiny-projection",
+                                           "volume/medsyn2-tiny"]]
     corpus["pipeline-index"] = [read(path) for path in files("Tests/Fixtures/**/model_index.json")]
 
     # scheduler_config.json files, and every config of the scheduler parity cases, padded with

@@ -3,7 +3,7 @@ import NodusFormats
 import NodusModels
 
 /// libFuzzer target: a model folder's `config.json`, read as each config type Nodus builds
-/// models from (DiT, UNet, VAE, CLIP text with and without projection).
+/// models from (DiT, UNet, VAE, MedSyn2's 3D DiT, CLIP text with and without projection).
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzModelConfig(_ data: UnsafePointer<UInt8>?, _ count: Int) -> Int32 {
     FuzzInput.run(data, count) { input in
@@ -12,6 +12,7 @@ public func fuzzModelConfig(_ data: UnsafePointer<UInt8>?, _ count: Int) -> Int3
         _ = try? DiTConfig(reader)
         _ = try? UNetConfig(reader)
         _ = try? AutoencoderKLConfig(reader)
+        _ = try? MedSyn2Config(reader)
         _ = try? CLIPTextConfig(reader, withProjection: false)
         _ = try CLIPTextConfig(reader, withProjection: true)
     }

@@ -13,7 +13,7 @@ public func fuzzModelFolder(_ data: UnsafePointer<UInt8>?, _ count: Int) -> Int3
         let config = try JSONValue.parse(input.bytes, context: "config.json")
         let className = config["_class_name"]?.stringValue ?? config["architectures"]?.arrayValue?.first?.stringValue
         guard let className, let fixture = fixtures[className] else { return }
-        let folder = "model-" + fixture.folder
+        let folder = "model-" + fixture.folder.split(separator: "/").joined(separator: "-")
         ScratchFolder.link(folder + "/" + fixture.weights, to: fixturesPath + "/" + fixture.folder + "/" + fixture.weights)
         ScratchFolder.write(input.bytes, to: folder + "/config.json")
         let model = try ModelLoader.load(path: ScratchFolder.path + "/" + folder, options: ModelOptions(threads: 1))
@@ -38,6 +38,7 @@ private let fixtures: [String: (folder: String, weights: String)] = [
     "AutoencoderKL": ("vae-tiny", "diffusion_pytorch_model.safetensors"),
     "CLIPTextModel": ("clip-tiny", "model.safetensors"),
     "CLIPTextModelWithProjection": ("clip-tiny-projection", "model.safetensors"),
+    "MedSyn2Transformer3DModel": ("volume/medsyn2-tiny", "diffusion_pytorch_model.safetensors"),
 ]
 
 private let fixturesPath: String = {
