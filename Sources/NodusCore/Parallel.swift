@@ -19,26 +19,23 @@ public enum Parallel {
 
     /// Runs `body` with loops split over `count` threads (0 = every core, at most
     /// `maximumThreads`). Loops started from inside a worker use the process default.
-    /// OpenBLAS (the GEMM below the AVX2 level) has one process-wide count: it is set
-    /// to this one, at most one thread per core.
     public static func withThreads<Result>(_ count: Int, _ body: () throws -> Result) rethrows -> Result {
-        let resolved = resolvedCount(count)
-        setOpenBLASThreads(resolved)
-        return try $callThreads.withValue(resolved) { try body() }
+        _ = openBLASIsSerial
+        return try $callThreads.withValue(resolvedCount(count)) { try body() }
     }
 
     private static func resolvedCount(_ count: Int) -> Int {
         count > 0 ? min(count, maximumThreads) : max(1, System.coreCount)
     }
 
-    private static let openBLASCount = Atomic<Int>(0)
-
-    /// OpenBLAS spins without end under a memory limit with more threads than cores.
-    private static func setOpenBLASThreads(_ count: Int) {
-        let capped = min(count, max(1, System.coreCount))
-        guard openBLASCount.exchange(capped, ordering: .relaxed) != capped else { return }
-        openblas_set_num_threads(Int32(capped))
-    }
+    /// OpenBLAS (the GEMM below the AVX2 level) runs on one thread, set once: its sums then do
+    /// not depend on any thread count (the same pixels for any split of work over processes, as
+    /// Nodus' own kernels), and its process-wide count is never changed while another model's
+    /// products run (OpenBLAS does not take that safely).
+    private static let openBLASIsSerial: Bool = {
+        openblas_set_num_threads(1)
+        return true
+    }()
 
     /// The most worker threads a model may ask for.
     public static let maximumThreads = 1024
@@ -48,7 +45,7 @@ public enum Parallel {
     public static func setThreads(_ count: Int) {
         let resolved = resolvedCount(count)
         workerCount.store(resolved, ordering: .relaxed)
-        setOpenBLASThreads(resolved)
+        _ = openBLASIsSerial
     }
 
     /// Runs `body` over `0..<count` split into contiguous ranges, one per worker,
