@@ -226,9 +226,14 @@ public struct FlowMatchEulerDiscreteScheduler: Scheduler {
         guard index < sigmas.count else {
             throw NodusError.invalidArgument("\(className).scale_noise: schedule index \(index) is past the end")
         }
-        let sigma = sigmas[index], keep = 1 - sigma
+        return try Self.scaleNoise(inputs.original, noise: inputs.noise, sigma: sigmas[index])
+    }
+
+    /// `sigma * noise + (1 - sigma) * original` in float32, as torch computes diffusers' `scale_noise`.
+    static func scaleNoise(_ original: Tensor, noise: Tensor, sigma: Float) throws -> Tensor {
+        let keep = 1 - sigma
         let result = try Tensor(zeros: original.shape)
-        let x = inputs.original.floats, z = inputs.noise.floats, y = result.floats
+        let x = original.floats, z = noise.floats, y = result.floats
         for i in 0..<original.elementCount {
             let added = sigma * z[i], kept = keep * x[i]
             y[i] = added + kept

@@ -96,14 +96,7 @@ public struct FlowMatchHeunDiscreteScheduler: Scheduler {
         guard index < sigmas.count else {
             throw NodusError.invalidArgument("\(className).scale_noise: schedule index \(index) is past the end")
         }
-        let sigma = sigmas[index], keep = 1 - sigma
-        let result = try Tensor(zeros: original.shape)
-        let x = inputs.original.floats, z = inputs.noise.floats, y = result.floats
-        for i in 0..<original.elementCount {
-            let added = sigma * z[i], kept = keep * x[i]
-            y[i] = added + kept
-        }
-        return result
+        return try FlowMatchEulerDiscreteScheduler.scaleNoise(inputs.original, noise: inputs.noise, sigma: sigmas[index])
     }
 
     /// The Euler half (first order) or the correction (second order) of one Heun step.
