@@ -59,6 +59,31 @@ class ModelParams(ctypes.Structure):
 ProgressCallback = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int32, ctypes.c_int32, ctypes.c_void_p)
 
 
+class Progress:
+    """A ``params.progress`` for ``callback(done, total)`` (returning False cancels). An exception
+    the callback raises cancels the C call and is raised again by ``raise_failure()`` after it."""
+
+    def __init__(self, callback):
+        self.failure = None
+        self.function = ProgressCallback(self._call) if callback is not None else None
+        self._callback = callback
+
+    def _call(self, done, total, user_data):
+        try:
+            return 1 if self._callback(done, total) is False else 0
+        except BaseException as error:  # re-raised after the C call returns
+            self.failure = error
+            return 1
+
+    def install(self, params):
+        if self.function is not None:
+            params.progress = self.function
+
+    def raise_failure(self):
+        if self.failure is not None:
+            raise self.failure
+
+
 class AdapterScheduleEntry(ctypes.Structure):
     """struct nodus_adapter_schedule_entry."""
 

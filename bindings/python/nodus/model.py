@@ -178,17 +178,8 @@ class Model(Handle):
         params.sigma_scale = float(sigma_scale)
         name = output.encode() if output is not None else None
         params.output_name = name
-        failure = []
-        if callback is not None:
-
-            def progress(done, total, user_data):
-                try:
-                    return 1 if callback(done, total) is False else 0
-                except BaseException as error:  # re-raised after the C call returns
-                    failure.append(error)
-                    return 1
-
-            params.progress = _lib.ProgressCallback(progress)
+        progress = _lib.Progress(callback)
+        progress.install(params)
         handle = self.handle
 
         def call(target):
@@ -197,8 +188,7 @@ class Model(Handle):
         try:
             return _tensor.call_with_output(call)
         finally:
-            if failure:
-                raise failure[0]
+            progress.raise_failure()
 
     # -- VAE encoding and tiling ------------------------------------------
 

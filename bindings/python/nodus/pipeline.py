@@ -192,17 +192,8 @@ class Pipeline(Handle):
                 values = values[None]
             mask = _tensor.Input(values, "mask_image")
             params.mask = ctypes.pointer(mask.struct)
-        failure = []
-        if callback is not None:
-
-            def progress(done, total, user_data):
-                try:
-                    return 1 if callback(done, total) is False else 0
-                except BaseException as error:  # re-raised after the C call returns
-                    failure.append(error)
-                    return 1
-
-            params.progress = _lib.ProgressCallback(progress)
+        progress = _lib.Progress(callback)
+        progress.install(params)
         handle = self.handle
 
         def call(output):
@@ -211,8 +202,7 @@ class Pipeline(Handle):
         try:
             return _tensor.call_with_output(call)
         except Exception:
-            if failure:
-                raise failure[0]
+            progress.raise_failure()
             raise
 
     def close(self):

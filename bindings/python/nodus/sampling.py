@@ -144,25 +144,15 @@ def sample(
         params.adapter_schedule = schedule[0]
         params.adapter_schedule_count = len(schedule[0])
 
-    failure = []
-    if callback is not None:
-
-        def progress(done, total, user_data):
-            try:
-                return 1 if callback(done, total) is False else 0
-            except BaseException as error:  # re-raised after the C call returns
-                failure.append(error)
-                return 1
-
-        params.progress = _lib.ProgressCallback(progress)
+    progress = _lib.Progress(callback)
+    progress.install(params)
 
     final = _tensor.Output(noise.array.shape)
     if isinstance(model, Context):
         params.context = model.handle
         model = model.model
     status = _lib.lib.nodus_sample(model.handle, scheduler.handle, ctypes.byref(params), final.pointer)
-    if failure:
-        raise failure[0]
+    progress.raise_failure()
     _lib.check(status)
     if return_trajectory:
         return final.result(), trajectory.result()
