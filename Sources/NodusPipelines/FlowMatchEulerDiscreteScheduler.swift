@@ -69,14 +69,7 @@ public struct FlowMatchEulerDiscreteScheduler: Scheduler {
     ///   `NodusError.unsupported` for a value diffusers does not accept or `use_beta_sigmas`.
     public init(config: JSONValue, context: String) throws {
         let reader = try JSONObjectReader(config, context: context)
-        trainTimesteps = try reader.int("num_train_timesteps", default: 1000)
-        guard (1...NoiseSchedule.maximumTrainTimesteps).contains(trainTimesteps) else {
-            throw NodusError.unsupported("\(context): 'num_train_timesteps' = \(trainTimesteps) is out of range (1...\(NoiseSchedule.maximumTrainTimesteps))")
-        }
-        shift = try reader.double("shift", default: 1.0)
-        guard shift.isFinite, shift > 0 else {
-            throw NodusError.format("\(context): 'shift' = \(shift) must be a positive number (sigmas are shifted by it)")
-        }
+        (trainTimesteps, shift) = try Self.trainingSchedule(reader)
         useDynamicShifting = try reader.bool("use_dynamic_shifting", default: false)
         baseShift = try reader.members["base_shift"] == nil ? 0.5 : reader.optionalDouble("base_shift")
         maxShift = try reader.members["max_shift"] == nil ? 1.15 : reader.optionalDouble("max_shift")
@@ -111,6 +104,20 @@ public struct FlowMatchEulerDiscreteScheduler: Scheduler {
         timesteps = initial.map { Double($0 * count) }
         sigmaMax = Double(initial[0])
         sigmaMin = Double(initial[initial.count - 1])
+    }
+
+    /// `num_train_timesteps` and `shift`, checked: the fields both flow-matching schedulers share.
+    static func trainingSchedule(_ reader: JSONObjectReader) throws -> (trainTimesteps: Int, shift: Double) {
+        let context = reader.context
+        let trainTimesteps = try reader.int("num_train_timesteps", default: 1000)
+        guard (1...NoiseSchedule.maximumTrainTimesteps).contains(trainTimesteps) else {
+            throw NodusError.unsupported("\(context): 'num_train_timesteps' = \(trainTimesteps) is out of range (1...\(NoiseSchedule.maximumTrainTimesteps))")
+        }
+        let shift = try reader.double("shift", default: 1.0)
+        guard shift.isFinite, shift > 0 else {
+            throw NodusError.format("\(context): 'shift' = \(shift) must be a positive number (sigmas are shifted by it)")
+        }
+        return (trainTimesteps, shift)
     }
 
     /// diffusers' `__init__` sigmas: timesteps N...1 in float32, sigmas = t / N, shifted (unless nil).

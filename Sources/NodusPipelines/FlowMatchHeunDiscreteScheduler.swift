@@ -37,14 +37,7 @@ public struct FlowMatchHeunDiscreteScheduler: Scheduler {
     /// Reads a diffusers `FlowMatchHeunDiscreteScheduler` config; keys it does not know are ignored.
     public init(config: JSONValue, context: String) throws {
         let reader = try JSONObjectReader(config, context: context)
-        trainTimesteps = try reader.int("num_train_timesteps", default: 1000)
-        guard (1...NoiseSchedule.maximumTrainTimesteps).contains(trainTimesteps) else {
-            throw NodusError.unsupported("\(context): 'num_train_timesteps' = \(trainTimesteps) is out of range (1...\(NoiseSchedule.maximumTrainTimesteps))")
-        }
-        shift = try reader.double("shift", default: 1.0)
-        guard shift.isFinite, shift > 0 else {
-            throw NodusError.format("\(context): 'shift' = \(shift) must be a positive number (sigmas are shifted by it)")
-        }
+        (trainTimesteps, shift) = try FlowMatchEulerDiscreteScheduler.trainingSchedule(reader)
         prediction = try FlowPrediction(reader: reader)
         voxelShift = try VoxelCountShift(reader: reader)
         sigmas = FlowMatchEulerDiscreteScheduler.trainingSigmas(trainTimesteps: trainTimesteps, shift: shift)
