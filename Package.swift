@@ -30,7 +30,7 @@ let package = Package(
         .target(name: "NodusModels", dependencies: ["NodusCore", "NodusGraph", "NodusFormats"]),
         .target(name: "NodusPipelines", dependencies: ["NodusCore", "NodusFormats", "NodusModels"],
                 swiftSettings: fastMath),
-        .target(name: "Nodus", dependencies: ["CNodus", "NodusCore", "NodusFormats", "NodusModels", "NodusPipelines"],
+        .target(name: "Nodus", dependencies: ["CNodus", "NodusCore", "NodusFormats", "NodusGraph", "NodusModels", "NodusPipelines"],
                 linkerSettings: [.unsafeFlags(["-Xlinker", "-soname=libnodus.so"])]),
         // The public header as a Clang module, so the CLI is a client of the C ABI like any host.
         .target(name: "CNodus", path: "Sources/CNodus"),

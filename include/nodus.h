@@ -399,13 +399,25 @@ NODUS_API NODUS_NODISCARD nodus_status nodus_model_save(nodus_model *model, cons
  * deleting, fusing and unfusing adapters (on the model) wait for every running
  * call of every context, and each context runs the new weights from its next
  * call on: no call sees a weight half fused. The context holds its model: the
- * model handle may be freed first. DiT, UNet, 3D DiT, CLIP text and ONNX models
- * have contexts; a VAE does not (NODUS_ERROR_UNSUPPORTED). */
+ * model handle may be freed first. Every kind of model has contexts; a VAE's
+ * run nodus_context_decode / _encode / _encode_latent (its tiling setting is
+ * the model's, and changing it waits for running calls).
+ *
+ * Memory: a call whose plan (the activation arena and scratch for its input
+ * shapes) would exceed the memory the machine has left (MemAvailable, or a
+ * cgroup's memory.max) fails with NODUS_ERROR_OUT_OF_MEMORY before it
+ * allocates, in any context, the default one included. A context's
+ * memory_budget bounds the activations its cached plans hold together: a new
+ * plan first drops the cached ones to make room, and one that alone exceeds the
+ * budget is NODUS_ERROR_OUT_OF_MEMORY (the message gives both sizes). Weights and
+ * their packed copies belong to the model and are not counted. */
 typedef struct nodus_context nodus_context;
 
 typedef struct nodus_context_params {
     uint32_t struct_size;  /* sizeof(nodus_context_params), set by nodus_context_params_init */
     int32_t threads;       /* worker threads of this context's calls; 0 = all cores (default) */
+    int64_t memory_budget; /* bytes of activations this context's plans may hold; 0 = no budget */
+                           /* beyond the machine's available memory (default); < 0 is an error */
 } nodus_context_params;
 
 NODUS_API void nodus_context_params_init(nodus_context_params *params);
@@ -422,6 +434,14 @@ NODUS_API NODUS_NODISCARD nodus_status nodus_context_set_adapters(nodus_context 
                                                                   const float *weights, size_t count);
 /* The context's thread count (0 = all cores); -1 (and a message) for NULL. */
 NODUS_API int32_t nodus_context_threads(const nodus_context *context);
+/* nodus_model_decode, nodus_model_encode and nodus_model_encode_latent in this
+ * context of a VAE (NODUS_ERROR_INVALID_ARGUMENT for another model's context). */
+NODUS_API NODUS_NODISCARD nodus_status nodus_context_decode(nodus_context *context, const nodus_tensor *latent,
+                                                            nodus_tensor *output);
+NODUS_API NODUS_NODISCARD nodus_status nodus_context_encode(nodus_context *context, const nodus_tensor *image,
+                                                            nodus_tensor *mean, nodus_tensor *logvar);
+NODUS_API NODUS_NODISCARD nodus_status nodus_context_encode_latent(nodus_context *context, const nodus_tensor *image,
+                                                                   const nodus_tensor *noise, nodus_tensor *latent);
 
 /* ---- Sliding-window runs (volumes) -------------------------------------- */
 

@@ -19,7 +19,8 @@ extension Argument {
                 + "\(String(bytes[min(offset, length - 1)], radix: 16)))")
     }
 
-    private static func firstInvalidOffset(_ bytes: UnsafeBufferPointer<UInt8>) -> Int {
+    /// The offset of the first byte of `bytes` that does not start or continue valid UTF-8 (`count` when all do).
+    static func firstInvalidOffset(_ bytes: UnsafeBufferPointer<UInt8>) -> Int {
         var index = 0
         while index < bytes.count {
             let lead = bytes[index]

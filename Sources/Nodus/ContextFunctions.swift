@@ -1,5 +1,6 @@
 import CNodus
 import NodusCore
+import NodusGraph
 import NodusModels
 
 enum ContextParameters {
@@ -10,7 +11,7 @@ enum ContextParameters {
     }
 }
 
-/// `void nodus_context_params_init(nodus_context_params *)`: threads 0 (every core).
+/// `void nodus_context_params_init(nodus_context_params *)`: threads 0 (every core), no memory budget.
 @_cdecl("nodus_context_params_init")
 public func nodusContextParamsInit(_ params: UnsafeMutablePointer<nodus_context_params>?) {
     guard let params else { return }
@@ -31,9 +32,13 @@ public func nodusContextNew(_ model: OpaquePointer?, _ params: UnsafePointer<nod
                                 in: function)
         } ?? ContextParameters.defaults
         guard let contextual = handle.model as? any ContextualModel else {
-            throw NodusError.unsupported("\(function): a '\(handle.model.kind.name)' model has no run contexts (DiT, UNet, 3D DiT, CLIP text and ONNX models do)")
+            throw NodusError.unsupported("\(function): a '\(handle.model.kind.name)' model has no run contexts")
         }
-        let context = try contextual.makeContext(threads: Int(settings.threads))
+        guard settings.memory_budget >= 0 else {
+            throw NodusError.invalidArgument("\(function): params.memory_budget is \(settings.memory_budget); use a byte count, or 0 for none")
+        }
+        let budget = try MemoryBudget(bytes: settings.memory_budget == 0 ? nil : Int(settings.memory_budget))
+        let context = try contextual.makeContext(RunContext.Settings(threads: Int(settings.threads), memoryBudget: budget))
         target.pointee = ContextHandle(model: contextual, context: context).retainedPointer()
     }
 }

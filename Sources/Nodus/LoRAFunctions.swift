@@ -24,9 +24,8 @@ public func nodusModelLoadLoRA(_ model: OpaquePointer?, _ path: UnsafePointer<CC
     let function = "nodus_model_load_lora"
     return Status.run(function) {
         let (_, lora) = try controller(model, in: function)
-        let location = try Argument.string(path, "path", in: function)
         let name = try Argument.string(adapterName, "adapter_name", in: function)
-        _ = try lora.load(path: location, adapterName: name)
+        _ = try Argument.withPath(path, "path", in: function) { try lora.load(path: $0, adapterName: name) }
     }
 }
 
@@ -122,10 +121,9 @@ public func nodusModelSave(_ model: OpaquePointer?, _ directory: UnsafePointer<C
     let function = "nodus_model_save"
     return Status.run(function) {
         let handle = try Argument.handle(model, ModelHandle.self, "model", in: function)
-        let path = try Argument.string(directory, "directory", in: function)
         guard let adaptable = handle.model as? any AdaptableModel else {
             throw NodusError.unsupported("\(function): saving a '\(handle.model.kind.name)' model is not supported")
         }
-        try adaptable.save(to: path)
+        try Argument.withPath(directory, "directory", in: function, createFolder: true) { try adaptable.save(to: $0) }
     }
 }

@@ -73,9 +73,8 @@ public func nodusModelLoad(_ path: UnsafePointer<CChar>?, _ params: UnsafePointe
     outModel?.pointee = nil
     return Status.run(function) {
         let target = try Argument.required(outModel, "out_model", in: function)
-        let location = try Argument.string(path, "path", in: function)
         let options = try ModelParameters.options(params, in: function)
-        let model = try ModelLoader.load(path: location, options: options)
+        let model = try Argument.withPath(path, "path", in: function) { try ModelLoader.load(path: $0, options: options) }
         target.pointee = try ModelHandle(model: model).retainedPointer()
     }
 }
@@ -114,27 +113,5 @@ public func nodusModelForward(_ model: OpaquePointer?, _ inputs: UnsafePointer<n
         guard try TensorBridge.prepareOutput(target, shape: shape, dtype: .float32, label: label) else { return }
         let result = try handle.model.forward(named)
         try TensorBridge.write(result, to: target, shape: shape, dtype: .float32, label: label)
-    }
-}
-
-/// `nodus_status nodus_model_decode(nodus_model *, const nodus_tensor *latent, nodus_tensor *output)`: VAE decode.
-@_cdecl("nodus_model_decode")
-public func nodusModelDecode(_ model: OpaquePointer?, _ latent: UnsafePointer<nodus_tensor>?,
-                             _ output: UnsafeMutablePointer<nodus_tensor>?) -> nodus_status {
-    let function = "nodus_model_decode"
-    return Status.run(function) {
-        let handle = try Argument.handle(model, ModelHandle.self, "model", in: function)
-        let source = try Argument.required(latent, "latent", in: function)
-        let target = try Argument.required(output, "output", in: function)
-        guard let decoder = handle.model as? LatentDecoder else {
-            throw NodusError.invalidArgument(
-                "\(function): a '\(handle.model.kind.name)' model cannot decode latents (load a VAE)")
-        }
-        let tensor = try TensorBridge.input(source.pointee, label: "\(function): latent", copy: false)
-        let shape = try decoder.decodedShape(forLatent: tensor.shape)
-        let label = "\(function): output"
-        guard try TensorBridge.prepareOutput(target, shape: shape, dtype: .float32, label: label) else { return }
-        let image = try decoder.decode(tensor)
-        try TensorBridge.write(image, to: target, shape: shape, dtype: .float32, label: label)
     }
 }

@@ -75,9 +75,10 @@ public func nodusPipelineLoad(_ path: UnsafePointer<CChar>?, _ params: UnsafePoi
     outPipeline?.pointee = nil
     return Status.run(function) {
         let target = try Argument.required(outPipeline, "out_pipeline", in: function)
-        let location = try Argument.string(path, "path", in: function)
         let options = try ModelParameters.options(params, in: function)
-        let pipeline = try StableDiffusionPipeline(directory: location, options: options)
+        let pipeline = try Argument.withPath(path, "path", in: function) {
+            try StableDiffusionPipeline(directory: $0, options: options)
+        }
         target.pointee = PipelineHandle(pipeline: pipeline).retainedPointer()
     }
 }
@@ -155,9 +156,8 @@ public func nodusPipelineLoadLoRA(_ pipeline: OpaquePointer?, _ path: UnsafePoin
     let function = "nodus_pipeline_load_lora"
     return Status.run(function) {
         let handle = try Argument.handle(pipeline, PipelineHandle.self, "pipeline", in: function)
-        let location = try Argument.string(path, "path", in: function)
         let name = try Argument.string(adapterName, "adapter_name", in: function)
-        _ = try handle.pipeline.loadLoRA(path: location, adapterName: name)
+        _ = try Argument.withPath(path, "path", in: function) { try handle.pipeline.loadLoRA(path: $0, adapterName: name) }
     }
 }
 

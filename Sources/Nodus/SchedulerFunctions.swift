@@ -52,8 +52,7 @@ public func nodusSchedulerLoad(_ path: UnsafePointer<CChar>?,
     outScheduler?.pointee = nil
     return Status.run(function) {
         let target = try Argument.required(outScheduler, "out_scheduler", in: function)
-        let location = try Argument.string(path, "path", in: function)
-        let scheduler = try SchedulerFactory.load(path: location)
+        let scheduler = try Argument.withPath(path, "path", in: function) { try SchedulerFactory.load(path: $0) }
         target.pointee = SchedulerHandle(scheduler: scheduler).retainedPointer()
     }
 }

@@ -11,9 +11,8 @@ public func nodusTokenizerLoad(_ path: UnsafePointer<CChar>?,
     outTokenizer?.pointee = nil
     return Status.run(function) {
         let target = try Argument.required(outTokenizer, "out_tokenizer", in: function)
-        let location = try Argument.string(path, "path", in: function)
         do {
-            let tokenizer = try CLIPTokenizer.load(path: location)
+            let tokenizer = try Argument.withPath(path, "path", in: function) { try CLIPTokenizer.load(path: $0) }
             target.pointee = TokenizerHandle(tokenizer: tokenizer).retainedPointer()
         } catch let error as NodusError {
             throw NodusError(error.code, "\(function): \(error.message)")

@@ -185,15 +185,16 @@ final class ONNXTensorReader {
             throw NodusError.format("\(subject): external data location '\(location)' resolves to '\(resolved)', outside the model's folder '\(folderPath)'")
         }
         if let mapping = mappings[resolved] { return mapping }
-        // stat first: opening a FIFO for reading would block.
+        // Opened by the joined path, which reaches the file whatever bytes its real path holds
+        // (a String holds only UTF-8). stat first: opening a FIFO for reading would block.
         var status = stat()
-        guard stat(resolved, &status) == 0 else {
-            throw NodusError.io("\(subject): cannot stat external data '\(resolved)': \(String(cString: strerror(errno)))")
+        guard stat(joined, &status) == 0 else {
+            throw NodusError.io("\(subject): cannot stat external data '\(joined)': \(String(cString: strerror(errno)))")
         }
         guard (status.st_mode & S_IFMT) == S_IFREG else {
-            throw NodusError.io("\(subject): external data '\(resolved)' is not a regular file")
+            throw NodusError.io("\(subject): external data '\(joined)' is not a regular file")
         }
-        let mapping = try MappedFile(path: resolved, access: access)
+        let mapping = try MappedFile(path: joined, access: access)
         mappings[resolved] = mapping
         return mapping
     }

@@ -39,14 +39,14 @@ public final class WeightStore: Sendable {
         let indexPath = "\(singlePath).index.json"
         self.directory = folder
         self.sourceDescription = "folder '\(folder)'"
-        if WeightStore.isFile(singlePath) {
+        if try WeightStore.isFile(singlePath) {
             let file = try SafetensorsFile(path: singlePath, access: access)
             self.files = [file]
             self.names = file.names
             self.locations = Dictionary(uniqueKeysWithValues: file.names.map { ($0, 0) })
             return
         }
-        guard WeightStore.isFile(indexPath) else {
+        guard try WeightStore.isFile(indexPath) else {
             throw NodusError.io("folder '\(folder)' has no weights: looked for '\(singlePath)' and '\(indexPath)'")
         }
         let weightMap = try WeightStore.readWeightMap(indexPath: indexPath)
@@ -60,7 +60,7 @@ public final class WeightStore: Sendable {
                 index = known
             } else {
                 let shardPath = "\(folder)/\(shard)"
-                guard WeightStore.isFile(shardPath) else {
+                guard try WeightStore.isFile(shardPath) else {
                     throw NodusError.io("index '\(indexPath)' puts weight '\(name)' in shard '\(shard)', but '\(shardPath)' does not exist")
                 }
                 files.append(try SafetensorsFile(path: shardPath, access: access))
@@ -141,9 +141,14 @@ public final class WeightStore: Sendable {
         NodusError.format("weight '\(name)' is missing from \(sourceDescription)")
     }
 
-    private static func isFile(_ path: String) -> Bool {
+    /// Whether `path` is a regular file (following symlinks); false when nothing is there.
+    /// - Throws: `NodusError.io` when something that is not a regular file is (a FIFO, a device,
+    ///   a folder), which reading would block on or misread.
+    private static func isFile(_ path: String) throws -> Bool {
         var status = stat()
-        return stat(path, &status) == 0 && (status.st_mode & S_IFMT) == S_IFREG
+        guard stat(path, &status) == 0 else { return false }
+        guard (status.st_mode & S_IFMT) == S_IFREG else { throw NodusError.io("'\(path)' is not a regular file") }
+        return true
     }
 
     /// Reads and checks the `weight_map` of a sharded index: weight name → shard file name.

@@ -12,19 +12,29 @@ public final class Executable {
     /// Class-label style inputs and the table size their values must index.
     private let indexLimits: [(input: String, rows: Int, table: String)]
 
+    /// Bytes of activations this plan holds: its arena and its scratch.
+    public var byteCount: Int { arena.byteCount + scratch.byteCount }
+
     /// `packedWeights` (kept by the model across plans) lets products read
     /// their weights packed once instead of packing them on every call.
-    public init(graph: Graph, packedWeights: PackedWeights? = nil) throws {
+    /// - Throws: `outOfMemory`, before allocating, when the arena or the scratch would exceed
+    ///   `budget` or the memory the machine has left.
+    public init(graph: Graph, packedWeights: PackedWeights? = nil, budget: MemoryBudget = .machine) throws {
         guard !graph.outputs.isEmpty else { throw NodusError(.internal, "graph has no output") }
         let plan = MemoryPlan(graph: graph)
+        let inputShapes = graph.inputs.sorted { $0.key < $1.key }.map { "'\($0.key)' \(graph[$0.value].shape)" }
+        let what = "the plan for " + (inputShapes.isEmpty ? "this graph" : inputShapes.joined(separator: ", "))
+        try budget.admit(plan.arenaByteCount, planned: plan.arenaByteCount, for: what)
         let arena = try Storage(zeroedByteCount: plan.arenaByteCount)
         var lowering = Lowering(graph: graph, plan: plan, arena: arena.bytes, packedWeights: packedWeights)
         let steps = try graph.nodes.map { try lowering.kernel(for: $0) }
-        let scratchCount = steps.map(\.scratchCount).max() ?? 0
+        let (scratchBytes, overflow) = (steps.map(\.scratchCount).max() ?? 0).multipliedReportingOverflow(by: 4)
+        guard !overflow else { throw NodusError(.outOfMemory, "\(what) needs more scratch memory than can be addressed") }
+        try budget.admit(scratchBytes, planned: plan.arenaByteCount + scratchBytes, for: what)
         self.graph = graph
         self.plan = plan
         self.arena = arena
-        self.scratch = try Storage(zeroedByteCount: scratchCount * 4)
+        self.scratch = try Storage(zeroedByteCount: scratchBytes)
         self.steps = steps
         self.indexLimits = lowering.indexLimits
     }

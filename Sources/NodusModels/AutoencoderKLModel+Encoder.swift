@@ -20,26 +20,36 @@ extension AutoencoderKLModel: LatentEncoder {
     }
 
     public func encode(_ image: Tensor) throws -> DiagonalGaussian {
+        try encode(image, in: defaultContext)
+    }
+
+    /// `encode` in `context`: its plans, threads and memory budget.
+    public func encode(_ image: Tensor, in context: RunContext) throws -> DiagonalGaussian {
         let expected = try encodedShape(forImage: image.shape)
         let x = try ModelInputs(["image": image], known: ["image"])
             .image("image", channels: settings.inChannels, multiple: settings.downscale)
-        return try Parallel.withThreads(options.threads) {
-            let moments: Tensor
+        let moments = try context.run(structure: structure) { plans in
             if let tiling, tiling.tilesImage(x.shape) {
-                moments = try tiledEncode(x, tiling: tiling)
-            } else {
-                let executable = try encoders.executable(for: x.shape) { try buildEncoder(imageShape: x.shape) }
-                moments = try executable.run(["image": x])
+                return try tiledEncode(x, tiling: tiling, budget: context.settings.memoryBudget)
             }
-            let posterior = try DiagonalGaussian(moments: moments)
-            guard posterior.mean.shape == expected else {
-                throw NodusError(.internal, "encoding \(x.shape) gave a latent \(posterior.mean.shape), expected \(expected)")
+            let executable = try plans.executable(for: x.shape, graph: Self.encoderGraph) {
+                try buildEncoder(imageShape: x.shape)
             }
-            return posterior
+            return try executable.run(["image": x])
         }
+        let posterior = try DiagonalGaussian(moments: moments)
+        guard posterior.mean.shape == expected else {
+            throw NodusError(.internal, "encoding \(x.shape) gave a latent \(posterior.mean.shape), expected \(expected)")
+        }
+        return posterior
     }
 
     public func encodeLatent(_ image: Tensor, noise: Tensor?) throws -> Tensor {
+        try encodeLatent(image, noise: noise, in: defaultContext)
+    }
+
+    /// `encodeLatent` in `context`.
+    public func encodeLatent(_ image: Tensor, noise: Tensor?, in context: RunContext) throws -> Tensor {
         let expected = try encodedShape(forImage: image.shape)
         let draw = try noise.map { noise -> Tensor in
             guard noise.shape == expected else {
@@ -48,7 +58,7 @@ extension AutoencoderKLModel: LatentEncoder {
             return try ModelInputs(["noise": noise], known: ["noise"])
                 .image("noise", channels: settings.latentChannels, multiple: 1)
         }
-        let sample = try encode(image).sample(noise: draw)
+        let sample = try encode(image, in: context).sample(noise: draw)
         let latent = try Tensor(zeros: sample.shape)
         let scale = Float(settings.scalingFactor), shift = Float(settings.shiftFactor ?? 0)
         for index in 0..<latent.elementCount {

@@ -10,15 +10,19 @@ extension AutoencoderKLModel {
         guard inputs.count == 1 else {
             throw NodusError.invalidArgument("a VAE profiles its decoder ('latent') or its encoder ('image'): give one of them")
         }
-        return try Parallel.withThreads(options.threads) {
+        return try defaultContext.run(structure: structure) { plans in
             if inputs["latent"] != nil {
                 let z = try checked.image("latent", channels: settings.latentChannels, multiple: 1)
-                let executable = try decoders.executable(for: z.shape) { try buildDecoder(latentShape: z.shape) }
+                let executable = try plans.executable(for: z.shape, graph: Self.decoderGraph) {
+                    try buildDecoder(latentShape: z.shape)
+                }
                 return try executable.profile(["latent": z], rounds: rounds)
             }
             _ = try encodedShape(forImage: try checked.required("image").shape)  // a folder that cannot encode says why
             let x = try checked.image("image", channels: settings.inChannels, multiple: settings.downscale)
-            let executable = try encoders.executable(for: x.shape) { try buildEncoder(imageShape: x.shape) }
+            let executable = try plans.executable(for: x.shape, graph: Self.encoderGraph) {
+                try buildEncoder(imageShape: x.shape)
+            }
             return try executable.profile(["image": x], rounds: rounds)
         }
     }

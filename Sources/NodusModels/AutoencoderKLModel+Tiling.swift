@@ -10,35 +10,36 @@ extension AutoencoderKLModel {
     /// config's `sample_size`), or `vae.disable_tiling()` when `enabled` is false.
     /// - Throws: `NodusError.invalidArgument` for a tile size `VAETiling` rejects.
     public func setTiling(enabled: Bool, sampleTileSize: Int = 0) throws {
-        guard enabled else {
-            tiling = nil
-            return
-        }
+        let tiling = try enabled ? tilingSettings(sampleTileSize: sampleTileSize) : nil
+        structure.writing { self.tiling = tiling }
+    }
+
+    private func tilingSettings(sampleTileSize: Int) throws -> VAETiling {
         guard sampleTileSize >= 0 else {
             throw NodusError.invalidArgument("the VAE tile size must be positive (0: the config's sample_size), got \(sampleTileSize)")
         }
         let size = sampleTileSize == 0 ? settings.sampleSize : sampleTileSize
         do {
-            tiling = try VAETiling(sampleTileSize: size, downscale: settings.downscale)
+            return try VAETiling(sampleTileSize: size, downscale: settings.downscale)
         } catch let error as NodusError where sampleTileSize == 0 {
             throw NodusError(error.code, "config.json of '\(directory)': sample_size \(size) cannot be the tile size: \(error.message)")
         }
     }
 
-    /// `tiled_decode(z).sample`.
-    func tiledDecode(_ latent: Tensor, tiling: VAETiling) throws -> Tensor {
+    /// `tiled_decode(z).sample`; each tile's plan within `budget`.
+    func tiledDecode(_ latent: Tensor, tiling: VAETiling, budget: MemoryBudget) throws -> Tensor {
         try tiling.decodeGrid.run(latent) { shape in
             let executable = try Executable(graph: buildDecoder(latentShape: shape),
-                                            packedWeights: decoders.packedWeights)
+                                            packedWeights: packedWeights, budget: budget)
             return { tile in try executable.run(["latent": tile]) }
         }
     }
 
-    /// `_tiled_encode(x)`: the blended moments.
-    func tiledEncode(_ image: Tensor, tiling: VAETiling) throws -> Tensor {
+    /// `_tiled_encode(x)`: the blended moments; each tile's plan within `budget`.
+    func tiledEncode(_ image: Tensor, tiling: VAETiling, budget: MemoryBudget) throws -> Tensor {
         try tiling.encodeGrid.run(image) { shape in
             let executable = try Executable(graph: buildEncoder(imageShape: shape),
-                                            packedWeights: encoders.packedWeights)
+                                            packedWeights: packedWeights, budget: budget)
             return { tile in try executable.run(["image": tile]) }
         }
     }

@@ -14,29 +14,38 @@ import NodusGraph
 ///
 /// Limitations: `UpDecoderBlock2D` / `DownEncoderBlock2D` blocks only; without
 /// tiling, memory grows with the image area.
-public final class AutoencoderKLModel: DiffusionModel, LatentDecoder {
+///
+/// Run contexts: the decoder's and encoder's plans live in a `RunContext`, so
+/// contexts of one VAE decode and encode from several threads at once over its
+/// weights, stored once. Tiling is the model's setting (as diffusers'
+/// `enable_tiling`): changing it waits for running calls.
+public final class AutoencoderKLModel: ContextualModel, LatentDecoder {
     public let kind = ModelKind.vae
     public let config: JSONValue
     public let settings: AutoencoderKLConfig
     let directory: String
     let weights: Weights
     let options: ModelOptions
-    var decoders: ExecutableCache
-    var encoders: ExecutableCache
+    /// The decoder's and the encoder's plans share one packing of the weights.
+    let packedWeights: PackedWeights
+    public let defaultContext: RunContext
+    /// Held exclusively to change `tiling`, shared by every call.
+    let structure = ReadWriteLock()
     /// Why this folder cannot encode (no encoder weights, an unsupported block), or nil.
     private(set) var encoderProblem: NodusError?
     /// Tiled encoding and decoding (`enable_tiling`), or nil (the default).
     public internal(set) var tiling: VAETiling?
+
+    /// Plan names in a context's cache.
+    static let decoderGraph = "decoder", encoderGraph = "encoder"
 
     public init(directory: String, config: JSONValue, options: ModelOptions) throws {
         settings = try AutoencoderKLConfig(JSONObjectReader(config, context: "config.json of '\(directory)'"))
         self.config = config
         self.directory = directory
         self.options = options
-        // The decoder's and the encoder's plans share one packing of the weights.
-        let packedWeights = PackedWeights(precision: try options.precision())
-        decoders = ExecutableCache(packedWeights: packedWeights)
-        encoders = ExecutableCache(packedWeights: packedWeights)
+        packedWeights = PackedWeights(precision: try options.precision())
+        defaultContext = try RunContext(RunContext.Settings(threads: options.threads), packedWeights: packedWeights)
         weights = Weights(store: try WeightStore(directory: directory, access: options.fileAccess))
         // Building the decoder graph once reads and checks every weight it uses.
         _ = try buildDecoder(latentShape: [1, settings.latentChannels, 1, 1])
@@ -56,6 +65,14 @@ public final class AutoencoderKLModel: DiffusionModel, LatentDecoder {
         throw NodusError.invalidArgument("an AutoencoderKL has no forward pass here: call decode or encode")
     }
 
+    public func forwardAll(_ inputs: [String: Tensor], in context: RunContext) throws -> [Tensor] {
+        [try forward(inputs)]
+    }
+
+    public func makeContext(_ settings: RunContext.Settings) throws -> RunContext {
+        try RunContext(settings, packedWeights: packedWeights)
+    }
+
     public func decodedShape(forLatent shape: [Int]) throws -> [Int] {
         guard shape.count == 4, shape[0] > 0, shape[1] == settings.latentChannels, shape[2] > 0, shape[3] > 0 else {
             throw NodusError.shape("latent must be [batch, \(settings.latentChannels), height, width], got \(shape)")
@@ -64,12 +81,21 @@ public final class AutoencoderKLModel: DiffusionModel, LatentDecoder {
     }
 
     public func decode(_ latent: Tensor) throws -> Tensor {
+        try decode(latent, in: defaultContext)
+    }
+
+    /// `decode` in `context`: its plans, threads and memory budget.
+    public func decode(_ latent: Tensor, in context: RunContext) throws -> Tensor {
         _ = try decodedShape(forLatent: latent.shape)
         let z = try ModelInputs(["latent": latent], known: ["latent"])
             .image("latent", channels: settings.latentChannels, multiple: 1)
-        return try Parallel.withThreads(options.threads) {
-            if let tiling, tiling.tilesLatent(z.shape) { return try tiledDecode(z, tiling: tiling) }
-            let executable = try decoders.executable(for: z.shape) { try buildDecoder(latentShape: z.shape) }
+        return try context.run(structure: structure) { plans in
+            if let tiling, tiling.tilesLatent(z.shape) {
+                return try tiledDecode(z, tiling: tiling, budget: context.settings.memoryBudget)
+            }
+            let executable = try plans.executable(for: z.shape, graph: Self.decoderGraph) {
+                try buildDecoder(latentShape: z.shape)
+            }
             return try executable.run(["latent": z])
         }
     }

@@ -57,8 +57,8 @@ public final class CLIPTextModel: ContextualModel, AdaptableModel {
                               aliases: CLIPTextModel.otherPrefixNames(layers: settings.layers, prefix: prefix),
                               fileAccess: options.fileAccess)
         lora = controller
-        defaultContext = RunContext(threads: options.threads, packedWeights: packedWeights,
-                                    strengths: controller.defaultStrengths)
+        defaultContext = try RunContext(RunContext.Settings(threads: options.threads), packedWeights: packedWeights,
+                                        strengths: controller.defaultStrengths)
     }
 
     /// The Linears' module names with the other key prefix -> this file's names,
@@ -113,8 +113,8 @@ public final class CLIPTextModel: ContextualModel, AdaptableModel {
         try forwardAll(inputs, in: defaultContext)
     }
 
-    public func makeContext(threads: Int) throws -> RunContext {
-        try lora.makeContext(threads: threads, packedWeights: packedWeights)
+    public func makeContext(_ settings: RunContext.Settings) throws -> RunContext {
+        try lora.makeContext(settings, packedWeights: packedWeights)
     }
 
     public func forwardAll(_ inputs: [String: Tensor], in context: RunContext) throws -> [Tensor] {

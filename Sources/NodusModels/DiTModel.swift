@@ -47,8 +47,8 @@ public final class DiTModel: ContextualModel, ClassConditionedModel, AdaptableMo
         let controller = LoRAController(weights: weights, targets: nominal.linearWeights,
                               aliases: DiTModel.originalNames(layers: settings.layers), fileAccess: options.fileAccess)
         lora = controller
-        defaultContext = RunContext(threads: options.threads, packedWeights: packedWeights,
-                                    strengths: controller.defaultStrengths)
+        defaultContext = try RunContext(RunContext.Settings(threads: options.threads), packedWeights: packedWeights,
+                                        strengths: controller.defaultStrengths)
     }
 
     /// Original-DiT (facebookresearch/DiT) module names -> diffusers names, so
@@ -91,8 +91,8 @@ public final class DiTModel: ContextualModel, ClassConditionedModel, AdaptableMo
         }
     }
 
-    public func makeContext(threads: Int) throws -> RunContext {
-        try lora.makeContext(threads: threads, packedWeights: packedWeights)
+    public func makeContext(_ settings: RunContext.Settings) throws -> RunContext {
+        try lora.makeContext(settings, packedWeights: packedWeights)
     }
 
     public func profile(_ inputs: [String: Tensor], rounds: Int) throws -> ExecutionProfile {

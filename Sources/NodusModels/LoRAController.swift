@@ -64,13 +64,10 @@ public final class LoRAController {
     }
 
     /// A new run context starting with the default context's strengths.
-    func makeContext(threads: Int, packedWeights: PackedWeights) throws -> RunContext {
-        guard (0...Parallel.maximumThreads).contains(threads) else {
-            throw NodusError.invalidArgument("threads must be in 0...\(Parallel.maximumThreads) (0 = every core), got \(threads)")
-        }
+    func makeContext(_ settings: RunContext.Settings, packedWeights: PackedWeights) throws -> RunContext {
         let strengths = AdapterWeights()
         strengths.set(adapters.runtimeWeights.all)
-        return RunContext(threads: threads, packedWeights: packedWeights, strengths: strengths)
+        return try RunContext(settings, packedWeights: packedWeights, strengths: strengths)
     }
 
     public var activeAdapters: [String] { adapters.active }

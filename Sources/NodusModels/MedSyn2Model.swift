@@ -59,8 +59,8 @@ public final class MedSyn2Model: ContextualModel, ContextConditionedModel, Adapt
                                                   contextShape: [1, 1, settings.crossAttentionWidth])
         let controller = LoRAController(weights: weights, targets: nominal.linearWeights, aliases: [:], fileAccess: options.fileAccess)
         lora = controller
-        defaultContext = RunContext(threads: options.threads, packedWeights: packedWeights,
-                                    strengths: controller.defaultStrengths)
+        defaultContext = try RunContext(RunContext.Settings(threads: options.threads), packedWeights: packedWeights,
+                                        strengths: controller.defaultStrengths)
     }
 
     public func outputShape(for inputs: [String: Tensor]) throws -> [Int] {
@@ -79,8 +79,8 @@ public final class MedSyn2Model: ContextualModel, ContextConditionedModel, Adapt
         }
     }
 
-    public func makeContext(threads: Int) throws -> RunContext {
-        try lora.makeContext(threads: threads, packedWeights: packedWeights)
+    public func makeContext(_ settings: RunContext.Settings) throws -> RunContext {
+        try lora.makeContext(settings, packedWeights: packedWeights)
     }
 
     public func profile(_ inputs: [String: Tensor], rounds: Int) throws -> ExecutionProfile {

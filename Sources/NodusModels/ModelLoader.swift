@@ -1,15 +1,19 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import NodusCore
 import NodusFormats
 
 /// Opens a diffusers model folder and builds the model its config.json names,
-/// or an ONNX file (a path ending in `.onnx`).
+/// or an ONNX file (a path ending in `.onnx`, or any path naming a file rather
+/// than a folder).
 public enum ModelLoader {
     public static func load(path: String, options: ModelOptions = ModelOptions()) throws -> any DiffusionModel {
         _ = try options.precision()
         guard (0...Parallel.maximumThreads).contains(options.threads) else {
             throw NodusError.invalidArgument("threads must be in 0...\(Parallel.maximumThreads) (0 = every core), got \(options.threads)")
         }
-        if path.lowercased().hasSuffix(".onnx") { return try ONNXGraphModel(path: path, options: options) }
+        if path.lowercased().hasSuffix(".onnx") || isFile(path) { return try ONNXGraphModel(path: path, options: options) }
         let directory = path.hasSuffix("/") && path.count > 1 ? String(path.dropLast()) : path
         let configPath = directory + "/config.json"
         let file: MappedFile
@@ -49,5 +53,11 @@ public enum ModelLoader {
         if reader.has("architectures"), let first = try reader.stringArray("architectures").first { return first }
         if try reader.optionalString("model_type") == "clip_text_model" { return "CLIPTextModel" }
         throw NodusError.format("\(reader.context): no '_class_name' (diffusers) or 'architectures' (transformers) names the model class")
+    }
+
+    /// Whether `path` names something other than a folder (following symlinks).
+    private static func isFile(_ path: String) -> Bool {
+        var status = stat()
+        return stat(path, &status) == 0 && (status.st_mode & S_IFMT) != S_IFDIR
     }
 }

@@ -42,8 +42,8 @@ public final class ONNXGraphModel: ContextualModel, AdaptableModel {
         self.options = options
         let packedWeights = PackedWeights(precision: try options.precision())
         self.packedWeights = packedWeights
-        defaultContext = RunContext(threads: options.threads, packedWeights: packedWeights,
-                                    strengths: controller.defaultStrengths)
+        defaultContext = try RunContext(RunContext.Settings(threads: options.threads), packedWeights: packedWeights,
+                                        strengths: controller.defaultStrengths)
         var opsets: [String: JSONValue] = [:]
         for (domain, version) in file.opsetImports { opsets[domain.isEmpty ? "ai.onnx" : domain] = .number(Double(version)) }
         var counts: [String: Int] = [:]
@@ -153,8 +153,8 @@ public final class ONNXGraphModel: ContextualModel, AdaptableModel {
         }
     }
 
-    public func makeContext(threads: Int) throws -> RunContext {
-        try lora.makeContext(threads: threads, packedWeights: packedWeights)
+    public func makeContext(_ settings: RunContext.Settings) throws -> RunContext {
+        try lora.makeContext(settings, packedWeights: packedWeights)
     }
 
     public func profile(_ inputs: [String: Tensor], rounds: Int) throws -> ExecutionProfile {

@@ -2,8 +2,8 @@ import NodusCore
 import NodusGraph
 
 /// A model's run state, as a llama.cpp context is to its model: the plans and
-/// activation arenas built for the input shapes it has run, its thread count,
-/// and the strengths of the model's unfused LoRA adapters.
+/// activation arenas built for the input shapes it has run, its thread count and
+/// memory budget, and the strengths of the model's unfused LoRA adapters.
 ///
 /// Contexts of one model share its weights and their packed copies (stored
 /// once), so several contexts run one model from several threads at the same
@@ -16,18 +16,37 @@ import NodusGraph
 /// each context rebuilds its plans at its next call, so no call sees a weight
 /// half fused.
 public final class RunContext: @unchecked Sendable {
+    /// What a context is made with.
+    public struct Settings: Sendable, Equatable {
+        /// Worker threads of the context's calls (0 = every core).
+        public var threads: Int
+        /// What the context's plans may hold in activations.
+        public var memoryBudget: MemoryBudget
+
+        public init(threads: Int = 0, memoryBudget: MemoryBudget = .machine) {
+            self.threads = threads
+            self.memoryBudget = memoryBudget
+        }
+    }
+
+    public let settings: Settings
     /// Worker threads of this context's calls (0 = every core).
-    public let threads: Int
+    public var threads: Int { settings.threads }
     /// The unfused adapters' strengths this context runs with, by adapter slot.
     let strengths: AdapterWeights
     private var executables: ExecutableCache
     /// One call at a time in this context.
     private let calls = ReadWriteLock()
 
-    init(threads: Int, packedWeights: PackedWeights, strengths: AdapterWeights) {
-        self.threads = threads
+    /// - Throws: `invalidArgument` for a thread count outside 0...`Parallel.maximumThreads`.
+    init(_ settings: Settings, packedWeights: PackedWeights, strengths: AdapterWeights = AdapterWeights()) throws {
+        guard (0...Parallel.maximumThreads).contains(settings.threads) else {
+            throw NodusError.invalidArgument(
+                "threads must be in 0...\(Parallel.maximumThreads) (0 = every core), got \(settings.threads)")
+        }
+        self.settings = settings
         self.strengths = strengths
-        executables = ExecutableCache(packedWeights: packedWeights)
+        executables = ExecutableCache(packedWeights: packedWeights, budget: settings.memoryBudget)
     }
 
     /// Runs `body` as one call of this context: alone in the context, with its threads, while the
@@ -45,8 +64,9 @@ public final class RunContext: @unchecked Sendable {
 public protocol ContextualModel: DiffusionModel {
     /// The context the model's plain calls run in.
     var defaultContext: RunContext { get }
-    /// A new context with its own arenas, `threads` workers, and the default context's adapters.
-    func makeContext(threads: Int) throws -> RunContext
+    /// A new context with its own arenas, its settings' threads and budget, and the default
+    /// context's adapters.
+    func makeContext(_ settings: RunContext.Settings) throws -> RunContext
     /// `forwardAll` in `context`.
     func forwardAll(_ inputs: [String: Tensor], in context: RunContext) throws -> [Tensor]
     /// `outputShapes` for a run in `context` (an ONNX graph plans for the shapes to know them).

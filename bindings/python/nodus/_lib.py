@@ -126,6 +126,7 @@ class ContextParams(ctypes.Structure):
     _fields_ = [
         ("struct_size", ctypes.c_uint32),
         ("threads", ctypes.c_int32),
+        ("memory_budget", ctypes.c_int64),
     ]
 
 
@@ -217,6 +218,9 @@ PROTOTYPES = {
     "nodus_context_forward_all": (_status, [_p, _tensor_p, _size, _tensor_p, _size]),
     "nodus_context_set_adapters": (_status, [_p, ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(ctypes.c_float), _size]),
     "nodus_context_threads": (ctypes.c_int32, [_p]),
+    "nodus_context_decode": (_status, [_p, _tensor_p, _tensor_p]),
+    "nodus_context_encode": (_status, [_p, _tensor_p, _tensor_p, _tensor_p]),
+    "nodus_context_encode_latent": (_status, [_p, _tensor_p, _tensor_p, _tensor_p]),
     "nodus_model_input_count": (_size, [_p]),
     "nodus_model_input_info": (_status, [_p, _size, ctypes.POINTER(TensorInfo)]),
     "nodus_model_output_count": (_size, [_p]),

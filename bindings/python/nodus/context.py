@@ -21,7 +21,7 @@ class Context(Handle):
     _free_function = "nodus_context_free"
     _label = "context"
 
-    def __init__(self, model, threads=None):
+    def __init__(self, model, threads=None, memory_budget=None):
         params = _lib.ContextParams()
         _lib.lib.nodus_context_params_init(ctypes.byref(params))
         if threads is not None:
@@ -29,6 +29,10 @@ class Context(Handle):
             if count != threads or count < 0:
                 raise ValueError(f"nodus: threads must be a non-negative integer, not {threads!r}")
             params.threads = count
+        if memory_budget is not None:
+            if isinstance(memory_budget, bool) or int(memory_budget) != memory_budget or not 0 < memory_budget < 2**63:
+                raise ValueError(f"nodus: memory_budget must be a positive byte count or None, not {memory_budget!r}")
+            params.memory_budget = int(memory_budget)
         handle = ctypes.c_void_p()
         _lib.check(_lib.lib.nodus_context_new(model.handle, ctypes.byref(params), ctypes.byref(handle)))
         super().__init__(handle)
@@ -54,6 +58,24 @@ class Context(Handle):
         from .model import Model
 
         return Model._forward_all(_lib.lib.nodus_context_forward_all, self.handle, inputs, self._output_names)
+
+    def decode(self, latent):
+        """``model.decode`` (a VAE's) in this context."""
+        from .model import Model
+
+        return Model._decode(_lib.lib.nodus_context_decode, self.handle, latent)
+
+    def encode(self, image):
+        """``model.encode`` (a VAE's) in this context: ``(mean, logvar)``."""
+        from .model import Model
+
+        return Model._encode(_lib.lib.nodus_context_encode, self.handle, image)
+
+    def encode_latent(self, image, noise=None):
+        """``model.encode_latent`` (a VAE's) in this context."""
+        from .model import Model
+
+        return Model._encode_latent(_lib.lib.nodus_context_encode_latent, self.handle, image, noise)
 
     def set_adapters(self, adapter_names, weights=None):
         """``model.set_adapters`` for this context only."""

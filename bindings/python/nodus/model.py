@@ -114,12 +114,14 @@ class Model(Handle):
 
         return dict(zip(names, _tensor.call_with_outputs(call_all, len(names))))
 
-    def context(self, threads=None):
+    def context(self, threads=None, memory_budget=None):
         """A run context of this model (``nodus.Context``): its own arenas, threads and adapter
-        strengths over the model's weights, so that several threads run the model at once."""
+        strengths over the model's weights, so that several threads run the model at once.
+        ``memory_budget`` (bytes; None for none) bounds the activations the context's plans
+        hold: a call whose plan alone exceeds it raises ``OutOfMemoryError`` before allocating."""
         from .context import Context
 
-        return Context(self, threads)
+        return Context(self, threads, memory_budget)
 
     @staticmethod
     def _prepared(inputs, method):
@@ -148,9 +150,12 @@ class Model(Handle):
 
     def decode(self, latent):
         """VAE decode, ``vae.decode(latent).sample``: the latent is z = latent / scaling_factor."""
+        return self._decode(_lib.lib.nodus_model_decode, self.handle, latent)
+
+    @staticmethod
+    def _decode(function, handle, latent):
         source = _tensor.Input(_tensor.float32_array(latent, "latent"), "latent")
-        handle = self.handle
-        return _tensor.call_with_output(lambda output: _lib.lib.nodus_model_decode(handle, source.pointer, output))
+        return _tensor.call_with_output(lambda output: function(handle, source.pointer, output))
 
     def forward_windowed(self, x, window_size, overlap=0.25, mode="gaussian", sigma_scale=0.125, output=None,
                          callback=None):
@@ -198,11 +203,12 @@ class Model(Handle):
         ``image`` is [B, C, H, W] in about [-1, 1], H and W multiples of 8 (SD VAE);
         logvar is clamped to [-30, 20] and std = exp(0.5 * logvar).
         """
+        return self._encode(_lib.lib.nodus_model_encode, self.handle, image)
+
+    @staticmethod
+    def _encode(function, handle, image):
         source = _tensor.Input(_tensor.float32_array(image, "image"), "image")
-        handle = self.handle
-        return _tensor.call_with_outputs(
-            lambda mean, logvar: _lib.lib.nodus_model_encode(handle, source.pointer, mean, logvar), 2
-        )
+        return _tensor.call_with_outputs(lambda mean, logvar: function(handle, source.pointer, mean, logvar), 2)
 
     def encode_latent(self, image, noise=None):
         """The scaled latent a pipeline feeds the denoiser:
@@ -210,13 +216,14 @@ class Model(Handle):
         normal draw (diffusers' ``torch.randn(shape, generator)``: ``nodus.randn``), or
         ``latent_dist.mode()`` scaled the same way when ``noise`` is None.
         """
+        return self._encode_latent(_lib.lib.nodus_model_encode_latent, self.handle, image, noise)
+
+    @staticmethod
+    def _encode_latent(function, handle, image, noise):
         source = _tensor.Input(_tensor.float32_array(image, "image"), "image")
         draw = None if noise is None else _tensor.Input(_tensor.float32_array(noise, "noise"), "noise")
         pointer = None if draw is None else draw.pointer
-        handle = self.handle
-        return _tensor.call_with_output(
-            lambda output: _lib.lib.nodus_model_encode_latent(handle, source.pointer, pointer, output)
-        )
+        return _tensor.call_with_output(lambda output: function(handle, source.pointer, pointer, output))
 
     def enable_tiling(self, tile_sample_size=None):
         """Tiled VAE encode / decode, as diffusers' ``vae.enable_tiling()``.
@@ -346,7 +353,7 @@ def load(path, dtype="float32", threads=None, mmap=True):
             does not run is an UnsupportedError naming the op, its node and the opset).
     """
     params = model_params(dtype, threads, mmap)
-    location = os.fspath(path)
+    location = os.fsdecode(os.fspath(path))
     handle = ctypes.c_void_p()
-    _lib.check(_lib.lib.nodus_model_load(location.encode(), ctypes.byref(params), ctypes.byref(handle)))
+    _lib.check(_lib.lib.nodus_model_load(os.fsencode(location), ctypes.byref(params), ctypes.byref(handle)))
     return Model(handle, location)

@@ -32,7 +32,7 @@ class Pipeline(Handle):
         """Loads a pipeline folder (model_index.json with tokenizer/, text_encoder/, unet/, vae/,
         scheduler/). ``dtype`` and ``threads`` apply to every model, as in :func:`nodus.load`."""
         params = model_params(dtype, threads, mmap)
-        location = os.fspath(path)
+        location = os.fsdecode(os.fspath(path))
         handle = ctypes.c_void_p()
         _lib.check(_lib.lib.nodus_pipeline_load(os.fsencode(location), ctypes.byref(params), ctypes.byref(handle)))
         return cls(handle, location)

@@ -194,6 +194,9 @@ def test_every_header_function_is_called():
     assert lib.nodus_context_forward_all(None, None, 0, None, 0) == INVALID_ARGUMENT
     assert lib.nodus_context_set_adapters(None, None, None, 0) == INVALID_ARGUMENT
     assert lib.nodus_context_threads(None) == -1
+    assert lib.nodus_context_decode(None, None, ctypes.byref(out)) == INVALID_ARGUMENT
+    assert lib.nodus_context_encode(None, None, ctypes.byref(out), ctypes.byref(tensor())) == INVALID_ARGUMENT
+    assert lib.nodus_context_encode_latent(None, None, None, ctypes.byref(out)) == INVALID_ARGUMENT
     window_params = _lib.WindowParams()
     lib.nodus_window_params_init(ctypes.byref(window_params))
     assert lib.nodus_model_forward_windowed(None, None, ctypes.byref(window_params), None) == INVALID_ARGUMENT

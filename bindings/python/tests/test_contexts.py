@@ -118,10 +118,59 @@ def test_sampling_in_a_context_equals_sampling_in_the_model():
                        rtol=0, atol=1e-6)
 
 
-def test_contexts_refuse_what_they_cannot_do():
+def test_vae_contexts_in_parallel_threads_equal_the_model_bit_for_bit():
+    vae = nodus.load(fixture("vae-tiny"), threads=1)
+    rng = np.random.default_rng(11)
+    latents = [rng.standard_normal((1, 4, 4 + 2 * (k % 2), 4), dtype=np.float32) for k in range(4)]
+    images = [rng.uniform(-1, 1, (1, 3, 16, 8 + 8 * (k % 2))).astype(np.float32) for k in range(4)]
+    noises = [nodus.randn((1, 4, 8, 4 + 4 * (k % 2)), k) / 8 for k in range(4)]
+    expected = [(vae.decode(z), vae.encode(x), vae.encode_latent(x, noise=n)) for z, x, n in zip(latents, images, noises)]
+    contexts = [vae.context(threads=1) for _ in range(3)]
+    results = {}
+
+    def work(index):
+        for round in range(3):
+            k = (index + round) % 4
+            results[index, round] = (k, contexts[index].decode(latents[k]), contexts[index].encode(images[k]),
+                                     contexts[index].encode_latent(images[k], noise=noises[k]))
+
+    run_threads([lambda index=index: work(index) for index in range(3)])
+    for k, image, (mean, logvar), latent in results.values():
+        want_image, (want_mean, want_logvar), want_latent = expected[k]
+        assert np.array_equal(image, want_image) and np.array_equal(latent, want_latent)
+        assert np.array_equal(mean, want_mean) and np.array_equal(logvar, want_logvar)
+    # Tiling is the model's setting: a context follows it from its next call.
+    vae.enable_tiling(8)
+    big = rng.standard_normal((1, 4, 6, 6), dtype=np.float32)
+    assert np.array_equal(contexts[0].decode(big), vae.decode(big))
+    with pytest.raises(nodus.NodusError, match="cannot decode latents"):
+        nodus.load(fixture("dit-tiny")).context().decode(latents[0])
+
+
+def test_a_memory_budget_is_honoured_before_allocating():
+    model = nodus.load(fixture("dit-tiny"), threads=1)
+    x = dit_inputs(1)[0]
+    expected = model.forward(**x)
+    tight = model.context(memory_budget=4096)
+    with pytest.raises(nodus.OutOfMemoryError, match="memory budget") as caught:
+        tight.forward(**x)
+    assert "'sample' [2, 4, 8, 8]" in str(caught.value)
+    assert np.array_equal(model.forward(**x), expected)  # nothing else changed
+    # A budget for one plan: a second input shape drops the first plan, and both stay exact.
+    one = model.context(threads=1, memory_budget=4 << 20)
+    wide = dict(sample=np.tile(x["sample"], (1, 1, 2, 2)), timestep=x["timestep"], class_labels=x["class_labels"])
+    for _ in range(2):
+        assert np.array_equal(one.forward(**x), expected)
+        assert np.array_equal(one.forward(**wide), model.forward(**wide))
     vae = nodus.load(fixture("vae-tiny"))
-    with pytest.raises(nodus.NodusError, match="has no run contexts"):
-        vae.context()
+    with pytest.raises(nodus.OutOfMemoryError, match="memory budget"):
+        vae.context(memory_budget=1024).decode(np.zeros((1, 4, 4, 4), np.float32))
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError):
+            model.context(memory_budget=bad)
+
+
+def test_contexts_refuse_what_they_cannot_do():
     model = nodus.load(fixture("dit-tiny"))
     other = nodus.load(fixture("dit-tiny")).context()
     scheduler = nodus.Scheduler.from_config(fixture("scheduler-ddim"))
