@@ -21,9 +21,9 @@
 //      the patch keep their stored values exactly; the output has the input's bit depth.
 //
 // Only libnodus's public C ABI and DCMTK are used: copy this file into a host and adapt it.
-// Limitations (the CLI's too): one grayscale frame, 8 or 16 bits allocated, no Modality LUT
-// Sequence; a disk mask (the CLI also takes a mask file); a one-channel VAE. It writes the
-// derived image only (the CLI adds the mask and a JSON sidecar).
+// Limitations: as the CLI, one grayscale frame, 8 or 16 bits allocated, no Modality LUT
+// Sequence, a one-channel VAE; unlike it, a disk mask only (the CLI also takes a mask file) and
+// the derived image only (the CLI also writes the mask and a JSON sidecar).
 // Build: make -C examples/cpp (see its Makefile for the compiler and linker flags).
 // Exit codes: 0 the output is written; 1 a failure (the message on stderr; nothing is written);
 // 2 a usage error.
