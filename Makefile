@@ -2,7 +2,8 @@
 # Debian machine (apt packages, a project venv for the Python binding).
 #
 #   make build   release libnodus.so (Swift runtime linked statically) and the nodus CLI
-#   make test    every suite: Swift unit tests, C examples, Python binding, no-toolchain load
+#   make test    every suite: Swift unit tests, C examples and the C++ PACS example, Python binding,
+#                no-toolchain load
 #   make demo    synthesize nodules with the bundled model and its LoRAs: out/demo.png; insert one
 #                into a synthetic radiograph: out/demo-radiograph-nodule.png (+ mask, sidecar)
 #   make bench   DiT-XL/2, SD-1.5 UNet forward and SD VAE decode beside torch and onnxruntime
@@ -21,7 +22,7 @@
 SHELL := /bin/bash
 RELEASE := .build/release
 SWIFT_RELEASE_FLAGS := -c release -Xswiftc -static-stdlib
-APT_PACKAGES := libopenblas-dev libpng-dev pkg-config libonnx-dev libprotobuf-dev libdcmtk-dev libnifti2-dev dicom3tools
+APT_PACKAGES := libopenblas-dev libpng-dev pkg-config libonnx-dev libprotobuf-dev libdcmtk-dev libnifti2-dev dicom3tools g++
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VENV := .venv
 PYTHON := $(VENV)/bin/python
@@ -44,7 +45,8 @@ all: build
 # libonnx-dev + libprotobuf-dev (reading .onnx files: ONNX 1.12's protobuf classes and checker;
 # their runtime packages libonnx1 and libprotobuf32 are what a host of libnodus.so then needs);
 # for the CLI only: libdcmtk-dev (DICOM) and libnifti2-dev (NIfTI-1), and dicom3tools (dciodvfy,
-# which the medical tests validate DICOM outputs with).
+# which the medical tests validate DICOM outputs with); g++ (and with it cc), which the C and C++
+# examples' Makefiles call.
 deps:
 	@missing=""; for package in $(APT_PACKAGES); do \
 		dpkg -s $$package >/dev/null 2>&1 || missing="$$missing $$package"; done; \
@@ -79,8 +81,11 @@ test-swift: deps
 		echo "== Swift tests again at NODUS_CPU=$$level"; \
 		NODUS_CPU=$$level swift test --skip-build --disable-swift-testing || exit 1; done
 
+# The C examples, and the C++ PACS example (libnodus + DCMTK): built, usage and missing-input checks
+# here; its pixels against `nodus insert-nodule` in bindings/python/tests/test_cpp_example.py.
 test-c: build
 	$(MAKE) -C examples/c check
+	$(MAKE) -C examples/cpp check
 
 test-python: build $(PYTHON)
 	$(PYTHON) -m pytest -q bindings/python/tests
