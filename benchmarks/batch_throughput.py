@@ -1,8 +1,16 @@
 #!/usr/bin/env python3
-"""Throughput of the nodule workflow through nodus.batch on the demo model: samples
-per hour with 1 and 2 local workers and on a 2-node Ray cluster on loopback.
+"""Throughput of the nodule workflow through nodus.batch, on the demo model or on a
+DiT-XL/2-sized one: samples per hour with 1 and 2 local workers and on a 2-node Ray
+cluster on loopback.
 
-    python benchmarks/batch_throughput.py [--rows 48] [--steps 50] [--work /tmp/nodus-throughput]
+    python benchmarks/batch_throughput.py [--model demo|dit-xl2] [--rows 48] [--steps 50]
+        [--work /tmp/nodus-throughput]
+
+`--model dit-xl2` builds (once, in --cache) the seed's model with random weights:
+DiT-XL/2 (28 layers, hidden 1152, 16 heads) over 9 input channels (noisy latent, mask,
+masked-image latent), 32x32 latents of 256x256 patches, Stable Diffusion's VAE, and a
+rank-8 LoRA on every attention projection; radiographs are standardised to 960 as in the
+seed. Building needs the benchmark venv (`make .venv-bench/bin/python`: diffusers).
 
 Each configuration runs the same manifest (insert_nodule rows on a synthetic 480x480
 16-bit radiograph, 50 DDIM steps, a LoRA, one seed per row) into a fresh folder:
@@ -40,7 +48,45 @@ import nodus  # noqa: E402
 from nodus import medical  # noqa: E402
 
 
-def write_manifest(folder, rows, steps):
+XL_BUILDER = """
+import sys
+from diffusers import AutoencoderKL, DiTTransformer2DModel
+import torch
+torch.manual_seed(0)
+folder = sys.argv[1]
+DiTTransformer2DModel(num_attention_heads=16, attention_head_dim=72, in_channels=9, out_channels=4, num_layers=28,
+                      sample_size=32, patch_size=2, num_embeds_ada_norm=1000).save_pretrained(folder + "/dit")
+AutoencoderKL(in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 4,
+              up_block_types=["UpDecoderBlock2D"] * 4, block_out_channels=[128, 256, 512, 512], layers_per_block=2,
+              latent_channels=4, sample_size=256).save_pretrained(folder + "/vae")
+"""
+
+
+def prepare_xl_model(cache):
+    """The DiT-XL/2 nodule model of the module docstring in `cache` (built on first use)."""
+    folder = os.path.join(cache, "nodule-dit-xl2")
+    if os.path.exists(os.path.join(folder, "workflow.json")):
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    subprocess.run([os.path.join(REPOSITORY, ".venv-bench", "bin", "python"), "-c", XL_BUILDER, folder], check=True)
+    shutil.copytree(os.path.join(REPOSITORY, "models", "nodule-demo", "scheduler"), os.path.join(folder, "scheduler"))
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(1)
+    lora = {}
+    for layer in range(28):
+        for projection in ("to_q", "to_k", "to_v", "to_out.0"):
+            key = f"transformer.transformer_blocks.{layer}.attn1.{projection}"
+            lora[f"{key}.lora_A.weight"] = (rng.standard_normal((8, 1152)) / 34).astype(np.float32)
+            lora[f"{key}.lora_B.weight"] = (rng.standard_normal((1152, 8)) / 100).astype(np.float32)
+    save_file(lora, os.path.join(folder, "lora-calcified.safetensors"))
+    with open(os.path.join(folder, "workflow.json"), "w") as stream:
+        json.dump({"standard_size": 960, "class_label": 0, "guidance_scale": 3.5}, stream)
+    return folder
+
+
+def write_manifest(folder, rows, steps, model):
     from nodus.workflows.follow_up import SD_DDIM  # noqa: F401 - the package imports cleanly
 
     height = width = 480
@@ -53,7 +99,7 @@ def write_manifest(folder, rows, steps):
     with open(path, "w") as stream:
         for index in range(rows):
             stream.write(json.dumps({"id": f"row-{index}", "workflow": "insert_nodule",
-                                     "model": os.path.join(REPOSITORY, "models", "nodule-demo"), "image": "cxr.png",
+                                     "model": model, "image": "cxr.png",
                                      "center": [120 + index % 40, 240], "diameter": 30,
                                      "adapters": {"calcified": 0.7}, "seed": index, "steps": steps}) + "\n")
     return path
@@ -95,13 +141,18 @@ def start_cluster(environment, folder):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", choices=["demo", "dit-xl2"], default="demo")
     parser.add_argument("--rows", type=int, default=48)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "nodus-throughput"))
+    parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "nodus-bench"))
     options = parser.parse_args()
     shutil.rmtree(options.work, ignore_errors=True)
     os.makedirs(options.work)
-    manifest = write_manifest(options.work, options.rows, options.steps)
+    model = (os.path.join(REPOSITORY, "models", "nodule-demo") if options.model == "demo"
+             else prepare_xl_model(options.cache))
+    manifest = write_manifest(options.work, options.rows, options.steps, model)
+    load = os.getloadavg()[0]
     environment = dict(os.environ, PYTHONPATH=BINDINGS, RAY_AUTH_MODE="disabled")
     batch = [sys.executable, "-m", "nodus.batch", manifest, "--quiet"]
     results = []
@@ -130,12 +181,12 @@ def main():
     one = results[0]["per_hour"]
     date = datetime.date.today().isoformat()
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    lines = [f"# nodus.batch throughput, nodule insertion on the demo model ({date})", "",
-             f"`python benchmarks/batch_throughput.py --rows {options.rows} --steps {options.steps}`: {options.rows} "
-             f"insert_nodule rows (480x480 16-bit PNG, {options.steps} DDIM steps, guidance 3.5, one LoRA), Nodus "
-             f"{nodus.__version__}, {cpu}, {os.cpu_count()} cores, CPU level {nodus.cpu_level()}. Measured once per "
-             "configuration on a shared 2-core machine (other sessions were building and testing at the same time): "
-             "read the figures as indications, not medians.", "",
+    size = "480x480 16-bit PNG" + (", standardised to 960" if options.model == "dit-xl2" else "")
+    lines = [f"# nodus.batch throughput, nodule insertion on the {options.model} model ({date})", "",
+             f"`python benchmarks/batch_throughput.py --model {options.model} --rows {options.rows} --steps "
+             f"{options.steps}`: {options.rows} insert_nodule rows ({size}, {options.steps} DDIM steps, guidance 3.5, "
+             f"one LoRA), Nodus {nodus.__version__}, {cpu}, {os.cpu_count()} cores, CPU level {nodus.cpu_level()}. "
+             f"Measured once per configuration; load average over the minute before the run: {load:.2f}.", "",
              "| configuration | wall (s) | samples per hour | median row time in its worker (s) | overhead per row (s) "
              "| scaling efficiency vs 1 CPU |", "|---|---:|---:|---:|---:|---:|"]
     for result in results:
@@ -148,7 +199,7 @@ def main():
               f"{ray_two['overhead'] - local_two['overhead']:.3f} s, "
               f"{(ray_two['overhead'] - local_two['overhead']) / ray_two['row_seconds'] * 100:.0f}% of a row's time "
               "(wall time includes joining the cluster and the workers' model loads).", ""]
-    output = os.path.join(REPOSITORY, "benchmarks", "results", f"batch-throughput-{date}.md")
+    output = os.path.join(REPOSITORY, "benchmarks", "results", f"batch-throughput-{options.model}-{date}.md")
     with open(output, "w") as stream:
         stream.write("\n".join(lines))
     print(f"wrote {output}")

@@ -22,7 +22,7 @@
 //
 // Only libnodus's public C ABI and DCMTK are used: copy this file into a host and adapt it.
 // Limitations: as the CLI, one grayscale frame, 8 or 16 bits allocated, no Modality LUT
-// Sequence, a one-channel VAE; unlike it, a disk mask only (the CLI also takes a mask file) and
+// Sequence; unlike it, a disk mask only (the CLI also takes a mask file) and
 // the derived image only (the CLI also writes the mask and a JSON sidecar).
 // Build: make -C examples/cpp (see its Makefile for the compiler and linker flags).
 // Exit codes: 0 the output is written; 1 a failure (the message on stderr; nothing is written);
@@ -580,8 +580,12 @@ public:
         scalingFactor_ = float(vaeConfig.number("scaling_factor", 0.18215));
         latentChannels_ = int(vaeConfig.number("latent_channels", 4));
         const size_t levels = std::max<size_t>(vaeConfig.arrayLength("block_out_channels"), 1);
-        if (vaeConfig.number("in_channels", 3) != 1 || vaeConfig.number("out_channels", 3) != 1) {
-            throw std::runtime_error("'" + folder + "/vae' is not a grayscale (one-channel) VAE");
+        // A gray VAE, or an RGB one such as Stable Diffusion's: the gray patch goes to every input
+        // channel, and the decoded channels are averaged back to gray.
+        imageChannelsIn_ = int(vaeConfig.number("in_channels", 3));
+        imageChannelsOut_ = int(vaeConfig.number("out_channels", 3));
+        if (imageChannelsIn_ < 1 || imageChannelsOut_ < 1) {
+            throw std::runtime_error("'" + folder + "/vae' has no image channels");
         }
         latentSize_ = int(ditConfig.number("sample_size", 0));
         patchSize_ = latentSize_ << (levels - 1);  // the encoder halves the size at every level but the last
@@ -620,9 +624,10 @@ public:
     std::vector<float> paint(const std::vector<double> &patch, const std::vector<float> &mask,
                              const std::vector<std::pair<std::string, float>> &adapters, uint64_t seed, int steps) {
         const int size = patchSize_, latent = latentSize_, channels = latentChannels_;
-        Tensor masked({1, 1, size, size});
+        const size_t pixels = size_t(size) * size;
+        Tensor masked({1, imageChannelsIn_, size, size});
         for (size_t index = 0; index < masked.values.size(); index++) {
-            masked.values[index] = float(patch[index]) * (1 - mask[index]);
+            masked.values[index] = float(patch[index % pixels]) * (1 - mask[index % pixels]);
         }
         Tensor mean({1, channels, latent, latent}), logvar({1, channels, latent, latent});
         nodus_tensor image = masked.view(), meanView = mean.view(), logvarView = logvar.view();
@@ -673,10 +678,17 @@ public:
 
         // vae.decode(latent / scaling_factor).sample
         for (float &value : sampled.values) value /= scalingFactor_;
-        Tensor decoded({1, 1, size, size});
+        Tensor decoded({1, imageChannelsOut_, size, size});
         nodus_tensor latentView = sampled.view(), decodedView = decoded.view();
         check(nodus_model_decode(vae_.get(), &latentView, &decodedView), "nodus_model_decode");
-        return decoded.values;
+        if (imageChannelsOut_ == 1) return decoded.values;
+        std::vector<float> gray(pixels);  // the channels' mean, summed in channel order
+        for (size_t index = 0; index < pixels; index++) {
+            float sum = 0;
+            for (int plane = 0; plane < imageChannelsOut_; plane++) sum += decoded.values[plane * pixels + index];
+            gray[index] = sum / float(imageChannelsOut_);
+        }
+        return gray;
     }
 
 private:
@@ -712,6 +724,7 @@ private:
     std::string subtletyAdapter_ = "subtlety";
     float scalingFactor_ = 0.18215f;
     int latentChannels_ = 4, latentSize_ = 0, patchSize_ = 0;
+    int imageChannelsIn_ = 1, imageChannelsOut_ = 1;  // the VAE's image channels
 };
 
 // ---- Writing the derived DICOM -----------------------------------------------------------------

@@ -9,7 +9,9 @@ import NodusFormats
 /// `scheduler/`, LoRAs `lora-<characteristic>.safetensors` or `lora-<characteristic>/`,
 /// and optionally `workflow.json` (`standard_size` 960, `class_label` 0,
 /// `guidance_scale` 4.0, `subtlety_adapter` "subtlety" by default). The same folder
-/// rules and painting as `nodus.workflows.NoduleModel`.
+/// rules and painting as `nodus.workflows.NoduleModel`. The VAE may be a gray one or an
+/// RGB one such as Stable Diffusion's: the gray patch goes to every input channel, and
+/// the decoded channels are averaged back to gray.
 final class NoduleModelFolder {
     let folder: String
     let dit: ModelHandle
@@ -27,6 +29,8 @@ final class NoduleModelFolder {
     let latentSize: Int
     let latentChannels: Int
     let scalingFactor: Float
+    /// The VAE's image channels in and out (1 for a gray VAE, 3 for Stable Diffusion's).
+    let imageChannels: (input: Int, output: Int)
 
     /// - Parameter schedulerClass: another diffusers scheduler class on the folder's
     ///   training betas ("DPMSolverMultistepScheduler": DPM-Solver++ 2M), or nil.
@@ -67,6 +71,7 @@ final class NoduleModelFolder {
         let vaeConfig = try vae.config()
         scalingFactor = Float(vaeConfig["scaling_factor"]?.doubleValue ?? 0.18215)
         latentChannels = vaeConfig["latent_channels"]?.intValue ?? 4
+        imageChannels = (vaeConfig["in_channels"]?.intValue ?? 3, vaeConfig["out_channels"]?.intValue ?? 3)
         let levels = vaeConfig["block_out_channels"]?.arrayValue?.count ?? 4
         latentSize = try dit.configInteger("sample_size")
         patchSize = latentSize << (levels - 1)
@@ -131,8 +136,9 @@ final class NoduleModelFolder {
     func paint(patch: [Double], mask: [Float], adapters: [(String, Float)], seed: UInt64, steps: Int,
                guidance: Float?, progressLabel: String) throws -> [Float] {
         let size = patchSize
-        let masked = try Tensor(shape: [1, 1, size, size],
-                                floats: (0..<(size * size)).map { Float(patch[$0]) * (1 - mask[$0]) })
+        let gray = (0..<(size * size)).map { Float(patch[$0]) * (1 - mask[$0]) }
+        let masked = try Tensor(shape: [1, imageChannels.input, size, size],
+                                floats: Array([[Float]](repeating: gray, count: imageChannels.input).joined()))
         var image = try TensorArgument.make(masked)
         let encoded = try TensorArgument.outputs("VAE encode", count: 2) { outputs, _ in
             nodus_model_encode(vae.pointer, &image, outputs, outputs + 1)
@@ -160,6 +166,11 @@ final class NoduleModelFolder {
         job.conditioning = try Tensor(shape: [1, 1 + latentChannels, latentSize, latentSize], floats: conditioning)
         job.progressLabel = progressLabel
         let decoded = try SamplingJob.decode(try job.run(), with: vae)
-        return Array(UnsafeBufferPointer(start: decoded.floats, count: size * size))
+        let planes = decoded.elementCount / (size * size)
+        guard planes > 1 else { return Array(UnsafeBufferPointer(start: decoded.floats, count: size * size)) }
+        // Gray again: the mean of the decoded channels, summed in channel order.
+        return (0..<(size * size)).map { index in
+            (0..<planes).reduce(Float(0)) { $0 + decoded.floats[$1 * size * size + index] } / Float(planes)
+        }
     }
 }

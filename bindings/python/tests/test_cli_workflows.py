@@ -15,6 +15,7 @@ from nodus.workflows.patch_placement import PatchPlacement  # noqa: E402
 
 from conftest import REPOSITORY  # noqa: E402
 from medical_samples import dciodvfy_errors, make_dicom  # noqa: E402
+from nodule_variants import rgb_vae_variant  # noqa: E402
 from radiographs import synthetic_radiograph  # noqa: E402
 
 CLI = os.path.join(REPOSITORY, ".build", "release", "nodus")
@@ -115,3 +116,21 @@ def test_follow_up_matches_python(tmp_path, baseline):
     bad = run("follow-up", unet, "--vae", vae, "--baseline", tmp_path / baseline, "--context", tmp_path / "context.npy",
               "--samples", 1, "--output-dir", tmp_path / "bad")
     assert bad.returncode == 2 and "--samples" in bad.stderr and not (tmp_path / "bad").exists()
+
+
+def test_an_rgb_vae_paints_the_nodule_a_gray_one_paints(tmp_path):
+    rgb = rgb_vae_variant(tmp_path / "rgb-model")
+    medical.write_png(tmp_path / "cxr.png", samples=synthetic_radiograph(300, 280, seed=4), bits=16)
+    arguments = dict(center=(140, 150), diameter=24, adapters={"calcified": 1}, seed=5, steps=6)
+    gray = workflows.insert_nodule(DEMO, tmp_path / "cxr.png", output_dir=tmp_path / "gray", **arguments)
+    python = workflows.insert_nodule(rgb, tmp_path / "cxr.png", output_dir=tmp_path / "python", **arguments)
+    result = run("insert-nodule", rgb, "--image", tmp_path / "cxr.png", "--center", "140,150", "--diameter", 24,
+                 "--lora", "calcified:1", "--seed", 5, "--steps", 6, "--output-dir", tmp_path / "cli")
+    assert result.returncode == 0, result.stderr
+    name = os.path.basename(python["image"])
+    ours = medical.read_image(tmp_path / "cli" / name).values.astype(np.int64)
+    theirs = medical.read_image(python["image"]).values.astype(np.int64)
+    reference = medical.read_image(gray["image"]).values.astype(np.int64)
+    assert np.abs(ours - theirs).max() <= 1
+    assert (reference != medical.read_image(tmp_path / "cxr.png").values).any()
+    assert np.abs(theirs - reference).max() <= 2, np.abs(theirs - reference).max()

@@ -17,6 +17,7 @@ from nodus.workflows.patch_placement import PatchPlacement  # noqa: E402
 
 from conftest import REPOSITORY  # noqa: E402
 from medical_samples import dciodvfy_errors, make_dicom, run_on_tiny_filesystem  # noqa: E402
+from nodule_variants import rgb_vae_variant  # noqa: E402
 from radiographs import synthetic_radiograph  # noqa: E402
 
 CLI = os.path.join(REPOSITORY, ".build", "release", "nodus")
@@ -35,6 +36,9 @@ CASES = {
     "cr-8bit-corner": dict(
         image=dict(height=160, width=200, bits=8, photometric="MONOCHROME2", window=None),
         center=(20, 15), diameter=6, options=["--lora", "calcified:1"], seed=0, steps=6),
+    "cr-8bit-rgb-vae": dict(
+        image=dict(height=160, width=200, bits=8, photometric="MONOCHROME2", window=None),
+        center=(90, 100), diameter=12, options=["--lora", "calcified:1"], seed=1, steps=6, rgb_vae=True),
     "ct-signed-rle": dict(
         image=dict(height=128, width=144, bits=16, photometric="MONOCHROME2", window=(400, 2500), modality="CT",
                    signed=True, slope=0.5, intercept=-100, transfer_syntax=RLELossless),
@@ -74,10 +78,11 @@ def test_example_writes_the_clis_pixels_in_a_valid_derived_dicom(example, tmp_pa
     common = ["--center", center, "--diameter", settings["diameter"], *settings["options"],
               "--seed", settings["seed"], "--steps", settings["steps"]]
     output = tmp_path / "derived.dcm"
-    ours = run(example, DEMO, source, output, *common)
+    model = rgb_vae_variant(tmp_path / "rgb-model") if settings.get("rgb_vae") else DEMO
+    ours = run(example, model, source, output, *common)
     assert ours.returncode == 0, ours.stderr
     assert f"wrote {output}" in ours.stdout
-    cli = run(CLI, "insert-nodule", DEMO, "--image", source, *common, "--output-dir", tmp_path / "cli")
+    cli = run(CLI, "insert-nodule", model, "--image", source, *common, "--output-dir", tmp_path / "cli")
     assert cli.returncode == 0, cli.stderr
 
     original, derived = pydicom.dcmread(source), pydicom.dcmread(output)
@@ -110,7 +115,8 @@ def test_example_writes_the_clis_pixels_in_a_valid_derived_dicom(example, tmp_pa
     assert "insert_nodule" in derived.DerivationDescription and f"seed {settings['seed']}" in derived.DerivationDescription
     errors = dciodvfy_errors(output)
     assert not errors, errors
-    assert sorted(os.listdir(tmp_path)) == ["cli", "cxr.dcm", "derived.dcm"]  # no temporary file left
+    left = sorted(name for name in os.listdir(tmp_path) if name != "rgb-model")
+    assert left == ["cli", "cxr.dcm", "derived.dcm"]  # no temporary file left
 
 
 def test_bad_inputs_give_a_clear_error_and_no_output(example, tmp_path):

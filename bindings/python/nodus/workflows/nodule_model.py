@@ -56,6 +56,9 @@ class NoduleModel:
         vae_config = self.vae.config
         self.scaling_factor = float(vae_config.get("scaling_factor", 0.18215))
         self.latent_channels = int(vae_config.get("latent_channels", 4))
+        # A gray VAE, or an RGB one such as Stable Diffusion's: the gray patch goes to every input
+        # channel, and the decoded channels are averaged back to gray.
+        self.image_channels = int(vae_config.get("in_channels", 3))
         downsampling = 2 ** (len(vae_config.get("block_out_channels", [0, 0, 0, 0])) - 1)
         self.latent_size = int(self.dit.config["sample_size"])
         self.patch_size = self.latent_size * downsampling
@@ -125,7 +128,7 @@ class NoduleModel:
         size = self.patch_size
         patch = np.asarray(patch, dtype=np.float32).reshape(1, 1, size, size)
         mask = np.asarray(mask, dtype=np.float32).reshape(1, 1, size, size)
-        mean, _ = self.vae.encode(patch * (1 - mask))
+        mean, _ = self.vae.encode(np.repeat(patch * (1 - mask), self.image_channels, axis=1))
         masked_latent = mean * self.scaling_factor
         factor = size // self.latent_size
         latent_mask = mask.reshape(1, 1, self.latent_size, factor, self.latent_size, factor).max(axis=(3, 5))
@@ -140,4 +143,10 @@ class NoduleModel:
                         init_noise=noise, class_labels=[self.class_label],
                         conditioning=np.concatenate([latent_mask, masked_latent], axis=1),
                         adapter_schedule=schedule)
-        return self.vae.decode(latent / self.scaling_factor)[0, 0]
+        decoded = self.vae.decode(latent / self.scaling_factor)[0]
+        if len(decoded) == 1:
+            return decoded[0]
+        gray = decoded[0].copy()
+        for plane in decoded[1:]:  # summed in channel order, as the CLI does
+            gray += plane
+        return gray / np.float32(len(decoded))
