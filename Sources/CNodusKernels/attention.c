@@ -29,13 +29,20 @@ typedef struct tile_scratch {
     float *sums;       /* [QUERY_ROWS][head_width] */
     float *maxima;     /* [QUERY_ROWS] */
     float *totals;     /* [QUERY_ROWS] */
+    float *peaks;      /* [QUERY_ROWS]: each row's largest score in the current key block */
 } tile_scratch;
 
-/* scores[i][j] = scale * q_i . k_j for the tile's rows and a padded key block. */
-AVX512 static void tile_scores(const float *const *rows, const float *keys, float *scores, int64_t width,
-                               int64_t padded, float scale) {
+/* scores[i][j] = scale * q_i . k_j for the tile's rows and a padded key block;
+ * peaks[i] = the largest of row i's scores over the block's `keys` real keys
+ * (the padding's zero scores left out), so the softmax needs no pass of its own
+ * to find it. */
+AVX512 static void tile_scores(const float *const *rows, const float *keys, float *scores, float *peaks,
+                               int64_t width, int64_t count, int64_t padded, float scale) {
     const __m512 factor = _mm512_set1_ps(scale);
     for (int64_t i = 0; i < QUERY_ROWS; i += SCORE_ROWS) {
+        __m512 peak[SCORE_ROWS];
+#pragma GCC unroll 8
+        for (int r = 0; r < SCORE_ROWS; r++) peak[r] = _mm512_set1_ps(-INFINITY);
         for (int64_t j = 0; j < padded; j += 32) {
             __m512 acc[SCORE_ROWS][2];
 #pragma GCC unroll 8
@@ -50,31 +57,62 @@ AVX512 static void tile_scores(const float *const *rows, const float *keys, floa
                     acc[r][1] = _mm512_fmadd_ps(q, k1, acc[r][1]);
                 }
             }
+            const __mmask16 low = lanes(count - j), high = lanes(count - j - 16);
 #pragma GCC unroll 8
             for (int r = 0; r < SCORE_ROWS; r++) {
-                _mm512_storeu_ps(scores + (i + r) * KEY_BLOCK + j, _mm512_mul_ps(acc[r][0], factor));
-                _mm512_storeu_ps(scores + (i + r) * KEY_BLOCK + j + 16, _mm512_mul_ps(acc[r][1], factor));
+                const __m512 first = _mm512_mul_ps(acc[r][0], factor), second = _mm512_mul_ps(acc[r][1], factor);
+                _mm512_storeu_ps(scores + (i + r) * KEY_BLOCK + j, first);
+                _mm512_storeu_ps(scores + (i + r) * KEY_BLOCK + j + 16, second);
+                peak[r] = _mm512_mask_max_ps(_mm512_mask_max_ps(peak[r], low, peak[r], first), high, peak[r], second);
             }
         }
+#pragma GCC unroll 8
+        for (int r = 0; r < SCORE_ROWS; r++) peaks[i + r] = _mm512_reduce_max_ps(peak[r]);
     }
 }
 
+/* e^x for the softmax's x <= 0: exp512's reduction and polynomial, scaled by 2^n
+ * with vscalefps, which also gives 0 (and denormals) below e^-87 without the
+ * clamp-and-blend exp512 needs for its exponent arithmetic. */
+AVX512 static inline __m512 softmax_exp512(__m512 x) {
+    const __m512 clamped = _mm512_max_ps(x, _mm512_set1_ps(-104.0f)); /* e^-104 is 0 in float; -inf too */
+    const __m512 shifter = _mm512_set1_ps(12582912.0f);                /* 1.5 * 2^23 */
+    const __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(clamped, _mm512_set1_ps(1.44269504f), shifter), shifter);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), clamped);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334520e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665796e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    const __m512 e = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(e, n);
+}
+
 /* The online softmax step: scores become e^(s - new max); running sums and
- * accumulated outputs are rescaled to the new maximum. */
-AVX512 static void tile_softmax(tile_scratch *t, int64_t keys, int64_t width) {
+ * accumulated outputs are rescaled to the new maximum. `peaks` holds each
+ * row's largest score in the block, or is NULL to find it here. */
+AVX512 static void tile_softmax(tile_scratch *t, const float *peaks, int64_t keys, int64_t width) {
     for (int64_t i = 0; i < QUERY_ROWS; i++) {
         float *row = t->scores + i * KEY_BLOCK;
-        __m512 peak = _mm512_set1_ps(-INFINITY);
-        for (int64_t j = 0; j < keys; j += 16) {
-            peak = _mm512_mask_max_ps(peak, lanes(keys - j), peak, _mm512_loadu_ps(row + j));
+        float block_max;
+        if (peaks) {
+            block_max = peaks[i];
+        } else {
+            __m512 peak = _mm512_set1_ps(-INFINITY);
+            for (int64_t j = 0; j < keys; j += 16) {
+                peak = _mm512_mask_max_ps(peak, lanes(keys - j), peak, _mm512_loadu_ps(row + j));
+            }
+            block_max = _mm512_reduce_max_ps(peak);
         }
         float old_max = t->maxima[i];
-        float new_max = fmaxf(old_max, _mm512_reduce_max_ps(peak));
+        float new_max = fmaxf(old_max, block_max);
         float correction = old_max == -INFINITY ? 0.0f : expf(old_max - new_max);
         __m512 shift = _mm512_set1_ps(new_max), sum = _mm512_setzero_ps();
         for (int64_t j = 0; j < keys; j += 16) {
             __mmask16 mask = lanes(keys - j);
-            __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, row + j), shift));
+            __m512 e = softmax_exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, row + j), shift));
             _mm512_mask_storeu_ps(row + j, mask, e);
             sum = _mm512_mask_add_ps(sum, mask, sum, e);
         }
@@ -160,17 +198,21 @@ AVX2 static inline __attribute__((always_inline)) void score_rows_avx2(const flo
 }
 
 /* tile_scores on AVX2: 6 rows by 16 keys at a time (12 accumulators, 2 key
- * vectors and a broadcast: 15 of the 16 registers), the last 4 rows apart. */
-AVX2 static void tile_scores_avx2(const float *const *rows, const float *keys, float *scores, int64_t width,
-                                  int64_t padded, float scale) {
+ * vectors and a broadcast: 15 of the 16 registers), the last 4 rows apart. No
+ * registers are left for the rows' peaks: the softmax finds them. */
+AVX2 static void tile_scores_avx2(const float *const *rows, const float *keys, float *scores, float *peaks,
+                                  int64_t width, int64_t count, int64_t padded, float scale) {
+    (void)peaks;
+    (void)count;
     const __m256 factor = _mm256_set1_ps(scale);
     int64_t i = 0;
     for (; i + 6 <= QUERY_ROWS; i += 6) score_rows_avx2(rows, keys, scores, width, padded, factor, i, 6);
     for (; i < QUERY_ROWS; i += 4) score_rows_avx2(rows, keys, scores, width, padded, factor, i, 4);
 }
 
-/* tile_softmax on AVX2. */
-AVX2 static void tile_softmax_avx2(tile_scratch *t, int64_t keys, int64_t width) {
+/* tile_softmax on AVX2 (it always finds the rows' peaks itself). */
+AVX2 static void tile_softmax_avx2(tile_scratch *t, const float *peaks, int64_t keys, int64_t width) {
+    (void)peaks;
     const __m256 lowest = _mm256_set1_ps(-INFINITY);
     for (int64_t i = 0; i < QUERY_ROWS; i++) {
         float *row = t->scores + i * KEY_BLOCK;
@@ -274,16 +316,18 @@ AVX2 static void tile_values_avx2(tile_scratch *t, const float *value, int64_t v
     }
 }
 
-/* The code of one level: the three steps of a key block. */
+/* The code of one level: the three steps of a key block. `scores` writes each
+ * row's peak to its `peaks` when `finds_peaks`; `softmax` takes them, or NULL. */
 typedef struct attention_form {
-    void (*scores)(const float *const *rows, const float *keys, float *scores, int64_t width, int64_t padded,
-                   float scale);
-    void (*softmax)(tile_scratch *t, int64_t keys, int64_t width);
+    void (*scores)(const float *const *rows, const float *keys, float *scores, float *peaks, int64_t width,
+                   int64_t count, int64_t padded, float scale);
+    void (*softmax)(tile_scratch *t, const float *peaks, int64_t keys, int64_t width);
     void (*values)(tile_scratch *t, const float *value, int64_t value_stride, int64_t keys, int64_t width);
+    int finds_peaks;
 } attention_form;
 
-static const attention_form form_avx512 = {tile_scores, tile_softmax, tile_values};
-static const attention_form form_avx2 = {tile_scores_avx2, tile_softmax_avx2, tile_values_avx2};
+static const attention_form form_avx512 = {tile_scores, tile_softmax, tile_values, 1};
+static const attention_form form_avx2 = {tile_scores_avx2, tile_softmax_avx2, tile_values_avx2, 0};
 
 /* Sets the scores of keys after each row's own token to `fill`: -inf before
  * the softmax, then 0 after it (the clamped exp of -inf is 1e-38, not 0).
@@ -333,10 +377,10 @@ static void run_tile(const nodus_attention_shape *s, const float *query, const f
     for (int64_t start = 0; start < key_end; start += KEY_BLOCK) {
         const int64_t keys = key_end - start < KEY_BLOCK ? key_end - start : KEY_BLOCK;
         const int64_t padded = (keys + 31) / 32 * 32;
-        form->scores(row_pointers, t->keys + start * width, t->scores, width, padded, scale);
+        form->scores(row_pointers, t->keys + start * width, t->scores, t->peaks, width, keys, padded, scale);
         const int masked = s->causal && start + keys - 1 > first;
         if (masked) hide_future_keys(t->scores, first - start, rows, keys, -INFINITY);
-        form->softmax(t, keys, width);
+        form->softmax(t, form->finds_peaks && !masked ? t->peaks : NULL, keys, width);
         if (masked) hide_future_keys(t->scores, first - start, rows, keys, 0.0f);
         form->values(t, value + (item * s->key_tokens + start) * s->value_stride + column, s->value_stride, keys,
                      width);
@@ -354,7 +398,7 @@ int nodus_attention_tiles(const nodus_attention_shape *shape, const float *query
     const int64_t width = shape->head_width;
     const int64_t key_floats = (shape->key_tokens + KEY_BLOCK - 1) / KEY_BLOCK * KEY_BLOCK * width;
     const size_t floats = (size_t)QUERY_ROWS * KEY_BLOCK + (size_t)key_floats + (size_t)QUERY_ROWS * width
-                          + 2 * QUERY_ROWS;
+                          + 3 * QUERY_ROWS;
     float *memory = aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
     if (!memory) return 0;
     tile_scratch t = {
@@ -365,6 +409,7 @@ int nodus_attention_tiles(const nodus_attention_shape *shape, const float *query
         .maxima = memory + QUERY_ROWS * KEY_BLOCK + key_floats + QUERY_ROWS * width,
     };
     t.totals = t.maxima + QUERY_ROWS;
+    t.peaks = t.totals + QUERY_ROWS;
     const attention_form *form =
         nodus_kernels_level_in_use() >= NODUS_KERNEL_LEVEL_AVX512 ? &form_avx512 : &form_avx2;
     for (int64_t tile = tile_begin; tile < tile_end; tile++) {

@@ -28,6 +28,8 @@ typedef void (*pack_b_image_function)(const nodus_gemm_image *image, int64_t row
                                       int64_t columns, float *target);
 typedef void (*kernel_function)(int64_t depth, const float *a, const float *b, float *c, int64_t ldc, int64_t rows,
                                 int64_t columns, tile_epilogue epilogue);
+typedef void (*kernel_rows_function)(int64_t depth, const float *a, int64_t lda, const float *b, float *c,
+                                     int64_t ldc, int64_t columns, tile_epilogue epilogue);
 typedef void (*blocks_function)(const nodus_gemm_problem *problem, int64_t row_begin, int64_t row_end,
                                 int64_t column_begin, int64_t column_end, float *packed_a, float *packed_b);
 
@@ -293,6 +295,29 @@ AVX512 static void kernel(int64_t depth, const float *a, const float *b, float *
     store_tile(low, high, c, ldc, rows, columns, epilogue);
 }
 
+/* kernel for a full tile with A read in place: rows of A `lda` apart, as MLAS
+ * reads them, instead of a packed panel. The same products in the same order,
+ * so the same sums; the packing pass over A is saved (a Linear's activations,
+ * read once per column sweep of packed weights). */
+AVX512 static void kernel_rows(int64_t depth, const float *a, int64_t lda, const float *b, float *c, int64_t ldc,
+                               int64_t columns, tile_epilogue epilogue) {
+    prefetch_tile(c, ldc, MR, epilogue);
+    __m512 low[MR], high[MR];
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; i++) low[i] = high[i] = _mm512_setzero_ps();
+    for (int64_t p = 0; p < depth; p++) {
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) {
+            __m512 ai = _mm512_set1_ps(a[i * lda + p]);
+            low[i] = _mm512_fmadd_ps(ai, b0, low[i]);
+            high[i] = _mm512_fmadd_ps(ai, b1, high[i]);
+        }
+        b += NR;
+    }
+    store_tile(low, high, c, ldc, MR, columns, epilogue);
+}
+
 /* The AVX2 tile [rows x columns] (at most MR2 x NR2): per step of k, two
  * vectors of B and six broadcasts of A into twelve accumulators. */
 AVX2 static void kernel_avx2(int64_t depth, const float *a, const float *b, float *c, int64_t ldc, int64_t rows,
@@ -314,6 +339,27 @@ AVX2 static void kernel_avx2(int64_t depth, const float *a, const float *b, floa
         b += NR2;
     }
     store_tile_avx2(low, high, c, ldc, rows, columns, epilogue);
+}
+
+/* kernel_rows for the AVX2 tile. */
+AVX2 static void kernel_rows_avx2(int64_t depth, const float *a, int64_t lda, const float *b, float *c, int64_t ldc,
+                                  int64_t columns, tile_epilogue epilogue) {
+    prefetch_tile_avx2(c, ldc, MR2, epilogue);
+    __m256 low[MR2], high[MR2];
+#pragma GCC unroll 6
+    for (int i = 0; i < MR2; i++) low[i] = high[i] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < depth; p++) {
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < MR2; i++) {
+            __m256 ai = _mm256_broadcast_ss(a + i * lda + p);
+            low[i] = _mm256_fmadd_ps(ai, b0, low[i]);
+            high[i] = _mm256_fmadd_ps(ai, b1, high[i]);
+        }
+        b += NR2;
+    }
+    store_tile_avx2(low, high, c, ldc, MR2, columns, epilogue);
 }
 
 /* Packed operands are stored by blocks of KC rows of k: block p0 holds every
@@ -405,8 +451,11 @@ int nodus_gemm_pack_b(const nodus_gemm_matrix *b, int64_t k, int64_t n, int64_t 
 static inline __attribute__((always_inline)) void run_blocks(
     const nodus_gemm_problem *problem, int64_t row_begin, int64_t row_end, int64_t column_begin, int64_t column_end,
     float *packed_a, float *packed_b, const int64_t mr, const int64_t nr, pack_a_function pack_a_block,
-    pack_b_matrix_function pack_b_matrix_block, pack_b_image_function pack_b_image_block, kernel_function kernel_tile) {
+    pack_b_matrix_function pack_b_matrix_block, pack_b_image_function pack_b_image_block, kernel_function kernel_tile,
+    kernel_rows_function kernel_rows_tile) {
     const int64_t depth_total = problem->k;
+    /* Weights packed ahead and row-major activations: full tiles read A in place. */
+    const int direct = kernel_rows_tile && !problem->packed_a && problem->packed_b && problem->a.column_stride == 1;
     const int64_t step_rows = problem->packed_b ? MC_PACKED_B : MC;
     const int64_t step_columns = problem->packed_b ? column_end - column_begin : NC;
     for (int64_t jc = column_begin; jc < column_end; jc += step_columns) {
@@ -425,11 +474,13 @@ static inline __attribute__((always_inline)) void run_blocks(
             }
             for (int64_t ic = row_begin; ic < row_end; ic += step_rows) {
                 const int64_t rows = min64(step_rows, row_end - ic);
-                const float *block_a = packed_a;
+                /* In direct mode only the last, partial tile of rows is packed (at packed_a). */
+                const int64_t full_rows = direct ? rows / mr * mr : 0;
+                const float *block_a = packed_a; /* its first panel is row `full_rows` of the block */
                 if (problem->packed_a) {
                     block_a = problem->packed_a + pc * padded(problem->m, mr) + ic * depth;
-                } else {
-                    pack_a_block(&problem->a, ic, rows, pc, depth, packed_a);
+                } else if (full_rows < rows) {
+                    pack_a_block(&problem->a, ic + full_rows, rows - full_rows, pc, depth, packed_a);
                 }
                 for (int64_t jr = 0; jr < columns; jr += nr) {
                     for (int64_t ir = 0; ir < rows; ir += mr) {
@@ -439,9 +490,15 @@ static inline __attribute__((always_inline)) void run_blocks(
                             .scale = problem->scale,
                             .load = problem->accumulate || pc > 0,
                         };
-                        kernel_tile(depth, block_a + ir * depth, block_b + jr * depth,
-                                    problem->c + (ic + ir) * problem->ldc + jc + jr, problem->ldc,
-                                    min64(mr, rows - ir), min64(nr, columns - jr), epilogue);
+                        float *tile = problem->c + (ic + ir) * problem->ldc + jc + jr;
+                        if (ir < full_rows) {
+                            kernel_rows_tile(depth, problem->a.data + (ic + ir) * problem->a.row_stride + pc,
+                                             problem->a.row_stride, block_b + jr * depth, tile, problem->ldc,
+                                             min64(nr, columns - jr), epilogue);
+                        } else {
+                            kernel_tile(depth, block_a + (ir - full_rows) * depth, block_b + jr * depth, tile, problem->ldc,
+                                        min64(mr, rows - ir), min64(nr, columns - jr), epilogue);
+                        }
                     }
                 }
             }
@@ -453,13 +510,13 @@ static inline __attribute__((always_inline)) void run_blocks(
 AVX512 static void blocks_avx512(const nodus_gemm_problem *problem, int64_t row_begin, int64_t row_end,
                                  int64_t column_begin, int64_t column_end, float *packed_a, float *packed_b) {
     run_blocks(problem, row_begin, row_end, column_begin, column_end, packed_a, packed_b, MR, NR, pack_a,
-               pack_b_matrix, pack_b_image, kernel);
+               pack_b_matrix, pack_b_image, kernel, kernel_rows);
 }
 
 AVX2 static void blocks_avx2(const nodus_gemm_problem *problem, int64_t row_begin, int64_t row_end,
                              int64_t column_begin, int64_t column_end, float *packed_a, float *packed_b) {
     run_blocks(problem, row_begin, row_end, column_begin, column_end, packed_a, packed_b, MR2, NR2, pack_a_avx2,
-               pack_b_matrix_avx2, pack_b_image_avx2, kernel_avx2);
+               pack_b_matrix_avx2, pack_b_image_avx2, kernel_avx2, kernel_rows_avx2);
 }
 
 static const gemm_form form_avx512 = {MR, NR, pack_a, pack_b_matrix, blocks_avx512};
