@@ -62,7 +62,9 @@ enum Argument {
 
     /// Reads a params struct that starts with `uint32_t struct_size`: the first
     /// `struct_size` bytes come from the caller, the rest keep `defaults` (a caller
-    /// built against an older header passes a shorter struct).
+    /// built against an older header passes a shorter struct, cut at a field).
+    /// - Throws: `invalidArgument` for a size below 4 bytes (never initialised), above
+    ///   the struct this library knows (a newer header), or inside a field (garbage).
     static func params<Params>(_ pointer: UnsafePointer<Params>, defaults: Params, initializer: String,
                                in function: String) throws -> Params {
         let size = Int(UnsafeRawPointer(pointer).loadUnaligned(as: UInt32.self))
@@ -74,7 +76,12 @@ enum Argument {
         guard size <= fullSize else {
             throw NodusError.invalidArgument(
                 "\(function): params.struct_size is \(size) but this library knows \(fullSize) bytes: "
-                    + "the header is newer than the library")
+                    + "the header is newer than the library, or the struct was not filled by \(initializer)()")
+        }
+        if let boundaries = StructLayout.fieldBoundaries(defaults), !boundaries.contains(size) {
+            throw NodusError.invalidArgument(
+                "\(function): params.struct_size is \(size), which ends inside a field: fill the struct with "
+                    + "\(initializer)() first")
         }
         var value = defaults
         withUnsafeMutableBytes(of: &value) { target in
