@@ -18,14 +18,15 @@ enum Status {
 
     /// Runs `body` and turns its outcome into a status: `NODUS_OK`, the code of a
     /// thrown `NodusError`, or `NODUS_ERROR_INTERNAL` for any other error. Every
-    /// failure leaves its message for `nodus_last_error()`. The handles the body looks up
-    /// stay locked until it returns (`HeldHandleLocks`).
+    /// failure leaves its message for `nodus_last_error()`, starting with the function's
+    /// name (errors from below the ABI, which do not know it, get it in front). The handles
+    /// the body looks up stay locked until it returns (`HeldHandleLocks`).
     static func run(_ function: String, _ body: () throws -> Void) -> nodus_status {
         do {
             try HeldHandleLocks.scope(body)
             return ok
         } catch let error as NodusError {
-            LastError.set(error.message)
+            LastError.set(error.message.hasPrefix("\(function):") ? error.message : "\(function): \(error.message)")
             return error.code.rawValue
         } catch {
             LastError.set("\(function): internal error: \(error)")
