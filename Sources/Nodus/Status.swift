@@ -49,16 +49,37 @@ enum Argument {
     }
 
     /// `count` C strings at `pointer` (none when `count` is 0), each checked for NULL and as UTF-8.
+    /// A count above 4096 (a size_t above Int.max arrives negative) is out of range.
     static func strings(_ pointer: UnsafePointer<UnsafePointer<CChar>?>?, count: Int, _ parameter: String,
                         in function: String) throws -> [String] {
-        guard count > 0 else { return [] }
-        guard count <= 4096 else { throw NodusError.invalidArgument("\(function): \(parameter) count \(count) is out of range") }
+        guard count != 0 else { return [] }
+        guard (1...4096).contains(count) else {
+            throw NodusError.invalidArgument("\(function): \(parameter) count \(UInt(bitPattern: count)) is out of range")
+        }
         let list = try required(pointer, parameter, in: function)
         return try (0..<count).map { index in
             let label = "\(parameter)[\(index)]"
             let text = try required(list[index], label, in: function)
             return try utf8Text(text, length: strlen(text), label, in: function)
         }
+    }
+
+    /// `value`, or an `invalidArgument` error naming the parameter when it is NaN or infinite
+    /// (the header's policy for every number a call takes).
+    static func finite<Value: BinaryFloatingPoint>(_ value: Value, _ parameter: String, in function: String) throws
+        -> Value
+    {
+        guard value.isFinite else {
+            throw NodusError.invalidArgument("\(function): `\(parameter)` is \(value); it must be a finite number")
+        }
+        return value
+    }
+
+    /// The `count` floats at `pointer`, each finite; `fallback` each when `pointer` is NULL.
+    static func floats(_ pointer: UnsafePointer<Float>?, count: Int, fallback: Float, _ parameter: String,
+                       in function: String) throws -> [Float] {
+        guard let pointer else { return Array(repeating: fallback, count: count) }
+        return try (0..<count).map { try finite(pointer[$0], "\(parameter)[\($0)]", in: function) }
     }
 
     /// Reads a params struct that starts with `uint32_t struct_size`: the first
