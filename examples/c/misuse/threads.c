@@ -5,10 +5,15 @@
  * while 3 others run it: every output is exactly the output with or the output
  * without the adapter, never a mix. 4 run contexts of one model, one per
  * thread, running at the same time (with different adapter strengths): each
- * equals the same work done by one thread, bit for bit.
+ * equals the same work done by one thread, bit for bit. A model handle freed
+ * by one thread while another samples with it: the running call finishes with
+ * the same result, and the handle is then a freed one.
  */
+#define _POSIX_C_SOURCE 200809L
+
 #include <pthread.h>
 #include <string.h>
+#include <time.h>
 
 #include "misuse.h"
 
@@ -185,8 +190,69 @@ static void contexts(fixtures *f) {
     }
 }
 
+/* The handle of a model freed by the main thread while a sample runs on it. */
+typedef struct freeing {
+    nodus_model *model;
+    nodus_scheduler *scheduler;
+    float values[LATENT_FLOATS];
+    nodus_status status;
+    int started, freed; /* atomic */
+} freeing;
+
+static int32_t wait_for_free(int32_t done, int32_t total, void *user_data) {
+    freeing *state = user_data;
+    (void)total;
+    if (done == 1) {
+        __atomic_store_n(&state->started, 1, __ATOMIC_RELEASE);
+        while (!__atomic_load_n(&state->freed, __ATOMIC_ACQUIRE)) {
+            nanosleep(&(struct timespec){.tv_nsec = 1000 * 1000}, NULL);
+        }
+    }
+    return 0;
+}
+
+static void *sample_while_freed(void *argument) {
+    freeing *state = argument;
+    float noise_values[LATENT_FLOATS];
+    nodus_tensor noise = float_tensor(noise_values, 4, (int64_t[]){2, 4, 8, 8});
+    if (nodus_randn(21, &noise) != NODUS_OK) return NULL;
+    int64_t labels[2] = {2, 7};
+    nodus_tensor output = float_tensor(state->values, 4, (int64_t[]){2, 4, 8, 8});
+    nodus_sample_params params;
+    nodus_sample_params_init(&params);
+    params.steps = STEPS;
+    params.init_noise = &noise;
+    params.class_labels = labels;
+    params.class_label_count = 2;
+    params.progress = wait_for_free;
+    params.progress_user_data = state;
+    state->status = nodus_sample(state->model, state->scheduler, &params, &output);
+    return NULL;
+}
+
+static void freed_while_running(fixtures *f) {
+    static freeing state;
+    static float expected[LATENT_FLOATS];
+    memset(&state, 0, sizeof state);
+    CHECK(nodus_model_load(f->dit_path, NULL, &state.model) == NODUS_OK);
+    CHECK(nodus_scheduler_load(f->scheduler_path, &state.scheduler) == NODUS_OK);
+    CHECK(sample(state.model, state.scheduler, NULL, expected) == NODUS_OK);
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, sample_while_freed, &state) == 0);
+    while (!__atomic_load_n(&state.started, __ATOMIC_ACQUIRE)) nanosleep(&(struct timespec){.tv_nsec = 1000 * 1000}, NULL);
+    nodus_model_free(state.model); /* while the sample runs */
+    __atomic_store_n(&state.freed, 1, __ATOMIC_RELEASE);
+    pthread_join(thread, NULL);
+    misuse_case(state.status == NODUS_OK && memcmp(state.values, expected, sizeof expected) == 0,
+                "a model freed during a sample on another thread: the sample finishes, unchanged", __FILE__, __LINE__);
+    EXPECT_FAILURE(nodus_model_kind, result == -1, "freed handle", nodus_model_get_kind,
+                   nodus_model_get_kind(state.model));
+    nodus_scheduler_free(state.scheduler);
+}
+
 void misuse_threads(fixtures *f) {
     one_handle(f);
     adapters_switched(f);
     contexts(f);
+    freed_while_running(f);
 }
