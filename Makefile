@@ -16,6 +16,8 @@
 #   make fuzz    every parser's libFuzzer target (Fuzz/) for FUZZ_SECONDS each (default 60), two at a time
 #   make fuzz-smoke  each target for FUZZ_SMOKE_RUNS executions (default 10^5): executions and time per target
 #   make fuzz-graphs  FUZZ_GRAPHS random small ONNX graphs (default 2000): Nodus against onnxruntime
+#   make soak    opt-in: SOAK_CYCLES (default 10000) load / LoRA / fuse / forward / unfuse / free
+#                cycles on 4 threads; fails if RSS grows over 4 MB (examples/c/soak.c)
 #   make test-sanitize  the Swift tests under AddressSanitizer + UndefinedBehaviorSanitizer, then
 #                under ThreadSanitizer
 
@@ -36,7 +38,7 @@ CPU_FLAGS := $(shell grep -m1 '^flags' /proc/cpuinfo 2>/dev/null)
 LOWER_CPU_LEVELS := $(strip $(if $(filter avx512_bf16,$(CPU_FLAGS)),avx512) \
 	$(if $(filter avx512f,$(CPU_FLAGS)),avx2) $(if $(filter avx2,$(CPU_FLAGS)),baseline))
 
-.PHONY: all deps build test test-swift test-c test-python test-no-toolchain demo bench bench-sample bench-lora bench-pipeline large-check \
+.PHONY: all deps build test test-swift test-c soak test-python test-no-toolchain demo bench bench-sample bench-lora bench-pipeline large-check \
 	fuzz fuzz-smoke fuzz-build fuzz-graphs test-sanitize clean
 
 all: build
@@ -86,6 +88,10 @@ test-swift: deps
 test-c: build
 	$(MAKE) -C examples/c check
 	$(MAKE) -C examples/cpp check
+
+SOAK_CYCLES ?= 10000
+soak: build
+	$(MAKE) -C examples/c soak SOAK_CYCLES=$(SOAK_CYCLES)
 
 test-python: build $(PYTHON)
 	$(PYTHON) -m pytest -q bindings/python/tests

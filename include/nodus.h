@@ -5,17 +5,36 @@
  *   - Objects are opaque handles created by a constructor (`*_load`, `*_create`)
  *     and released by a destructor (`*_free`). Passing NULL to a destructor is a
  *     no-op.
+ *   - A handle is a value from the library's table of live handles, not an
+ *     address. A freed handle (used after its `*_free`, or freed twice), a value
+ *     the library never gave out, and a handle of another kind are
+ *     NODUS_ERROR_INVALID_ARGUMENT naming the parameter ("a freed handle");
+ *     a destructor given one frees nothing and leaves the message. Nothing is
+ *     read through such a value. A handle's value comes back only after its
+ *     table slot has been reused 2^32 times. A handle freed while another
+ *     thread's call is using it lives until that call returns.
  *   - Every fallible call returns a nodus_status. NODUS_OK (0) means success;
  *     any other value means the call failed, changed nothing that the caller
  *     can observe (unless the function says otherwise) and left a message for
- *     nodus_last_error().
+ *     nodus_last_error() that starts with the function's name and names the
+ *     parameter at fault.
  *   - No call aborts the process on bad input: NULL pointers, wrong shapes,
  *     malformed files all come back as a status code.
+ *   - Numbers: every float or double argument and every value of a
+ *     floating-point input tensor must be finite. NaN or an infinity is
+ *     NODUS_ERROR_INVALID_ARGUMENT naming the parameter (and the element of a
+ *     tensor), also where the value would be ignored (a strength without an
+ *     image). A count beyond what a call takes, SIZE_MAX included, is out of
+ *     range (NODUS_ERROR_INVALID_ARGUMENT), never "none" or "all".
  *   - Memory: a pointer the library returns stays owned by the library (and
  *     says how long it is valid); a buffer the caller passes stays owned by the
  *     caller. Nothing needs to be freed with free().
  *   - Params structs start with `struct_size`, must be filled by their
- *     `*_params_init()` function first, and only ever grow at the end.
+ *     `*_params_init()` function first, and only ever grow at the end. A
+ *     struct_size below 4, beyond the struct this library knows (a newer
+ *     header) or ending inside a field is NODUS_ERROR_INVALID_ARGUMENT; an
+ *     older header's size (the struct cut at a field) is read with the later
+ *     fields at their defaults.
  *   - Functions are safe to call from any thread. Calls on one handle take
  *     turns: each holds the handles it is given for the whole call, so two
  *     threads sharing a model (or scheduler, pipeline) get correct results, one
@@ -134,7 +153,12 @@ NODUS_API NODUS_NODISCARD nodus_status nodus_isa_level_from_name(const char *nam
  * As an output: the library writes `dtype`, `ndim` and `shape`; if `data` is
  * NULL it only reports them (and the bytes needed in `size_bytes`) and returns
  * NODUS_OK, otherwise it writes the values into `data`, which must hold
- * `size_bytes` >= the bytes needed (else NODUS_ERROR_SHAPE, nothing written). */
+ * `size_bytes` >= the bytes needed (else NODUS_ERROR_SHAPE, nothing written).
+ * An input with ndim outside 0...NODUS_MAX_DIMS, a negative dimension, a byte
+ * size that overflows, or a shape or dtype the call cannot take is
+ * NODUS_ERROR_SHAPE; an unknown dtype value, NULL data with elements to read,
+ * or a NaN or infinity is NODUS_ERROR_INVALID_ARGUMENT. A failed call leaves
+ * the data of every output tensor untouched. */
 typedef struct nodus_tensor {
     const char *name;
     nodus_dtype dtype;

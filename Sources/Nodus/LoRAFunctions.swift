@@ -37,8 +37,7 @@ public func nodusModelSetAdapters(_ model: OpaquePointer?, _ namesPointer: Unsaf
     return Status.run(function) {
         let (_, lora) = try controller(model, in: function)
         let list = try names(namesPointer, count: count, in: function)
-        let values = weights.map { Array(UnsafeBufferPointer(start: $0, count: list.count)) }
-            ?? Array(repeating: 1, count: list.count)
+        let values = try Argument.floats(weights, count: list.count, fallback: 1, "weights", in: function)
         try lora.setAdapters(list, weights: values)
     }
 }
@@ -51,7 +50,8 @@ public func nodusModelFuseLoRA(_ model: OpaquePointer?, _ namesPointer: UnsafePo
     return Status.run(function) {
         let (_, lora) = try controller(model, in: function)
         let list = try names(namesPointer, count: count, in: function)
-        try lora.fuse(adapterNames: list.isEmpty ? nil : list, loraScale: loraScale)
+        let scale = try Argument.finite(loraScale, "lora_scale", in: function)
+        try lora.fuse(adapterNames: list.isEmpty ? nil : list, loraScale: scale)
     }
 }
 

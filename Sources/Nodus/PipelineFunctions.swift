@@ -26,18 +26,20 @@ enum GenerateParameters {
 
     /// The request the caller's params describe, checked.
     static func request(_ settings: nodus_generate_params, in function: String) throws -> TextToImageRequest {
-        guard settings.prompt_count > 0 else {
+        guard settings.prompt_count != 0 else {
             throw NodusError.invalidArgument("\(function): params.prompt_count is 0: give at least one prompt")
         }
         var request = TextToImageRequest(
             prompts: try Argument.strings(settings.prompts, count: settings.prompt_count, "params.prompts", in: function))
-        if settings.negative_prompt_count > 0 {
+        if settings.negative_prompt_count != 0 {
             request.negativePrompts = try Argument.strings(settings.negative_prompts,
                                                            count: settings.negative_prompt_count,
                                                            "params.negative_prompts", in: function)
         }
         request.steps = Int(settings.steps)
-        request.guidanceScale = settings.guidance_scale
+        request.guidanceScale = try Argument.finite(settings.guidance_scale, "params.guidance_scale", in: function)
+        // Read with or without an image: every number given must be finite.
+        let strength = try Argument.finite(settings.strength, "params.strength", in: function)
         guard settings.height >= 0, settings.width >= 0 else {
             throw NodusError.invalidArgument("\(function): params.height and width must be 0 (the default) or positive, got \(settings.height) x \(settings.width)")
         }
@@ -57,8 +59,7 @@ enum GenerateParameters {
         }
         if let image = settings.image {
             request.image = try TensorBridge.input(image.pointee, label: "\(function): params.image", copy: true)
-            guard settings.strength.isFinite else { throw NodusError.invalidArgument("\(function): params.strength is not finite") }
-            request.strength = settings.strength
+            request.strength = strength
         }
         if let mask = settings.mask {
             request.mask = try TensorBridge.input(mask.pointee, label: "\(function): params.mask", copy: true)
@@ -169,8 +170,7 @@ public func nodusPipelineSetAdapters(_ pipeline: OpaquePointer?, _ names: Unsafe
     return Status.run(function) {
         let handle = try Argument.handle(pipeline, PipelineHandle.self, "pipeline", in: function)
         let list = try Argument.strings(names, count: count, "names", in: function)
-        let values = weights.map { Array(UnsafeBufferPointer(start: $0, count: list.count)) }
-            ?? Array(repeating: 1, count: list.count)
+        let values = try Argument.floats(weights, count: list.count, fallback: 1, "weights", in: function)
         try handle.pipeline.setAdapters(list, weights: values)
     }
 }

@@ -37,9 +37,8 @@ public func nodusSample(_ model: OpaquePointer?, _ scheduler: OpaquePointer?,
         guard settings.steps >= 1 else {
             throw NodusError.invalidArgument("\(function): params.steps is \(settings.steps); it must be at least 1")
         }
-        guard settings.guidance_scale.isFinite else {
-            throw NodusError.invalidArgument("\(function): params.guidance_scale is not finite")
-        }
+        _ = try Argument.finite(settings.guidance_scale, "params.guidance_scale", in: function)
+        _ = try Argument.finite(settings.strength, "params.strength", in: function)
         let initSource = try Argument.required(settings.init_noise, "params.init_noise", in: function)
         let initNoise = try TensorBridge.input(initSource.pointee, label: "\(function): params.init_noise", copy: true)
         var request = SamplingRequest(initNoise: initNoise)
@@ -49,7 +48,7 @@ public func nodusSample(_ model: OpaquePointer?, _ scheduler: OpaquePointer?,
             let labels = try Argument.required(settings.class_labels, "params.class_labels", in: function)
             guard settings.class_label_count > 0, settings.class_label_count <= 1 << 20 else {
                 throw NodusError.invalidArgument(
-                    "\(function): params.class_label_count \(settings.class_label_count) is out of range")
+                    "\(function): params.class_label_count \(UInt(bitPattern: settings.class_label_count)) is out of range")
             }
             request.classLabels = Array(UnsafeBufferPointer(start: labels, count: settings.class_label_count))
         }
@@ -111,21 +110,26 @@ public func nodusSample(_ model: OpaquePointer?, _ scheduler: OpaquePointer?,
 
 /// The `adapter_schedule` entries of sample params, checked.
 private func adapterSchedule(_ settings: nodus_sample_params, in function: String) throws -> [AdapterChange] {
+    // A size_t above Int.max arrives negative: out of range, not "none".
     let count = settings.adapter_schedule_count
-    guard count > 0 else { return [] }
-    guard count <= 100_000 else { throw NodusError.invalidArgument("\(function): adapter_schedule_count \(count) is out of range") }
+    guard count != 0 else { return [] }
+    guard (1...100_000).contains(count) else {
+        throw NodusError.invalidArgument("\(function): params.adapter_schedule_count \(UInt(bitPattern: count)) is out of range")
+    }
     let entries = try Argument.required(settings.adapter_schedule, "params.adapter_schedule", in: function)
     return try (0..<count).map { index in
         let entry = entries[index]
         let label = "params.adapter_schedule[\(index)]"
-        guard entry.count <= 4096 else { throw NodusError.invalidArgument("\(function): \(label).count is out of range") }
+        guard (0...4096).contains(entry.count) else {
+            throw NodusError.invalidArgument("\(function): \(label).count \(UInt(bitPattern: entry.count)) is out of range")
+        }
         var names: [String] = []
         if entry.count > 0 {
             let list = try Argument.required(entry.names, "\(label).names", in: function)
             names = try (0..<entry.count).map { try Argument.string(list[$0], "\(label).names[\($0)]", in: function) }
         }
-        let weights = entry.weights.map { Array(UnsafeBufferPointer(start: $0, count: names.count)) }
-            ?? Array(repeating: 1, count: names.count)
+        let weights = try Argument.floats(entry.weights, count: names.count, fallback: 1, "\(label).weights",
+                                          in: function)
         return AdapterChange(step: Int(entry.step), names: names, weights: weights)
     }
 }

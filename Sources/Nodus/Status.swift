@@ -18,14 +18,15 @@ enum Status {
 
     /// Runs `body` and turns its outcome into a status: `NODUS_OK`, the code of a
     /// thrown `NodusError`, or `NODUS_ERROR_INTERNAL` for any other error. Every
-    /// failure leaves its message for `nodus_last_error()`. The handles the body looks up
-    /// stay locked until it returns (`HeldHandleLocks`).
+    /// failure leaves its message for `nodus_last_error()`, starting with the function's
+    /// name (errors from below the ABI, which do not know it, get it in front). The handles
+    /// the body looks up stay locked until it returns (`HeldHandleLocks`).
     static func run(_ function: String, _ body: () throws -> Void) -> nodus_status {
         do {
             try HeldHandleLocks.scope(body)
             return ok
         } catch let error as NodusError {
-            LastError.set(error.message)
+            LastError.set(error.message.hasPrefix("\(function):") ? error.message : "\(function): \(error.message)")
             return error.code.rawValue
         } catch {
             LastError.set("\(function): internal error: \(error)")
@@ -48,10 +49,13 @@ enum Argument {
     }
 
     /// `count` C strings at `pointer` (none when `count` is 0), each checked for NULL and as UTF-8.
+    /// A count above 4096 (a size_t above Int.max arrives negative) is out of range.
     static func strings(_ pointer: UnsafePointer<UnsafePointer<CChar>?>?, count: Int, _ parameter: String,
                         in function: String) throws -> [String] {
-        guard count > 0 else { return [] }
-        guard count <= 4096 else { throw NodusError.invalidArgument("\(function): \(parameter) count \(count) is out of range") }
+        guard count != 0 else { return [] }
+        guard (1...4096).contains(count) else {
+            throw NodusError.invalidArgument("\(function): \(parameter) count \(UInt(bitPattern: count)) is out of range")
+        }
         let list = try required(pointer, parameter, in: function)
         return try (0..<count).map { index in
             let label = "\(parameter)[\(index)]"
@@ -60,9 +64,29 @@ enum Argument {
         }
     }
 
+    /// `value`, or an `invalidArgument` error naming the parameter when it is NaN or infinite
+    /// (the header's policy for every number a call takes).
+    static func finite<Value: BinaryFloatingPoint>(_ value: Value, _ parameter: String, in function: String) throws
+        -> Value
+    {
+        guard value.isFinite else {
+            throw NodusError.invalidArgument("\(function): `\(parameter)` is \(value); it must be a finite number")
+        }
+        return value
+    }
+
+    /// The `count` floats at `pointer`, each finite; `fallback` each when `pointer` is NULL.
+    static func floats(_ pointer: UnsafePointer<Float>?, count: Int, fallback: Float, _ parameter: String,
+                       in function: String) throws -> [Float] {
+        guard let pointer else { return Array(repeating: fallback, count: count) }
+        return try (0..<count).map { try finite(pointer[$0], "\(parameter)[\($0)]", in: function) }
+    }
+
     /// Reads a params struct that starts with `uint32_t struct_size`: the first
     /// `struct_size` bytes come from the caller, the rest keep `defaults` (a caller
-    /// built against an older header passes a shorter struct).
+    /// built against an older header passes a shorter struct, cut at a field).
+    /// - Throws: `invalidArgument` for a size below 4 bytes (never initialised), above
+    ///   the struct this library knows (a newer header), or inside a field (garbage).
     static func params<Params>(_ pointer: UnsafePointer<Params>, defaults: Params, initializer: String,
                                in function: String) throws -> Params {
         let size = Int(UnsafeRawPointer(pointer).loadUnaligned(as: UInt32.self))
@@ -74,7 +98,12 @@ enum Argument {
         guard size <= fullSize else {
             throw NodusError.invalidArgument(
                 "\(function): params.struct_size is \(size) but this library knows \(fullSize) bytes: "
-                    + "the header is newer than the library")
+                    + "the header is newer than the library, or the struct was not filled by \(initializer)()")
+        }
+        if let boundaries = StructLayout.fieldBoundaries(defaults), !boundaries.contains(size) {
+            throw NodusError.invalidArgument(
+                "\(function): params.struct_size is \(size), which ends inside a field: fill the struct with "
+                    + "\(initializer)() first")
         }
         var value = defaults
         withUnsafeMutableBytes(of: &value) { target in

@@ -49,7 +49,8 @@ enum TensorBridge {
         return bytes
     }
 
-    /// A tensor holding the values of an input `nodus_tensor`.
+    /// A tensor holding the values of an input `nodus_tensor`. Floating-point values must
+    /// be finite (the header's policy for every number a call takes).
     /// - Parameters:
     ///   - copy: copy the caller's bytes (needed when the result may outlive the call,
     ///     e.g. a scheduler that keeps past model outputs); otherwise the tensor is a
@@ -64,11 +65,16 @@ enum TensorBridge {
             throw NodusError.invalidArgument("\(label): data is NULL")
         }
         let aligned = Int(bitPattern: data) % dtype.byteSize == 0
+        let result: Tensor
         if !copy && aligned {
-            return Tensor(storage: Storage(viewing: data, byteCount: bytes, owner: nil), shape: shape, dtype: dtype)
+            result = Tensor(storage: Storage(viewing: data, byteCount: bytes, owner: nil), shape: shape, dtype: dtype)
+        } else {
+            result = try Tensor(zeros: shape, dtype: dtype)
+            result.bytes.copyMemory(from: data, byteCount: bytes)
         }
-        let result = try Tensor(zeros: shape, dtype: dtype)
-        result.bytes.copyMemory(from: data, byteCount: bytes)
+        if let index = result.firstNonFiniteIndex() {
+            throw NodusError.invalidArgument("\(label) holds a NaN or infinity at element \(index)")
+        }
         return result
     }
 

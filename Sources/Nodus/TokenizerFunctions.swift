@@ -181,13 +181,13 @@ public func nodusTokenizerTokenToID(_ tokenizer: OpaquePointer?, _ token: Unsafe
 }
 
 /// Copies `text` (UTF-8, NUL-terminated) to `target` when it fits in `capacity` bytes; `length` gets
-/// its byte count either way (size queries pass).
-private func writeText(_ text: String, to target: UnsafeMutablePointer<CChar>?, capacity: Int,
+/// its byte count either way (size queries pass). `parameter` names `target` in errors.
+private func writeText(_ text: String, to target: UnsafeMutablePointer<CChar>?, _ parameter: String, capacity: Int,
                        length: UnsafeMutablePointer<Int>, in function: String) throws {
     let bytes = Array(text.utf8)
     length.pointee = bytes.count
     if capacity == 0, target == nil { return }
-    let output = try Argument.required(target, "the output buffer", in: function)
+    let output = try Argument.required(target, parameter, in: function)
     guard capacity < 0 || capacity > bytes.count else {
         throw NodusError.invalidArgument("\(function): the text needs \(bytes.count + 1) bytes with its NUL but "
                                          + "capacity is \(capacity) (nothing written; the length is stored)")
@@ -209,7 +209,7 @@ public func nodusTokenizerIDToToken(_ tokenizer: OpaquePointer?, _ id: Int64, _ 
             throw NodusError.invalidArgument("\(function): id \(id) is not a token (the vocabulary has "
                                              + "\(model.vocabularySize))")
         }
-        try writeText(token, to: outToken, capacity: capacity, length: lengthTarget, in: function)
+        try writeText(token, to: outToken, "out_token", capacity: capacity, length: lengthTarget, in: function)
     }
 }
 
@@ -230,6 +230,6 @@ public func nodusTokenizerDecode(_ tokenizer: OpaquePointer?, _ ids: UnsafePoint
             values = (0..<count).map { Int(truncatingIfNeeded: source[$0]) }
         }
         let text = model.decode(values, skipSpecialTokens: skipSpecialTokens != 0)
-        try writeText(text, to: outText, capacity: capacity, length: lengthTarget, in: function)
+        try writeText(text, to: outText, "out_text", capacity: capacity, length: lengthTarget, in: function)
     }
 }

@@ -38,6 +38,8 @@ public func nodusModelForwardWindowed(_ model: OpaquePointer?, _ input: UnsafePo
         guard (1...3).contains(settings.ndim) else {
             throw NodusError.invalidArgument("\(function): params.ndim is \(settings.ndim); it must be 1, 2 or 3")
         }
+        _ = try Argument.finite(settings.overlap, "params.overlap", in: function)
+        _ = try Argument.finite(settings.sigma_scale, "params.sigma_scale", in: function)
         let sizes = withUnsafeBytes(of: settings.window_size) { Array($0.bindMemory(to: Int64.self)) }
         let blend: SlidingWindowInference.Blend
         switch settings.blend {

@@ -300,11 +300,11 @@ public struct LoRAFile: Sendable {
             throw NodusError.shape("\(context): '\(slot.downKey)' \(down.shape) / '\(slot.upKey)' \(up.shape) have an empty in or out dimension")
         }
         let downFloats = try down.asFloat32()
-        if containsNonFinite(downFloats) {
+        if downFloats.containsNonFinite {
             throw NodusError.format("\(context): '\(slot.downKey)' holds NaN or Inf values")
         }
         let upFloats = try up.asFloat32()
-        if containsNonFinite(upFloats) {
+        if upFloats.containsNonFinite {
             throw NodusError.format("\(context): '\(slot.upKey)' holds NaN or Inf values")
         }
         var alpha: Float?
@@ -351,21 +351,6 @@ public struct LoRAFile: Sendable {
             throw NodusError.format("\(context): alpha '\(key)' is \(value); it must be a positive number")
         }
         return value
-    }
-
-    /// Whether a float32 tensor holds NaN or Inf: an all-ones exponent is the largest value
-    /// `bits & 0x7F800000` can take, so one integer max-reduction over the bits (which the
-    /// compiler vectorises) answers for the whole tensor.
-    static func containsNonFinite(_ tensor: Tensor) -> Bool {
-        let count = tensor.elementCount
-        let source = UnsafeRawPointer(tensor.bytes)
-        var maximum: UInt32 = 0
-        var index = 0
-        while index < count {
-            maximum = max(maximum, source.load(fromByteOffset: index &* 4, as: UInt32.self) & 0x7F80_0000)
-            index &+= 1
-        }
-        return maximum == 0x7F80_0000
     }
 
     private static func isDirectory(_ path: String) -> Bool {

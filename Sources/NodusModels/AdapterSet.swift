@@ -161,11 +161,11 @@ final class AdapterSet {
         guard names.count == weights.count else {
             throw NodusError.invalidArgument("set_adapters got \(names.count) names and \(weights.count) weights")
         }
+        if let bad = weights.firstIndex(where: { !$0.isFinite }) {
+            throw NodusError.invalidArgument("set_adapters: weights[\(bad)] is \(weights[bad]); every weight must be finite")
+        }
         try requireLoaded(names)
         guard Set(names).count == names.count else { throw NodusError.invalidArgument("set_adapters names an adapter twice") }
-        if let bad = weights.first(where: { !$0.isFinite }) {
-            throw NodusError.invalidArgument("set_adapters weight \(bad) is not finite")
-        }
     }
 
     private func publishWeights() {

@@ -132,7 +132,7 @@ public final class StableDiffusionPipeline {
         }
         guard !request.prompts.isEmpty else { throw NodusError.invalidArgument("give at least one prompt") }
         guard (1...1024).contains(request.imagesPerPrompt) else {
-            throw NodusError.invalidArgument("images per prompt must be in 1...1024, got \(request.imagesPerPrompt)")
+            throw NodusError.invalidArgument("images_per_prompt must be in 1...1024, got \(request.imagesPerPrompt)")
         }
         guard request.steps >= 1, request.steps <= 10_000 else {
             throw NodusError.invalidArgument("steps must be in 1...10000, got \(request.steps)")

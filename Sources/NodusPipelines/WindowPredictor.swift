@@ -16,6 +16,9 @@ public struct WindowPredictor {
             return
         }
         let inputs = model.inputSignatures, outputs = model.outputSignatures
+        if model is LatentDecoder, inputs.isEmpty, let outputName {
+            throw NodusError.invalidArgument("output_name '\(outputName)': a \(model.kind.name) decodes to one output; give no output name")
+        }
         guard inputs.count == 1, let input = inputs.first?.name else {
             throw NodusError.invalidArgument("a windowed run needs a model with one input (a decoder or an encoder); this \(model.kind.name) model takes \(inputs.map(\.name).joined(separator: ", "))")
         }
