@@ -76,8 +76,7 @@ public func nodusContextSetAdapters(_ context: OpaquePointer?, _ namesPointer: U
             throw NodusError.unsupported("\(function): a '\(handle.model.kind.name)' model takes no LoRA adapters")
         }
         let names = try Argument.strings(namesPointer, count: count, "names", in: function)
-        let values = weights.map { Array(UnsafeBufferPointer(start: $0, count: names.count)) }
-            ?? Array(repeating: 1, count: names.count)
+        let values = try Argument.floats(weights, count: names.count, fallback: 1, "weights", in: function)
         try adaptable.lora.setAdapters(names, weights: values, in: handle.context)
     }
 }

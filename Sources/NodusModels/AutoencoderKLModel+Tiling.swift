@@ -16,7 +16,7 @@ extension AutoencoderKLModel {
 
     private func tilingSettings(sampleTileSize: Int) throws -> VAETiling {
         guard sampleTileSize >= 0 else {
-            throw NodusError.invalidArgument("the VAE tile size must be positive (0: the config's sample_size), got \(sampleTileSize)")
+            throw NodusError.invalidArgument("the VAE tile size (tile_sample_size) must be positive (0: the config's sample_size), got \(sampleTileSize)")
         }
         let size = sampleTileSize == 0 ? settings.sampleSize : sampleTileSize
         do {

@@ -33,7 +33,7 @@ public struct VAETiling: Sendable, Equatable {
         let unit = 4 * downscale
         guard sampleTileSize > 0, sampleTileSize % unit == 0 else {
             throw NodusError.invalidArgument(
-                "the VAE tile size must be a positive multiple of \(unit) pixels (4 latent cells of \(downscale) pixels), got \(sampleTileSize)")
+                "the VAE tile size (tile_sample_size) must be a positive multiple of \(unit) pixels (4 latent cells of \(downscale) pixels), got \(sampleTileSize)")
         }
         self.sampleTileSize = sampleTileSize
         latentTileSize = sampleTileSize / downscale

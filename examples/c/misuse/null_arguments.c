@@ -132,6 +132,21 @@ static void vaes(fixtures *f) {
     NULL_ALLOWED(nodus_model_encode_latent, (f->vae, &image, NULL, &mean)); /* noise NULL: the mode */
     NULL_STATUS("`model`", nodus_model_set_vae_tiling, (NULL, 0, 0));
 
+    nodus_context *context = NULL;
+    CHECK(nodus_context_new(f->vae, NULL, &context) == NODUS_OK);
+    NULL_STATUS("`context`", nodus_context_decode, (NULL, &latent, &decoded));
+    NULL_STATUS("`latent`", nodus_context_decode, (context, NULL, &decoded));
+    NULL_STATUS("`output`", nodus_context_decode, (context, &latent, NULL));
+    NULL_STATUS("`context`", nodus_context_encode, (NULL, &image, &mean, &logvar));
+    NULL_STATUS("`image`", nodus_context_encode, (context, NULL, &mean, &logvar));
+    NULL_STATUS("`mean`", nodus_context_encode, (context, &image, NULL, &logvar));
+    NULL_STATUS("`logvar`", nodus_context_encode, (context, &image, &mean, NULL));
+    NULL_STATUS("`context`", nodus_context_encode_latent, (NULL, &image, NULL, &mean));
+    NULL_STATUS("`image`", nodus_context_encode_latent, (context, NULL, NULL, &mean));
+    NULL_STATUS("`latent`", nodus_context_encode_latent, (context, &image, NULL, NULL));
+    NULL_ALLOWED(nodus_context_encode_latent, (context, &image, NULL, &mean));
+    nodus_context_free(context);
+
     nodus_window_params window;
     nodus_window_params_init(&window);
     window.ndim = 2;

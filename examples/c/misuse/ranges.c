@@ -145,6 +145,16 @@ static void params(fixtures *f) {
                nodus_context_new(f->dit, &context_params, &context));
         CHECK(context == NULL);
     }
+    int64_t bad_budgets[] = {-1, INT64_MIN};
+    for (size_t index = 0; index < 2; index++) {
+        nodus_context_params context_params;
+        nodus_context_params_init(&context_params);
+        context_params.memory_budget = bad_budgets[index];
+        nodus_context *context = NULL;
+        EXPECT(NODUS_ERROR_INVALID_ARGUMENT, "memory_budget", nodus_context_new,
+               nodus_context_new(f->dit, &context_params, &context));
+        CHECK(context == NULL);
+    }
     nodus_model_params_init(&model_params);
     model_params.dtype = 99;
     EXPECT(NODUS_ERROR_INVALID_ARGUMENT, "dtype", nodus_model_load, nodus_model_load(f->dit_path, &model_params, &model));
