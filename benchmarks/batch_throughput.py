@@ -22,7 +22,7 @@ Each configuration runs the same manifest (insert_nodule rows on a synthetic 480
 Wall time includes starting the workers and loading the model (and joining the cluster
 for Ray). Per-row overhead = wall x workers / rows - the median time a row spends in
 its worker (the result line's "seconds"). Scaling efficiency = rate with 2 CPUs /
-(2 x rate with 1). Writes benchmarks/results/batch-throughput-<date>.md.
+(2 x rate with 1). Writes benchmarks/results/batch-throughput-<model>-<date>.md.
 """
 
 import argparse

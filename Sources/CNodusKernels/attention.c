@@ -316,6 +316,41 @@ AVX2 static void tile_values_avx2(tile_scratch *t, const float *value, int64_t v
     }
 }
 
+/* A head's keys (`count` rows `stride` apart, `width` each) as key blocks of
+ * [width][KEY_BLOCK], transposed, the last block zero-padded. */
+static void pack_keys(const float *keys, int64_t stride, int64_t count, int64_t width, float *target) {
+    for (int64_t start = 0; start < count; start += KEY_BLOCK) {
+        float *block = target + start * width;
+        for (int64_t j = 0; j < KEY_BLOCK; j++) {
+            for (int64_t d = 0; d < width; d++) {
+                block[d * KEY_BLOCK + j] = start + j < count ? keys[(start + j) * stride + d] : 0.0f;
+            }
+        }
+    }
+}
+
+/* pack_keys in 16 x 16 transposes. */
+AVX512 static void pack_keys_avx512(const float *keys, int64_t stride, int64_t count, int64_t width, float *target) {
+    for (int64_t start = 0; start < count; start += KEY_BLOCK) {
+        float *block = target + start * width;
+        for (int64_t j0 = 0; j0 < KEY_BLOCK; j0 += 16) {
+            for (int64_t d0 = 0; d0 < width; d0 += 16) {
+                const __mmask16 columns = lanes(width - d0);
+                __m512 rows[16];
+                for (int64_t j = 0; j < 16; j++) {
+                    const int64_t token = start + j0 + j;
+                    rows[j] = token < count ? _mm512_maskz_loadu_ps(columns, keys + token * stride + d0)
+                                            : _mm512_setzero_ps();
+                }
+                transpose16(rows);
+                for (int64_t d = 0; d < 16 && d0 + d < width; d++) {
+                    _mm512_storeu_ps(block + (d0 + d) * KEY_BLOCK + j0, rows[d]);
+                }
+            }
+        }
+    }
+}
+
 /* The code of one level: the three steps of a key block. `scores` writes each
  * row's peak to its `peaks` when `finds_peaks`; `softmax` takes them, or NULL. */
 typedef struct attention_form {
@@ -324,10 +359,11 @@ typedef struct attention_form {
     void (*softmax)(tile_scratch *t, const float *peaks, int64_t keys, int64_t width);
     void (*values)(tile_scratch *t, const float *value, int64_t value_stride, int64_t keys, int64_t width);
     int finds_peaks;
+    void (*pack_keys)(const float *keys, int64_t stride, int64_t count, int64_t width, float *target);
 } attention_form;
 
-static const attention_form form_avx512 = {tile_scores, tile_softmax, tile_values, 1};
-static const attention_form form_avx2 = {tile_scores_avx2, tile_softmax_avx2, tile_values_avx2, 0};
+static const attention_form form_avx512 = {tile_scores, tile_softmax, tile_values, 1, pack_keys_avx512};
+static const attention_form form_avx2 = {tile_scores_avx2, tile_softmax_avx2, tile_values_avx2, 0, pack_keys};
 
 /* Sets the scores of keys after each row's own token to `fill`: -inf before
  * the softmax, then 0 after it (the clamped exp of -inf is 1e-38, not 0).
@@ -361,15 +397,8 @@ static void run_tile(const nodus_attention_shape *s, const float *query, const f
 
     /* Consecutive tiles of one head share its transposed keys. */
     if (t->packed != item * s->heads + head) {
-        for (int64_t start = 0; start < s->key_tokens; start += KEY_BLOCK) {
-            const float *key_rows = key + (item * s->key_tokens + start) * s->key_stride + column;
-            float *block = t->keys + start * width;
-            for (int64_t j = 0; j < KEY_BLOCK; j++) {
-                for (int64_t d = 0; d < width; d++) {
-                    block[d * KEY_BLOCK + j] = start + j < s->key_tokens ? key_rows[j * s->key_stride + d] : 0.0f;
-                }
-            }
-        }
+        form->pack_keys(key + item * s->key_tokens * s->key_stride + column, s->key_stride, s->key_tokens, width,
+                        t->keys);
         t->packed = item * s->heads + head;
     }
     /* Causal: key blocks after the tile's last row are never seen. */
