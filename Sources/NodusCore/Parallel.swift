@@ -56,11 +56,18 @@ public enum Parallel {
             body(0..<count)
             return
         }
-        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+        inParallel(workers) { worker in
             let start = count * worker / workers
             let end = count * (worker + 1) / workers
             if start < end { body(start..<end) }
         }
+    }
+
+    /// `body(worker)` for each of `0..<workers` at once: on the spinning `WorkerPool` when it is
+    /// free and large enough, else on libdispatch's threads.
+    private static func inParallel(_ workers: Int, _ body: (Int) -> Void) {
+        if WorkerPool.shared.run(parts: workers, body) { return }
+        DispatchQueue.concurrentPerform(iterations: workers, execute: body)
     }
 
     /// Runs `body` on every index of `0..<count`. Each worker walks its own
@@ -82,7 +89,7 @@ public enum Parallel {
             _ = next.deinitialize(count: workers)
             next.deallocate()
         }
-        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+        inParallel(workers) { worker in
             for offset in 0..<workers {
                 let share = (worker + offset) % workers
                 while true {
