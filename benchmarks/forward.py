@@ -469,12 +469,20 @@ def sgemm_peaks(threads, size=1152, runs=30):
     return {name: 2 * size**3 / seconds / 1e9 for name, seconds in best.items()}
 
 
+# Between two engines' runs: onnxruntime's and OpenMP's worker threads spin for a while after a
+# run, and on 2 cores they take time from whichever engine runs next (measured: Nodus 0.38-0.40 s
+# right after onnxruntime, 0.36-0.37 s after this pause; onnxruntime unchanged).
+SETTLE_SECONDS = 0.2
+
+
 def interleaved(engines, runs):
-    """Seconds per engine over `runs` rounds; each round runs every engine once, order rotating."""
+    """Seconds per engine over `runs` rounds; each round runs every engine once, order rotating,
+    with SETTLE_SECONDS between runs."""
     names, times = list(engines), {name: [] for name in engines}
     for round_index in range(runs):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
+            time.sleep(SETTLE_SECONDS)
             times[name].append(timed(engines[name])[1])
         print(f"  round {round_index + 1}/{runs}: " + ", ".join(f"{name} {times[name][-1]:.2f}s" for name in names))
     return times
@@ -702,7 +710,8 @@ def report(args, results, loads):
         f"onnxruntime {onnxruntime.__version__}, {nodus_version}",
         f"* Nodus GEMM: {nodus_gemm()}",
         f"* Per workload: 1 warm-up run each, then {args.runs} interleaved rounds (each round runs every engine "
-        "once, in rotating order); same inputs, `torch.inference_mode()`. onnxruntime: CPU EP, "
+        f"once, in rotating order, {SETTLE_SECONDS} s apart so that one engine's spinning worker threads are idle "
+        "before the next starts); same inputs, `torch.inference_mode()`. onnxruntime: CPU EP, "
         "`ORT_ENABLE_ALL`; everyone on the same threads.",
         "",
         *summary(args, results),
