@@ -22,7 +22,7 @@ Each configuration runs the same manifest (insert_nodule rows on a synthetic 480
 Wall time includes starting the workers and loading the model (and joining the cluster
 for Ray). Per-row overhead = wall x workers / rows - the median time a row spends in
 its worker (the result line's "seconds"). Scaling efficiency = rate with 2 CPUs /
-(2 x rate with 1). Writes benchmarks/results/batch-throughput-<model>-<date>.md.
+(2 x rate with 1). Writes benchmarks/results/batch-throughput-<model>[-two-cpus]-steps<N>-<date>.md.
 """
 
 import argparse
@@ -146,6 +146,8 @@ def main():
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "nodus-throughput"))
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "nodus-bench"))
+    parser.add_argument("--only-two-cpus", action="store_true",
+                        help="only 2 local workers and Ray (Ray's overhead at long rows, without the 1-CPU runs)")
     options = parser.parse_args()
     shutil.rmtree(options.work, ignore_errors=True)
     os.makedirs(options.work)
@@ -156,8 +158,9 @@ def main():
     environment = dict(os.environ, PYTHONPATH=BINDINGS, RAY_AUTH_MODE="disabled")
     batch = [sys.executable, "-m", "nodus.batch", manifest, "--quiet"]
     results = []
-    for label, workers, threads in (("local, 1 worker x 1 thread", 1, 1), ("local, 1 worker x 2 threads", 1, 2),
-                                    ("local, 2 workers x 1 thread", 2, 1)):
+    local = (("local, 1 worker x 1 thread", 1, 1), ("local, 1 worker x 2 threads", 1, 2),
+             ("local, 2 workers x 1 thread", 2, 1))
+    for label, workers, threads in local[2:] if options.only_two_cpus else local:
         out = os.path.join(options.work, f"local-{workers}-{threads}")
         results.append(measure(label, workers, batch + ["--out", out, "--workers", str(workers), "--threads",
                                                         str(threads)], environment, out, options.rows))
@@ -178,28 +181,29 @@ def main():
                 pass
         shutil.rmtree(session, ignore_errors=True)
 
-    one = results[0]["per_hour"]
+    one = None if options.only_two_cpus else results[0]["per_hour"]
     date = datetime.date.today().isoformat()
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     size = "480x480 16-bit PNG" + (", standardised to 960" if options.model == "dit-xl2" else "")
     lines = [f"# nodus.batch throughput, nodule insertion on the {options.model} model ({date})", "",
              f"`python benchmarks/batch_throughput.py --model {options.model} --rows {options.rows} --steps "
-             f"{options.steps}`: {options.rows} insert_nodule rows ({size}, {options.steps} DDIM steps, guidance 3.5, "
+             f"{options.steps}{' --only-two-cpus' if options.only_two_cpus else ''}`: {options.rows} insert_nodule rows ({size}, {options.steps} DDIM steps, guidance 3.5, "
              f"one LoRA), Nodus {nodus.__version__}, {cpu}, {os.cpu_count()} cores, CPU level {nodus.cpu_level()}. "
              f"Measured once per configuration; load average over the minute before the run: {load:.2f}.", "",
              "| configuration | wall (s) | samples per hour | median row time in its worker (s) | overhead per row (s) "
              "| scaling efficiency vs 1 CPU |", "|---|---:|---:|---:|---:|---:|"]
     for result in results:
-        cpus = 1 if result is results[0] else 2
-        efficiency = result["per_hour"] / (cpus * one)
+        cpus = 1 if one is not None and result is results[0] else 2
+        efficiency = "" if one is None or cpus == 1 else f"{result['per_hour'] / (cpus * one):.2f}"
         lines.append(f"| {result['label']} | {result['wall']:.1f} | {result['per_hour']:.0f} | {result['row_seconds']:.3f} "
-                     f"| {result['overhead']:.3f} | {'' if cpus == 1 else f'{efficiency:.2f}'} |")
-    local_two, ray_two = results[2], results[3]
+                     f"| {result['overhead']:.3f} | {efficiency} |")
+    local_two, ray_two = results[-2], results[-1]
     lines += ["", f"Ray's overhead per row beyond the 2 local workers: "
               f"{ray_two['overhead'] - local_two['overhead']:.3f} s, "
               f"{(ray_two['overhead'] - local_two['overhead']) / ray_two['row_seconds'] * 100:.0f}% of a row's time "
               "(wall time includes joining the cluster and the workers' model loads).", ""]
-    output = os.path.join(REPOSITORY, "benchmarks", "results", f"batch-throughput-{options.model}-{date}.md")
+    name = f"{options.model}{'-two-cpus' if options.only_two_cpus else ''}-steps{options.steps}"
+    output = os.path.join(REPOSITORY, "benchmarks", "results", f"batch-throughput-{name}-{date}.md")
     with open(output, "w") as stream:
         stream.write("\n".join(lines))
     print(f"wrote {output}")
