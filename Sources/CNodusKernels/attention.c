@@ -76,17 +76,8 @@ AVX512 static void tile_scores(const float *const *rows, const float *keys, floa
  * clamp-and-blend exp512 needs for its exponent arithmetic. */
 AVX512 static inline __m512 softmax_exp512(__m512 x) {
     const __m512 clamped = _mm512_max_ps(x, _mm512_set1_ps(-104.0f)); /* e^-104 is 0 in float; -inf too */
-    const __m512 shifter = _mm512_set1_ps(12582912.0f);                /* 1.5 * 2^23 */
-    const __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(clamped, _mm512_set1_ps(1.44269504f), shifter), shifter);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), clamped);
-    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334520e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665796e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    const __m512 e = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    __m512 shifted, n;
+    const __m512 e = exp512_mantissa(clamped, &shifted, &n);
     return _mm512_scalef_ps(e, n);
 }
 

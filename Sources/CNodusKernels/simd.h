@@ -10,21 +10,28 @@
 
 /* e^x, the Cephes scheme of VectorMath.exp: x = n ln2 + r, a degree-6
  * polynomial for e^r, 2^n in the exponent bits; 0 below the float range. */
-AVX512 static inline __m512 exp512(__m512 x) {
-    const __m512 lower = _mm512_set1_ps(-87.33655f);
-    __m512 clamped = _mm512_min_ps(_mm512_max_ps(x, lower), _mm512_set1_ps(88.37626f));
+/* e^x = 2^n e^r for a clamped x: n = round(x / ln 2) (in *shifted, plus 1.5 * 2^23, and in *n)
+ * and e^r from Cephes' polynomial on r = x - n ln 2 (ln 2 in two parts). */
+AVX512 static inline __m512 exp512_mantissa(__m512 clamped, __m512 *shifted, __m512 *n) {
     const __m512 shifter = _mm512_set1_ps(12582912.0f); /* 1.5 * 2^23 */
-    __m512 shifted = _mm512_fmadd_ps(clamped, _mm512_set1_ps(1.44269504f), shifter);
-    __m512 n = _mm512_sub_ps(shifted, shifter);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), clamped);
-    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+    *shifted = _mm512_fmadd_ps(clamped, _mm512_set1_ps(1.44269504f), shifter);
+    *n = _mm512_sub_ps(*shifted, shifter);
+    __m512 r = _mm512_fnmadd_ps(*n, _mm512_set1_ps(0.693359375f), clamped);
+    r = _mm512_fmadd_ps(*n, _mm512_set1_ps(2.12194440e-4f), r);
     __m512 p = _mm512_set1_ps(1.9875691e-4f);
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999e-3f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334520e-3f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665796e-2f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665e-1f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    __m512 e = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+}
+
+AVX512 static inline __m512 exp512(__m512 x) {
+    const __m512 lower = _mm512_set1_ps(-87.33655f);
+    __m512 clamped = _mm512_min_ps(_mm512_max_ps(x, lower), _mm512_set1_ps(88.37626f));
+    __m512 shifted, n;
+    const __m512 e = exp512_mantissa(clamped, &shifted, &n);
     __m512i bits = _mm512_sub_epi32(_mm512_castps_si512(shifted), _mm512_set1_epi32(0x4B400000 - 127));
     __m512 result = _mm512_mul_ps(e, _mm512_castsi512_ps(_mm512_slli_epi32(bits, 23)));
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, lower, _CMP_LT_OQ), result, _mm512_setzero_ps());
