@@ -49,7 +49,7 @@ final class MemoryBudgetTests: XCTestCase {
         let y = try Tensor(shape: [1, 32], floats: (0..<32).map { Float($0) * 100 })
         for round in 0..<2 {
             let first = try cache.executable(for: [32]) { small }
-            XCTAssertEqual(try first.run(["x": x, "y": y]).floats[33], 101, "round \(round)")
+            XCTAssertEqual(try first.run(["x": x, "y": y]).floatArray()[33], 101, "round \(round)")
             let second = try cache.executable(for: [64]) { large }
             let wide = try second.run(["x": try Tensor(zeros: [64, 1]), "y": try Tensor(zeros: [1, 64])])
             XCTAssertEqual(wide.shape, [64, 64])
