@@ -55,7 +55,7 @@ public final class CLIPTextModel: ContextualModel, AdaptableModel {
                                                    batch: 1, tokens: settings.maxPositions, clipSkip: 0)
         let controller = LoRAController(weights: weights, targets: nominal.linearWeights,
                               aliases: CLIPTextModel.otherPrefixNames(layers: settings.layers, prefix: prefix),
-                              fileAccess: options.fileAccess)
+                              options: options)
         lora = controller
         defaultContext = try RunContext(RunContext.Settings(threads: options.threads), packedWeights: packedWeights,
                                         strengths: controller.defaultStrengths)

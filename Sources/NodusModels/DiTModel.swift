@@ -45,7 +45,7 @@ public final class DiTModel: ContextualModel, ClassConditionedModel, AdaptableMo
         let nominal = try DiTModel.buildGraph(settings: settings, weights: weights,
                                               sampleShape: [1, settings.inChannels, settings.sampleSize, settings.sampleSize])
         let controller = LoRAController(weights: weights, targets: nominal.linearWeights,
-                              aliases: DiTModel.originalNames(layers: settings.layers), fileAccess: options.fileAccess)
+                              aliases: DiTModel.originalNames(layers: settings.layers), options: options)
         lora = controller
         defaultContext = try RunContext(RunContext.Settings(threads: options.threads), packedWeights: packedWeights,
                                         strengths: controller.defaultStrengths)

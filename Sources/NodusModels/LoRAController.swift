@@ -19,6 +19,8 @@ public final class LoRAController {
 
     /// How LoRA files are held (the model's `ModelOptions.fileAccess`).
     public let fileAccess: FileAccess
+    /// The model's thread count, which fusing runs on (0 = every core).
+    let threads: Int
 
     /// Held shared by every running call of every context, alone by changes of the adapters.
     let structure = ReadWriteLock()
@@ -26,9 +28,11 @@ public final class LoRAController {
     /// The strengths the default context's plans read.
     var defaultStrengths: AdapterWeights { adapters.runtimeWeights }
 
-    init(weights: Weights, targets: [String: [Int]], aliases: [String: String] = [:], fileAccess: FileAccess) {
+    /// - Parameter options: the model's: how its files are read, and the threads its fusing runs on.
+    init(weights: Weights, targets: [String: [Int]], aliases: [String: String] = [:], options: ModelOptions) {
         self.weights = weights
-        self.fileAccess = fileAccess
+        self.fileAccess = options.fileAccess
+        self.threads = options.threads
         self.matcher = LoRAMatcher(targets: targets, aliases: aliases)
     }
 
@@ -92,7 +96,7 @@ public final class LoRAController {
     public func fuse(adapterNames: [String]?, loraScale: Float) throws {
         try structure.writing {
             let (names, terms) = try adapters.fusionTerms(for: adapterNames, loraScale: loraScale)
-            let fused = try weights.installMerged(terms)
+            let fused = try Parallel.withThreads(threads) { try weights.installMerged(terms) }
             adapters.markFused(names, weights: fused)
             generation += 1
         }

@@ -57,7 +57,7 @@ public final class MedSyn2Model: ContextualModel, ContextConditionedModel, Adapt
         let nominal = try MedSyn2Model.buildGraph(settings: settings, weights: weights,
                                                   sampleShape: [1, settings.inChannels, patch, patch, patch],
                                                   contextShape: [1, 1, settings.crossAttentionWidth])
-        let controller = LoRAController(weights: weights, targets: nominal.linearWeights, aliases: [:], fileAccess: options.fileAccess)
+        let controller = LoRAController(weights: weights, targets: nominal.linearWeights, aliases: [:], options: options)
         lora = controller
         defaultContext = try RunContext(RunContext.Settings(threads: options.threads), packedWeights: packedWeights,
                                         strengths: controller.defaultStrengths)

@@ -37,7 +37,7 @@ public final class ONNXGraphModel: ContextualModel, AdaptableModel {
         linearWeights = Set(source.linearTargets.keys)
         let controller = LoRAController(weights: weights, targets: source.linearTargets,
                                         aliases: ONNXGraphModel.unwrappedNames(source.linearTargets.keys),
-                                        fileAccess: options.fileAccess)
+                                        options: options)
         lora = controller
         self.options = options
         let packedWeights = PackedWeights(precision: try options.precision())

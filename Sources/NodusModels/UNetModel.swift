@@ -59,7 +59,7 @@ public final class UNetModel: ContextualModel, ContextConditionedModel, Adaptabl
         let nominal = try UNetModel.buildGraph(settings: settings, weights: weights,
                                                sampleShape: [1, settings.inChannels, side, side],
                                                contextShape: [1, 1, settings.crossAttentionWidth])
-        let controller = LoRAController(weights: weights, targets: nominal.linearWeights, aliases: [:], fileAccess: options.fileAccess)
+        let controller = LoRAController(weights: weights, targets: nominal.linearWeights, aliases: [:], options: options)
         lora = controller
         defaultContext = try RunContext(RunContext.Settings(threads: options.threads), packedWeights: packedWeights,
                                         strengths: controller.defaultStrengths)
