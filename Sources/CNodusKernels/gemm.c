@@ -273,10 +273,13 @@ AVX2 static void pack_b_image_avx2(const nodus_gemm_image *image, int64_t row0, 
     pack_b_image_with(image, row0, depth, col0, columns, target, NR2, copy_padded_avx2);
 }
 
-/* The AVX-512 tile [rows x columns] (at most MR x NR) = packed A panel x packed B panel
- * over depth, then the epilogue. Full tiles are stored whole, edge tiles masked. */
-AVX512 static void kernel(int64_t depth, const float *a, const float *b, float *c, int64_t ldc, int64_t rows,
-                          int64_t columns, tile_epilogue epilogue) {
+/* The AVX-512 tile [rows x columns] (at most MR x NR) = A x packed B panel over
+ * depth, then the epilogue: element (i, p) of A at a[i * row_step + p * depth_step].
+ * Inlined with constant steps into its two forms below. Full tiles are stored
+ * whole, edge tiles masked. */
+AVX512 static inline __attribute__((always_inline)) void tile_products(
+    int64_t depth, const float *a, int64_t row_step, int64_t depth_step, const float *b, float *c, int64_t ldc,
+    int64_t rows, int64_t columns, tile_epilogue epilogue) {
     prefetch_tile(c, ldc, rows, epilogue);
     __m512 low[MR], high[MR];
 #pragma GCC unroll 12
@@ -285,43 +288,35 @@ AVX512 static void kernel(int64_t depth, const float *a, const float *b, float *
         __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 12
         for (int i = 0; i < MR; i++) {
-            __m512 ai = _mm512_set1_ps(a[i]);
+            __m512 ai = _mm512_set1_ps(a[i * row_step]);
             low[i] = _mm512_fmadd_ps(ai, b0, low[i]);
             high[i] = _mm512_fmadd_ps(ai, b1, high[i]);
         }
-        a += MR;
+        a += depth_step;
         b += NR;
     }
     store_tile(low, high, c, ldc, rows, columns, epilogue);
 }
 
-/* kernel for a full tile with A read in place: rows of A `lda` apart, as MLAS
- * reads them, instead of a packed panel. The same products in the same order,
- * so the same sums; the packing pass over A is saved (a Linear's activations,
- * read once per column sweep of packed weights). */
-AVX512 static void kernel_rows(int64_t depth, const float *a, int64_t lda, const float *b, float *c, int64_t ldc,
-                               int64_t columns, tile_epilogue epilogue) {
-    prefetch_tile(c, ldc, MR, epilogue);
-    __m512 low[MR], high[MR];
-#pragma GCC unroll 12
-    for (int i = 0; i < MR; i++) low[i] = high[i] = _mm512_setzero_ps();
-    for (int64_t p = 0; p < depth; p++) {
-        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
-#pragma GCC unroll 12
-        for (int i = 0; i < MR; i++) {
-            __m512 ai = _mm512_set1_ps(a[i * lda + p]);
-            low[i] = _mm512_fmadd_ps(ai, b0, low[i]);
-            high[i] = _mm512_fmadd_ps(ai, b1, high[i]);
-        }
-        b += NR;
-    }
-    store_tile(low, high, c, ldc, MR, columns, epilogue);
+/* A from a packed panel, [depth][MR]. */
+AVX512 static void kernel(int64_t depth, const float *a, const float *b, float *c, int64_t ldc, int64_t rows,
+                          int64_t columns, tile_epilogue epilogue) {
+    tile_products(depth, a, 1, MR, b, c, ldc, rows, columns, epilogue);
 }
 
-/* The AVX2 tile [rows x columns] (at most MR2 x NR2): per step of k, two
- * vectors of B and six broadcasts of A into twelve accumulators. */
-AVX2 static void kernel_avx2(int64_t depth, const float *a, const float *b, float *c, int64_t ldc, int64_t rows,
-                             int64_t columns, tile_epilogue epilogue) {
+/* A full tile with A read in place, rows `lda` apart, as MLAS reads them: the same
+ * products in the same order, so the same sums, without the packing pass over A
+ * (a Linear's activations, read once per column sweep of packed weights). */
+AVX512 static void kernel_rows(int64_t depth, const float *a, int64_t lda, const float *b, float *c, int64_t ldc,
+                               int64_t columns, tile_epilogue epilogue) {
+    tile_products(depth, a, lda, 1, b, c, ldc, MR, columns, epilogue);
+}
+
+/* The AVX2 tile [rows x columns] (at most MR2 x NR2), as tile_products: per step
+ * of k, two vectors of B and six broadcasts of A into twelve accumulators. */
+AVX2 static inline __attribute__((always_inline)) void tile_products_avx2(
+    int64_t depth, const float *a, int64_t row_step, int64_t depth_step, const float *b, float *c, int64_t ldc,
+    int64_t rows, int64_t columns, tile_epilogue epilogue) {
     prefetch_tile_avx2(c, ldc, rows, epilogue);
     __m256 low[MR2], high[MR2];
 #pragma GCC unroll 6
@@ -331,35 +326,24 @@ AVX2 static void kernel_avx2(int64_t depth, const float *a, const float *b, floa
         __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
 #pragma GCC unroll 6
         for (int i = 0; i < MR2; i++) {
-            __m256 ai = _mm256_broadcast_ss(a + i);
+            __m256 ai = _mm256_broadcast_ss(a + i * row_step);
             low[i] = _mm256_fmadd_ps(ai, b0, low[i]);
             high[i] = _mm256_fmadd_ps(ai, b1, high[i]);
         }
-        a += MR2;
+        a += depth_step;
         b += NR2;
     }
     store_tile_avx2(low, high, c, ldc, rows, columns, epilogue);
 }
 
-/* kernel_rows for the AVX2 tile. */
+AVX2 static void kernel_avx2(int64_t depth, const float *a, const float *b, float *c, int64_t ldc, int64_t rows,
+                             int64_t columns, tile_epilogue epilogue) {
+    tile_products_avx2(depth, a, 1, MR2, b, c, ldc, rows, columns, epilogue);
+}
+
 AVX2 static void kernel_rows_avx2(int64_t depth, const float *a, int64_t lda, const float *b, float *c, int64_t ldc,
                                   int64_t columns, tile_epilogue epilogue) {
-    prefetch_tile_avx2(c, ldc, MR2, epilogue);
-    __m256 low[MR2], high[MR2];
-#pragma GCC unroll 6
-    for (int i = 0; i < MR2; i++) low[i] = high[i] = _mm256_setzero_ps();
-#pragma GCC unroll 4
-    for (int64_t p = 0; p < depth; p++) {
-        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-#pragma GCC unroll 6
-        for (int i = 0; i < MR2; i++) {
-            __m256 ai = _mm256_broadcast_ss(a + i * lda + p);
-            low[i] = _mm256_fmadd_ps(ai, b0, low[i]);
-            high[i] = _mm256_fmadd_ps(ai, b1, high[i]);
-        }
-        b += NR2;
-    }
-    store_tile_avx2(low, high, c, ldc, MR2, columns, epilogue);
+    tile_products_avx2(depth, a, lda, 1, b, c, ldc, MR2, columns, epilogue);
 }
 
 /* Packed operands are stored by blocks of KC rows of k: block p0 holds every
