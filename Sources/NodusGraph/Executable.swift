@@ -22,15 +22,18 @@ public final class Executable {
     public init(graph: Graph, packedWeights: PackedWeights? = nil, budget: MemoryBudget = .machine) throws {
         guard !graph.outputs.isEmpty else { throw NodusError(.internal, "graph has no output") }
         let plan = MemoryPlan(graph: graph)
-        let inputShapes = graph.inputs.sorted { $0.key < $1.key }.map { "'\($0.key)' \(graph[$0.value].shape)" }
-        let what = "the plan for " + (inputShapes.isEmpty ? "this graph" : inputShapes.joined(separator: ", "))
-        try budget.admit(plan.arenaByteCount, planned: plan.arenaByteCount, for: what)
+        // Only a failure names the plan.
+        func what() -> String {
+            let inputShapes = graph.inputs.sorted { $0.key < $1.key }.map { "'\($0.key)' \(graph[$0.value].shape)" }
+            return "the plan for " + (inputShapes.isEmpty ? "this graph" : inputShapes.joined(separator: ", "))
+        }
+        try budget.admit(plan.arenaByteCount, planned: plan.arenaByteCount, for: what())
         let arena = try Storage(zeroedByteCount: plan.arenaByteCount)
         var lowering = Lowering(graph: graph, plan: plan, arena: arena.bytes, packedWeights: packedWeights)
         let steps = try graph.nodes.map { try lowering.kernel(for: $0) }
         let (scratchBytes, overflow) = (steps.map(\.scratchCount).max() ?? 0).multipliedReportingOverflow(by: 4)
-        guard !overflow else { throw NodusError(.outOfMemory, "\(what) needs more scratch memory than can be addressed") }
-        try budget.admit(scratchBytes, planned: plan.arenaByteCount + scratchBytes, for: what)
+        guard !overflow else { throw NodusError(.outOfMemory, "\(what()) needs more scratch memory than can be addressed") }
+        try budget.admit(scratchBytes, planned: plan.arenaByteCount + scratchBytes, for: what())
         self.graph = graph
         self.plan = plan
         self.arena = arena

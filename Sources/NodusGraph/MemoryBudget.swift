@@ -28,14 +28,14 @@ public struct MemoryBudget: Sendable, Equatable {
 
     /// Checks that `bytes` more fit, `planned` in all for the plan being built.
     /// - Throws: `outOfMemory` saying what was needed and what limited it.
-    func admit(_ bytes: Int, planned: Int, for what: String) throws {
+    func admit(_ bytes: Int, planned: Int, for what: @autoclosure () -> String) throws {
         if let limit = self.bytes, planned > limit {
             throw NodusError(.outOfMemory,
-                             "\(what) needs \(MemoryBudget.format(planned)) of activations; the context's memory budget leaves \(MemoryBudget.format(limit))")
+                             "\(what()) needs \(MemoryBudget.format(planned)) of activations; the context's memory budget leaves \(MemoryBudget.format(limit))")
         }
         if let available = System.availableMemory(), bytes > available {
             throw NodusError(.outOfMemory,
-                             "\(what) needs \(MemoryBudget.format(bytes)) more memory for its activations; the machine has \(MemoryBudget.format(available)) available")
+                             "\(what()) needs \(MemoryBudget.format(bytes)) more memory for its activations; the machine has \(MemoryBudget.format(available)) available")
         }
     }
 
