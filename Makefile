@@ -7,11 +7,13 @@
 #   make demo    synthesize nodules with the bundled model and its LoRAs: out/demo.png; insert one
 #                into a synthetic radiograph: out/demo-radiograph-nodule.png (+ mask, sidecar)
 #   make bench   DiT-XL/2, SD-1.5 UNet forward and SD VAE decode beside torch and onnxruntime
-#                (also Nodus on the same ONNX exports; ARGS="--cpu avx2" runs Nodus at a lower CPU level)
+#                (also Nodus on the same ONNX exports; ARGS="--cpu avx2" runs Nodus at a lower CPU level,
+#                ARGS=--hide-avx512 every engine as on an AVX2-only CPU)
 #                (installs them in .venv-bench; report in benchmarks/results/forward-<date>.md)
 #   make bench-sample  a 50-step CFG DiT-XL/2 sample + SD VAE decode at 256x256 beside diffusers
 #                (report in benchmarks/results/sample-<date>.md)
 #   make bench-lora  LoRA load / fuse / unfuse / forward on DiT-XL/2 beside diffusers + PEFT
+#                (ARGS=--hide-avx512 as on an AVX2-only CPU)
 #   make large-check  real-size parity (DiT-XL/2, SD-1.5 UNet, SD VAE; generates GBs of weights in /tmp)
 #   make fuzz    every parser's libFuzzer target (Fuzz/) for FUZZ_SECONDS each (default 60), two at a time
 #   make fuzz-smoke  each target for FUZZ_SMOKE_RUNS executions (default 10^5): executions and time per target
@@ -128,7 +130,7 @@ bench-sample: build $(BENCH_VENV)/bin/python
 	$(BENCH_VENV)/bin/python benchmarks/sample.py
 
 bench-lora: build $(BENCH_VENV)/bin/python
-	$(BENCH_VENV)/bin/python benchmarks/lora.py
+	$(BENCH_VENV)/bin/python benchmarks/lora.py $(ARGS)
 
 # Text to image at SD-1.5 sizes: tokenizer, text encoder, 25 DPM-Solver++ steps, VAE decode, beside diffusers.
 bench-pipeline: build $(BENCH_VENV)/bin/python

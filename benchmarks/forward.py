@@ -30,6 +30,8 @@ from typing import Callable
 
 import numpy as np
 
+import hide_avx512
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bindings" / "python"))
 
@@ -488,11 +490,22 @@ def interleaved(engines, runs):
     return times
 
 
+def busy_share(seconds=2.0):
+    """The share of all CPUs' time spent outside idle and iowait over `seconds`: other
+    processes' work. (The load average also counts tasks asleep in the kernel.)"""
+    def sample():
+        fields = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]
+    (total, idle), _ = sample(), time.sleep(seconds)
+    total_after, idle_after = sample()
+    return 1 - (idle_after - idle) / max(total_after - total, 1)
+
+
 def machine():
     lines = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
     cpu = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in lines)}
     family = f"CPU family {cpu['CPU family']}, model {cpu['Model']}"
-    return f"{cpu['Model name']} ({family}), {cpu['CPU(s)']} CPUs (lscpu)"
+    return f"{cpu['Model name']} ({family}), {cpu['CPU(s)']} CPUs (lscpu){hide_avx512.note()}"
 
 
 def nodus_gemm():
@@ -545,7 +558,14 @@ def benchmark(args, workload):
     inputs = workload.inputs(args.quick)
     model, torch_fp32, torch_bf16, tensors = torch_engines(workload, folder, inputs, args.threads)
     result["flops"] = count_flops(workload, model, tensors)
-    engines = {"torch fp32": torch_fp32, "torch bf16 autocast": torch_bf16}
+    engines = {"torch fp32": torch_fp32}
+    import torch
+
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        engines["torch bf16 autocast"] = torch_bf16
+    else:  # oneDNN would run its reference loops: minutes per UNet forward, and no comparison worth having
+        result["skipped"] = {"torch bf16 autocast": "oneDNN has no bf16 kernels for this CPU "
+                                                    "(`torch.ops.mkldnn._is_mkldnn_bf16_supported()` is False)"}
     if "error" in export:
         result["failed"]["onnxruntime"] = export["error"]
     else:
@@ -596,6 +616,8 @@ SUMMARY_RATIOS = (("Nodus fp32", "torch fp32"), ("Nodus fp32", "onnxruntime"), (
 def summary(args, results):
     """Medians of every workload side by side, the targets' ratios, the bf16 error and Nodus' peak RSS."""
     def cell(r, name):
+        if name in r.get("skipped", {}):
+            return "skipped"
         return f"{medians(r)[name]:.3f}" if name in r["times"] else "failed"
 
     def rss(r, engine):
@@ -627,6 +649,8 @@ def section(args, workload, r):
             rows.append(f"| {name} | {m[name]:.3f} | {min(r['times'][name]):.3f} | "
                         + " | ".join(ratio(r, nodus, name) for nodus in NODUS_DTYPES)
                         + f" | {flops / m[name] / 1e9:.0f} | {r['errors'][name]:.1e} |")
+        elif reason := r.get("skipped", {}).get(name):
+            rows.append(f"| {name} | skipped: {reason} | | | | | |")
         else:
             rows.append(f"| {name} | failed: {r['failed'].get(name, 'not run').replace('|', '/')} | | | | | |")
     before, after = r["peaks_before"], r["peaks_after"]
@@ -693,10 +717,10 @@ def report(args, results, loads):
         nodus_version = f"nodus {nodus.__version__} (`{os.path.relpath(nodus._lib.path, REPO)}`)"
     except ImportError as error:
         nodus_version = f"nodus: {failure(error)}"
-    before, after = loads
-    quiet = before[0] < 0.5
+    before, after, busy = loads
     load_text = " / ".join(f"{value:.2f}" for value in before) + " before, " + \
-        " / ".join(f"{value:.2f}" for value in after) + " after (which includes this run's own threads)"
+        " / ".join(f"{value:.2f}" for value in after) + " after (which includes this run's own threads); " + \
+        f"CPU time used by other processes in the 2 s before the run: {busy:.0%}"
     return "\n".join([
         f"# Nodus beside torch and onnxruntime: {', '.join(WORKLOADS[name].label for name in results)}"
         f"{' (--quick variants)' if args.quick else ''}, {args.threads} threads",
@@ -704,7 +728,7 @@ def report(args, results, loads):
         f"* Date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}",
         f"* Machine: {machine()}",
         f"* Load average (1 / 5 / 15 min): {load_text}"
-        + ("" if quiet else " (**taken on a loaded machine**: other processes were running; timings are noisy)"),
+        + ("" if busy < 0.05 else " (**taken on a loaded machine**: other processes were running; timings are noisy)"),
         f"* Command: `{shlex.join(['python', os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]])}`",
         f"* Versions: torch {torch.__version__}, diffusers {diffusers.__version__}, "
         f"onnxruntime {onnxruntime.__version__}, {nodus_version}",
@@ -731,10 +755,12 @@ def main():
     parser.add_argument("--child", choices=("nodus", "nodus-onnx", "torch"), help=argparse.SUPPRESS)
     parser.add_argument("--cpu", choices=("avx512_bf16", "avx512", "avx2", "baseline"),
                         help="run Nodus at this CPU level (NODUS_CPU; it can only lower the level)")
+    hide_avx512.add_option(parser)
     parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    hide_avx512.apply(args)
     if args.cpu:
         os.environ["NODUS_CPU"] = args.cpu  # before nodus loads, here and in every subprocess
     names = list(WORKLOADS) if args.workload == "all" else [args.workload]
@@ -746,17 +772,18 @@ def main():
             prepare(WORKLOADS[name], args.work, args.quick)
         return
     sys.stdout.reconfigure(line_buffering=True)
-    load_before = os.getloadavg()
+    load_before, busy = os.getloadavg(), busy_share()
     run_child(args, "--prepare", "--workload", args.workload)  # untimed; its memory goes with the subprocess
     results = {}
     for name in names:
         results[name] = benchmark(args, WORKLOADS[name])
         gc.collect()
-    text = report(args, results, (load_before, os.getloadavg()))
+    text = report(args, results, (load_before, os.getloadavg(), busy))
     print("\n" + text)
     folder = args.work if args.quick else REPO / "benchmarks" / "results"
     folder.mkdir(parents=True, exist_ok=True)
-    stem = ("forward" if args.workload == "all" else f"forward-{args.workload}") + (f"-{args.cpu}" if args.cpu else "")
+    stem = ("forward" if args.workload == "all" else f"forward-{args.workload}") + hide_avx512.suffix() \
+        + (f"-{args.cpu}" if args.cpu else "")
     path = folder / f"{stem}-{datetime.date.today().isoformat()}{'-quick' if args.quick else ''}.md"
     path.write_text(text)
     print(f"wrote {path}")

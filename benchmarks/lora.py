@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+import hide_avx512
 from forward import REPO, WORKLOADS, machine, nodus_gemm, paths, prepare, rel_max_error, sgemm_peaks, timed
 
 DIT = WORKLOADS["dit"]  # DiT-XL/2 (28 layers), batch 2
@@ -268,16 +269,19 @@ def main():
     parser.add_argument("--runs", type=int, default=5, help="interleaved timed rounds (default 5)")
     parser.add_argument("--threads", type=int, default=2, help="threads for everyone (default 2)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/nodus-bench"), help="cache folder (model, adapters)")
+    hide_avx512.add_option(parser)
     args = parser.parse_args()
+    hide_avx512.apply(args)
     sys.stdout.reconfigure(line_buffering=True)
     text = report(args, benchmark(args))
     print("\n" + text)
     folder = REPO / "benchmarks" / "results"
     folder.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now()
-    path = folder / f"lora-{now.date().isoformat()}.md"
+    stem = f"lora{hide_avx512.suffix()}-{now.date().isoformat()}"
+    path = folder / f"{stem}.md"
     if path.exists():  # a second report on the same day keeps the first
-        path = folder / f"lora-{now.date().isoformat()}-{now.strftime('%H%M')}.md"
+        path = folder / f"{stem}-{now.strftime('%H%M')}.md"
     path.write_text(text)
     print(f"wrote {path}")
 
