@@ -29,7 +29,7 @@ extension FusionRewriter {
         let match = Match(output: node.output, merged: merged, mergeChain: mergeChain, queryHeads: queryHeads,
                           keyHeads: keyHeads, valueHeads: valueHeads, scale: scale, causal: causal)
         if let fused = try chainedAttention(match) { return fused }
-        return headLayoutAttention(match)
+        return fallbacks ? headLayoutAttention(match) : nil
     }
 
     /// softmax(q kᵀ s) v found from its head merge: the heads of q, kᵀ and v, and the merge.

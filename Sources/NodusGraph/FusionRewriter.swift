@@ -16,8 +16,11 @@ struct FusionRewriter {
     var layoutVerdicts: [LayoutQuestion: Bool] = [:]
     /// Fused nodes written this round (a bias or weight joining its op counts here, not in `fused`).
     private(set) var rewrites = 0
+    /// Whether fallback forms may fire (`OperatorFusion.fuse`).
+    let fallbacks: Bool
 
-    init(_ graph: Graph) {
+    init(_ graph: Graph, fallbacks: Bool = true) {
+        self.fallbacks = fallbacks
         source = graph
         result = graph
         result.nodes = []
@@ -40,7 +43,7 @@ struct FusionRewriter {
             { try $0.linear($1) }, { try $0.linearBias($1) }, { try $0.activation($1) }, { try $0.geglu($1) },
             { try $0.groupNorm($1) }, { try $0.groupNormSiLU($1) }, { try $0.attention($1) },
             { try $0.modulatedLayerNorm($1) }, { try $0.gatedResidual($1) }, { try $0.rmsNorm($1) },
-            { try $0.rmsNormWeight($1) },
+            { try $0.rmsNormWeight($1) }, { try $0.tokenConvolution($1) },
         ]
         for rule in rules {
             if let value = try rule(&self, node) {

@@ -13,9 +13,11 @@ import NodusCore
 /// * `group_norm`: reshape to groups, InstanceNormalization (scale 1, bias 0),
 ///   reshape back, per-channel scale and shift; and the SiLU after it;
 /// * `rms_norm` (also a q / k norm over each head inside attention), AdaLN
-///   modulation (`modulated_layer_norm`) and `gated_residual`.
+///   modulation (`modulated_layer_norm`) and `gated_residual`;
+/// * `token_depthwise_convolution` (+ a pointwise `linear`): tokens moved to a volume for a
+///   depthwise-separable convolution and back, run where they are.
 ///
-/// The rules live in `FusionRewriter+Activations`, `+Norms` and `+Attention`.
+/// The rules live in `FusionRewriter+Activations`, `+Norms`, `+Attention` and `+Convolutions`.
 ///
 /// Each rule only takes intermediate values no other node reads, and checks
 /// layouts and constants exactly, so a graph that differs in any way keeps its
@@ -29,15 +31,23 @@ public struct OperatorFusion: GraphPass {
     /// Rounds repeat until no rule rewrites: a fusion can leave a value with one
     /// reader where it had several (SiLU after a group norm, GELU inside GEGLU),
     /// and a fused op can take in its bias or weight in the next round.
+    ///
+    /// Fallback forms (attention over heads that no layout chain leads back to, which moves q, k
+    /// and v) wait for a round in which no exact rule fired: a q / k norm fused in one round
+    /// leaves its input one reader, and only then does the chain through it match.
     public func fuse(_ graph: Graph) throws -> (graph: Graph, fused: [String: Int]) {
         var current = graph
         var total: [String: Int] = [:]
-        for _ in 0..<4 {
-            var rewriter = FusionRewriter(current)
+        var fallbacks = false
+        for _ in 0..<6 {
+            var rewriter = FusionRewriter(current, fallbacks: fallbacks)
             for node in current.nodes { try rewriter.visit(node) }
             current = DeadCodeElimination().apply(to: rewriter.finish())
             total.merge(rewriter.fused, uniquingKeysWith: +)
-            if rewriter.rewrites == 0 { break }
+            if rewriter.rewrites == 0 {
+                if fallbacks { break }
+                fallbacks = true
+            }
         }
         return (current, total.filter { $0.value != 0 })
     }

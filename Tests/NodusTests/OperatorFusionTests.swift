@@ -125,4 +125,43 @@ final class OperatorFusionTests: XCTestCase {
         let normOps = try check(scaled.finish(), inputs: ["y": random([4, 1, 4], seed: 16)])
         XCTAssertEqual(normOps.last, "multiply", "a [4, 1, 1] factor is no RMSNorm weight: \(normOps)")
     }
+
+    /// Tokens [B, N, C] moved to a grid, a depthwise-separable convolution, and back, as a 3D
+    /// DiT exports it (`grid` of one to three axes; `dilation` 2 is a near miss: same shapes,
+    /// other neighbours).
+    private func tokenConvolutionGraph(grid: [Int], pointwise: Bool, dilation: Int = 1) throws -> Graph {
+        let (batch, channels, outputs) = (2, 6, 5)
+        let tokens = grid.reduce(1, *), kernel = grid.map { _ in 3 }
+        var builder = GraphBuilder()
+        let x = builder.input("x", shape: [batch, tokens, channels])
+        let volume = try builder.reshape(builder.transpose(x, permutation: [0, 2, 1]), to: [batch, channels] + grid)
+        let ones = grid.map { _ in 1 }, zeros = grid.map { _ in 0 }
+        var convolved = try builder.convolution(
+            volume, weight: builder.typedConstant("dw.weight", random([channels, 1] + kernel, seed: 20)),
+            bias: builder.typedConstant("dw.bias", random([channels], seed: 21)),
+            geometry: ConvolutionGeometry(strides: ones, dilations: ones.map { $0 * dilation },
+                                          padsBefore: ones.map { $0 * dilation }, padsAfter: ones.map { $0 * dilation },
+                                          groups: channels))
+        if pointwise {
+            convolved = try builder.convolution(
+                convolved, weight: builder.typedConstant("pw.weight", random([outputs, channels] + ones, seed: 22)),
+                bias: builder.typedConstant("pw.bias", random([outputs], seed: 23)),
+                geometry: ConvolutionGeometry(strides: ones, dilations: ones, padsBefore: zeros, padsAfter: zeros,
+                                              groups: 1))
+        }
+        let width = pointwise ? outputs : channels
+        builder.setOutput(try builder.transpose(builder.reshape(convolved, to: [batch, width, tokens]), permutation: [0, 2, 1]))
+        return builder.finish()
+    }
+
+    func testADepthwiseSeparableConvolutionOfTokensRunsWhereTheTokensAre() throws {
+        let volume = try check(tokenConvolutionGraph(grid: [2, 3, 4], pointwise: true),
+                               inputs: ["x": random([2, 24, 6], seed: 24)])
+        XCTAssertEqual(volume, ["token_depthwise_convolution", "linear"])
+        let plane = try check(tokenConvolutionGraph(grid: [3, 5], pointwise: false), inputs: ["x": random([2, 15, 6], seed: 25)])
+        XCTAssertEqual(plane, ["token_depthwise_convolution"])
+        let dilated = try check(tokenConvolutionGraph(grid: [3, 5], pointwise: false, dilation: 2),
+                                inputs: ["x": random([2, 15, 6], seed: 26)])
+        XCTAssertTrue(dilated.contains("convolution"), "a dilated convolution keeps its primitives: \(dilated)")
+    }
 }
