@@ -495,8 +495,10 @@ def busy_share(seconds=2.0):
     processes' work. (The load average also counts tasks asleep in the kernel.)"""
     def sample():
         fields = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        return sum(fields), fields[3] + fields[4]
-    (total, idle), _ = sample(), time.sleep(seconds)
+        return sum(fields), fields[3] + fields[4]  # all, and idle + iowait
+
+    total, idle = sample()
+    time.sleep(seconds)
     total_after, idle_after = sample()
     return 1 - (idle_after - idle) / max(total_after - total, 1)
 
@@ -533,6 +535,8 @@ def attempt(result, name, function):
 
 def benchmark(args, workload):
     """Times one workload; returns the numbers its report section needs (and holds no model)."""
+    import torch
+
     folder, onnx_dir = paths(workload, args.work, args.quick)
     print(f"[{workload.name}] child processes: 3 Nodus loads per precision, 1 torch load ...")
     warm_page_cache(folder)
@@ -559,8 +563,6 @@ def benchmark(args, workload):
     model, torch_fp32, torch_bf16, tensors = torch_engines(workload, folder, inputs, args.threads)
     result["flops"] = count_flops(workload, model, tensors)
     engines = {"torch fp32": torch_fp32}
-    import torch
-
     if torch.ops.mkldnn._is_mkldnn_bf16_supported():
         engines["torch bf16 autocast"] = torch_bf16
     else:  # oneDNN would run its reference loops: minutes per UNet forward, and no comparison worth having
