@@ -491,7 +491,7 @@ def interleaved(engines, runs):
 
 
 def busy_share(seconds=2.0):
-    """The share of all CPUs' time spent outside idle and iowait over `seconds`: other
+    """The share of all CPUs' time spent outside idle and iowait over `seconds`: mostly other
     processes' work. (The load average also counts tasks asleep in the kernel.)"""
     def sample():
         fields = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -722,7 +722,7 @@ def report(args, results, loads):
     before, after, busy = loads
     load_text = " / ".join(f"{value:.2f}" for value in before) + " before, " + \
         " / ".join(f"{value:.2f}" for value in after) + " after (which includes this run's own threads); " + \
-        f"CPU time used by other processes in the 2 s before the run: {busy:.0%}"
+        f"CPU busy in the 2 s before the run (other processes, and any of this script's threads): {busy:.0%}"
     return "\n".join([
         f"# Nodus beside torch and onnxruntime: {', '.join(WORKLOADS[name].label for name in results)}"
         f"{' (--quick variants)' if args.quick else ''}, {args.threads} threads",
