@@ -10,6 +10,7 @@ still this machine's: its caches, clock and memory, and its execution units for
 """
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,8 @@ def apply(args):
     if "cpuid_fault" not in flags:
         sys.exit("--hide-avx512 needs CPUID faulting ('cpuid_fault' in /proc/cpuinfo), which this kernel or CPU lacks")
     if not LIBRARY.exists() or LIBRARY.stat().st_mtime < SOURCE.stat().st_mtime:
+        if not shutil.which("cc"):
+            sys.exit("--hide-avx512 builds benchmarks/hide_avx512.c and needs a C compiler ('cc')")
         LIBRARY.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror", "-o", str(LIBRARY),
                         str(SOURCE)], check=True)
