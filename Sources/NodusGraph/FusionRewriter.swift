@@ -19,7 +19,7 @@ struct FusionRewriter {
     /// Whether fallback forms may fire (`OperatorFusion.fuse`).
     let fallbacks: Bool
 
-    init(_ graph: Graph, fallbacks: Bool = true) {
+    init(_ graph: Graph, fallbacks: Bool) {
         self.fallbacks = fallbacks
         source = graph
         result = graph

@@ -33,20 +33,21 @@ public struct OperatorFusion: GraphPass {
     /// and a fused op can take in its bias or weight in the next round.
     ///
     /// Fallback forms (attention over heads that no layout chain leads back to, which moves q, k
-    /// and v) wait for a round in which no exact rule fired: a q / k norm fused in one round
-    /// leaves its input one reader, and only then does the chain through it match.
+    /// and v) wait for a round in which no exact rule fired, or for the fourth round at the
+    /// latest: a q / k norm fused in one round leaves its input one reader, and only then does
+    /// the chain through it match.
     public func fuse(_ graph: Graph) throws -> (graph: Graph, fused: [String: Int]) {
         var current = graph
         var total: [String: Int] = [:]
-        var fallbacks = false
-        for _ in 0..<6 {
-            var rewriter = FusionRewriter(current, fallbacks: fallbacks)
+        var settled = false
+        for round in 0..<6 {
+            var rewriter = FusionRewriter(current, fallbacks: settled || round >= 3)
             for node in current.nodes { try rewriter.visit(node) }
             current = DeadCodeElimination().apply(to: rewriter.finish())
             total.merge(rewriter.fused, uniquingKeysWith: +)
             if rewriter.rewrites == 0 {
-                if fallbacks { break }
-                fallbacks = true
+                if rewriter.fallbacks { break }
+                settled = true
             }
         }
         return (current, total.filter { $0.value != 0 })
