@@ -21,8 +21,6 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/syscall.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -31,7 +29,8 @@ static int cpuid_faulting(int on) { return (int)syscall(SYS_arch_prctl, ARCH_SET
 
 #define FLAG(n) (1u << (n))
 
-/* Feature bits of leaf 7 that an AVX2 + FMA CPU (Zen 3) does not have. */
+/* Clears, in a CPUID answer, what an AVX2 + FMA CPU (Zen 3) does not have:
+ * the feature bits of leaf 7 and the AVX-512 register state of leaf 0xD. */
 static void mask_features(uint32_t leaf, uint32_t subleaf, uint32_t r[4]) {
     enum { EAX, EBX, ECX, EDX };
     if (leaf == 7 && subleaf == 0) {
