@@ -1,8 +1,9 @@
 import NodusCore
 
-/// A graph lowered to a flat list of kernels over one preallocated arena.
-/// Build it once per input shape; `run` copies the inputs in, runs every step
-/// and copies the output out, with no allocation in between.
+/// A graph lowered to a flat list of kernels over one preallocated arena
+/// (after `GEGLUProjectionFusion`, which only saves memory). Build it once per
+/// input shape; `run` copies the inputs in, runs every step and copies the
+/// output out, with no allocation in between.
 public final class Executable {
     public let graph: Graph
     public let plan: MemoryPlan
@@ -21,6 +22,8 @@ public final class Executable {
     ///   `budget` or the memory the machine has left.
     public init(graph: Graph, packedWeights: PackedWeights? = nil, budget: MemoryBudget = .machine) throws {
         guard !graph.outputs.isEmpty else { throw NodusError(.internal, "graph has no output") }
+        // Last of the passes: it needs the LoRA side paths in place (see the pass).
+        let graph = GEGLUProjectionFusion().apply(to: graph)
         let plan = MemoryPlan(graph: graph)
         // Only a failure names the plan.
         func what() -> String {

@@ -12,9 +12,14 @@ struct LinearStep: Kernel {
     let rows: Int, inFeatures: Int, outFeatures: Int
     var flops: Int { 2 * rows * inFeatures * outFeatures }
     func run(scratch: UnsafeMutablePointer<Float>) {
-        Gemm.linear(input: input, weight: weight, weightIsTransposed: layout == .inputsByOutputs,
-                    packedWeight: packedWeight, bias: bias, output: output, rows: rows, inFeatures: inFeatures,
-                    outFeatures: outFeatures)
+        run(rows: 0..<rows, into: output)
+    }
+
+    /// The output rows `range` into `target` (dense rows).
+    func run(rows range: Range<Int>, into target: UnsafeMutablePointer<Float>) {
+        Gemm.linear(input: input + range.lowerBound * inFeatures, weight: weight,
+                    weightIsTransposed: layout == .inputsByOutputs, packedWeight: packedWeight, bias: bias,
+                    output: target, rows: range.count, inFeatures: inFeatures, outFeatures: outFeatures)
     }
 }
 
@@ -264,6 +269,44 @@ struct GEGLUStep: Kernel {
     let rows: Int, width: Int
     func run(scratch: UnsafeMutablePointer<Float>) {
         Activation.geglu(input, output, rows: rows, width: width)
+    }
+}
+
+/// diffusers' `GEGLU`: the projection to 2 x `width` features, a chunk of rows at a
+/// time into the scratch, each chunk gated into the output as it is made.
+struct GEGLUProjectionStep: Kernel {
+    /// The projection, float32 or bf16 as the plan computes Linears.
+    enum Projection {
+        case float32(LinearStep)
+        case bfloat16(BFloat16Gemm)
+    }
+
+    /// Rows per chunk: its projection fills about this many bytes of scratch (the cache
+    /// holds it until it is gated), and no fewer rows than the GEMM needs to run well.
+    static let chunkBytes = 8 << 20
+    static let minimumChunkRows = 64
+
+    let name = "geglu_projection"
+    let projection: Projection
+    let output: UnsafeMutablePointer<Float>
+    let rows: Int, inFeatures: Int, width: Int
+
+    var chunkRows: Int {
+        min(rows, max(Self.minimumChunkRows, Self.chunkBytes / (2 * width * MemoryLayout<Float>.size)))
+    }
+    var scratchCount: Int { chunkRows * 2 * width }
+    var flops: Int { 2 * rows * inFeatures * 2 * width }
+
+    func run(scratch: UnsafeMutablePointer<Float>) {
+        let chunk = chunkRows
+        for start in stride(from: 0, to: rows, by: chunk) {
+            let range = start..<min(rows, start + chunk)
+            switch projection {
+            case .float32(let linear): linear.run(rows: range, into: scratch)
+            case .bfloat16(let product): product.run(rows: range, into: scratch)
+            }
+            Activation.geglu(scratch, output + start * width, rows: range.count, width: width)
+        }
     }
 }
 

@@ -187,6 +187,23 @@ struct Lowering {
         case .geglu:
             let width = outputShape.last ?? 1
             return GEGLUStep(input: try floats(input(0)), output: output, rows: outputCount / max(width, 1), width: width)
+        case .gegluProjection(let layout):
+            let (outFeatures, inFeatures) = layout.features(of: try shape(1))
+            let width = outFeatures / 2, rows = outputCount / max(width, 1)
+            let x = try floats(input(0)), bias = try optionalFloats(inputs[safe: 2] ?? nil)
+            let projection: GEGLUProjectionStep.Projection
+            // `output` stands in for the scratch the chunks are computed into: only row ranges run.
+            if let weight = try bfloat16(input(1), role: .linear, layout: layout) {
+                projection = .bfloat16(try BFloat16Gemm(linearInput: x, weight: weight, bias: bias, output: output,
+                                                        rows: rows))
+            } else {
+                projection = .float32(LinearStep(input: x, weight: try floats(input(1)), layout: layout,
+                                                 packedWeight: try packed(input(1)) { try $0.linear($1, layout: layout) },
+                                                 bias: bias, output: output, rows: rows, inFeatures: inFeatures,
+                                                 outFeatures: outFeatures))
+            }
+            return GEGLUProjectionStep(projection: projection, output: output, rows: rows, inFeatures: inFeatures,
+                                       width: width)
         case .addPerChannel:
             let planes = outputShape[0] * outputShape[1]
             return AddPerChannelStep(input: try floats(input(0)), values: try floats(input(1)), output: output,

@@ -119,6 +119,10 @@ public enum Operation: Sendable {
     /// A depthwise convolution ("same" zero padding, stride 1, odd kernel sides) over a grid of tokens
     /// kept channels-last: x [B, D H W, C] for `grid` (D, H, W). Inputs: x, weight [C, 1, kd, kh, kw], bias [C]?.
     case tokenDepthwiseConvolution(grid: [Int])
+    /// diffusers' `GEGLU` module whole: its Linear to 2D features (`proj`), then the gating, a chunk of
+    /// rows at a time, so the [..., 2D] projection never exists whole. Planning raises a `linear` that
+    /// only a `geglu` reads to this (`GEGLUProjectionFusion`). Inputs as `linear` -> [..., D].
+    case gegluProjection(WeightLayout)
 
     /// The op's name in plans and profiles.
     public var name: String {
@@ -174,6 +178,7 @@ public enum Operation: Sendable {
         case .cumulativeSum: "cumulative_sum"
         case .scatterND: "scatter_nd"
         case .tokenDepthwiseConvolution: "token_depthwise_convolution"
+        case .gegluProjection: "geglu_projection"
         }
     }
 

@@ -164,4 +164,52 @@ final class OperatorFusionTests: XCTestCase {
                                 inputs: ["x": random([2, 15, 6], seed: 26)])
         XCTAssertTrue(dilated.contains("convolution"), "a dilated convolution keeps its primitives: \(dilated)")
     }
+
+    /// x [rows, 16] -> a Linear to 2 x `width` features -> GEGLU. `exposed` also makes the projection an output
+    /// (so it must exist whole); `lora` gives the Linear a rank-2 side path.
+    private func feedForwardGraph(rows: Int, width: Int, layout: WeightLayout, exposed: Bool = false,
+                                  lora: AdapterWeights? = nil) throws -> Graph {
+        var builder = GraphBuilder()
+        let x = builder.input("x", shape: [rows, 16])
+        let weightShape = layout == .outputsByInputs ? [2 * width, 16] : [16, 2 * width]
+        let projection = try builder.linear(x, weight: builder.constant("proj.weight", random(weightShape, seed: 30)),
+                                            bias: builder.constant("proj.bias", random([2 * width], seed: 31)),
+                                            layout: layout)
+        builder.setOutput(try builder.geglu(projection))
+        if exposed { builder.addOutput(projection, name: "projection") }
+        var graph = builder.finish()
+        if let lora {
+            let path = try LowRankPath(down: random([2, 16], seed: 32), up: random([2 * width, 2], seed: 33), slot: 0,
+                                       scale: 0.5, downName: "proj.lora_A", upName: "proj.lora_B")
+            graph = try LoRAPass(paths: ["proj.weight": [path]], weights: lora).apply(to: graph)
+        }
+        return graph
+    }
+
+    func testAProjectionOnlyItsGatingReadsRunsInChunksWithTheSameValues() throws {
+        // 5,000 rows of 1,024 projected features: three chunks of GEGLUProjectionStep's 8 MB.
+        let (rows, width) = (5000, 512)
+        let inputs = try ["x": random([rows, 16], seed: 34)]
+        for (layout, precision) in [(WeightLayout.outputsByInputs, PackedWeights.Precision.float32),
+                                    (.inputsByOutputs, .float32), (.outputsByInputs, .bfloat16)] {
+            let fused = try Executable(graph: feedForwardGraph(rows: rows, width: width, layout: layout),
+                                       packedWeights: PackedWeights(precision: precision))
+            let whole = try Executable(graph: feedForwardGraph(rows: rows, width: width, layout: layout, exposed: true),
+                                       packedWeights: PackedWeights(precision: precision))
+            let what = "\(layout), \(precision)"
+            XCTAssertEqual(fused.graph.nodes.map(\.operation.name), ["geglu_projection"], what)
+            XCTAssertEqual(whole.graph.nodes.map(\.operation.name), ["linear", "geglu"], what)
+            XCTAssertEqual(try fused.run(inputs).floatArray(), try whole.runAll(inputs)[0].floatArray(), what)
+            // The arena holds x and the output; the projection (twice the output) is gone.
+            XCTAssertLessThanOrEqual(fused.plan.arenaByteCount + 2 * rows * width * 4, whole.plan.arenaByteCount, what)
+        }
+    }
+
+    func testAProjectionWithALoRASidePathKeepsItsLinear() throws {
+        let strengths = AdapterWeights()
+        strengths.set([0.8])
+        let graph = try feedForwardGraph(rows: 6, width: 4, layout: .outputsByInputs, lora: strengths)
+        let executable = try Executable(graph: graph)
+        XCTAssertEqual(executable.graph.nodes.map(\.operation.name), ["linear", "low_rank_update", "geglu"])
+    }
 }

@@ -91,6 +91,15 @@ public struct BFloat16Gemm {
         run(problem, path: .automatic)
     }
 
+    /// A Linear's output rows `range` (of the rows it was made for) into `target`,
+    /// dense rows: for a step that computes its rows a chunk at a time.
+    public func run(rows range: Range<Int>, into target: UnsafeMutablePointer<Float>) {
+        var chunk = problem
+        chunk.input.data = problem.input.data.map { $0 + range.lowerBound * Int(problem.input.row_stride) }
+        (chunk.m, chunk.c) = (Int64(range.count), target)
+        run(chunk, path: .automatic)
+    }
+
     /// Computes the product on `path`.
     /// - Throws: `NodusError.unsupported` when this CPU cannot run `path`.
     func run(path: Path) throws {

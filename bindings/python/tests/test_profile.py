@@ -25,7 +25,7 @@ CLI = os.path.join(REPOSITORY, ".build", "release", "nodus")
 DIT_KINDS = {"patchify", "linear", "add", "timestep_embedding", "silu", "embedding_lookup", "modulated_layer_norm",
              "attention", "gated_residual", "gelu_tanh", "unpatchify"}
 UNET_KINDS = {"timestep_embedding", "linear", "silu", "conv2d", "group_norm", "add_per_channel", "add",
-              "channels_to_tokens", "layer_norm", "attention", "geglu", "tokens_to_channels", "concat_channels",
+              "channels_to_tokens", "layer_norm", "attention", "geglu_projection", "tokens_to_channels", "concat_channels",
               "upsample_nearest_2x"}
 VAE_DECODER_KINDS = {"conv2d", "group_norm", "add", "channels_to_tokens", "linear", "attention", "tokens_to_channels",
                      "upsample_nearest_2x"}
