@@ -91,6 +91,8 @@ bool decode_node_metadata(nodus_onnx_model &model, std::string &problem) {
             }
             model.node_metadata[static_cast<size_t>(index)].push_back(std::move(decoded));
         }
+        // The encoded copy goes: the metadata (stack traces among it) is most of a dynamo export's .onnx.
+        model.proto.mutable_graph()->mutable_node(index)->mutable_unknown_fields()->Clear();
     }
     return true;
 }
@@ -490,6 +492,10 @@ int nodus_onnx_node_metadata(const nodus_onnx_model *model, size_t node, size_t 
     if (key != nullptr) *key = view(entry.key());
     if (value != nullptr) *value = view(entry.value());
     return 1;
+}
+
+void nodus_onnx_model_release_node_metadata(nodus_onnx_model *model) {
+    if (model != nullptr) std::vector<std::vector<onnx::StringStringEntryProto>>().swap(model->node_metadata);
 }
 
 int nodus_onnx_node_attribute(const nodus_onnx_model *model, size_t node, size_t index, nodus_onnx_attribute *out) {

@@ -1,3 +1,4 @@
+import CNodusKernels
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,6 +22,12 @@ public enum System {
         case let (machine?, group?): return min(machine, group)
         case let (machine, group): return machine ?? group
         }
+    }
+
+    /// Hands the heap's free pages back to the kernel (glibc's `malloc_trim`): after work
+    /// that leaves many small blocks freed (an ONNX import), they still count in the RSS.
+    public static func returnFreeHeapPages() {
+        nodus_heap_return_free_pages()
     }
 
     /// `memory.max - memory.current` of this process's cgroup v2, or nil without a limit.

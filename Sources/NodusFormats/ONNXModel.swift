@@ -107,6 +107,7 @@ public struct ONNXModel: Sendable {
         for index in 0..<nodeCount {
             nodes.append(try readNode(handle, index: index, reader: reader))
         }
+        nodus_onnx_model_release_node_metadata(handle)  // the nodes hold their own copies now
         let order = try ONNXGraph.topologicalOrder(nodes, inputs: inputs, initializerNames: initializerNames,
                                                    outputs: outputs, context: context)
         let graph = ONNXGraph(name: nodus_onnx_graph_name(handle).string, inputs: inputs, outputs: outputs,

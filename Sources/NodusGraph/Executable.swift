@@ -8,40 +8,51 @@ public final class Executable {
     public let graph: Graph
     public let plan: MemoryPlan
     private let arena: Storage
-    private let scratch: Storage
     private let steps: [any Kernel]
+    /// Each step's scratch, in the arena (see `MemoryPlan`).
+    private let scratch: [UnsafeMutablePointer<Float>]
     /// Class-label style inputs and the table size their values must index.
     private let indexLimits: [(input: String, rows: Int, table: String)]
 
-    /// Bytes of activations this plan holds: its arena and its scratch.
-    public var byteCount: Int { arena.byteCount + scratch.byteCount }
+    /// Bytes of activations this plan holds: its arena, scratch included.
+    public var byteCount: Int { arena.byteCount }
 
     /// `packedWeights` (kept by the model across plans) lets products read
     /// their weights packed once instead of packing them on every call.
-    /// - Throws: `outOfMemory`, before allocating, when the arena or the scratch would exceed
+    /// - Throws: `outOfMemory`, before allocating, when the arena would exceed
     ///   `budget` or the memory the machine has left.
     public init(graph: Graph, packedWeights: PackedWeights? = nil, budget: MemoryBudget = .machine) throws {
         guard !graph.outputs.isEmpty else { throw NodusError(.internal, "graph has no output") }
         // Last of the passes: it needs the LoRA side paths in place (see the pass).
         let graph = GEGLUProjectionFusion().apply(to: graph)
-        let plan = MemoryPlan(graph: graph)
         // Only a failure names the plan.
         func what() -> String {
             let inputShapes = graph.inputs.sorted { $0.key < $1.key }.map { "'\($0.key)' \(graph[$0.value].shape)" }
             return "the plan for " + (inputShapes.isEmpty ? "this graph" : inputShapes.joined(separator: ", "))
         }
+        // A kernel knows its scratch only once made (a Winograd convolution's tiles, say), so a first
+        // lowering, over the values' plan and memory never touched, finds it (weights it packs stay
+        // packed for the second). Then each step's scratch is planned where it runs, beside the
+        // values live there, not on top of the arena's peak.
+        let values = MemoryPlan(graph: graph)
+        try budget.admit(values.arenaByteCount, planned: values.arenaByteCount, for: what())
+        let scratchByteCounts = try withExtendedLifetime(Storage(uninitializedByteCount: values.arenaByteCount)) { draft in
+            var lowering = Lowering(graph: graph, plan: values, arena: draft.bytes, packedWeights: packedWeights)
+            return try graph.nodes.map { node in
+                let (bytes, overflow) = try lowering.kernel(for: node).scratchCount.multipliedReportingOverflow(by: 4)
+                guard !overflow else { throw NodusError(.outOfMemory, "\(what()) needs more scratch memory than can be addressed") }
+                return bytes
+            }
+        }
+        let plan = MemoryPlan(graph: graph, scratchByteCounts: scratchByteCounts)
         try budget.admit(plan.arenaByteCount, planned: plan.arenaByteCount, for: what())
         let arena = try Storage(zeroedByteCount: plan.arenaByteCount)
         var lowering = Lowering(graph: graph, plan: plan, arena: arena.bytes, packedWeights: packedWeights)
-        let steps = try graph.nodes.map { try lowering.kernel(for: $0) }
-        let (scratchBytes, overflow) = (steps.map(\.scratchCount).max() ?? 0).multipliedReportingOverflow(by: 4)
-        guard !overflow else { throw NodusError(.outOfMemory, "\(what()) needs more scratch memory than can be addressed") }
-        try budget.admit(scratchBytes, planned: plan.arenaByteCount + scratchBytes, for: what())
+        self.steps = try graph.nodes.map { try lowering.kernel(for: $0) }
+        self.scratch = plan.scratchOffsets.map { (arena.bytes + ($0 ?? 0)).assumingMemoryBound(to: Float.self) }
         self.graph = graph
         self.plan = plan
         self.arena = arena
-        self.scratch = try Storage(zeroedByteCount: scratchBytes)
-        self.steps = steps
         self.indexLimits = lowering.indexLimits
     }
 
@@ -71,8 +82,7 @@ public final class Executable {
             guard let tensor = inputs[name], let offset = plan.offsets[value.index] else { continue }
             (arena.bytes + offset).copyMemory(from: tensor.bytes, byteCount: tensor.byteCount)
         }
-        let scratchPointer = scratch.bytes.assumingMemoryBound(to: Float.self)
-        for step in steps { step.run(scratch: scratchPointer) }
+        for (step, scratch) in zip(steps, scratch) { step.run(scratch: scratch) }
         return try graph.outputs.map { output in
             let info = graph[output.value]
             let result = try Tensor(zeros: info.shape, dtype: info.dtype)
@@ -96,7 +106,6 @@ public final class Executable {
     public func profile(_ inputs: [String: Tensor], rounds: Int) throws -> ExecutionProfile {
         guard rounds >= 1 else { throw NodusError.invalidArgument("rounds must be at least 1, got \(rounds)") }
         _ = try run(inputs)  // the warm-up; the inputs stay in the arena for the rounds
-        let scratchPointer = scratch.bytes.assumingMemoryBound(to: Float.self)
         // timings[round * steps.count + step], allocated before the clock starts.
         var timings = [Double](repeating: 0, count: rounds * steps.count)
         var roundSeconds = [Double](repeating: 0, count: rounds)
@@ -104,7 +113,7 @@ public final class Executable {
             let roundStart = Clock.seconds()
             var start = roundStart
             for (index, step) in steps.enumerated() {
-                step.run(scratch: scratchPointer)
+                step.run(scratch: scratch[index])
                 let end = Clock.seconds()
                 timings[round * steps.count + index] = end - start
                 start = end

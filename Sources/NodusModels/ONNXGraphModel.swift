@@ -80,6 +80,9 @@ public final class ONNXGraphModel: ContextualModel, AdaptableModel {
             "op_counts": .object(counts.mapValues { .number(Double($0)) }),
             "initializers": .number(Double(file.graph.initializers.count)),
         ].merging(planned) { first, _ in first })
+        // The import's temporaries (the parsed protobuf's, the fusion rounds' graphs) are freed, scattered
+        // over the heap: 7 MB of SD-1.5 UNet's peak RSS until handed back.
+        System.returnFreeHeapPages()
     }
 
     /// LoRA module names for weights exported under a wrapper module (a pipeline's

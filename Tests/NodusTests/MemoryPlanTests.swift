@@ -34,6 +34,28 @@ final class MemoryPlanTests: XCTestCase {
         XCTAssertTrue(plan.description.contains("gelu_tanh"), plan.description)
     }
 
+    /// A node's scratch is live only while the node runs: it takes memory a dead value
+    /// left, never that of the node's own input or output, and it adds nothing to the peak.
+    func testScratchTakesTheMemoryOfDeadValues() throws {
+        var builder = GraphBuilder()
+        let x = builder.input("x", shape: [4, 16])
+        let wide = try builder.linear(x, weight: builder.constant("up", Tensor(zeros: [1024, 16])), bias: nil)
+        let narrow = try builder.linear(wide, weight: builder.constant("down", Tensor(zeros: [16, 1024])), bias: nil)
+        let y = try builder.linear(narrow, weight: builder.constant("out", Tensor(zeros: [16, 16])), bias: nil)
+        builder.setOutput(y)
+        let graph = builder.finish()
+        let scratch = 8 << 10  // half of `wide` (16 KB), which is dead by the last node
+        let plan = MemoryPlan(graph: graph, scratchByteCounts: [0, 0, scratch])
+        XCTAssertEqual(plan.arenaByteCount, MemoryPlan(graph: graph).arenaByteCount, "\(plan)")
+        let offset = try XCTUnwrap(plan.scratchOffsets[2])
+        XCTAssertNil(plan.scratchOffsets[0])
+        for value in [x, narrow, y] {
+            let start = try XCTUnwrap(plan.offsets[value.index])
+            XCTAssertTrue(start >= offset + scratch || offset >= start + graph[value].byteCount,
+                          "the scratch overlaps \(value):\n\(plan)")
+        }
+    }
+
     func testExecutableRunsThePlan() throws {
         var builder = GraphBuilder()
         let x = builder.input("x", shape: [2, 3])

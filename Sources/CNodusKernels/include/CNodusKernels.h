@@ -5,6 +5,7 @@
 #include "nodus_convolution.h"
 #include "nodus_gemm.h"
 #include "nodus_gemm_bf16.h"
+#include "nodus_heap.h"
 #include "nodus_kernels.h"
 #include "nodus_layout.h"
 #include "nodus_statistics.h"

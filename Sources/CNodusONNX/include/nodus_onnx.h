@@ -177,6 +177,8 @@ NODUS_ONNX_INTERNAL int nodus_onnx_node_output(const nodus_onnx_model *model, si
                                                nodus_onnx_string *out);
 NODUS_ONNX_INTERNAL int nodus_onnx_node_metadata(const nodus_onnx_model *model, size_t node, size_t index,
                                                  nodus_onnx_string *key, nodus_onnx_string *value);
+/* Frees every node's metadata once read: later nodus_onnx_node_metadata calls find none. */
+NODUS_ONNX_INTERNAL void nodus_onnx_model_release_node_metadata(nodus_onnx_model *model);
 NODUS_ONNX_INTERNAL int nodus_onnx_node_attribute(const nodus_onnx_model *model, size_t node, size_t index,
                                                   nodus_onnx_attribute *out);
 /* Element `index` of a STRINGS attribute. */
