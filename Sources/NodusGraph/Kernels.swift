@@ -291,8 +291,9 @@ struct GEGLUProjectionStep: Kernel {
     let output: UnsafeMutablePointer<Float>
     let rows: Int, inFeatures: Int, width: Int
 
+    /// At least 1, also for an empty input (a batch of 0) or an empty width.
     var chunkRows: Int {
-        min(rows, max(Self.minimumChunkRows, Self.chunkBytes / (2 * width * MemoryLayout<Float>.size)))
+        max(1, min(rows, max(Self.minimumChunkRows, Self.chunkBytes / max(1, 2 * width * MemoryLayout<Float>.size))))
     }
     var scratchCount: Int { chunkRows * 2 * width }
     var flops: Int { 2 * rows * inFeatures * 2 * width }
