@@ -23,6 +23,20 @@ struct LinearStep: Kernel {
     }
 }
 
+/// A Linear's product as the plan computes it, for steps that run it over row ranges.
+enum LinearProduct {
+    case float32(LinearStep)
+    case bfloat16(BFloat16Gemm)
+
+    /// The output rows `range` into `target` (dense rows).
+    func run(rows range: Range<Int>, into target: UnsafeMutablePointer<Float>) {
+        switch self {
+        case .float32(let step): step.run(rows: range, into: target)
+        case .bfloat16(let product): product.run(rows: range, into: target)
+        }
+    }
+}
+
 /// A Linear or a convolution with a bf16 weight (a plan's `.bfloat16` precision).
 struct BFloat16ProductStep: Kernel {
     let name: String
@@ -275,19 +289,13 @@ struct GEGLUStep: Kernel {
 /// diffusers' `GEGLU`: the projection to 2 x `width` features, a chunk of rows at a
 /// time into the scratch, each chunk gated into the output as it is made.
 struct GEGLUProjectionStep: Kernel {
-    /// The projection, float32 or bf16 as the plan computes Linears.
-    enum Projection {
-        case float32(LinearStep)
-        case bfloat16(BFloat16Gemm)
-    }
-
     /// Rows per chunk: its projection fills about this many bytes of scratch (the cache
     /// holds it until it is gated), and no fewer rows than the GEMM needs to run well.
     static let chunkBytes = 8 << 20
     static let minimumChunkRows = 64
 
     let name = "geglu_projection"
-    let projection: Projection
+    let projection: LinearProduct
     let output: UnsafeMutablePointer<Float>
     let rows: Int, inFeatures: Int, width: Int
 
@@ -302,10 +310,7 @@ struct GEGLUProjectionStep: Kernel {
         let chunk = chunkRows
         for start in stride(from: 0, to: rows, by: chunk) {
             let range = start..<min(rows, start + chunk)
-            switch projection {
-            case .float32(let linear): linear.run(rows: range, into: scratch)
-            case .bfloat16(let product): product.run(rows: range, into: scratch)
-            }
+            projection.run(rows: range, into: scratch)
             Activation.geglu(scratch, output + start * width, rows: range.count, width: width)
         }
     }

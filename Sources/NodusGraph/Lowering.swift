@@ -66,15 +66,13 @@ struct Lowering {
         switch node.operation {
         case .linear(let layout):
             let (outFeatures, inFeatures) = layout.features(of: try shape(1))
-            let rows = outputCount / outFeatures, bias = try optionalFloats(inputs[safe: 2] ?? nil)
-            if let weight = try bfloat16(input(1), role: .linear, layout: layout) {
-                let product = try BFloat16Gemm(linearInput: try floats(input(0)), weight: weight, bias: bias,
-                                               output: output, rows: rows)
+            let rows = outputCount / outFeatures
+            switch try linearProduct(x: input(0), weight: input(1), bias: inputs[safe: 2] ?? nil, layout: layout,
+                                     rows: rows, output: output) {
+            case .float32(let step): return step
+            case .bfloat16(let product):
                 return BFloat16ProductStep(name: "linear", product: product, flops: 2 * rows * inFeatures * outFeatures)
             }
-            return LinearStep(input: try floats(input(0)), weight: try floats(input(1)), layout: layout,
-                              packedWeight: try packed(input(1)) { try $0.linear($1, layout: layout) }, bias: bias,
-                              output: output, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
         case .rmsNorm(let eps):
             let width = outputShape.last ?? 1
             return RMSNormStep(input: try floats(input(0)), output: output, weight: try optionalFloats(inputs[safe: 1] ?? nil),
@@ -190,18 +188,9 @@ struct Lowering {
         case .gegluProjection(let layout):
             let (outFeatures, inFeatures) = layout.features(of: try shape(1))
             let width = outFeatures / 2, rows = outputCount / max(width, 1)
-            let x = try floats(input(0)), bias = try optionalFloats(inputs[safe: 2] ?? nil)
-            let projection: GEGLUProjectionStep.Projection
             // `output` stands in for the scratch the chunks are computed into: only row ranges run.
-            if let weight = try bfloat16(input(1), role: .linear, layout: layout) {
-                projection = .bfloat16(try BFloat16Gemm(linearInput: x, weight: weight, bias: bias, output: output,
-                                                        rows: rows))
-            } else {
-                projection = .float32(LinearStep(input: x, weight: try floats(input(1)), layout: layout,
-                                                 packedWeight: try packed(input(1)) { try $0.linear($1, layout: layout) },
-                                                 bias: bias, output: output, rows: rows, inFeatures: inFeatures,
-                                                 outFeatures: outFeatures))
-            }
+            let projection = try linearProduct(x: input(0), weight: input(1), bias: inputs[safe: 2] ?? nil,
+                                               layout: layout, rows: rows, output: output)
             return GEGLUProjectionStep(projection: projection, output: output, rows: rows, inFeatures: inFeatures,
                                        width: width)
         case .addPerChannel:
@@ -218,6 +207,22 @@ struct Lowering {
              .reduce, .convolution, .resize, .pad, .instanceNorm, .argExtremum, .gatherND, .cumulativeSum, .scatterND:
             return try primitiveKernel(for: node)
         }
+    }
+
+    /// A Linear's product (`x` · `weight` + `bias`) over `rows` rows into `output`: in bf16 when the
+    /// plan computes in bf16, else in float32 on the weight packed once.
+    private func linearProduct(x: ValueID, weight: ValueID, bias: ValueID?, layout: WeightLayout, rows: Int,
+                               output: UnsafeMutablePointer<Float>) throws -> LinearProduct {
+        let (outFeatures, inFeatures) = layout.features(of: graph[weight].shape)
+        let input = try floats(x), biasValues = try optionalFloats(bias)
+        if let packed = try bfloat16(weight, role: .linear, layout: layout) {
+            return .bfloat16(try BFloat16Gemm(linearInput: input, weight: packed, bias: biasValues, output: output,
+                                              rows: rows))
+        }
+        return .float32(LinearStep(input: input, weight: try floats(weight), layout: layout,
+                                   packedWeight: try packed(weight) { try $0.linear($1, layout: layout) },
+                                   bias: biasValues, output: output, rows: rows, inFeatures: inFeatures,
+                                   outFeatures: outFeatures))
     }
 
     /// The kernel of a `conv2d` or `conv2dAsymmetric` node.
