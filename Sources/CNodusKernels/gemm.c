@@ -13,11 +13,20 @@
  * 6 x 16 tile (12 accumulators of 8 floats, 2 B vectors and 1 broadcast A: 15
  * of the 16 ymm registers). Blocks follow the BLIS scheme for both: a KC x NR
  * panel of B stays in L1 while MC / MR panels of A stream through it from L2;
- * a KC x NC block of B is packed once per K block (B packed once ahead, a
- * weight, reads MC_PACKED_B rows of A per pass). MC, MC_PACKED_B and NC are
+ * a KC x NC block of B is packed once per K block. MC, MC_PACKED_B and NC are
  * multiples of both tiles. Packed operands are laid out in the panels of the
- * form in use, so a process packs and multiplies at one level. */
-enum { KC = 256, MC = 192, NC = 2048, MC_PACKED_B = 384 };
+ * form in use, so a process packs and multiplies at one level.
+ *
+ * The AVX-512 form takes products of two matrices (Linears, MatMul) in blocks
+ * of KC_PACKED_B instead, deeper than the Linears of the models Nodus runs:
+ * each tile of C is then summed in registers over all of k and stored once,
+ * where KC-deep blocks load and store all of C (megabytes, in L3) once per
+ * block. The NR-wide panel of a weight packed ahead (at most 768 KB) is read
+ * from L2 by the MC_PACKED_B / MR tiles of A, read in place: 4 to 8% faster on
+ * the Linears of DiT-XL/2 and SD-1.5 (Zen 5). MC_PACKED_B takes a batch-2
+ * DiT's 512 tokens in one block. The AVX2 form keeps KC: it gained nothing
+ * where it was measured (AVX-512 masked off), and Zen 3's L2 is half as large. */
+enum { KC = 256, MC = 192, NC = 2048, MC_PACKED_B = 516, KC_PACKED_B = 6144 };
 enum { MR = TILE_ROWS, NR = TILE_COLUMNS, MR2 = TILE_AVX2_ROWS, NR2 = TILE_AVX2_COLUMNS };
 
 typedef void (*pack_a_function)(const nodus_gemm_matrix *a, int64_t row0, int64_t rows, int64_t col0, int64_t depth,
@@ -37,6 +46,7 @@ typedef void (*blocks_function)(const nodus_gemm_problem *problem, int64_t row_b
  * block loops (run_blocks compiled for the level, the kernel inlined in them). */
 typedef struct gemm_form {
     int64_t mr, nr;
+    int64_t weight_depth; /* the depth blocks of B packed ahead */
     pack_a_function pack_a;
     pack_b_matrix_function pack_b_matrix;
     blocks_function blocks;
@@ -346,22 +356,24 @@ AVX2 static void kernel_rows_avx2(int64_t depth, const float *a, int64_t lda, co
     tile_products_avx2(depth, a, lda, 1, b, c, ldc, MR2, columns, epilogue);
 }
 
-/* Packed operands are stored by blocks of KC rows of k: block p0 holds every
- * panel's rows [p0, p0 + depth), panel after panel, so the block a product
- * reads is one contiguous run, laid out as its own packing would lay it out. */
+/* Packed operands are stored by blocks of k: block p0 holds every panel's rows
+ * [p0, p0 + depth), panel after panel, so the block a product reads is one
+ * contiguous run, laid out as its own packing would lay it out. Blocks are KC
+ * deep for A, the form's weight_depth for B. */
 static inline int64_t padded(int64_t count, int64_t tile) { return (count + tile - 1) / tile * tile; }
 
-/* Where element (row, column) of an operand packed with `tile`-wide panels
- * along `lines` (rows of A, columns of B) and `k` along the other side sits. */
-static inline int64_t packed_index(int64_t line, int64_t p, int64_t lines, int64_t k, int64_t tile) {
-    const int64_t p0 = p / KC * KC, depth = min64(KC, k - p0);
+/* Where element (line, p) of an operand packed with `tile`-wide panels along
+ * `lines` (rows of A, columns of B) and `k` along the other side, in blocks of
+ * `block` k, sits. */
+static inline int64_t packed_index(int64_t line, int64_t p, int64_t lines, int64_t k, int64_t tile, int64_t block) {
+    const int64_t p0 = p / block * block, depth = min64(block, k - p0);
     return p0 * padded(lines, tile) + line / tile * depth * tile + (p - p0) * tile + line % tile;
 }
 
 /* A[row, p], from wherever the problem keeps it. */
 static float a_element(const nodus_gemm_problem *problem, int64_t row, int64_t p) {
     if (problem->packed_a) {
-        return problem->packed_a[packed_index(row, p, problem->m, problem->k, nodus_gemm_tile_rows())];
+        return problem->packed_a[packed_index(row, p, problem->m, problem->k, form_in_use()->mr, KC)];
     }
     return problem->a.data[row * problem->a.row_stride + p * problem->a.column_stride];
 }
@@ -369,7 +381,8 @@ static float a_element(const nodus_gemm_problem *problem, int64_t row, int64_t p
 /* B[p, column], read as the packing reads it. */
 static float b_element(const nodus_gemm_problem *problem, int64_t p, int64_t column) {
     if (problem->packed_b) {
-        return problem->packed_b[packed_index(column, p, problem->n, problem->k, nodus_gemm_tile_columns())];
+        const gemm_form *form = form_in_use();
+        return problem->packed_b[packed_index(column, p, problem->n, problem->k, form->nr, form->weight_depth)];
     }
     if (!problem->image.data) return problem->b.data[p * problem->b.row_stride + column * problem->b.column_stride];
     const nodus_gemm_image *image = &problem->image;
@@ -420,12 +433,36 @@ int nodus_gemm_pack_b(const nodus_gemm_matrix *b, int64_t k, int64_t n, int64_t 
                       float *target) {
     const gemm_form *form = form_in_use();
     if (!form) return 0;
-    for (int64_t p0 = 0; p0 < k; p0 += KC) {
-        const int64_t depth = min64(KC, k - p0);
+    for (int64_t p0 = 0; p0 < k; p0 += form->weight_depth) {
+        const int64_t depth = min64(form->weight_depth, k - p0);
         form->pack_b_matrix(b, p0, depth, column_begin, min64(column_end, n) - column_begin,
                             target + p0 * padded(n, form->nr) + column_begin * depth);
     }
     return 1;
+}
+
+/* How the block loops step through a problem: rows, columns and k per block. */
+typedef struct block_steps {
+    int64_t rows, columns, depth;
+    int a_in_place; /* full tiles read A where it is; only a last, partial tile of rows is packed */
+} block_steps;
+
+/* The steps for `columns` columns of a problem, at a level whose packed weights
+ * are `weight_depth` deep and `nr` wide. Products of two matrices (Linears,
+ * MatMul) go weight_depth deep, whether B is packed ahead or per call, so that
+ * both give the same sums; row-major A is read in place (as MLAS reads it).
+ * Convolutions go KC deep, as A is packed ahead and B read from the image. A B
+ * packed per call takes at most KC x NC floats per block, as many columns as fit. */
+static inline block_steps steps_for(const nodus_gemm_problem *problem, int64_t columns, int64_t weight_depth,
+                                    int64_t nr) {
+    const int matrices = !problem->packed_a && !problem->image.data;
+    block_steps steps = {.depth = matrices ? weight_depth : KC, .a_in_place = matrices && problem->a.column_stride == 1};
+    /* With B packed once there is no B block to keep small: one pass over the
+     * columns packs each block of A once, and taller A blocks read B fewer times. */
+    steps.rows = problem->packed_b ? MC_PACKED_B : MC;
+    const int64_t depth = min64(steps.depth, problem->k > 0 ? problem->k : 1);
+    steps.columns = problem->packed_b ? columns : (KC * NC / depth / nr > 0 ? KC * NC / depth / nr * nr : nr);
+    return steps;
 }
 
 /* The block loops of nodus_gemm_block for one level's functions: inlined into
@@ -434,23 +471,25 @@ int nodus_gemm_pack_b(const nodus_gemm_matrix *b, int64_t k, int64_t n, int64_t 
  * the packing buffers (unused where the problem brings the operand packed). */
 static inline __attribute__((always_inline)) void run_blocks(
     const nodus_gemm_problem *problem, int64_t row_begin, int64_t row_end, int64_t column_begin, int64_t column_end,
-    float *packed_a, float *packed_b, const int64_t mr, const int64_t nr, pack_a_function pack_a_block,
-    pack_b_matrix_function pack_b_matrix_block, pack_b_image_function pack_b_image_block, kernel_function kernel_tile,
-    kernel_rows_function kernel_rows_tile) {
+    float *packed_a, float *packed_b, const int64_t mr, const int64_t nr, const int64_t weight_depth,
+    pack_a_function pack_a_block, pack_b_matrix_function pack_b_matrix_block, pack_b_image_function pack_b_image_block,
+    kernel_function kernel_tile, kernel_rows_function kernel_rows_tile) {
     const int64_t depth_total = problem->k;
-    /* Weights packed ahead and row-major activations: full tiles read A in place. */
-    const int direct = kernel_rows_tile && !problem->packed_a && problem->packed_b && problem->a.column_stride == 1;
-    const int64_t step_rows = problem->packed_b ? MC_PACKED_B : MC;
-    const int64_t step_columns = problem->packed_b ? column_end - column_begin : NC;
+    const block_steps steps = steps_for(problem, column_end - column_begin, weight_depth, nr);
+    const int64_t step_rows = steps.rows, step_columns = steps.columns, step_depth = steps.depth;
     for (int64_t jc = column_begin; jc < column_end; jc += step_columns) {
         const int64_t columns = min64(step_columns, column_end - jc);
         int64_t pc = 0;
         do {
             /* k = 0 still runs once: C = bias (+ C). */
-            const int64_t depth = min64(KC, depth_total - pc);
+            const int64_t depth = min64(step_depth, depth_total - pc);
             const float *block_b = packed_b;
+            int64_t panel_depth = depth; /* B's panels are this deep in block_b */
             if (problem->packed_b) {
-                block_b = problem->packed_b + pc * padded(problem->n, nr) + jc * depth;
+                /* The step's rows of the weight_depth block of packed B that holds them. */
+                const int64_t b0 = pc / weight_depth * weight_depth;
+                panel_depth = min64(weight_depth, depth_total - b0);
+                block_b = problem->packed_b + b0 * padded(problem->n, nr) + jc * panel_depth + (pc - b0) * nr;
             } else if (problem->image.data) {
                 pack_b_image_block(&problem->image, pc, depth, jc, columns, packed_b);
             } else {
@@ -458,8 +497,8 @@ static inline __attribute__((always_inline)) void run_blocks(
             }
             for (int64_t ic = row_begin; ic < row_end; ic += step_rows) {
                 const int64_t rows = min64(step_rows, row_end - ic);
-                /* In direct mode only the last, partial tile of rows is packed (at packed_a). */
-                const int64_t full_rows = direct ? rows / mr * mr : 0;
+                /* With A read in place only the last, partial tile of rows is packed (at packed_a). */
+                const int64_t full_rows = steps.a_in_place ? rows / mr * mr : 0;
                 const float *block_a = packed_a; /* its first panel is row `full_rows` of the block */
                 if (problem->packed_a) {
                     block_a = problem->packed_a + pc * padded(problem->m, mr) + ic * depth;
@@ -477,11 +516,11 @@ static inline __attribute__((always_inline)) void run_blocks(
                         float *tile = problem->c + (ic + ir) * problem->ldc + jc + jr;
                         if (ir < full_rows) {
                             kernel_rows_tile(depth, problem->a.data + (ic + ir) * problem->a.row_stride + pc,
-                                             problem->a.row_stride, block_b + jr * depth, tile, problem->ldc,
+                                             problem->a.row_stride, block_b + jr * panel_depth, tile, problem->ldc,
                                              min64(nr, columns - jr), epilogue);
                         } else {
-                            kernel_tile(depth, block_a + (ir - full_rows) * depth, block_b + jr * depth, tile, problem->ldc,
-                                        min64(mr, rows - ir), min64(nr, columns - jr), epilogue);
+                            kernel_tile(depth, block_a + (ir - full_rows) * depth, block_b + jr * panel_depth, tile,
+                                        problem->ldc, min64(mr, rows - ir), min64(nr, columns - jr), epilogue);
                         }
                     }
                 }
@@ -493,18 +532,18 @@ static inline __attribute__((always_inline)) void run_blocks(
 
 AVX512 static void blocks_avx512(const nodus_gemm_problem *problem, int64_t row_begin, int64_t row_end,
                                  int64_t column_begin, int64_t column_end, float *packed_a, float *packed_b) {
-    run_blocks(problem, row_begin, row_end, column_begin, column_end, packed_a, packed_b, MR, NR, pack_a,
+    run_blocks(problem, row_begin, row_end, column_begin, column_end, packed_a, packed_b, MR, NR, KC_PACKED_B, pack_a,
                pack_b_matrix, pack_b_image, kernel, kernel_rows);
 }
 
 AVX2 static void blocks_avx2(const nodus_gemm_problem *problem, int64_t row_begin, int64_t row_end,
                              int64_t column_begin, int64_t column_end, float *packed_a, float *packed_b) {
-    run_blocks(problem, row_begin, row_end, column_begin, column_end, packed_a, packed_b, MR2, NR2, pack_a_avx2,
+    run_blocks(problem, row_begin, row_end, column_begin, column_end, packed_a, packed_b, MR2, NR2, KC, pack_a_avx2,
                pack_b_matrix_avx2, pack_b_image_avx2, kernel_avx2, kernel_rows_avx2);
 }
 
-static const gemm_form form_avx512 = {MR, NR, pack_a, pack_b_matrix, blocks_avx512};
-static const gemm_form form_avx2 = {MR2, NR2, pack_a_avx2, pack_b_matrix_avx2, blocks_avx2};
+static const gemm_form form_avx512 = {MR, NR, KC_PACKED_B, pack_a, pack_b_matrix, blocks_avx512};
+static const gemm_form form_avx2 = {MR2, NR2, KC, pack_a_avx2, pack_b_matrix_avx2, blocks_avx2};
 
 static const gemm_form *form_in_use(void) {
     const nodus_kernel_level level = nodus_kernels_level_in_use();
@@ -517,13 +556,10 @@ int nodus_gemm_block(const nodus_gemm_problem *problem, int64_t row_begin, int64
     if (!form) return 0;
     if (row_begin >= row_end || column_begin >= column_end) return 1;
     const int64_t mr = form->mr, nr = form->nr;
-    const int64_t block_depth = min64(KC, problem->k > 0 ? problem->k : 1);
-    /* With B packed once there is no B block to keep small: one pass over the
-     * columns packs each block of A once, and taller A blocks read B fewer times. */
-    const int64_t step_rows = problem->packed_b ? MC_PACKED_B : MC;
-    const int64_t step_columns = problem->packed_b ? column_end - column_begin : NC;
-    const int64_t block_rows = min64(step_rows, (row_end - row_begin + mr - 1) / mr * mr);
-    const int64_t block_columns = min64(step_columns, (column_end - column_begin + nr - 1) / nr * nr);
+    const block_steps steps = steps_for(problem, column_end - column_begin, form->weight_depth, nr);
+    const int64_t block_depth = min64(steps.depth, problem->k > 0 ? problem->k : 1);
+    const int64_t block_rows = steps.a_in_place ? mr : min64(steps.rows, (row_end - row_begin + mr - 1) / mr * mr);
+    const int64_t block_columns = min64(steps.columns, (column_end - column_begin + nr - 1) / nr * nr);
     /* A whole number of 64-byte lines (16 floats), as C11's aligned_alloc asks: a C library that
      * holds to it returns NULL otherwise, and every block would take the slow unpacked path. */
     float *packed_a = problem->packed_a ? NULL : aligned_alloc(64, (size_t)(block_rows * block_depth + 15) / 16 * 64);
