@@ -60,24 +60,6 @@ int64_t nodus_gemm_tile_rows(void) { return form_in_use() ? form_in_use()->mr : 
 
 int64_t nodus_gemm_tile_columns(void) { return form_in_use() ? form_in_use()->nr : NR; }
 
-/* Interleaves `lines` (at most 16) contiguous runs of `length` floats, line i
- * starting at origin + i * line_stride: target[p * target_stride + i] = line_i[p]
- * for i < width (lines past `lines` give zeros), 16 x 16 blocks at a time. */
-AVX512 static void interleave_lines(const float *origin, int64_t line_stride, int64_t lines, int64_t length,
-                                    float *target, int64_t target_stride, int64_t width) {
-    const __mmask16 store = lanes(width);
-    for (int64_t p0 = 0; p0 < length; p0 += 16) {
-        const int64_t chunk = min64(16, length - p0);
-        const __mmask16 load = lanes(chunk);
-        __m512 block[16];
-        for (int64_t i = 0; i < 16; i++) {
-            block[i] = i < lines ? _mm512_maskz_loadu_ps(load, origin + i * line_stride + p0) : _mm512_setzero_ps();
-        }
-        transpose16(block);
-        for (int64_t q = 0; q < chunk; q++) _mm512_mask_storeu_ps(target + (p0 + q) * target_stride, store, block[q]);
-    }
-}
-
 /* A[row0 ..< row0 + rows, col0 ..< col0 + depth] as panels of MR rows, each
  * [depth][MR] (column-interleaved), rows past the end zero. */
 AVX512 static void pack_a(const nodus_gemm_matrix *a, int64_t row0, int64_t rows, int64_t col0, int64_t depth,
@@ -281,31 +263,6 @@ AVX512 static void pack_b_image(const nodus_gemm_image *image, int64_t row0, int
 AVX2 static void pack_b_image_avx2(const nodus_gemm_image *image, int64_t row0, int64_t depth, int64_t col0,
                                    int64_t columns, float *target) {
     pack_b_image_with(image, row0, depth, col0, columns, target, NR2, copy_padded_avx2);
-}
-
-/* The AVX-512 tile [rows x columns] (at most MR x NR) = A x packed B panel over
- * depth, then the epilogue: element (i, p) of A at a[i * row_step + p * depth_step].
- * Inlined with constant steps into its two forms below. Full tiles are stored
- * whole, edge tiles masked. */
-AVX512 static inline __attribute__((always_inline)) void tile_products(
-    int64_t depth, const float *a, int64_t row_step, int64_t depth_step, const float *b, float *c, int64_t ldc,
-    int64_t rows, int64_t columns, tile_epilogue epilogue) {
-    prefetch_tile(c, ldc, rows, epilogue);
-    __m512 low[MR], high[MR];
-#pragma GCC unroll 12
-    for (int i = 0; i < MR; i++) low[i] = high[i] = _mm512_setzero_ps();
-    for (int64_t p = 0; p < depth; p++) {
-        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
-#pragma GCC unroll 12
-        for (int i = 0; i < MR; i++) {
-            __m512 ai = _mm512_set1_ps(a[i * row_step]);
-            low[i] = _mm512_fmadd_ps(ai, b0, low[i]);
-            high[i] = _mm512_fmadd_ps(ai, b1, high[i]);
-        }
-        a += depth_step;
-        b += NR;
-    }
-    store_tile(low, high, c, ldc, rows, columns, epilogue);
 }
 
 /* A from a packed panel, [depth][MR]. */

@@ -69,4 +69,26 @@ AVX512 static inline void transpose16(__m512 r[16]) {
     }
 }
 
+/* Interleaves `lines` (at most 16) contiguous runs of `length` floats, line i
+ * starting at origin + i * line_stride: target[p * target_stride + i] = line_i[p]
+ * for i < width (lines past `lines` give zeros), 16 x 16 blocks at a time. */
+AVX512 static inline void interleave_lines(const float *origin, int64_t line_stride, int64_t lines, int64_t length,
+                                    float *target, int64_t target_stride, int64_t width) {
+    const __mmask16 store = lanes(width);
+    for (int64_t p0 = 0; p0 < length; p0 += 16) {
+        const int64_t chunk = min64(16, length - p0);
+        const __mmask16 load = lanes(chunk);
+        __m512 block[16];
+        for (int64_t i = 0; i < 16; i++) {
+            block[i] = i < lines ? _mm512_maskz_loadu_ps(load, origin + i * line_stride + p0) : _mm512_setzero_ps();
+        }
+        transpose16(block);
+        if (width >= 16) {
+            for (int64_t q = 0; q < chunk; q++) _mm512_storeu_ps(target + (p0 + q) * target_stride, block[q]);
+        } else {
+            for (int64_t q = 0; q < chunk; q++) _mm512_mask_storeu_ps(target + (p0 + q) * target_stride, store, block[q]);
+        }
+    }
+}
+
 #endif

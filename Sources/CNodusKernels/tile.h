@@ -1,6 +1,7 @@
-/* The 12 x 32 register tile the float32 and bf16 GEMMs share (internal to the
- * C target): how a kernel's sums, 12 rows of two 16-float vectors, are stored
- * to C with their epilogue. */
+/* The 12 x 32 register tile the float32 and bf16 GEMMs and attention share
+ * (internal to the C target): the float32 products of a tile, and how a
+ * kernel's sums, 12 rows of two 16-float vectors, are stored to C with their
+ * epilogue. */
 #ifndef NODUS_TILE_H
 #define NODUS_TILE_H
 
@@ -65,6 +66,39 @@ AVX512 static inline __attribute__((always_inline)) void store_tile(__m512 *low,
         _mm512_mask_storeu_ps(row, mask_low, v0);
         _mm512_mask_storeu_ps(row + 16, mask_high, v1);
     }
+}
+
+/* The float32 tile [rows x columns] (at most ROWS x TILE_COLUMNS, ROWS at most
+ * TILE_ROWS) = A x a B panel ([depth][TILE_COLUMNS]) over depth, then the
+ * epilogue: element (i, p) of A at a[i * row_step + p * depth_step]. Inlined
+ * with constant ROWS and steps into the GEMM's kernels and attention's. Edge
+ * tiles are stored masked. */
+AVX512 static inline __attribute__((always_inline)) void tile_products_of(
+    const int ROWS, int64_t depth, const float *a, int64_t row_step, int64_t depth_step, const float *b, float *c,
+    int64_t ldc, int64_t rows, int64_t columns, tile_epilogue epilogue) {
+    prefetch_tile(c, ldc, rows, epilogue);
+    __m512 low[TILE_ROWS], high[TILE_ROWS];
+#pragma GCC unroll 12
+    for (int i = 0; i < ROWS; i++) low[i] = high[i] = _mm512_setzero_ps();
+    for (int64_t p = 0; p < depth; p++) {
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 12
+        for (int i = 0; i < ROWS; i++) {
+            __m512 ai = _mm512_set1_ps(a[i * row_step]);
+            low[i] = _mm512_fmadd_ps(ai, b0, low[i]);
+            high[i] = _mm512_fmadd_ps(ai, b1, high[i]);
+        }
+        a += depth_step;
+        b += TILE_COLUMNS;
+    }
+    store_tile(low, high, c, ldc, rows < ROWS ? rows : ROWS, columns, epilogue);
+}
+
+/* tile_products_of a whole register tile. */
+AVX512 static inline __attribute__((always_inline)) void tile_products(
+    int64_t depth, const float *a, int64_t row_step, int64_t depth_step, const float *b, float *c, int64_t ldc,
+    int64_t rows, int64_t columns, tile_epilogue epilogue) {
+    tile_products_of(TILE_ROWS, depth, a, row_step, depth_step, b, c, ldc, rows, columns, epilogue);
 }
 
 #endif

@@ -2,8 +2,10 @@ import XCTest
 @testable import NodusCore
 
 /// The streaming (online-softmax) attention kernel against the formula in
-/// float64, on shapes that cross its tiles (64 query rows), key blocks (128)
-/// and register groups: odd token counts, narrow, odd and wide heads.
+/// float64, on shapes that cross its tiles (64 query rows; 32 at a time on
+/// AVX-512), key blocks (128 on AVX2, 144 on AVX-512), key and column panels
+/// (12 or 10 on AVX-512) and register groups: odd token counts, narrow, odd
+/// and wide heads.
 final class AttentionKernelTests: XCTestCase {
     private func random(_ count: Int, seed: UInt64) -> [Float] {
         var generator = TorchGenerator(seed: seed)
@@ -42,7 +44,8 @@ final class AttentionKernelTests: XCTestCase {
                      (batch: 1, queries: 5, keys: 129, heads: 1, width: 80),    // 64 + 16 columns
                      (batch: 1, queries: 64, keys: 64, heads: 1, width: 160),   // wide head
                      (batch: 1, queries: 67, keys: 33, heads: 2, width: 72),    // DiT-XL/2: 3 runs of 24 at AVX2
-                     (batch: 1, queries: 9, keys: 7, heads: 3, width: 20)]      // 8 + 8 + 4 at AVX2, keys < 8
+                     (batch: 1, queries: 9, keys: 7, heads: 3, width: 20),      // 8 + 8 + 4 at AVX2, keys < 8
+                     (batch: 1, queries: 90, keys: 150, heads: 2, width: 24)]   // 26 queries in a last half, 144 + 6 keys
         for (index, c) in cases.enumerated() {
             let shape = AttentionShape(batch: c.batch, queryTokens: c.queries, keyTokens: c.keys, heads: c.heads,
                                        headWidth: c.width)
