@@ -10,28 +10,20 @@ int nodus_activation_supported(void) { return nodus_kernels_level_in_use() >= NO
 
 static int has_avx512(void) { return nodus_kernels_level_in_use() >= NODUS_KERNEL_LEVEL_AVX512; }
 
-/* x * sigmoid(scale * x * (1 + cubic * x^2)) = x / (1 + e^(-scale * x * (1 + cubic * x^2))); with
- * `plain`, the sigmoid alone (1 over the same). */
+/* sigmoid_gate512 (simd.h) over an array: SiLU, quick GELU, GELU's tanh form, or the sigmoid. */
 AVX512 static void gated_by_sigmoid(const float *input, float *output, int64_t count, float scale, float cubic,
                                     int plain) {
-    const __m512 one = _mm512_set1_ps(1.0f), negative_scale = _mm512_set1_ps(-scale), c = _mm512_set1_ps(cubic);
     for (int64_t i = 0; i < count; i += 16) {
         const __mmask16 mask = lanes(count - i);
         const __m512 x = _mm512_maskz_loadu_ps(mask, input + i);
-        const __m512 argument = _mm512_mul_ps(_mm512_mul_ps(negative_scale, x),
-                                              _mm512_fmadd_ps(_mm512_mul_ps(c, x), x, one));
-        _mm512_mask_storeu_ps(output + i, mask, _mm512_div_ps(plain ? one : x, _mm512_add_ps(one, exp512(argument))));
+        _mm512_mask_storeu_ps(output + i, mask, sigmoid_gate512(x, scale, cubic, plain));
     }
 }
 
 AVX2 static void gated_by_sigmoid_avx2(const float *input, float *output, int64_t count, float scale, float cubic,
                                        int plain) {
-    const __m256 one = _mm256_set1_ps(1.0f), negative_scale = _mm256_set1_ps(-scale), c = _mm256_set1_ps(cubic);
     for (int64_t i = 0; i < count; i += 8) {
-        const __m256 x = load8(input + i, count - i);
-        const __m256 argument = _mm256_mul_ps(_mm256_mul_ps(negative_scale, x),
-                                              _mm256_fmadd_ps(_mm256_mul_ps(c, x), x, one));
-        store8(output + i, _mm256_div_ps(plain ? one : x, _mm256_add_ps(one, exp256(argument))), count - i);
+        store8(output + i, sigmoid_gate256(load8(input + i, count - i), scale, cubic, plain), count - i);
     }
 }
 
@@ -47,7 +39,7 @@ static int gate(const float *input, float *output, int64_t count, float scale, f
 }
 
 int nodus_gelu_tanh(const float *input, float *output, int64_t count) {
-    return gate(input, output, count, 2 * 0.7978845608028654f, 0.044715f, 0);
+    return gate(input, output, count, GELU_TANH_SCALE, GELU_TANH_CUBIC, 0);
 }
 
 int nodus_silu(const float *input, float *output, int64_t count) { return gate(input, output, count, 1, 0, 0); }
@@ -55,7 +47,7 @@ int nodus_silu(const float *input, float *output, int64_t count) { return gate(i
 int nodus_sigmoid(const float *input, float *output, int64_t count) { return gate(input, output, count, 1, 0, 1); }
 
 int nodus_quick_gelu(const float *input, float *output, int64_t count) {
-    return gate(input, output, count, 1.702f, 0, 0);
+    return gate(input, output, count, QUICK_GELU_SCALE, 0, 0);
 }
 
 /* Phi(x) = (1 + erf(x / sqrt 2)) / 2, the standard normal CDF, from the fits of

@@ -355,6 +355,7 @@ static float b_element(const nodus_gemm_problem *problem, int64_t p, int64_t col
  * cannot be had, so that a caller never has to undo a half-written C. */
 static void block_unpacked(const nodus_gemm_problem *problem, int64_t row_begin, int64_t row_end, int64_t column_begin,
                            int64_t column_end) {
+    const tile_epilogue gate = activating((tile_epilogue){.scale = 1}, problem->activation);
     for (int64_t i = row_begin; i < row_end; i++) {
         for (int64_t j = column_begin; j < column_end; j++) {
             float sum = 0;
@@ -365,7 +366,7 @@ static void block_unpacked(const nodus_gemm_problem *problem, int64_t row_begin,
             sum *= problem->scale;
             if (problem->row_bias) sum += problem->row_bias[i];
             if (problem->column_bias) sum += problem->column_bias[j];
-            *target = problem->accumulate ? *target + sum : sum;
+            *target = gated(problem->accumulate ? *target + sum : sum, gate);
         }
     }
 }
@@ -470,6 +471,7 @@ static inline __attribute__((always_inline)) void run_blocks(
                             .scale = problem->scale,
                             .load = problem->accumulate || pc > 0,
                         };
+                        if (pc + depth >= depth_total) epilogue = activating(epilogue, problem->activation);
                         float *tile = problem->c + (ic + ir) * problem->ldc + jc + jr;
                         if (ir < full_rows) {
                             kernel_rows_tile(depth, problem->a.data + (ic + ir) * problem->a.row_stride + pc,

@@ -651,7 +651,7 @@ static void kernel_portable(int64_t pairs, const uint32_t *a, const uint32_t *b,
         for (int64_t j = 0; j < columns; j++) {
             float v = sums[i][j] + (epilogue.column_bias ? epilogue.column_bias[j] : 0);
             if (epilogue.row_bias) v += epilogue.row_bias[i];
-            row[j] = epilogue.load ? v + row[j] : v;
+            row[j] = gated(epilogue.load ? v + row[j] : v, epilogue);
         }
     }
 }
@@ -702,6 +702,7 @@ INLINE void run_block(const nodus_gemm_bf16_problem *problem, int64_t row_begin,
                             .scale = 1.0f,
                             .load = problem->accumulate || pc > 0,
                         };
+                        if (pc + depth >= depth_total) epilogue = activating(epilogue, problem->activation);
                         kernel(pairs, a, b, problem->c + (ic + ir) * problem->ldc + jc + jr, problem->ldc,
                                min64(MR, rows - ir), min64(NR, columns - jr), epilogue);
                     }
@@ -761,6 +762,7 @@ AVX2 static void block_avx2(const nodus_gemm_bf16_problem *problem, int64_t row_
                             .scale = 1.0f,
                             .load = problem->accumulate || pc > 0,
                         };
+                        if (pc + depth >= depth_total) epilogue = activating(epilogue, problem->activation);
                         kernel_avx2(pairs, widened + 2 * ir * pairs, b, problem->c + (ic + ir) * problem->ldc + jc + jr,
                                     problem->ldc, min64(MR, rows - ir), min64(NR, columns - jr), epilogue);
                     }
@@ -789,6 +791,7 @@ static uint32_t weight_word(const nodus_gemm_bf16_problem *problem, int64_t row,
  * never has to undo a half-written C. */
 static void block_unpacked(const nodus_gemm_bf16_problem *problem, int64_t row_begin, int64_t row_end,
                            int64_t column_begin, int64_t column_end) {
+    const tile_epilogue gate = activating((tile_epilogue){.scale = 1}, problem->activation);
     const int linear = problem->role == NODUS_GEMM_BF16_LINEAR;
     for (int64_t i = row_begin; i < row_end; i++) {
         for (int64_t j = column_begin; j < column_end; j++) {
@@ -807,7 +810,7 @@ static void block_unpacked(const nodus_gemm_bf16_problem *problem, int64_t row_b
             float *target = problem->c + i * problem->ldc + j;
             if (problem->column_bias) sum += problem->column_bias[j];
             if (problem->row_bias) sum += problem->row_bias[i];
-            *target = problem->accumulate ? sum + *target : sum;
+            *target = gated(problem->accumulate ? sum + *target : sum, gate);
         }
     }
 }

@@ -37,6 +37,20 @@ AVX512 static inline __m512 exp512(__m512 x) {
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, lower, _CMP_LT_OQ), result, _mm512_setzero_ps());
 }
 
+/* x * sigmoid(scale * x * (1 + cubic * x^2)) = x / (1 + e^(-scale * x * (1 + cubic * x^2))): SiLU
+ * (scale 1, cubic 0), quick GELU (1.702, 0) and GELU's tanh form (2 sqrt(2 / pi), 0.044715); with
+ * `plain`, the sigmoid alone (1 over the same). */
+#define GELU_TANH_SCALE (2 * 0.7978845608028654f)
+#define GELU_TANH_CUBIC 0.044715f
+#define QUICK_GELU_SCALE 1.702f
+
+AVX512 static inline __m512 sigmoid_gate512(__m512 x, float scale, float cubic, int plain) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    const __m512 argument = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(-scale), x),
+                                          _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(cubic), x), x, one));
+    return _mm512_div_ps(plain ? one : x, _mm512_add_ps(one, exp512(argument)));
+}
+
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* Lanes [0, count) of a 16-float vector, count clamped to 0...16. */

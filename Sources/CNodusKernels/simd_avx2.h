@@ -30,6 +30,14 @@ AVX2 static inline __m256 exp256(__m256 x) {
     return _mm256_blendv_ps(result, _mm256_setzero_ps(), _mm256_cmp_ps(x, lower, _CMP_LT_OQ));
 }
 
+/* sigmoid_gate512 (simd.h) on 8 lanes, step for step. */
+AVX2 static inline __m256 sigmoid_gate256(__m256 x, float scale, float cubic, int plain) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    const __m256 argument = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(-scale), x),
+                                          _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(cubic), x), x, one));
+    return _mm256_div_ps(plain ? one : x, _mm256_add_ps(one, exp256(argument)));
+}
+
 /* Lanes [0, count) of an 8-float vector, count clamped to 0...8, as the mask
  * of _mm256_maskload_ps / _mm256_maskstore_ps (which never touch the
  * addresses of masked-off lanes). */

@@ -5,6 +5,9 @@
 #ifndef NODUS_TILE_H
 #define NODUS_TILE_H
 
+#include <math.h>
+
+#include "nodus_gemm.h"
 #include "simd.h"
 
 enum { TILE_ROWS = 12, TILE_COLUMNS = 32 };
@@ -15,7 +18,29 @@ typedef struct tile_epilogue {
     const float *column_bias; /* per column of the tile, or NULL */
     float scale;              /* multiplies the products */
     int load;                 /* add the tile's old values */
+    float gate_scale;         /* when not 0, the stored values become sigmoid_gate512 of them */
+    float gate_cubic;         /* with this cubic term */
 } tile_epilogue;
+
+/* The epilogue applying `activation` as it stores (the last store of a tile). */
+static inline tile_epilogue activating(tile_epilogue epilogue, nodus_gemm_activation activation) {
+    switch (activation) {
+    case NODUS_GEMM_ACTIVATION_GELU_TANH:
+        epilogue.gate_scale = GELU_TANH_SCALE;
+        epilogue.gate_cubic = GELU_TANH_CUBIC;
+        break;
+    case NODUS_GEMM_ACTIVATION_SILU: epilogue.gate_scale = 1; break;
+    case NODUS_GEMM_ACTIVATION_QUICK_GELU: epilogue.gate_scale = QUICK_GELU_SCALE; break;
+    case NODUS_GEMM_ACTIVATION_NONE: break;
+    }
+    return epilogue;
+}
+
+/* The epilogue's gate on one float, for code without vectors: the formula of sigmoid_gate512. */
+static inline float gated(float x, tile_epilogue epilogue) {
+    if (epilogue.gate_scale == 0) return x;
+    return x / (1.0f + expf(-epilogue.gate_scale * x * (1.0f + epilogue.gate_cubic * x * x)));
+}
 
 /* The tile's rows of C arrive from memory while the products run. */
 AVX512 static inline __attribute__((always_inline)) void prefetch_tile(float *c, int64_t ldc, int64_t rows,
@@ -62,6 +87,10 @@ AVX512 static inline __attribute__((always_inline)) void store_tile(__m512 *low,
         if (epilogue.load) {
             v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(mask_low, row));
             v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(mask_high, row + 16));
+        }
+        if (epilogue.gate_scale != 0) {
+            v0 = sigmoid_gate512(v0, epilogue.gate_scale, epilogue.gate_cubic, 0);
+            v1 = sigmoid_gate512(v1, epilogue.gate_scale, epilogue.gate_cubic, 0);
         }
         _mm512_mask_storeu_ps(row, mask_low, v0);
         _mm512_mask_storeu_ps(row + 16, mask_high, v1);

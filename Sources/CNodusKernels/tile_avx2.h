@@ -48,18 +48,18 @@ AVX2 static inline __attribute__((always_inline)) void store_tile_avx2(__m256 *l
             v0 = _mm256_add_ps(v0, r);
             v1 = _mm256_add_ps(v1, r);
         }
+        if (epilogue.load) {
+            v0 = _mm256_add_ps(v0, full ? _mm256_loadu_ps(row) : load8(row, columns));
+            v1 = _mm256_add_ps(v1, full ? _mm256_loadu_ps(row + 8) : load8(row + 8, columns - 8));
+        }
+        if (epilogue.gate_scale != 0) {
+            v0 = sigmoid_gate256(v0, epilogue.gate_scale, epilogue.gate_cubic, 0);
+            v1 = sigmoid_gate256(v1, epilogue.gate_scale, epilogue.gate_cubic, 0);
+        }
         if (full) {
-            if (epilogue.load) {
-                v0 = _mm256_add_ps(v0, _mm256_loadu_ps(row));
-                v1 = _mm256_add_ps(v1, _mm256_loadu_ps(row + 8));
-            }
             _mm256_storeu_ps(row, v0);
             _mm256_storeu_ps(row + 8, v1);
         } else {
-            if (epilogue.load) {
-                v0 = _mm256_add_ps(v0, load8(row, columns));
-                v1 = _mm256_add_ps(v1, load8(row + 8, columns - 8));
-            }
             store8(row, v0, columns);
             store8(row + 8, v1, columns - 8);
         }

@@ -1,7 +1,7 @@
 import NodusCore
 
 /// A graph lowered to a flat list of kernels over one preallocated arena
-/// (after `GEGLUProjectionFusion`, which only saves memory). Build it once per
+/// (after `LinearReaderFusion`, which fuses Linears with their readers). Build it once per
 /// input shape; `run` copies the inputs in, runs every step and copies the
 /// output out, with no allocation in between.
 public final class Executable {
@@ -24,7 +24,7 @@ public final class Executable {
     public init(graph: Graph, packedWeights: PackedWeights? = nil, budget: MemoryBudget = .machine) throws {
         guard !graph.outputs.isEmpty else { throw NodusError(.internal, "graph has no output") }
         // Last of the passes: it needs the LoRA side paths in place (see the pass).
-        let graph = GEGLUProjectionFusion().apply(to: graph)
+        let graph = LinearReaderFusion().apply(to: graph)
         // Only a failure names the plan.
         func what() -> String {
             let inputShapes = graph.inputs.sorted { $0.key < $1.key }.map { "'\($0.key)' \(graph[$0.value].shape)" }

@@ -4,12 +4,14 @@ import NodusCore
 // NodusCore, holding their resolved pointers and sizes.
 
 struct LinearStep: Kernel {
-    let name = "linear"
     let input: UnsafePointer<Float>, weight: UnsafePointer<Float>, layout: WeightLayout
     let packedWeight: UnsafePointer<Float>?
     let bias: UnsafePointer<Float>?
+    /// Applied as the product stores its output (an `activatedLinear`).
+    var activation: LinearActivation? = nil
     let output: UnsafeMutablePointer<Float>
     let rows: Int, inFeatures: Int, outFeatures: Int
+    var name: String { (activation.map { .activatedLinear(layout, $0) } ?? Operation.linear(layout)).name }
     var flops: Int { 2 * rows * inFeatures * outFeatures }
     func run(scratch: UnsafeMutablePointer<Float>) {
         run(rows: 0..<rows, into: output)
@@ -19,7 +21,8 @@ struct LinearStep: Kernel {
     func run(rows range: Range<Int>, into target: UnsafeMutablePointer<Float>) {
         Gemm.linear(input: input + range.lowerBound * inFeatures, weight: weight,
                     weightIsTransposed: layout == .inputsByOutputs, packedWeight: packedWeight, bias: bias,
-                    output: target, rows: range.count, inFeatures: inFeatures, outFeatures: outFeatures)
+                    activation: activation, output: target, rows: range.count, inFeatures: inFeatures,
+                    outFeatures: outFeatures)
     }
 }
 

@@ -65,14 +65,12 @@ struct Lowering {
 
         switch node.operation {
         case .linear(let layout):
-            let (outFeatures, inFeatures) = layout.features(of: try shape(1))
-            let rows = outputCount / outFeatures
-            switch try linearProduct(x: input(0), weight: input(1), bias: inputs[safe: 2] ?? nil, layout: layout,
-                                     rows: rows, output: output) {
-            case .float32(let step): return step
-            case .bfloat16(let product):
-                return BFloat16ProductStep(name: "linear", product: product, flops: 2 * rows * inFeatures * outFeatures)
-            }
+            return try linear(x: input(0), weight: input(1), bias: inputs[safe: 2] ?? nil, layout: layout,
+                              activation: nil, name: node.operation.name, outputCount: outputCount, output: output)
+        case .activatedLinear(let layout, let activation):
+            return try linear(x: input(0), weight: input(1), bias: inputs[safe: 2] ?? nil, layout: layout,
+                              activation: activation, name: node.operation.name, outputCount: outputCount,
+                              output: output)
         case .rmsNorm(let eps):
             let width = outputShape.last ?? 1
             return RMSNormStep(input: try floats(input(0)), output: output, weight: try optionalFloats(inputs[safe: 1] ?? nil),
@@ -209,20 +207,35 @@ struct Lowering {
         }
     }
 
-    /// A Linear's product (`x` · `weight` + `bias`) over `rows` rows into `output`: in bf16 when the
-    /// plan computes in bf16, else in float32 on the weight packed once.
-    private func linearProduct(x: ValueID, weight: ValueID, bias: ValueID?, layout: WeightLayout, rows: Int,
+    /// The step of a `linear` or an `activatedLinear` node (named `name`).
+    private func linear(x: ValueID, weight: ValueID, bias: ValueID?, layout: WeightLayout,
+                        activation: LinearActivation?, name: String, outputCount: Int,
+                        output: UnsafeMutablePointer<Float>) throws -> any Kernel {
+        let (outFeatures, inFeatures) = layout.features(of: graph[weight].shape)
+        let rows = outputCount / outFeatures
+        switch try linearProduct(x: x, weight: weight, bias: bias, layout: layout, activation: activation, rows: rows,
+                                 output: output) {
+        case .float32(let step): return step
+        case .bfloat16(let product):
+            return BFloat16ProductStep(name: name, product: product, flops: 2 * rows * inFeatures * outFeatures)
+        }
+    }
+
+    /// A Linear's product (`x` · `weight` + `bias`, then `activation`) over `rows` rows into `output`:
+    /// in bf16 when the plan computes in bf16, else in float32 on the weight packed once.
+    private func linearProduct(x: ValueID, weight: ValueID, bias: ValueID?, layout: WeightLayout,
+                               activation: LinearActivation? = nil, rows: Int,
                                output: UnsafeMutablePointer<Float>) throws -> LinearProduct {
         let (outFeatures, inFeatures) = layout.features(of: graph[weight].shape)
         let input = try floats(x), biasValues = try optionalFloats(bias)
         if let packed = try bfloat16(weight, role: .linear, layout: layout) {
-            return .bfloat16(try BFloat16Gemm(linearInput: input, weight: packed, bias: biasValues, output: output,
-                                              rows: rows))
+            return .bfloat16(try BFloat16Gemm(linearInput: input, weight: packed, bias: biasValues,
+                                              activation: activation, output: output, rows: rows))
         }
         return .float32(LinearStep(input: input, weight: try floats(weight), layout: layout,
                                    packedWeight: try packed(weight) { try $0.linear($1, layout: layout) },
-                                   bias: biasValues, output: output, rows: rows, inFeatures: inFeatures,
-                                   outFeatures: outFeatures))
+                                   bias: biasValues, activation: activation, output: output, rows: rows,
+                                   inFeatures: inFeatures, outFeatures: outFeatures))
     }
 
     /// The kernel of a `conv2d` or `conv2dAsymmetric` node.

@@ -1,3 +1,5 @@
+import NodusCore
+
 /// The operations of the IR: high-level, so each lowers to one kernel.
 /// Append-only: a new case goes at the end, with its name in `name`.
 public enum Operation: Sendable {
@@ -121,8 +123,12 @@ public enum Operation: Sendable {
     case tokenDepthwiseConvolution(grid: [Int])
     /// diffusers' `GEGLU` module whole: its Linear to 2D features (`proj`), then the gating, a chunk of
     /// rows at a time, so the [..., 2D] projection never exists whole. Planning raises a `linear` that
-    /// only a `geglu` reads to this (`GEGLUProjectionFusion`). Inputs as `linear` -> [..., D].
+    /// only a `geglu` reads to this (`LinearReaderFusion`). Inputs as `linear` -> [..., D].
     case gegluProjection(WeightLayout)
+    /// A `linear` whose output goes through `activation` as the product stores it, never
+    /// written bare. Planning raises a `linear` that only a `geluTanh`, `silu` or `quickGELU`
+    /// reads to this (`LinearReaderFusion`). Inputs as `linear`.
+    case activatedLinear(WeightLayout, LinearActivation)
 
     /// The op's name in plans and profiles.
     public var name: String {
@@ -179,6 +185,7 @@ public enum Operation: Sendable {
         case .scatterND: "scatter_nd"
         case .tokenDepthwiseConvolution: "token_depthwise_convolution"
         case .gegluProjection: "geglu_projection"
+        case .activatedLinear(_, let activation): "linear_" + activation.name
         }
     }
 

@@ -63,12 +63,15 @@ public final class ONNXGraphModel: ContextualModel, AdaptableModel {
         if shapes.count == file.graph.inputs.count,
            let (graph, fused) = try? ONNXImporter.graph(of: file, weights: weights, weightNames: weightNames, linearWeights: linearWeights,
                                                          inputShapes: Dictionary(uniqueKeysWithValues: shapes)) {
-            // The ops a plan runs: the planner chunks GEGLU projections (`Executable`) after these passes.
-            let chunked = GEGLUProjectionFusion().apply(to: graph)
+            // The ops a plan runs: the planner fuses Linears with their readers (`Executable`) after
+            // these passes.
+            let plannedGraph = LinearReaderFusion().apply(to: graph)
             var kinds: [String: Int] = [:]
-            for node in chunked.nodes { kinds[node.operation.name, default: 0] += 1 }
+            for node in plannedGraph.nodes { kinds[node.operation.name, default: 0] += 1 }
             var fused = fused
-            fused["geglu_projection"] = kinds["geglu_projection"]
+            for (kind, count) in kinds where kind == "geglu_projection" || kind.hasPrefix("linear_") {
+                fused[kind] = count
+            }
             planned = ["fused": .object(fused.mapValues { .number(Double($0)) }),
                        "planned_ops": .object(kinds.mapValues { .number(Double($0)) })]
             nominal = (shapes.flatMap { [$0.1.count] + $0.1 }, graph)

@@ -223,4 +223,55 @@ final class OperatorFusionTests: XCTestCase {
         XCTAssertEqual(empty.graph.nodes.map(\.operation.name), ["geglu_projection"])
         XCTAssertEqual(try empty.run(["x": Tensor(zeros: [0, 16])]).shape, [0, 4])
     }
+
+    /// x [rows, 300] -> a Linear to 70 features (+ bias) -> `activation`. `exposed` also makes the
+    /// product an output, so it must be stored bare.
+    private func activatedGraph(_ activation: NodusGraph.Operation, rows: Int, exposed: Bool = false) throws -> Graph {
+        var builder = GraphBuilder()
+        let x = builder.input("x", shape: [rows, 300])
+        let product = try builder.linear(x, weight: builder.constant("fc.weight", random([70, 300], seed: 40)),
+                                         bias: builder.constant("fc.bias", random([70], seed: 41)))
+        builder.setOutput(builder.unary(activation, product))
+        if exposed { builder.addOutput(product, name: "product") }
+        return builder.finish()
+    }
+
+    func testALinearOnlyItsActivationReadsAppliesItAsItStores() throws {
+        // 300 deep: more than one 256-deep block where products go block by block (AVX2), so the
+        // activation must wait for the last; 70 columns and 101 rows end in partial tiles.
+        let inputs = try ["x": random([101, 300], seed: 42)]
+        for (activation, name) in [(NodusGraph.Operation.geluTanh, "linear_gelu_tanh"), (.silu, "linear_silu"),
+                                   (.quickGELU, "linear_quick_gelu")] {
+            for precision in [PackedWeights.Precision.float32, .bfloat16] {
+                let fused = try Executable(graph: activatedGraph(activation, rows: 101),
+                                           packedWeights: PackedWeights(precision: precision))
+                let apart = try Executable(graph: activatedGraph(activation, rows: 101, exposed: true),
+                                           packedWeights: PackedWeights(precision: precision))
+                let what = "\(name), \(precision)"
+                XCTAssertEqual(fused.graph.nodes.map(\.operation.name), [name], what)
+                XCTAssertEqual(apart.graph.nodes.map(\.operation.name), ["linear", activation.name], what)
+                let together = try fused.run(inputs).floatArray(), reference = try apart.runAll(inputs)[0].floatArray()
+                XCTAssertEqual(together.count, reference.count, what)
+                if CPULevel.inUse >= .avx2 {
+                    // The tile epilogue computes the activation kernels' formula, vector for vector.
+                    XCTAssertEqual(together, reference, "fused and apart differ: \(what)")
+                } else {
+                    let scale = reference.map { abs($0) }.max() ?? 1
+                    let error = zip(together, reference).map { abs($0 - $1) }.max() ?? .infinity
+                    XCTAssertLessThan(error / scale, 1e-6, what)
+                }
+            }
+        }
+    }
+
+    func testALinearWithALoRASidePathKeepsItsActivationApart() throws {
+        let strengths = AdapterWeights()
+        strengths.set([0.8])
+        var graph = try activatedGraph(.geluTanh, rows: 3)
+        let path = try LowRankPath(down: random([2, 300], seed: 43), up: random([70, 2], seed: 44), slot: 0,
+                                   scale: 0.5, downName: "fc.lora_A", upName: "fc.lora_B")
+        graph = try LoRAPass(paths: ["fc.weight": [path]], weights: strengths).apply(to: graph)
+        let executable = try Executable(graph: graph)
+        XCTAssertEqual(executable.graph.nodes.map(\.operation.name), ["linear", "low_rank_update", "gelu_tanh"])
+    }
 }

@@ -31,9 +31,18 @@ typedef struct nodus_gemm_image {
     int64_t out_height, out_width;
 } nodus_gemm_image;
 
-/* C [m, n] (row stride ldc) = scale * A [m, k] B [k, n], plus row_bias[i] on
+/* What is applied to each element of C once its sum is complete (after biases
+ * and the old C): the activation a Linear's reader would apply, fused. */
+typedef enum nodus_gemm_activation {
+    NODUS_GEMM_ACTIVATION_NONE = 0,
+    NODUS_GEMM_ACTIVATION_GELU_TANH, /* GELU(approximate="tanh") */
+    NODUS_GEMM_ACTIVATION_SILU,
+    NODUS_GEMM_ACTIVATION_QUICK_GELU /* x sigmoid(1.702 x) */
+} nodus_gemm_activation;
+
+/* C [m, n] (row stride ldc) = activation(scale * A [m, k] B [k, n], plus row_bias[i] on
  * row i and column_bias[j] on column j when given, plus the old C when
- * accumulate is 1. A is read from packed_a when set (packed by
+ * accumulate is 1). A is read from packed_a when set (packed by
  * nodus_gemm_pack_a for this m and k), else from `a`; B from packed_b when set
  * (nodus_gemm_pack_b for this k and n), else from `image` when image.data is
  * set, else from `b`. */
@@ -47,6 +56,7 @@ typedef struct nodus_gemm_problem {
     const float *row_bias, *column_bias;
     float scale;
     int accumulate;
+    nodus_gemm_activation activation;
 } nodus_gemm_problem;
 
 /* 1 when the level in use runs nodus_gemm_block (AVX2 + FMA or AVX-512F), else 0. */

@@ -51,6 +51,7 @@ typedef struct nodus_gemm_bf16_problem {
     const float *row_bias, *column_bias;
     int accumulate;
     nodus_gemm_bf16_path path;
+    nodus_gemm_activation activation; /* as nodus_gemm_problem's */
 } nodus_gemm_bf16_problem;
 
 /* 1 when this CPU runs `path`, else 0 (AUTOMATIC and PORTABLE: always). */

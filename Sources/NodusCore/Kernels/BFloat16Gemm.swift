@@ -40,11 +40,12 @@ public struct BFloat16Gemm {
     /// `output[r, n] = sum_k bf16(input[r, k]) * weight[n, k] (+ bias[n])` over
     /// `rows` rows: a PyTorch `Linear` under bf16 autocast. Input rows are
     /// `inputRowStride` floats apart (default: the weight's depth); output rows
-    /// are dense. With `accumulate` the result is added to `output`.
+    /// are dense. With `accumulate` the result is added to `output`; `activation`,
+    /// when given, is applied as the output is stored.
     /// - Throws: `NodusError.shape` when `weight` is not a `.linear` weight.
     public init(linearInput input: UnsafePointer<Float>, inputRowStride: Int? = nil, weight: PackedBFloat16Weight,
-                bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, rows: Int,
-                accumulate: Bool = false) throws {
+                bias: UnsafePointer<Float>?, activation: LinearActivation? = nil, output: UnsafeMutablePointer<Float>,
+                rows: Int, accumulate: Bool = false) throws {
         guard weight.role == .linear else {
             throw NodusError.shape("a convolution's bf16 weight [\(weight.rows), \(weight.depth)] used as a Linear")
         }
@@ -55,6 +56,7 @@ public struct BFloat16Gemm {
         problem.input = PackedGemm.matrix(input, rowStride: inputRowStride ?? weight.depth, columnStride: 1)
         (problem.c, problem.ldc, problem.column_bias) = (output, Int64(weight.rows), bias)
         problem.accumulate = accumulate ? 1 : 0
+        problem.activation = activation?.kernelActivation ?? NODUS_GEMM_ACTIVATION_NONE
         (batch, inputStep, outputStep, self.weight) = (1, 0, 0, weight)
     }
 

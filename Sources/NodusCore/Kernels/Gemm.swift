@@ -8,9 +8,11 @@ public enum Gemm {
     /// `Linear` with its [out, in] weight, over `rows` rows. `packedWeight`, from
     /// `packLinearWeight` of the same weight, saves packing it on every call.
     /// `weightIsTransposed`: the weight is stored [in, out] (an ONNX MatMul's).
+    /// `activation`, when given, is applied to the output as it is stored.
     public static func linear(input: UnsafePointer<Float>, weight: UnsafePointer<Float>, weightIsTransposed: Bool = false,
                               packedWeight: UnsafePointer<Float>? = nil, bias: UnsafePointer<Float>?,
-                              output: UnsafeMutablePointer<Float>, rows: Int, inFeatures: Int, outFeatures: Int) {
+                              activation: LinearActivation? = nil, output: UnsafeMutablePointer<Float>, rows: Int,
+                              inFeatures: Int, outFeatures: Int) {
         if PackedGemm.isSupported {
             var problem = PackedGemm.problem(m: rows, n: outFeatures, k: inFeatures,
                                              a: PackedGemm.matrix(input, rowStride: inFeatures, columnStride: 1),
@@ -18,9 +20,11 @@ public enum Gemm {
             problem.b = linearWeightMatrix(weight, inFeatures: inFeatures, outFeatures: outFeatures,
                                            transposed: weightIsTransposed)
             (problem.packed_b, problem.column_bias) = (packedWeight, bias)
+            problem.activation = activation?.kernelActivation ?? NODUS_GEMM_ACTIVATION_NONE
             PackedGemm.run(problem)
             return
         }
+        defer { activation?.apply(output, count: rows * outFeatures) }
         var beta: Float = 0
         if let bias {
             // Start from the bias so the GEMM adds onto it (beta = 1): no second pass.

@@ -150,8 +150,10 @@ def test_cli_info_and_forward(tmp_path):
 
 
 @pytest.mark.parametrize("name, fused", [
-    ("dit-tiny-dynamo18", {"linear", "attention", "gelu_tanh", "silu", "modulated_layer_norm", "gated_residual"}),
-    ("dit-tiny-torchscript17", {"linear", "attention", "gelu_tanh", "silu", "modulated_layer_norm", "gated_residual"}),
+    ("dit-tiny-dynamo18", {"linear", "attention", "gelu_tanh", "silu", "modulated_layer_norm", "gated_residual",
+                           "linear_gelu_tanh", "linear_silu"}),
+    ("dit-tiny-torchscript17", {"linear", "attention", "gelu_tanh", "silu", "modulated_layer_norm", "gated_residual",
+                                "linear_gelu_tanh", "linear_silu"}),
     ("unet-micro-dynamo18", {"linear", "attention", "geglu", "geglu_projection", "group_norm_silu"}),
     ("unet-micro-torchscript17", {"linear", "attention", "geglu", "geglu_projection", "group_norm_silu"}),
     ("vae-micro-decoder-dynamo18", {"attention", "group_norm_silu"}),

@@ -21,10 +21,11 @@ lib = _lib.lib
 
 CLI = os.path.join(REPOSITORY, ".build", "release", "nodus")
 
-# Every kind of step each fixture's plan runs (kernel names).
+# Every kind of step each fixture's plan runs (kernel names). The planner fuses a Linear with the activation that
+# alone reads it (the feed-forward's GELU, the timestep MLP's SiLU): linear_gelu_tanh, linear_silu.
 DIT_KINDS = {"patchify", "linear", "add", "timestep_embedding", "silu", "embedding_lookup", "modulated_layer_norm",
-             "attention", "gated_residual", "gelu_tanh", "unpatchify"}
-UNET_KINDS = {"timestep_embedding", "linear", "silu", "conv2d", "group_norm", "add_per_channel", "add",
+             "attention", "gated_residual", "linear_gelu_tanh", "linear_silu", "unpatchify"}
+UNET_KINDS = {"timestep_embedding", "linear", "linear_silu", "conv2d", "group_norm", "add_per_channel", "add",
               "channels_to_tokens", "layer_norm", "attention", "geglu_projection", "tokens_to_channels", "concat_channels",
               "upsample_nearest_2x"}
 VAE_DECODER_KINDS = {"conv2d", "group_norm", "add", "channels_to_tokens", "linear", "attention", "tokens_to_channels",
@@ -70,8 +71,8 @@ def check_consistent(profile, rounds, what):
             assert math.isclose(entry["gflops"], expected, rel_tol=1e-9), f"{what}: gflops of {entry}"
 
 
-def layers_of(profile, kind):
-    return {entry["layer"]: entry for entry in profile["layers"] if entry["kind"] == kind}
+def layers_of(profile, *kinds):
+    return {entry["layer"]: entry for entry in profile["layers"] if entry["kind"] in kinds}
 
 
 def test_dit_profile_covers_every_step_and_names_layers(dit):
@@ -80,8 +81,10 @@ def test_dit_profile_covers_every_step_and_names_layers(dit):
     kinds = {entry["kind"] for entry in profile["kinds"]}
     assert kinds == DIT_KINDS, f"dit-tiny kinds: missing {DIT_KINDS - kinds}, unexpected {kinds - DIT_KINDS}"
     shapes = weight_shapes("dit-tiny")
-    linears = layers_of(profile, "linear")
-    assert len(linears) == profile["kinds"][[k["kind"] for k in profile["kinds"]].index("linear")]["calls"]
+    linear_kinds = ("linear", "linear_gelu_tanh", "linear_silu")
+    linears = layers_of(profile, *linear_kinds)
+    assert len(linears) == sum(k["calls"] for k in profile["kinds"] if k["kind"] in linear_kinds)
+    assert set(layers_of(profile, "linear_gelu_tanh")) == {f"transformer_blocks.{i}.ff.net.0.proj" for i in (0, 1)}
     for layer in linears:
         assert layer + ".weight" in shapes, f"linear layer {layer!r} is not a weight of dit-tiny"
     # 2 per multiply-add: tokens (2 x 4x4 patches) x in x out; the timestep MLP has one row per batch item.
@@ -112,7 +115,7 @@ def test_unet_profile_conv_and_linear_layers_are_weights():
     assert kinds == UNET_KINDS, f"unet-tiny kinds: missing {UNET_KINDS - kinds}, unexpected {kinds - UNET_KINDS}"
     shapes = weight_shapes("unet-tiny")
     convolutions = layers_of(profile, "conv2d")
-    for kind in ("linear", "conv2d", "group_norm", "layer_norm"):
+    for kind in ("linear", "linear_silu", "conv2d", "group_norm", "layer_norm"):
         for layer in layers_of(profile, kind):
             assert layer + ".weight" in shapes, f"{kind} layer {layer!r} is not a weight of unet-tiny"
     # conv_in: 2 per multiply-add over [2, 8, 8, 8] outputs, each 4 channels x 3 x 3.
